@@ -1,0 +1,1 @@
+"""smartlogger.analysis (see docs/ARCHITECTURE.md)."""

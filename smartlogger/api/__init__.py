@@ -1,0 +1,1 @@
+"""smartlogger.api (see docs/ARCHITECTURE.md)."""

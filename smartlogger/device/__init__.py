@@ -1,0 +1,1 @@
+"""smartlogger.device (see docs/ARCHITECTURE.md)."""

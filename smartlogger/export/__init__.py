@@ -1,0 +1,1 @@
+"""smartlogger.export (see docs/ARCHITECTURE.md)."""

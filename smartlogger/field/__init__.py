@@ -1,0 +1,1 @@
+"""smartlogger.field (see docs/ARCHITECTURE.md)."""

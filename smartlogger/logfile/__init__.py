@@ -1,0 +1,1 @@
+"""smartlogger.logfile (see docs/ARCHITECTURE.md)."""

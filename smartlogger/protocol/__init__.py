@@ -1,0 +1,1 @@
+"""smartlogger.protocol (see docs/ARCHITECTURE.md)."""
