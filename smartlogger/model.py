@@ -259,6 +259,15 @@ class Thresholds:
             per_cell = (2600, 2900, 3550, 3650)
         lo, hi = block.measuring_range_mv
         vals = [min(max(p * n, lo), hi) for p in per_cell]
+        # Clipping into a narrow class range can make levels collide (e.g. a 10-cell
+        # lead-acid block in the 16 V class: both high levels clip to 21 V). Then put
+        # the alarm at the range edge and the warning halfway to nominal, so the
+        # defaults stay valid whenever any valid thresholds exist for the block.
+        nominal = block.nominal_mv
+        if not vals[0] < vals[1] < nominal:
+            vals[0], vals[1] = lo, (lo + nominal) // 2
+        if not nominal < vals[2] < vals[3]:
+            vals[2], vals[3] = -(-(nominal + hi) // 2), hi
         return cls(vals[0], vals[1], vals[2], vals[3], 0, 50, 350, 450)
 
 
@@ -305,7 +314,7 @@ class LoggerConfig:
     def validate(self) -> None:
         for name in ("float_rate_s", "discharge_rate_s"):
             r = getattr(self, name)
-            if not isinstance(r, int) or not MIN_LOG_RATE_S <= r <= MAX_LOG_RATE_S:
+            if isinstance(r, bool) or not isinstance(r, int) or not MIN_LOG_RATE_S <= r <= MAX_LOG_RATE_S:
                 raise ConfigError(name, f"log rate {r!r} s is outside 1 s .. 24 h (86400 s)")
         if self.discharge_rate_s > self.float_rate_s:
             raise ConfigError(
@@ -313,7 +322,9 @@ class LoggerConfig:
                 f"discharge rate {self.discharge_rate_s} s must not be slower than the float rate "
                 f"{self.float_rate_s} s",
             )
-        if not (isinstance(self.rated_ah, int | float) and 0.1 <= self.rated_ah <= 20000):
+        if isinstance(self.rated_ah, bool) or not (
+            isinstance(self.rated_ah, int | float) and 0.1 <= self.rated_ah <= 20000
+        ):
             raise ConfigError("rated_ah", f"{self.rated_ah!r} Ah is outside 0.1..20000 Ah")
         if len(self.block_label.encode()) > 16:
             raise ConfigError("block_label", "block label is longer than 16 bytes")

@@ -1,0 +1,308 @@
+"""Alignment: every logger's samples on one true (phone) time base, then on a common 1 s grid.
+
+Owns the clock model and the resampling:
+
+- Each logger's RTC is an oscillator with a constant frequency error (drift) whose
+  register may be *set* (``ClockJump``: an NFC tap writes the phone's time). Undoing
+  the recorded jumps gives the *continuous* device time ``c``; then
+  ``true = c + a_g + b * (c - c_ref)`` with one drift ``b`` per logger and one offset
+  ``a_g`` per group of samples that is linked by recorded jumps. A backward step
+  in device time without a ``ClockSet`` record (an unrecorded jump) starts a new
+  group whose offset is only known if an observation falls into it.
+- ``a_g`` and ``b`` are the least-squares fit to the clock observations (tap, pull,
+  every phone-referenced jump). The residual uncertainty at each sample is the
+  fit's prediction standard deviation for an observation error of
+  ``obs_uncertainty_ms``; when the drift cannot be fitted (one observation), it is
+  assumed zero and ``max_drift_ppm`` times the distance to the observation is added.
+- ``resample``: linear interpolation of each block onto a shared grid, NaN outside
+  its data and inside gaps.
+
+Does not own the discharge detection or any judgement on the values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from smartlogger.analysis.inputs import BlockLog
+
+FloatArray = npt.NDArray[np.float64]
+F32Array = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+
+#: Default standard uncertainty of one clock observation (ms): phone clock read
+#: vs. the logger's RTC read over NFC or BLE, including link latency.
+DEFAULT_OBS_UNCERTAINTY_MS = 20.0
+#: Worst-case RTC frequency error assumed when drift cannot be fitted (ppm);
+#: the +/-50 ppm of the specification.
+DEFAULT_MAX_DRIFT_PPM = 50.0
+#: An interval between samples is a gap when it is longer than this many times
+#: the longer of its neighbouring intervals (and longer than 1.5 grid steps).
+GAP_FACTOR = 2.5
+
+
+@dataclass(frozen=True)
+class ClockFit:
+    """The fitted clock model of one logger.
+
+    ``drift_ppm``: fitted frequency error (ppm; positive = logger clock fast).
+    ``offset_ms``: true minus device time at the first sample (ms).
+    ``observations``: clock observations used. ``drift_fitted``: false when the
+    drift was assumed zero. ``residual_rms_ms``: RMS fit residual (0 with as many
+    observations as unknowns). ``referenced``: false when the logger had no usable
+    observation at all and device time was taken as true time.
+    """
+
+    drift_ppm: float
+    offset_ms: float
+    observations: int
+    drift_fitted: bool
+    residual_rms_ms: float
+    referenced: bool
+
+
+@dataclass(eq=False)
+class AlignedBlock:
+    """One logger's kept samples with their true times (ms since epoch, float64) and uncertainty (ms)."""
+
+    log: BlockLog
+    true_ms: FloatArray
+    mv: npt.NDArray[np.int32]
+    dc: npt.NDArray[np.int16]
+    uncertainty_ms: FloatArray
+    fit: ClockFit
+    dropped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def max_uncertainty_ms(self, start_ms: float, end_ms: float) -> float | None:
+        """Largest alignment uncertainty (ms) of samples in [start_ms, end_ms]; None if unreferenced."""
+        if not self.fit.referenced:
+            return None
+        lo, hi = np.searchsorted(self.true_ms, [start_ms, end_ms])
+        if hi <= lo:
+            return None
+        return float(np.max(self.uncertainty_ms[lo:hi]))
+
+
+def continuous_time(log: BlockLog) -> tuple[FloatArray, npt.NDArray[np.int64], FloatArray]:
+    """Device time with the recorded jumps undone.
+
+    Returns ``(c, group, shift)``: continuous device time per sample (ms),
+    the group id per sample (a new group after every unrecorded backward step),
+    and the shift (ms) added to device times in each recorded-jump segment.
+    """
+    n = len(log)
+    shift = np.zeros(len(log.clock_jumps) + 1, dtype=np.float64)
+    for k, j in enumerate(log.clock_jumps):
+        shift[k + 1] = shift[k] + float(j.old_ms - j.new_ms)
+    bounds = np.array([0, *(j.index for j in log.clock_jumps), n], dtype=np.int64)
+    seg_len = bounds[1:] - bounds[:-1]
+    seg = np.repeat(np.arange(len(shift)), seg_len)
+    c = log.t_ms.astype(np.float64) + shift[seg]
+    steps = np.diff(c)
+    group = np.zeros(n, dtype=np.int64)
+    if n > 1:
+        group[1:] = np.cumsum(steps < 0)
+    return c, group, shift
+
+
+def _observations(log: BlockLog, c: FloatArray, group: npt.NDArray[np.int64],
+                  shift: FloatArray) -> list[tuple[float, float, int]]:
+    """Every clock observation as ``(continuous device ms, phone ms, group)``."""
+    n = len(log)
+    out: list[tuple[float, float, int]] = []
+    for k, j in enumerate(log.clock_jumps):
+        if not j.phone_referenced:
+            continue
+        ref = j.index - 1 if j.index > 0 else 0
+        g = int(group[ref]) if n else 0
+        out.append((float(j.old_ms) + shift[k], float(j.new_ms), g))
+    bounds = np.array([0, *(j.index for j in log.clock_jumps), n], dtype=np.int64)
+    for obs in log.clock_observations:
+        cc = float(obs.device_ms) + shift[obs.segment]
+        lo, hi = int(bounds[obs.segment]), int(bounds[obs.segment + 1])
+        if n == 0:
+            g = 0
+        elif hi > lo:
+            # The group of the last sample of this segment taken before the observation.
+            pos = lo + int(np.searchsorted(c[lo:hi], cc, side="right")) - 1
+            g = int(group[max(pos, lo)])
+        else:
+            g = int(group[min(max(lo - 1, 0), n - 1)])
+        out.append((cc, float(obs.phone_ms), g))
+    return out
+
+
+def align_block(log: BlockLog, *, obs_uncertainty_ms: float = DEFAULT_OBS_UNCERTAINTY_MS,
+                max_drift_ppm: float = DEFAULT_MAX_DRIFT_PPM) -> AlignedBlock:
+    """Fit the logger's clock and map its samples to true time (see module docstring)."""
+    c, group, shift = continuous_time(log)
+    obs = _observations(log, c, group, shift)
+    warnings: list[str] = []
+    n = len(log)
+    if n == 0:
+        empty = np.zeros(0, dtype=np.float64)
+        return _finish(log, empty, empty, np.zeros(0, dtype=bool),
+                       ClockFit(0.0, 0.0, len(obs), False, 0.0, bool(obs)), ["log has no samples"])
+    if not obs:
+        warnings.append("no clock observations (tap or pull): device time taken as true time")
+        true = c.copy()
+        unc = np.full(n, math.nan)
+        fit = ClockFit(0.0, 0.0, 0, False, 0.0, False)
+        return _finish(log, true, unc, np.ones(n, dtype=bool), fit, warnings)
+
+    oc = np.array([o[0] for o in obs])
+    op = np.array([o[1] for o in obs])
+    og = np.array([o[2] for o in obs], dtype=np.int64)
+    groups = np.unique(og)
+    gi = {int(g): i for i, g in enumerate(groups)}
+    c_ref = float(np.mean(oc))
+    y = op - oc
+    spread = float(np.ptp(oc)) if len(oc) > 1 else 0.0
+    # Drift is identifiable only with more observations than group offsets and a
+    # real time spread between them.
+    fit_drift = len(obs) > len(groups) and spread >= 60_000.0
+    ncol = len(groups) + (1 if fit_drift else 0)
+    a = np.zeros((len(obs), ncol))
+    a[np.arange(len(obs)), [gi[int(g)] for g in og]] = 1.0
+    if fit_drift:
+        a[:, -1] = oc - c_ref
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    resid = y - a @ coef
+    dof = len(obs) - ncol
+    rms = float(np.sqrt(np.mean(resid**2))) if dof > 0 else 0.0
+    b = float(coef[-1]) if fit_drift else 0.0
+    if abs(b) * 1e6 > 3 * max_drift_ppm:
+        warnings.append(
+            f"clock fit implies {b * 1e6:+.0f} ppm drift (limit {max_drift_ppm:g} ppm): "
+            "an unrecorded clock jump between the observations?"
+        )
+    sigma = max(obs_uncertainty_ms, rms)
+    cov = np.linalg.pinv(a.T @ a) * sigma**2
+
+    single = int(group[-1]) == 0  # common case: no unrecorded jump, one group (fast path)
+    keep = np.ones(n, dtype=bool) if single else np.isin(group, groups)
+    dropped = int(n - np.count_nonzero(keep))
+    if dropped:
+        first = int(np.argmax(~keep))
+        warnings.append(
+            f"{dropped} samples from sample {first} on follow an unrecorded clock jump "
+            "and have no clock observation: left out"
+        )
+    offs = np.zeros(int(group.max()) + 1)
+    col = np.zeros(offs.shape[0], dtype=np.int64)
+    for g, i in gi.items():
+        offs[g] = coef[i]
+        col[g] = i
+    g_s = group
+    dcs = c - c_ref
+    if single:
+        true = c + (offs[0] + b * dcs)
+        var: Any = float(cov[0, 0])
+        ci: npt.NDArray[np.int64] | int = 0
+    else:
+        true = c + offs[g_s] + b * dcs
+        ci = col[g_s]
+        var = cov[ci, ci]
+    if fit_drift:
+        var = var + 2.0 * cov[ci, -1] * dcs + cov[-1, -1] * dcs**2
+        unc = np.sqrt(np.maximum(var, 0.0))
+    else:
+        # Drift unknown: distance (ms) to the group's mean observation times the drift bound.
+        g_mean = np.zeros(offs.shape[0])
+        for g in gi:
+            g_mean[g] = float(np.mean(oc[og == g]))
+        unc = np.sqrt(np.maximum(var, 0.0)) + max_drift_ppm * 1e-6 * np.abs(c - g_mean[g_s])
+    unc = np.broadcast_to(unc, true.shape).astype(np.float64)
+    offset0 = float(true[0] - log.t_ms[0])
+    # true = c (1 + b): a logger running fast (drift > 0) needs b < 0.
+    fit = ClockFit(-b * 1e6, offset0, len(obs), fit_drift, rms, True)
+    return _finish(log, true, unc, keep, fit, warnings, dropped)
+
+
+def _finish(log: BlockLog, true: FloatArray, unc: FloatArray, keep: BoolArray, fit: ClockFit,
+            warnings: list[str], dropped: int = 0) -> AlignedBlock:
+    if keep.all():
+        t, mv, dc, u = true, log.mv, log.dc, unc
+    else:
+        t, mv, dc, u = true[keep], log.mv[keep], log.dc[keep], unc[keep]
+    if t.size > 1 and bool(np.any(np.diff(t) < 0)):
+        # Overlapping groups (after an unrecorded jump) interleave: order by true time.
+        order = np.argsort(t, kind="stable")
+        t, mv, dc, u = t[order], mv[order], dc[order], u[order]
+    return AlignedBlock(log, t, mv, dc, u, fit, dropped, warnings)
+
+
+@dataclass(eq=False)
+class Grid:
+    """All blocks on one time base: ``t_ms`` (int64, true ms since epoch, step ``step_ms``),
+    ``v`` block voltage (V) and ``temp`` (C), float32 arrays [block, time], NaN where a
+    block has no data (before/after its log, inside a gap)."""
+
+    t_ms: npt.NDArray[np.int64]
+    v: F32Array
+    temp: F32Array
+    step_ms: int
+
+    @property
+    def t_s(self) -> FloatArray:
+        return np.asarray((self.t_ms - self.t_ms[0]) / 1000.0, dtype=np.float64)
+
+
+def gap_mask(t: FloatArray, min_gap_ms: float) -> BoolArray:
+    """``mask[i]`` is true when the interval ``t[i] -> t[i+1]`` is a gap (see ``GAP_FACTOR``)."""
+    d = np.diff(t)
+    if d.size == 0:
+        return np.zeros(0, dtype=bool)
+    prev = np.concatenate(([d[0]], d[:-1]))
+    nxt = np.concatenate((d[1:], [d[-1]]))
+    neighbour = np.maximum(prev, nxt)
+    if d.size == 1:
+        neighbour = np.array([0.0])
+    out: BoolArray = (d > GAP_FACTOR * neighbour) & (d > min_gap_ms)
+    return out
+
+
+def resample(blocks: list[AlignedBlock], start_ms: int, end_ms: int, step_ms: int = 1000) -> Grid:
+    """Linear interpolation of every block onto ``start_ms..end_ms`` every ``step_ms``."""
+    t = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+    tf = t.astype(np.float64)
+    v = np.full((len(blocks), t.size), np.nan, dtype=np.float32)
+    temp = np.full((len(blocks), t.size), np.nan, dtype=np.float32)
+    for i, b in enumerate(blocks):
+        tt = b.true_ms
+        if tt.size == 0:
+            continue
+        lo, hi = np.searchsorted(tt, [start_ms - 10 * step_ms, end_ms + 10 * step_ms])
+        lo, hi = max(int(lo) - 1, 0), min(int(hi) + 1, tt.size)
+        ts = tt[lo:hi]
+        if ts.size == 0:
+            continue
+        inside = (tf >= ts[0]) & (tf <= ts[-1])
+        vi = np.interp(tf, ts, b.mv[lo:hi].astype(np.float64) / 1000.0)
+        ti = np.interp(tf, ts, b.dc[lo:hi].astype(np.float64) / 10.0)
+        gaps = gap_mask(ts, 1.5 * step_ms)
+        if gaps.any():
+            idx = np.searchsorted(ts, tf, side="right") - 1  # interval index left of each grid time
+            idx = np.clip(idx, 0, gaps.size - 1)
+            in_gap = gaps[idx] & (tf > ts[idx]) & (tf < ts[np.minimum(idx + 1, ts.size - 1)])
+            inside &= ~in_gap
+        v[i] = np.where(inside, vi, np.nan)
+        temp[i] = np.where(inside, ti, np.nan)
+    return Grid(t, v, temp, step_ms)
+
+
+def block_gaps(b: AlignedBlock, start_ms: float, end_ms: float, step_ms: int = 1000) -> list[tuple[float, float]]:
+    """The gaps of a block inside [start_ms, end_ms] as (start true ms, duration s)."""
+    lo, hi = np.searchsorted(b.true_ms, [start_ms, end_ms])
+    ts = b.true_ms[max(int(lo) - 1, 0):min(int(hi) + 1, b.true_ms.size)]
+    if ts.size < 2:
+        return []
+    gaps = gap_mask(ts, 1.5 * step_ms)
+    idx = np.nonzero(gaps)[0]
+    return [(float(ts[i]), float(ts[i + 1] - ts[i]) / 1000.0) for i in idx]

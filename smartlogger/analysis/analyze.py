@@ -1,0 +1,404 @@
+"""The capacity-test analysis as one call: logs + metadata -> ``TestResult``.
+
+Owns the order of the steps and the decisions that join them: validate the
+logs, align every logger's clock, cut the test window out of long logs, put all
+blocks on one 1 s grid, detect the string discharge, integrate the load current,
+find each block's end voltage, apply the temperature correction and the IEEE
+450/1188 method, rank the blocks and classify the exceedances.
+
+The CLI and the API both call ``analyze_test``; neither adds logic of its own.
+Does not own the individual computations (see the sibling modules).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from smartlogger.analysis import capacity as cap
+from smartlogger.analysis.align import (
+    DEFAULT_MAX_DRIFT_PPM,
+    DEFAULT_OBS_UNCERTAINTY_MS,
+    AlignedBlock,
+    Grid,
+    align_block,
+    block_gaps,
+    resample,
+)
+from smartlogger.analysis.discharge import (
+    DEBOUNCE_S,
+    START_FRACTION_OF_NOMINAL,
+    DischargeSpan,
+    EndReason,
+    block_end_indices,
+    detect_discharge,
+    find_test_window,
+    refine_start_with_samples,
+)
+from smartlogger.analysis.exceedances import ExceedanceRule, find_exceedances
+from smartlogger.analysis.inputs import (
+    BlockLog,
+    ConstantCurrent,
+    ConstantPower,
+    CurrentProfile,
+    MetadataError,
+    TestMetadata,
+)
+from smartlogger.analysis.results import (
+    SCHEMA_VERSION,
+    BlockResult,
+    CapacityResult,
+    ClockResult,
+    DischargeResult,
+    ExceedanceResult,
+    GapResult,
+    TestResult,
+)
+from smartlogger.model import Chemistry, Quantity
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Window after the discharge start over which each block's temperature is
+#: averaged for K_T (s). IEEE 450 corrects with the temperature at the start of the test.
+TEMPERATURE_WINDOW_S = 60.0
+
+Method = Literal["auto", "time_adjusted", "rate_adjusted"]
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Knobs of the analysis; every default is documented in docs/CAPACITY.md."""
+
+    step_ms: int = 1000
+    obs_uncertainty_ms: float = DEFAULT_OBS_UNCERTAINTY_MS
+    max_drift_ppm: float = DEFAULT_MAX_DRIFT_PPM
+    rule: ExceedanceRule = field(default_factory=ExceedanceRule)
+    start_fraction_of_nominal: float = START_FRACTION_OF_NOMINAL
+    debounce_s: int = DEBOUNCE_S
+    method: Method = "auto"
+    which_test: int = -1
+    replace_below_pct: float = cap.REPLACE_BELOW_PCT
+
+
+def _validate_logs(logs: Sequence[BlockLog], meta: TestMetadata) -> tuple[list[BlockLog], int, list[int], Chemistry]:
+    if not logs:
+        raise MetadataError("logs", "no logger logs given")
+    serials = Counter(log.serial for log in logs)
+    dup = [s for s, n in serials.items() if n > 1]
+    if dup:
+        raise MetadataError("logs", f"logger {dup[0]} appears more than once")
+    positions = Counter(log.position for log in logs if log.position > 0)
+    dup_pos = [p for p, n in positions.items() if n > 1]
+    if dup_pos:
+        raise MetadataError("logs", f"two loggers claim string position {dup_pos[0]}")
+    chems = {log.config.block_type.chemistry for log in logs}
+    if len(chems) > 1:
+        raise MetadataError("logs", f"blocks of different chemistries in one string: {sorted(c.value for c in chems)}")
+    max_pos = max((log.position for log in logs), default=0)
+    n = meta.string_blocks if meta.string_blocks is not None else max(len(logs), max_pos)
+    if n < len(logs) or n < max_pos:
+        raise MetadataError(
+            "string_blocks",
+            f"{n} blocks in the string, but {len(logs)} loggers (highest position {max_pos})",
+        )
+    ordered = sorted(logs, key=lambda g: (g.position if g.position > 0 else 1 << 30, g.serial))
+    missing = sorted(set(range(1, n + 1)) - set(positions)) if positions else []
+    if not positions and n > len(logs):
+        missing = []  # positions unknown: we know loggers are missing, not which
+    return ordered, n, missing, chems.pop()
+
+
+def _current_on_grid(meta: TestMetadata, t_rel_s: FloatArray, string_v: FloatArray) -> FloatArray:
+    load = meta.load
+    if isinstance(load, ConstantCurrent):
+        return np.full(t_rel_s.shape, load.amps)
+    if isinstance(load, ConstantPower):
+        ok = np.isfinite(string_v) & (string_v > 0)
+        if not ok.any():
+            raise MetadataError("logs", "no string voltage during the discharge to convert power to current")
+        v = np.interp(t_rel_s, t_rel_s[ok], string_v[ok])  # bridge instants without any data
+        return np.asarray(load.watts / v, dtype=np.float64)
+    if isinstance(load, CurrentProfile):
+        return np.interp(t_rel_s, load.t_s, load.amps)
+    raise MetadataError("load", f"unknown load {load!r}")  # pragma: no cover
+
+
+def _kt(temps: FloatArray, reference_c: float, chem: Chemistry, warnings: list[str]) -> FloatArray:
+    """K_T per block; NaN temperatures give NaN; out-of-table temperatures are clamped (warned)."""
+    if not chem.is_lead_acid:
+        warnings.append(f"K_T table is for lead-acid; no temperature correction for {chem.value}")
+        return np.where(np.isnan(temps), np.nan, 1.0)
+    lo, hi = cap.K_T_RANGE_C
+    out = np.full(temps.shape, np.nan)
+    ok = ~np.isnan(temps)
+    clipped = np.clip(temps[ok], lo, hi)
+    if np.any(clipped != temps[ok]):
+        warnings.append(f"block temperature outside the K_T table ({lo:.1f}..{hi:.1f} C): clamped")
+    out[ok] = cap.k_t(clipped, reference_c) if clipped.size else clipped
+    return out
+
+
+def _saturation_warnings(aligned: list[AlignedBlock], span: DischargeSpan, grid: Grid,
+                         warnings: list[str]) -> None:
+    """Blocks pinned at their measuring-range floor make the string voltage an upper bound."""
+    t0, t1 = float(grid.t_ms[span.start_idx]), float(grid.t_ms[span.end_idx])
+    for al in aligned:
+        lo_mv = al.log.config.block_type.measuring_range_mv[0]
+        i0, i1 = np.searchsorted(al.true_ms, [t0, t1])
+        if i1 > i0 and int(al.mv[i0:i1].min()) <= lo_mv:
+            warnings.append(
+                f"{al.log.serial} hit the measuring-range floor {lo_mv / 1000:g} V: the string voltage "
+                "estimate is an upper bound (the string may have reached its end voltage earlier)"
+            )
+
+
+def _opt(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
+                 options: AnalysisOptions | None = None) -> TestResult:
+    """Analyse one capacity test (see module docstring). Raises ``AnalysisError`` subclasses."""
+    opt = options or AnalysisOptions()
+    ordered, n_string, missing, chem = _validate_logs(logs, meta)
+    warnings: list[str] = []
+    if len(ordered) < n_string:
+        warnings.append(
+            f"{n_string - len(ordered)} of {n_string} loggers missing"
+            + (f" (positions {', '.join(map(str, missing))})" if missing else "")
+            + ": the string voltage counts them as average blocks"
+        )
+    end_v_pc = meta.end_voltage_for(chem)
+    start_v_pc = chem.cell_nominal_mv / 1000.0 * opt.start_fraction_of_nominal
+
+    aligned = [align_block(log, obs_uncertainty_ms=opt.obs_uncertainty_ms,
+                           max_drift_ppm=opt.max_drift_ppm) for log in ordered]
+    ws, we = find_test_window(aligned, start_v_pc, which=opt.which_test)
+    step = opt.step_ms
+    grid = resample(aligned, int(math.floor(ws / step) * step), int(math.ceil(we / step) * step), step)
+    cells = np.array([log.cells for log in ordered], dtype=np.int64)
+    common_cells = Counter(cells.tolist()).most_common(1)[0][0]
+    expected_cells = int(cells.sum()) + (n_string - len(ordered)) * common_cells
+    profile = meta.load if isinstance(meta.load, CurrentProfile) else None
+    span = detect_discharge(grid, cells, expected_cells, start_v_pc, end_v_pc, debounce_s=opt.debounce_s,
+                            detect_load_removal=profile is None)
+    span = refine_start_with_samples(aligned, grid, span)
+    if profile is not None:
+        # A measured profile says when the load went off: where its current ends.
+        on = np.nonzero(profile.amps > 0.05 * float(np.median(profile.amps)))[0]
+        off_idx = span.start_idx + int(profile.t_s[on[-1]] * 1000 // step)
+        if off_idx < span.end_idx:
+            span = replace(span, end_idx=off_idx, end_reason=EndReason.LOAD_REMOVED)
+    _saturation_warnings(aligned, span, grid, warnings)
+
+    s, e = span.start_idx, span.end_idx
+    t_rel = (grid.t_ms[s:e + 1] - grid.t_ms[s]).astype(np.float64) / 1000.0
+    current = _current_on_grid(meta, t_rel, span.string_v[s:e + 1])
+    cum_ah = np.zeros(t_rel.size)
+    if t_rel.size > 1:
+        cum_ah[1:] = np.cumsum((current[1:] + current[:-1]) * np.diff(t_rel)) / 2.0 / 3600.0
+    duration_s = float(t_rel[-1])
+    if span.end_reason is EndReason.LOAD_REMOVED:
+        warnings.append("test aborted: the load was removed before the string reached its end voltage")
+    elif span.end_reason is EndReason.DATA_ENDED:
+        warnings.append("the logs end before the string reached its end voltage")
+
+    end_v_block = end_v_pc * cells.astype(np.float64)
+    b_end = block_end_indices(grid, end_v_block, span, debounce_s=opt.debounce_s)
+    reached = b_end >= 0
+    # A block that did not reach its end voltage is known to have lasted until its last
+    # sample in the discharge (the discharge end, unless its logger stopped early).
+    valid = ~np.isnan(grid.v[:, s:e + 1])
+    has_data: npt.NDArray[np.bool_] = np.asarray(valid.any(axis=1))
+    last_valid = valid.shape[1] - 1 - np.argmax(valid[:, ::-1], axis=1)
+    b_stop = np.where(reached, b_end - s, last_valid)  # relative index where each block's count stops
+    b_time = t_rel[b_stop]
+    b_ah = cum_ah[b_stop]
+
+    tw = max(1, int(TEMPERATURE_WINDOW_S * 1000 / step))
+    with np.errstate(invalid="ignore"), _quiet_nan():
+        temps = np.nanmean(grid.temp[:, s:s + tw], axis=1).astype(np.float64)
+    reference_c = meta.datasheet.temperature_c if meta.datasheet is not None else meta.reference_temperature_c
+    kt = _kt(temps, reference_c, chem, warnings)
+    string_temp = float(np.nanmean(temps)) if np.any(~np.isnan(temps)) else math.nan
+    kt_string = float(_kt(np.array([string_temp]), reference_c, chem, [])[0]) if math.isfinite(string_temp) else math.nan
+
+    # Rate in the datasheet's unit: A, W per block or W per cell.
+    power_string = current * np.nan_to_num(span.string_v[s:e + 1], nan=float(np.nanmean(span.string_v[s:e + 1])))
+    mean_current = float(np.mean(current))
+    t_rated: float | None = meta.rated_time_s
+    rate_test: float | None = None
+    ds = meta.datasheet
+    if ds is not None:
+        if ds.unit == "A":
+            rate_test = mean_current
+        else:
+            rate_test = float(np.mean(power_string)) / n_string
+            if ds.unit == "W/cell":
+                rate_test /= common_cells
+        t_rated = ds.rated_time_s(rate_test, end_v_pc)
+
+    method: str
+    if opt.method == "rate_adjusted" and ds is None:
+        raise MetadataError("method", "the rate-adjusted method needs a datasheet")
+    if opt.method == "auto":
+        if ds is not None and duration_s < cap.RATE_ADJUSTED_BELOW_S:
+            method = "rate_adjusted"
+        elif t_rated is not None:
+            method = "time_adjusted"
+        else:
+            method = "none"
+    else:
+        method = opt.method if t_rated is not None else "none"
+
+    # Per-block % capacity.
+    ta = cap.time_adjusted_pct(b_time, t_rated, kt) if t_rated is not None else np.full(len(ordered), np.nan)
+    ra = np.full(len(ordered), np.nan)
+    if ds is not None and rate_test is not None:
+        for i in range(len(ordered)):
+            try:
+                ra[i] = float(cap.rate_adjusted_pct(rate_test, ds.rated_rate(float(b_time[i]), end_v_pc), kt[i]).item())
+            except MetadataError as err:
+                warnings.append(f"{ordered[i].serial}: rate-adjusted % not computed: {err.message}")
+    chosen = ra if method == "rate_adjusted" else ta
+    # No data at all during the discharge: nothing can be said about the block.
+    ta[~has_data] = np.nan
+    ra[~has_data] = np.nan
+    # SOH: Ah of a new block at this rate and temperature = I x t_rated x K_T.
+    if t_rated is not None:
+        rated_ah_rate = mean_current * t_rated / 3600.0 * kt
+    else:
+        rated_ah_rate = np.array([log.config.rated_ah for log in ordered]) * kt
+        warnings.append("no rated time or datasheet: SOH is against the nominal Ah, not rate-corrected")
+    soh = cap.soh_pct(b_ah, rated_ah_rate)
+    soh[~has_data] = np.nan
+    # Voltage at the discharge end relative to the block's end voltage, for ranking
+    # the blocks that outlasted the discharge.
+    with _quiet_nan():
+        v_end = np.nanmean(grid.v[:, max(s, e - 4):e + 1], axis=1) / end_v_block
+    ranks = cap.rank_blocks([_opt(x) for x in chosen], reached.tolist(), [_opt(x) for x in v_end])
+
+    # String capacity.
+    string_pct = math.nan
+    if method == "time_adjusted" and t_rated is not None:
+        string_pct = float(cap.time_adjusted_pct(duration_s, t_rated, kt_string).item())
+    elif method == "rate_adjusted" and ds is not None and rate_test is not None:
+        try:
+            string_pct = float(cap.rate_adjusted_pct(rate_test, ds.rated_rate(duration_s, end_v_pc), kt_string).item())
+        except MetadataError as err:
+            warnings.append(f"string rate-adjusted % not computed: {err.message}")
+    string_lb = span.end_reason is not EndReason.END_VOLTAGE
+
+    blocks: list[BlockResult] = []
+    t0 = int(grid.t_ms[s])
+    t_end = int(grid.t_ms[e])
+    seg_v = grid.v[:, s:e + 1]
+    with _quiet_nan():
+        vmin = np.nanmin(np.where(np.isnan(seg_v), np.inf, seg_v), axis=1)
+    max_unc: list[float] = []
+    all_markers: set[str] = set()
+    for i, (log, al) in enumerate(zip(ordered, aligned, strict=True)):
+        in_win = (al.true_ms >= ws) & (al.true_ms <= we)
+        tt = al.true_ms[in_win]
+        exc: list[ExceedanceResult] = []
+        for q, vals in ((Quantity.VOLTAGE, al.mv[in_win] / 1000.0), (Quantity.TEMPERATURE, al.dc[in_win] / 10.0)):
+            for iv in find_exceedances(tt, vals, q, log.config.thresholds, opt.rule):
+                exc.append(ExceedanceResult(
+                    iv.quantity.value, iv.side.value, iv.level.value, iv.severity, round(iv.start_ms),
+                    round((iv.start_ms - t0) / 1000.0, 3), round(iv.duration_s, 3), round(iv.alarm_duration_s, 3),
+                    round(iv.worst, 4), iv.reason,
+                ))
+        exc.sort(key=lambda x: x.start_ms)
+        unc = al.max_uncertainty_ms(float(t0), float(t_end))
+        if unc is not None:
+            max_unc.append(unc)
+        gaps = [GapResult(round(gs), round(gd, 3)) for gs, gd in block_gaps(al, float(t0), float(t_end), step)]
+        bw = list(al.warnings)
+        if gaps:
+            bw.append(f"{len(gaps)} gap(s) during the discharge, longest {max(g.duration_s for g in gaps):.0f} s")
+        if not has_data[i]:
+            bw.append("no data during the discharge: no capacity")
+        elif not reached[i] and b_stop[i] < e - s:
+            bw.append(f"data ends {t_rel[-1] - b_time[i]:.0f} s before the discharge end, above the end "
+                      "voltage: capacity and SOH are lower bounds")
+        elif not reached[i]:
+            bw.append("did not reach its end voltage: capacity and SOH are lower bounds")
+        if tt.size == 0:
+            bw.append("no samples in the test window")
+        markers = list(log.identity.markers)
+        all_markers.update(markers)
+        temps_win = al.dc[in_win]
+        pct = _opt(float(chosen[i]))
+        blocks.append(BlockResult(
+            serial=log.serial, position=log.position, label=log.config.block_label, markers=markers,
+            block_type=log.config.block_type.describe(), cells=log.cells, rated_ah=float(log.config.rated_ah),
+            samples=int(tt.size), end_voltage_v=round(float(end_v_block[i]), 4),
+            reached_end_voltage=bool(reached[i]),
+            time_to_end_s=round(float(b_time[i]), 3) if reached[i] else None,
+            discharge_time_s=round(float(b_time[i]), 3), delivered_ah=round(float(b_ah[i]), 4),
+            temperature_c=_r(temps[i], 2), k_t=_r(kt[i], 4),
+            capacity_pct_time_adjusted=_r(ta[i], 3), capacity_pct_rate_adjusted=_r(ra[i], 3),
+            capacity_pct=_r(chosen[i], 3), soh_pct=_r(soh[i], 3), lower_bound=not bool(reached[i]),
+            rank=ranks[i], replace=bool(reached[i]) and pct is not None and pct < opt.replace_below_pct,
+            min_voltage_v=_r(vmin[i], 4), max_temperature_c=_r(float(temps_win.max()) / 10.0, 1) if temps_win.size else None,
+            yellow=sum(1 for x in exc if x.severity == "yellow"), red=sum(1 for x in exc if x.severity == "red"),
+            clock=ClockResult(round(al.fit.drift_ppm, 4), round(al.fit.offset_ms, 3), al.fit.observations,
+                              al.fit.drift_fitted, round(al.fit.residual_rms_ms, 3), _r(unc, 3)),
+            gaps=gaps, exceedances=exc, warnings=bw,
+        ))
+    ranking = [b.serial for b in sorted((b for b in blocks if b.rank is not None), key=lambda b: b.rank or 0)]
+    load = meta.load
+    kind = ("constant_current" if isinstance(load, ConstantCurrent)
+            else "constant_power" if isinstance(load, ConstantPower) else "current_profile")
+    test_id = meta.test_id or next((log.config.test_id for log in ordered if log.config.test_id), "")
+    with _quiet_nan():
+        min_string = float(np.nanmin(span.string_v[s:e + 1]))
+    return TestResult(
+        schema_version=SCHEMA_VERSION, test_id=test_id, load=load.describe(), load_kind=kind,
+        string_blocks=n_string, grid_step_s=step / 1000.0,
+        discharge=DischargeResult(
+            start_ms=t0, end_ms=t_end, duration_s=round(duration_s, 3), end_reason=span.end_reason.value,
+            end_v_per_cell=end_v_pc, string_end_voltage_v=round(end_v_pc * expected_cells, 4),
+            min_string_voltage_v=round(min_string, 4), mean_current_a=round(mean_current, 4),
+            delivered_ah=round(float(cum_ah[-1]), 4), mean_temperature_c=_r(string_temp, 2),
+        ),
+        capacity=CapacityResult(
+            method=method, capacity_pct=_r(string_pct, 3), lower_bound=string_lb,
+            rated_time_s=_r(t_rated, 3) if t_rated is not None else None,
+            k_t=_r(kt_string, 4), temperature_c=_r(string_temp, 2), rating_reference_c=reference_c,
+        ),
+        blocks=blocks, ranking=ranking, missing_positions=missing,
+        alignment_uncertainty_ms=round(max(max_unc), 3) if max_unc else None,
+        exceedance_rule={k: float(v) for k, v in asdict(opt.rule).items()},
+        markers=sorted(all_markers), warnings=warnings,
+    )
+
+
+def _r(x: float | None, nd: int) -> float | None:
+    if x is None:
+        return None
+    xf = float(x)
+    return round(xf, nd) if math.isfinite(xf) else None
+
+
+class _quiet_nan:
+    """Silence numpy's all-NaN slice warnings where NaN results are handled."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._cm.__exit__(None, None, None)
+
+
+__all__ = ["AlignedBlock", "AnalysisOptions", "DischargeSpan", "Grid", "analyze_test"]

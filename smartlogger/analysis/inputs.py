@@ -1,0 +1,579 @@
+"""Inputs of a capacity-test analysis: the per-block logs and the test metadata.
+
+Owns:
+- ``BlockLog``: one logger's decoded samples (device time, mV, dC as numpy
+  arrays), its identity and configuration, firmware events, clock jumps and the
+  clock observations (device time vs phone time) taken at the NFC tap and the
+  BLE pull. This is the seam between loading (``logfile``) and analysis.
+- The load of the test (``ConstantCurrent``, ``ConstantPower``, ``CurrentProfile``)
+  and its text/CSV parsers.
+- ``Datasheet``: a VRLA rated-discharge table imported from CSV and
+  interpolated to the test's rate and end voltage.
+- ``TestMetadata``: everything the technician states about the test.
+- ``MetadataError``: the typed error for bad metadata (names the field).
+
+Does not own any computation on the samples (``align``, ``discharge``,
+``exceedances``, ``capacity``) or any decoding of logfiles.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from smartlogger.errors import AnalysisError, InputFileError
+from smartlogger.model import (
+    Chemistry,
+    ClockSet,
+    ConfigChange,
+    Event,
+    LoggerConfig,
+    LoggerIdentity,
+    Record,
+    SampleBlock,
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class MetadataError(AnalysisError):
+    """The test metadata (load, rated time, datasheet, end voltage, logs) is unusable.
+
+    ``field`` names the offending item, e.g. ``load`` or ``end_v_per_cell``.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+@dataclass(frozen=True)
+class ClockObservation:
+    """One simultaneous reading of the logger's RTC and the phone's clock.
+
+    ``device_ms`` and ``phone_ms`` are ms since the Unix epoch on the logger's and
+    the phone's clock. ``segment`` is the number of clock jumps (``ClockJump``) the
+    logger had made before this reading, so it can be placed on the continuous
+    oscillator time line. ``source`` says where it came from ("nfc", "ble", ...).
+    """
+
+    device_ms: int
+    phone_ms: int
+    source: str = "ble"
+    segment: int = 0
+
+
+@dataclass(frozen=True)
+class ClockJump:
+    """The logger's RTC was set from ``old_ms`` to ``new_ms`` (a ``ClockSet`` record).
+
+    ``index`` is the index of the first sample taken after the jump.
+    ``phone_referenced`` is true when ``new_ms`` was the phone's time at that
+    moment (an NFC tap), so the jump is also a clock observation.
+    """
+
+    index: int
+    old_ms: int
+    new_ms: int
+    phone_referenced: bool = True
+
+    @classmethod
+    def from_record(cls, index: int, record: ClockSet) -> ClockJump:
+        return cls(index, record.old_ms, record.new_ms, True)
+
+
+# --------------------------------------------------------------------------- block log
+
+
+@dataclass(eq=False)
+class BlockLog:
+    """One logger's record of a test, decoded, in device time.
+
+    ``t_ms`` (int64, ms since epoch on the logger's RTC), ``mv`` (int32, block
+    voltage in mV, 1 mV resolution) and ``dc`` (int16, block temperature in
+    tenths of a degree C) are equal-length arrays in the order the samples were
+    taken. ``clock_jumps`` are ordered by ``index``.
+    """
+
+    identity: LoggerIdentity
+    config: LoggerConfig
+    t_ms: npt.NDArray[np.int64]
+    mv: npt.NDArray[np.int32]
+    dc: npt.NDArray[np.int16]
+    events: tuple[Event, ...] = ()
+    clock_observations: tuple[ClockObservation, ...] = ()
+    clock_jumps: tuple[ClockJump, ...] = ()
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.t_ms = np.ascontiguousarray(self.t_ms, dtype=np.int64)
+        self.mv = np.ascontiguousarray(self.mv, dtype=np.int32)
+        self.dc = np.ascontiguousarray(self.dc, dtype=np.int16)
+        n = self.t_ms.shape[0]
+        if self.t_ms.ndim != 1 or self.mv.shape != (n,) or self.dc.shape != (n,):
+            raise MetadataError(
+                f"logs[{self.serial}]",
+                f"t_ms, mv and dc must be 1-D arrays of equal length "
+                f"(got {self.t_ms.shape}, {self.mv.shape}, {self.dc.shape})",
+            )
+        last = -1
+        for j in self.clock_jumps:
+            if not 0 <= j.index <= n or j.index < last:
+                raise MetadataError(
+                    f"logs[{self.serial}].clock_jumps",
+                    f"jump index {j.index} is outside 0..{n} or out of order",
+                )
+            last = j.index
+        for obs in self.clock_observations:
+            if not 0 <= obs.segment <= len(self.clock_jumps):
+                raise MetadataError(
+                    f"logs[{self.serial}].clock_observations",
+                    f"observation segment {obs.segment} but only {len(self.clock_jumps)} clock jumps",
+                )
+
+    @property
+    def serial(self) -> str:
+        return self.identity.serial
+
+    @property
+    def position(self) -> int:
+        return self.config.block_position
+
+    @property
+    def cells(self) -> int:
+        return self.config.block_type.cells
+
+    def __len__(self) -> int:
+        return int(self.t_ms.shape[0])
+
+
+def block_log_from_records(
+    identity: LoggerIdentity,
+    records: Iterable[Record | tuple[int, Record]],
+    *,
+    config: LoggerConfig | None = None,
+    pull: tuple[int, int] | None = None,
+    observations: Iterable[ClockObservation] = (),
+    source: str = "",
+) -> BlockLog:
+    """A ``BlockLog`` from a logger's main-stream records, in log order.
+
+    ``records`` may be records or ``(seq, record)`` pairs (as ``LogStore.records()``
+    yields). Sample blocks become the arrays; every ``ClockSet`` becomes a
+    phone-referenced ``ClockJump`` at the sample index where it happened; events are
+    kept. The configuration is ``config`` or else the last ``ConfigChange`` (the one
+    the test ran with). ``pull`` is ``(device_ms, phone_ms)`` read at the BLE pull,
+    after every record; it is placed after the last clock jump.
+    """
+    ts: list[npt.NDArray[np.int64]] = []
+    mvs: list[npt.NDArray[np.int32]] = []
+    dcs: list[npt.NDArray[np.int16]] = []
+    events: list[Event] = []
+    jumps: list[ClockJump] = []
+    cfg = config
+    last_cfg: LoggerConfig | None = None
+    n = 0
+    for item in records:
+        rec = item[1] if isinstance(item, tuple) else item
+        if isinstance(rec, SampleBlock):
+            k = len(rec)
+            ts.append(rec.start_ms + rec.interval_ms * np.arange(k, dtype=np.int64))
+            mvs.append(np.frombuffer(rec.mv, dtype=np.int32) if rec.mv.itemsize == 4
+                       else np.asarray(rec.mv, dtype=np.int32))
+            dcs.append(np.asarray(rec.dc, dtype=np.int16))
+            n += k
+        elif isinstance(rec, ClockSet):
+            jumps.append(ClockJump.from_record(n, rec))
+        elif isinstance(rec, ConfigChange):
+            last_cfg = rec.config
+        elif isinstance(rec, Event):
+            events.append(rec)
+    cfg = cfg or last_cfg
+    if cfg is None:
+        raise MetadataError(f"logs[{identity.serial}]", "no configuration in the log and none given")
+    obs = list(observations)
+    if pull is not None:
+        obs.append(ClockObservation(int(pull[0]), int(pull[1]), "ble", len(jumps)))
+    empty = np.zeros(0, dtype=np.int64)
+    return BlockLog(
+        identity, cfg,
+        np.concatenate(ts) if ts else empty,
+        np.concatenate(mvs) if mvs else empty.astype(np.int32),
+        np.concatenate(dcs) if dcs else empty.astype(np.int16),
+        tuple(events), tuple(obs), tuple(jumps), source,
+    )
+
+
+# --------------------------------------------------------------------------- loads
+
+
+@dataclass(frozen=True)
+class ConstantCurrent:
+    """The string was discharged at a constant current (A, through every block)."""
+
+    amps: float
+
+    def describe(self) -> str:
+        return f"constant current {self.amps:g} A"
+
+
+@dataclass(frozen=True)
+class ConstantPower:
+    """The string was discharged at a constant power (W, whole string)."""
+
+    watts: float
+
+    def describe(self) -> str:
+        return f"constant power {self.watts:g} W"
+
+
+@dataclass(frozen=True, eq=False)
+class CurrentProfile:
+    """Measured current vs time since the load was applied (load bank or clamp meter).
+
+    ``t_s`` (s since load applied, strictly increasing) and ``amps`` (A, discharge
+    positive) are equal-length float arrays; between points the current is
+    interpolated linearly, outside it is held at the end values.
+    """
+
+    t_s: FloatArray
+    amps: FloatArray
+    source: str = ""
+
+    def describe(self) -> str:
+        name = Path(self.source).name if self.source else "profile"
+        return f"current profile {name} ({len(self.t_s)} points, mean {float(np.mean(self.amps)):.3g} A)"
+
+
+Load = ConstantCurrent | ConstantPower | CurrentProfile
+
+_QTY_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z/]*)\s*$")
+
+
+def parse_load(text: str) -> ConstantCurrent | ConstantPower:
+    """``"20A"`` -> ``ConstantCurrent(20)``; ``"4800W"``/``"4.8kW"`` -> ``ConstantPower(4800)``."""
+    m = _QTY_RE.match(text)
+    if not m:
+        raise MetadataError("load", f"{text!r} is not a load such as '20A' or '4800W'")
+    value = float(m.group(1))
+    unit = m.group(2).lower()
+    if value <= 0 or not math.isfinite(value):
+        raise MetadataError("load", f"{text!r}: the load must be positive")
+    if unit == "a":
+        return ConstantCurrent(value)
+    if unit in ("w", "kw"):
+        return ConstantPower(value * (1000.0 if unit == "kw" else 1.0))
+    raise MetadataError("load", f"{text!r}: unit must be A, W or kW")
+
+
+def parse_current(text: str) -> ConstantCurrent:
+    load = parse_load(text if re.search(r"[a-zA-Z]", text) else text + "A")
+    if not isinstance(load, ConstantCurrent):
+        raise MetadataError("load", f"{text!r} is not a current (A)")
+    return load
+
+
+def parse_power(text: str) -> ConstantPower:
+    load = parse_load(text if re.search(r"[a-zA-Z]", text) else text + "W")
+    if not isinstance(load, ConstantPower):
+        raise MetadataError("load_power", f"{text!r} is not a power (W or kW)")
+    return load
+
+
+_DURATION_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
+
+
+def parse_duration_s(text: str, field_name: str = "rated_time") -> float:
+    """``"3h"``, ``"90min"``, ``"45 s"`` -> seconds. A bare number is hours (as on datasheets)."""
+    m = _QTY_RE.match(text)
+    if not m:
+        raise MetadataError(field_name, f"{text!r} is not a duration such as '3h' or '90min'")
+    unit = m.group(2).lower() or "h"
+    if unit not in _DURATION_UNITS:
+        raise MetadataError(field_name, f"{text!r}: unit must be s, min or h")
+    value = float(m.group(1)) * _DURATION_UNITS[unit]
+    if value <= 0:
+        raise MetadataError(field_name, f"{text!r}: the duration must be positive")
+    return value
+
+
+_TIME_COLUMNS = ("t_s", "time_s", "seconds", "time", "t")
+_CURRENT_COLUMNS = ("current_a", "current", "amps", "i_a", "i")
+
+
+def read_current_csv(path: str | Path) -> CurrentProfile:
+    """Read a current-vs-time CSV: a header with a time column (s since load applied,
+    e.g. ``t_s``) and a current column (A, e.g. ``current_a``); ``#`` lines are comments.
+
+    A profile recorded with the charging-positive sign convention (mostly negative
+    values) is negated, so discharge is positive.
+    """
+    p = str(path)
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = [(i + 1, line) for i, line in enumerate(f) if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise InputFileError(p, "no data (expected a header and current rows)")
+    reader = csv.reader([line for _, line in lines])
+    rows = list(reader)
+    header = [h.strip().lower() for h in rows[0]]
+    t_col = next((header.index(c) for c in _TIME_COLUMNS if c in header), None)
+    i_col = next((header.index(c) for c in _CURRENT_COLUMNS if c in header), None)
+    if t_col is None:
+        raise InputFileError(p, f"no time column (one of {', '.join(_TIME_COLUMNS)})", line=lines[0][0])
+    if i_col is None:
+        raise InputFileError(p, f"no current column (one of {', '.join(_CURRENT_COLUMNS)})", line=lines[0][0])
+    t: list[float] = []
+    amps: list[float] = []
+    for (lineno, _), row in zip(lines[1:], rows[1:], strict=True):
+        for col, out in ((t_col, t), (i_col, amps)):
+            try:
+                v = float(row[col])
+            except (IndexError, ValueError):
+                cell = row[col] if col < len(row) else ""
+                raise InputFileError(p, f"{cell!r} is not a number", line=lineno, column=header[col]) from None
+            if not math.isfinite(v):
+                raise InputFileError(p, "value is not finite", line=lineno, column=header[col])
+            out.append(v)
+        if len(t) > 1 and t[-1] <= t[-2]:
+            raise InputFileError(p, f"time {t[-1]:g} s is not after {t[-2]:g} s", line=lineno, column=header[t_col])
+    if len(t) < 2:
+        raise InputFileError(p, "a current profile needs at least two rows")
+    a = np.asarray(amps, dtype=np.float64)
+    if float(np.median(a)) < 0:
+        a = -a
+    if float(np.median(a)) <= 0:
+        raise InputFileError(p, "the current is not a discharge (median <= 0 A)", column=header[i_col])
+    return CurrentProfile(np.asarray(t, dtype=np.float64), a, p)
+
+
+# --------------------------------------------------------------------------- datasheet
+
+DatasheetUnit = Literal["A", "W/cell", "W/block"]
+
+
+@dataclass(frozen=True, eq=False)
+class Datasheet:
+    """A rated constant-current or constant-power discharge table, as printed in VRLA datasheets.
+
+    ``values[i, j]`` is the current (A, per block = string current) or power
+    (W per cell or per block) at which a new battery at ``temperature_c`` reaches
+    ``end_v_per_cell[i]`` (V per cell) after ``times_s[j]`` seconds.
+    ``end_v_per_cell`` and ``times_s`` are strictly increasing; each row
+    strictly decreases with time (a longer discharge needs a lower rate).
+    """
+
+    end_v_per_cell: FloatArray
+    times_s: FloatArray
+    values: FloatArray
+    unit: DatasheetUnit = "A"
+    temperature_c: float = 25.0
+    source: str = ""
+
+    def _row(self, end_v_per_cell: float) -> FloatArray:
+        """The rates vs time at ``end_v_per_cell``, linear between the printed rows."""
+        ev = self.end_v_per_cell
+        if not ev[0] - 1e-9 <= end_v_per_cell <= ev[-1] + 1e-9:
+            raise MetadataError(
+                "end_v_per_cell",
+                f"{end_v_per_cell:.3f} V/cell is outside the datasheet's end voltages "
+                f"{ev[0]:.2f}..{ev[-1]:.2f} V/cell ({self.source or 'datasheet'})",
+            )
+        if len(ev) == 1:
+            return np.asarray(self.values[0], dtype=np.float64)
+        k = int(np.clip(np.searchsorted(ev, end_v_per_cell) - 1, 0, len(ev) - 2))
+        w = (end_v_per_cell - ev[k]) / (ev[k + 1] - ev[k])
+        return np.asarray((1 - w) * self.values[k] + w * self.values[k + 1], dtype=np.float64)
+
+    def rated_time_s(self, rate: float, end_v_per_cell: float) -> float:
+        """Time (s) a new battery at ``temperature_c`` lasts at ``rate`` (in ``unit``) to ``end_v_per_cell``.
+
+        Interpolated linearly in log(rate) vs log(time), where datasheet
+        curves are close to straight (Peukert).
+        """
+        row = self._row(end_v_per_cell)
+        if not row[-1] <= rate <= row[0]:
+            raise MetadataError(
+                "datasheet",
+                f"test rate {rate:.4g} {self.unit} is outside the datasheet's range "
+                f"{row[-1]:.4g}..{row[0]:.4g} {self.unit} at {end_v_per_cell:.2f} V/cell",
+            )
+        # np.interp needs increasing x: reverse so log(rate) increases.
+        return float(np.exp(np.interp(np.log(rate), np.log(row[::-1]), np.log(self.times_s[::-1]))))
+
+    def rated_rate(self, time_s: float, end_v_per_cell: float) -> float:
+        """The rate (in ``unit``) that a new battery sustains for ``time_s`` to ``end_v_per_cell``."""
+        row = self._row(end_v_per_cell)
+        t = self.times_s
+        if not t[0] <= time_s <= t[-1]:
+            raise MetadataError(
+                "datasheet",
+                f"discharge time {time_s / 60:.1f} min is outside the datasheet's range "
+                f"{t[0] / 60:g}..{t[-1] / 60:g} min",
+            )
+        return float(np.exp(np.interp(np.log(time_s), np.log(t), np.log(row))))
+
+
+_TIME_HEADER_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|sec|min|m|h|hr)\s*$", re.IGNORECASE)
+
+
+def read_datasheet_csv(path: str | Path) -> Datasheet:
+    """Read a datasheet table CSV (format in docs/CAPACITY.md).
+
+    ``# unit: A`` (or ``W/cell``, ``W/block``), ``# temperature_c: 25`` and
+    ``# source: ...`` comment lines; a header ``end_v_per_cell,5min,10min,...,20h``;
+    one row per end voltage per cell.
+    """
+    p = str(path)
+    meta: dict[str, tuple[int, str]] = {}
+    data: list[tuple[int, str]] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            s = line.strip()
+            if not s:
+                continue
+            if s.startswith("#"):
+                if ":" in s:
+                    key, _, value = s[1:].partition(":")
+                    meta[key.strip().lower()] = (i, value.strip())
+                continue
+            data.append((i, s))
+    if len(data) < 2:
+        raise InputFileError(p, "a datasheet needs a header row and at least one end-voltage row")
+    unit_line, unit = meta.get("unit", (0, "A"))
+    units: dict[str, DatasheetUnit] = {"a": "A", "w/cell": "W/cell", "w/block": "W/block"}
+    if unit.lower() not in units:
+        raise InputFileError(p, f"unit {unit!r} is not A, W/cell or W/block", line=unit_line or None)
+    temp_line, temp_text = meta.get("temperature_c", (0, "25"))
+    try:
+        temperature_c = float(temp_text)
+    except ValueError:
+        raise InputFileError(p, f"temperature_c {temp_text!r} is not a number", line=temp_line) from None
+    rows = list(csv.reader([s for _, s in data]))
+    header = [h.strip() for h in rows[0]]
+    if header[0].lower() not in ("end_v_per_cell", "vpc", "end_v"):
+        raise InputFileError(p, "first header column must be end_v_per_cell", line=data[0][0], column=header[0])
+    times: list[float] = []
+    for h in header[1:]:
+        m = _TIME_HEADER_RE.match(h)
+        if not m:
+            raise InputFileError(p, f"{h!r} is not a discharge time such as 30min or 3h", line=data[0][0], column=h)
+        times.append(float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()])
+    if len(times) < 2 or any(b <= a for a, b in itertools.pairwise(times)):
+        raise InputFileError(p, "need at least two discharge times, strictly increasing", line=data[0][0])
+    ev: list[float] = []
+    values: list[list[float]] = []
+    for (lineno, _), row in zip(data[1:], rows[1:], strict=True):
+        if len(row) != len(header):
+            raise InputFileError(p, f"{len(row)} columns, header has {len(header)}", line=lineno)
+        try:
+            nums = [float(c) for c in row]
+        except ValueError:
+            bad = next(c for c in row if not _is_float(c))
+            col = header[row.index(bad)]
+            raise InputFileError(p, f"{bad!r} is not a number", line=lineno, column=col) from None
+        if not 0.5 <= nums[0] <= 4.0:
+            raise InputFileError(p, f"end voltage {nums[0]} V/cell is implausible", line=lineno, column=header[0])
+        rates = nums[1:]
+        if any(r <= 0 for r in rates) or any(b >= a for a, b in itertools.pairwise(rates)):
+            raise InputFileError(p, "rates must be positive and decrease with discharge time", line=lineno)
+        if ev and nums[0] <= ev[-1]:
+            raise InputFileError(p, "end voltages must increase row by row", line=lineno, column=header[0])
+        ev.append(nums[0])
+        values.append(rates)
+    return Datasheet(
+        np.asarray(ev), np.asarray(times), np.asarray(values), units[unit.lower()], temperature_c,
+        meta.get("source", (0, p))[1],
+    )
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- test metadata
+
+#: Default end-of-discharge voltage per cell by chemistry (V/cell). Lead-acid: 1.75 V/cell,
+#: the usual end voltage of 1-8 h tests (PRODUCT.md: 1.60-1.80 V depending on duration).
+DEFAULT_END_V_PER_CELL: dict[Chemistry, float] = {
+    Chemistry.VRLA: 1.75,
+    Chemistry.FLOODED: 1.75,
+    Chemistry.NICD: 1.00,
+    Chemistry.LIFEPO4: 2.50,
+}
+
+#: Plausible end voltages per cell by chemistry (V/cell); outside is bad metadata.
+END_V_RANGE: dict[Chemistry, tuple[float, float]] = {
+    Chemistry.VRLA: (1.50, 2.00),
+    Chemistry.FLOODED: (1.50, 2.00),
+    Chemistry.NICD: (0.80, 1.20),
+    Chemistry.LIFEPO4: (2.00, 3.20),
+}
+
+
+@dataclass(frozen=True)
+class TestMetadata:
+    """What the technician states about a capacity test.
+
+    ``rated_time_s`` (s) is the rated discharge time at this load to the end
+    voltage at ``reference_temperature_c``; alternatively ``datasheet`` gives it
+    by interpolation. ``end_v_per_cell`` (V/cell) defaults by chemistry.
+    ``string_blocks`` is the number of blocks in the string (to notice missing
+    loggers; default: the number of logs).
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    load: Load
+    rated_time_s: float | None = None
+    datasheet: Datasheet | None = None
+    end_v_per_cell: float | None = None
+    string_blocks: int | None = None
+    reference_temperature_c: float = 25.0
+    test_id: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        load = self.load
+        if isinstance(load, ConstantCurrent) and not (load.amps > 0 and math.isfinite(load.amps)):
+            raise MetadataError("load", f"current {load.amps!r} A must be positive")
+        if isinstance(load, ConstantPower) and not (load.watts > 0 and math.isfinite(load.watts)):
+            raise MetadataError("load", f"power {load.watts!r} W must be positive")
+        if self.rated_time_s is not None and self.datasheet is not None:
+            raise MetadataError("rated_time", "give either a rated time or a datasheet, not both")
+        if self.rated_time_s is not None and not (0 < self.rated_time_s <= 1000 * 3600):
+            raise MetadataError("rated_time", f"{self.rated_time_s!r} s is not a positive duration")
+        if self.string_blocks is not None and not 1 <= self.string_blocks <= 10000:
+            raise MetadataError("string_blocks", f"{self.string_blocks} is outside 1..10000")
+        if not -40 <= self.reference_temperature_c <= 60:
+            raise MetadataError("reference_temperature_c", f"{self.reference_temperature_c} C is implausible")
+        if self.end_v_per_cell is not None and not (0.5 <= self.end_v_per_cell <= 4.0):
+            hint = " (looks like a per-block voltage; give volts per cell)" if self.end_v_per_cell > 4 else ""
+            raise MetadataError("end_v_per_cell", f"{self.end_v_per_cell} V/cell is implausible{hint}")
+
+    def end_voltage_for(self, chemistry: Chemistry) -> float:
+        """End voltage per cell (V/cell) for this test and chemistry; checks plausibility."""
+        lo, hi = END_V_RANGE[chemistry]
+        v = self.end_v_per_cell if self.end_v_per_cell is not None else DEFAULT_END_V_PER_CELL[chemistry]
+        if not lo <= v <= hi:
+            raise MetadataError(
+                "end_v_per_cell",
+                f"{v:.3f} V/cell is outside {lo:.2f}..{hi:.2f} V/cell for {chemistry.value} blocks",
+            )
+        return v

@@ -1,0 +1,281 @@
+"""The results of a capacity-test analysis: a dataclass tree, its JSON form and JSON schema.
+
+Owns ``TestResult`` and its parts, ``to_json``/``from_json`` (lossless round
+trip) and ``json_schema()`` (JSON Schema draft 2020-12, generated from the
+dataclasses so it cannot drift from them). Every field documents its unit in
+its ``doc`` metadata, which becomes the schema's ``description``.
+
+Consumers: the CLI (``smartlogger test analyze --json``), the Excel export and
+the API. Times are true (phone-aligned) ms since the Unix epoch, UTC;
+durations in s; voltages in V; temperatures in C; charge in Ah.
+
+Does not own any computation (see ``analysis.analyze``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from smartlogger.analysis.inputs import MetadataError
+
+#: Version of the results JSON; bump on any incompatible change.
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ExceedanceResult:
+    """One exceedance of one block (see ``analysis.exceedances``)."""
+
+    quantity: str = field(metadata={"doc": "'voltage' or 'temperature'"})
+    side: str = field(metadata={"doc": "'low' or 'high'"})
+    level: str = field(metadata={"doc": "highest level reached: 'warning' or 'alarm'"})
+    severity: str = field(metadata={"doc": "'yellow' (slight or brief) or 'red' (massive or long)"})
+    start_ms: int = field(metadata={"doc": "start, true time, ms since the Unix epoch (UTC)"})
+    start_offset_s: float = field(metadata={"doc": "start relative to the discharge start, s (negative: before)"})
+    duration_s: float = field(metadata={"doc": "time beyond the warning level, s"})
+    alarm_duration_s: float = field(metadata={"doc": "time beyond the alarm level within it, s"})
+    worst: float = field(metadata={"doc": "extreme value: V for voltage, C for temperature"})
+    reason: str = field(metadata={"doc": "why it is red; empty when yellow"})
+
+
+@dataclass
+class GapResult:
+    """A stretch without samples inside the analysed window."""
+
+    start_ms: int = field(metadata={"doc": "last sample before the gap, true time, ms since epoch"})
+    duration_s: float = field(metadata={"doc": "length of the gap, s"})
+
+
+@dataclass
+class ClockResult:
+    """The fitted clock of one logger (see ``analysis.align``)."""
+
+    drift_ppm: float = field(metadata={"doc": "fitted RTC frequency error, ppm (positive: logger fast)"})
+    offset_ms: float = field(metadata={"doc": "true minus device time at the first sample, ms"})
+    observations: int = field(metadata={"doc": "clock observations used (taps, pulls, phone-set jumps)"})
+    drift_fitted: bool = field(metadata={"doc": "false when the drift was assumed zero (too few observations)"})
+    residual_rms_ms: float = field(metadata={"doc": "RMS residual of the clock fit, ms"})
+    uncertainty_ms: float | None = field(metadata={"doc": "largest alignment uncertainty during the discharge, ms; null if unreferenced"})
+
+
+@dataclass
+class BlockResult:
+    """One block (one logger) of the tested string."""
+
+    serial: str = field(metadata={"doc": "logger serial"})
+    position: int = field(metadata={"doc": "1-based position in the string; 0 if not set"})
+    label: str = field(metadata={"doc": "block label from the logger configuration"})
+    markers: list[str] = field(metadata={"doc": "provenance markers, e.g. SIMULATED, REPLAYED"})
+    block_type: str = field(metadata={"doc": "block description, e.g. '12 V vrla (6 cells)'"})
+    cells: int = field(metadata={"doc": "cells in series in the block"})
+    rated_ah: float = field(metadata={"doc": "nominal capacity from the logger configuration, Ah"})
+    samples: int = field(metadata={"doc": "samples of this logger inside the analysed window"})
+    end_voltage_v: float = field(metadata={"doc": "this block's end voltage (end V/cell x cells), V"})
+    reached_end_voltage: bool = field(metadata={"doc": "the block reached its end voltage during the discharge"})
+    time_to_end_s: float | None = field(metadata={"doc": "discharge start to this block's end voltage, s; null if not reached"})
+    discharge_time_s: float = field(metadata={"doc": "time counted for this block (to its end voltage or the discharge end), s"})
+    delivered_ah: float = field(metadata={"doc": "charge delivered in discharge_time_s, Ah (integral of I dt)"})
+    temperature_c: float | None = field(metadata={"doc": "mean block temperature over the first minute of the discharge, C"})
+    k_t: float | None = field(metadata={"doc": "temperature correction factor K_T used, dimensionless"})
+    capacity_pct_time_adjusted: float | None = field(metadata={"doc": "time-adjusted % capacity; null without rated time"})
+    capacity_pct_rate_adjusted: float | None = field(metadata={"doc": "rate-adjusted % capacity; null without datasheet"})
+    capacity_pct: float | None = field(metadata={"doc": "% capacity by the method of the test (capacity.method)"})
+    soh_pct: float | None = field(metadata={"doc": "state of health: delivered Ah / Ah of a new block at this rate and temperature, %"})
+    lower_bound: bool = field(metadata={"doc": "capacity and SOH are lower bounds (end voltage not reached)"})
+    rank: int | None = field(metadata={"doc": "1 = weakest block of the string; null without % capacity"})
+    replace: bool = field(metadata={"doc": "measured capacity (not a lower bound) below the replacement limit (80 %)"})
+    min_voltage_v: float | None = field(metadata={"doc": "lowest voltage during the discharge, V"})
+    max_temperature_c: float | None = field(metadata={"doc": "highest temperature in the analysed window, C"})
+    yellow: int = field(metadata={"doc": "number of yellow exceedances"})
+    red: int = field(metadata={"doc": "number of red exceedances"})
+    clock: ClockResult = field(metadata={"doc": "clock fit of this logger"})
+    gaps: list[GapResult] = field(metadata={"doc": "gaps in this logger's samples inside the analysed window"})
+    exceedances: list[ExceedanceResult] = field(metadata={"doc": "threshold exceedances in the analysed window"})
+    warnings: list[str] = field(metadata={"doc": "problems found with this block's data"})
+
+
+@dataclass
+class DischargeResult:
+    """The string discharge."""
+
+    start_ms: int = field(metadata={"doc": "load applied, true time, ms since epoch"})
+    end_ms: int = field(metadata={"doc": "end of the discharge, true time, ms since epoch"})
+    duration_s: float = field(metadata={"doc": "end minus start, s"})
+    end_reason: str = field(metadata={"doc": "'end_voltage', 'load_removed' (aborted) or 'data_ended'"})
+    end_v_per_cell: float = field(metadata={"doc": "end voltage per cell used, V/cell"})
+    string_end_voltage_v: float = field(metadata={"doc": "string end voltage (end V/cell x cells in the string), V"})
+    min_string_voltage_v: float = field(metadata={"doc": "lowest estimated string voltage during the discharge, V"})
+    mean_current_a: float = field(metadata={"doc": "mean string current during the discharge, A"})
+    delivered_ah: float = field(metadata={"doc": "charge delivered by the string during the discharge, Ah"})
+    mean_temperature_c: float | None = field(metadata={"doc": "mean of the blocks' start temperatures, C"})
+
+
+@dataclass
+class CapacityResult:
+    """The string's % capacity."""
+
+    method: str = field(metadata={"doc": "'time_adjusted', 'rate_adjusted' or 'none' (no rated time or datasheet)"})
+    capacity_pct: float | None = field(metadata={"doc": "string % capacity at the reference temperature"})
+    lower_bound: bool = field(metadata={"doc": "the string did not reach its end voltage: % is a lower bound"})
+    rated_time_s: float | None = field(metadata={"doc": "rated time at this load to the end voltage, s"})
+    k_t: float | None = field(metadata={"doc": "temperature correction factor for the string temperature"})
+    temperature_c: float | None = field(metadata={"doc": "string temperature used for K_T, C"})
+    rating_reference_c: float = field(metadata={"doc": "temperature of the rating (rated time or datasheet), C"})
+
+
+@dataclass
+class TestResult:
+    """Everything the analysis of one capacity test found."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    schema_version: int = field(metadata={"doc": "version of this JSON layout"})
+    test_id: str = field(metadata={"doc": "test id (from the metadata or the loggers' configuration)"})
+    load: str = field(metadata={"doc": "human-readable load description"})
+    load_kind: str = field(metadata={"doc": "'constant_current', 'constant_power' or 'current_profile'"})
+    string_blocks: int = field(metadata={"doc": "blocks in the string (expected loggers)"})
+    grid_step_s: float = field(metadata={"doc": "step of the common time base, s"})
+    discharge: DischargeResult = field(metadata={"doc": "the string discharge"})
+    capacity: CapacityResult = field(metadata={"doc": "the string's % capacity"})
+    blocks: list[BlockResult] = field(metadata={"doc": "per block, in string position order"})
+    ranking: list[str] = field(metadata={"doc": "serials, weakest block first"})
+    missing_positions: list[int] = field(metadata={"doc": "string positions without a logger"})
+    alignment_uncertainty_ms: float | None = field(metadata={"doc": "largest alignment uncertainty of any block, ms"})
+    exceedance_rule: dict[str, float] = field(metadata={"doc": "the yellow/red rule used (see ExceedanceRule)"})
+    markers: list[str] = field(metadata={"doc": "provenance markers of any block (SIMULATED, REPLAYED)"})
+    warnings: list[str] = field(metadata={"doc": "problems found with the test as a whole"})
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(to_dict(self), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> TestResult:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise MetadataError("results", f"not JSON: {err}") from None
+        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+            raise MetadataError("results.schema_version", f"expected schema version {SCHEMA_VERSION}")
+        return from_dict(cls, data)
+
+    def block(self, serial: str) -> BlockResult:
+        for b in self.blocks:
+            if b.serial == serial:
+                return b
+        raise KeyError(serial)
+
+
+T = TypeVar("T")
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain JSON-ready data of a results dataclass tree."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list):
+        return [to_dict(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_dict(cls: type[T], data: Any, path: str = "$") -> T:
+    """Rebuild a results dataclass from ``to_dict`` output; ``MetadataError`` names a bad path."""
+    return typing.cast(T, _build(cls, data, path))
+
+
+def _build(tp: Any, data: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if data is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _build(inner[0], data, path)
+    if origin is list:
+        if not isinstance(data, list):
+            raise MetadataError(path, "expected a list")
+        (item,) = typing.get_args(tp)
+        return [_build(item, x, f"{path}[{i}]") for i, x in enumerate(data)]
+    if origin is dict:
+        if not isinstance(data, dict):
+            raise MetadataError(path, "expected an object")
+        _, vt = typing.get_args(tp)
+        return {k: _build(vt, v, f"{path}.{k}") for k, v in data.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise MetadataError(path, "expected an object")
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name not in data:
+                raise MetadataError(f"{path}.{f.name}", "missing")
+            kwargs[f.name] = _build(hints[f.name], data[f.name], f"{path}.{f.name}")
+        return typing.cast(Any, tp)(**kwargs)
+    if tp is float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            raise MetadataError(path, "expected a number")
+        return float(data)
+    if tp is int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise MetadataError(path, "expected an integer")
+        return data
+    if tp in (str, bool):
+        if not isinstance(data, tp):
+            raise MetadataError(path, f"expected {tp.__name__}")
+        return data
+    raise MetadataError(path, f"unsupported type {tp!r}")  # pragma: no cover - schema bug
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of ``TestResult.to_json()``."""
+    defs: dict[str, Any] = {}
+    root = _schema(TestResult, defs)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://smartlogger.example/schemas/capacity-test-result.json",
+        "title": "smartlogger capacity test result",
+        **root,
+        "$defs": defs,
+    }
+
+
+def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return {"anyOf": [_schema(inner[0], defs), {"type": "null"}]}
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return {"type": "array", "items": _schema(item, defs)}
+    if origin is dict:
+        _, vt = typing.get_args(tp)
+        return {"type": "object", "additionalProperties": _schema(vt, defs)}
+    if dataclasses.is_dataclass(tp):
+        name = typing.cast(type, tp).__name__
+        if name not in defs:
+            defs[name] = {}  # placeholder against recursion
+            hints = typing.get_type_hints(tp)
+            props = {}
+            for f in dataclasses.fields(tp):
+                s = dict(_schema(hints[f.name], defs))
+                s["description"] = f.metadata.get("doc", "")
+                props[f.name] = s
+            defs[name] = {
+                "type": "object",
+                "description": (tp.__doc__ or "").strip().splitlines()[0],
+                "properties": props,
+                "required": [f.name for f in dataclasses.fields(tp)],
+                "additionalProperties": False,
+            }
+        if tp is TestResult:
+            root: dict[str, Any] = defs.pop(name)
+            return root
+        return {"$ref": f"#/$defs/{name}"}
+    simple = {float: "number", int: "integer", str: "string", bool: "boolean"}
+    return {"type": simple[tp]}

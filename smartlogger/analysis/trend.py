@@ -1,0 +1,85 @@
+"""Trend: the same block across several capacity tests, capacity and SOH over time.
+
+Owns grouping per-test ``BlockResult``s into one history per block and a linear
+fit of % capacity over time (least squares on the measured points; lower bounds
+are shown but not fitted), with the projected date the block falls below the
+replacement limit. A block is identified by its logger serial, its string
+position, or both (clip-on service loggers move between blocks, built-in ones
+do not), chosen by ``by``.
+
+Does not own the per-test analysis (``analyze``) or storage of past results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from smartlogger.analysis.capacity import REPLACE_BELOW_PCT
+from smartlogger.analysis.results import TestResult
+
+MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
+
+
+@dataclass
+class TrendPoint:
+    """One test of one block."""
+
+    test_id: str = field(metadata={"doc": "test id"})
+    start_ms: int = field(metadata={"doc": "discharge start, ms since epoch"})
+    serial: str = field(metadata={"doc": "logger serial in that test"})
+    position: int = field(metadata={"doc": "string position in that test"})
+    capacity_pct: float | None = field(metadata={"doc": "% capacity"})
+    soh_pct: float | None = field(metadata={"doc": "state of health, %"})
+    lower_bound: bool = field(metadata={"doc": "values are lower bounds"})
+    delivered_ah: float = field(metadata={"doc": "delivered Ah"})
+
+
+@dataclass
+class BlockTrend:
+    """The history of one block."""
+
+    key: str = field(metadata={"doc": "serial, 'pos N' or 'serial@pos N' depending on grouping"})
+    points: list[TrendPoint] = field(metadata={"doc": "tests, oldest first"})
+    slope_pct_per_year: float | None = field(metadata={"doc": "fitted change of % capacity per year"})
+    latest_capacity_pct: float | None = field(metadata={"doc": "% capacity of the newest measured test"})
+    below_limit_ms: int | None = field(
+        metadata={"doc": "projected time the fit crosses the replacement limit, ms since epoch"})
+
+
+def block_trends(results: Sequence[TestResult], *, by: Literal["serial", "position", "both"] = "both",
+                 limit_pct: float = REPLACE_BELOW_PCT) -> list[BlockTrend]:
+    """One ``BlockTrend`` per block over ``results`` (any order), sorted by key."""
+    groups: dict[str, list[TrendPoint]] = {}
+    for r in results:
+        for b in r.blocks:
+            if by == "serial":
+                key = b.serial
+            elif by == "position":
+                if b.position <= 0:
+                    continue
+                key = f"pos {b.position}"
+            else:
+                key = f"{b.serial}@pos {b.position}"
+            groups.setdefault(key, []).append(TrendPoint(
+                r.test_id, r.discharge.start_ms, b.serial, b.position, b.capacity_pct, b.soh_pct,
+                b.lower_bound, b.delivered_ah,
+            ))
+    out = []
+    for key in sorted(groups):
+        pts = sorted(groups[key], key=lambda p: p.start_ms)
+        measured = [p for p in pts if p.capacity_pct is not None and not p.lower_bound]
+        slope = crossing = None
+        if len({p.start_ms for p in measured}) >= 2:
+            x = np.array([p.start_ms for p in measured], dtype=np.float64) / MS_PER_YEAR
+            y = np.array([p.capacity_pct for p in measured], dtype=np.float64)
+            k, c = np.polyfit(x, y, 1)
+            slope = float(k)
+            if k < 0:
+                crossing = round((limit_pct - c) / k * MS_PER_YEAR)
+        latest = measured[-1].capacity_pct if measured else None
+        out.append(BlockTrend(key, pts, slope, latest, crossing))
+    return out

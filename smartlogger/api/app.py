@@ -1,0 +1,131 @@
+"""The Flask application factory: ``create_app(config)``.
+
+Owns configuration (defaults, ``SMARTLOGGER_*`` environment, explicit dict, in
+that order of precedence from low to high), wiring of the extensions via
+``init_app`` (database, file store, server key, jobs, rate limiter, flask-smorest
+``Api``), the blueprints (one per resource), CORS for the app's own origin, and
+the security headers. OpenAPI is served at ``/api/openapi.json``, interactive
+docs at ``/api/docs``.
+
+Configuration keys: ``DATA_DIR`` (SQLite file, blobs, server key), ``DATABASE_URL``,
+``DB_SCHEMA`` (PostgreSQL schema), ``FILES_DIR``, ``SERVER_KEY_PATH``, ``REDIS_URL``
+(jobs on RQ and a shared rate limit), ``MAX_CONTENT_LENGTH`` (bytes, upload limit),
+``RATE_LIMIT_PER_MINUTE`` (per token, 0 = off), ``CORS_ORIGIN`` (the companion app's
+origin; nothing else gets CORS headers), ``MIGRATE_ON_START``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from smartlogger import __version__
+from smartlogger.api import errors
+from smartlogger.api.auth import RateLimiter, check_endpoint_guarded
+from smartlogger.api.db import Database
+from smartlogger.api.filestore import LocalFileStore
+from smartlogger.api.jobs import make_runner
+from smartlogger.api.receipts import load_or_create_key
+
+DEFAULT_MAX_UPLOAD = 64 * 1024 * 1024  # bytes; a 10-year blackbox logfile is ~6 MB
+_ENV = ("DATA_DIR", "DATABASE_URL", "DB_SCHEMA", "FILES_DIR", "SERVER_KEY_PATH", "CORS_ORIGIN",
+        "RATE_LIMIT_PER_MINUTE", "MAX_CONTENT_LENGTH")
+
+
+class SmartLoggerApi(Api):  # type: ignore[misc]
+    """flask-smorest ``Api`` answering every HTTP error in the one error shape."""
+
+    ERROR_SCHEMA = errors.ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        return errors.http_exception_payload(error)
+
+
+def _config(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    cfg: dict[str, Any] = {}
+    for name in _ENV:
+        val = os.environ.get(f"SMARTLOGGER_{name}")
+        if val is not None:
+            cfg[name] = val
+    if os.environ.get("REDIS_URL"):
+        cfg["REDIS_URL"] = os.environ["REDIS_URL"]
+    cfg.update(overrides or {})
+    data = Path(cfg.get("DATA_DIR") or "smartlogger-data").resolve()
+    cfg["DATA_DIR"] = str(data)
+    cfg.setdefault("DATABASE_URL", f"sqlite:///{data / 'smartlogger.db'}")
+    cfg.setdefault("FILES_DIR", str(data / "files"))
+    cfg.setdefault("SERVER_KEY_PATH", str(data / "server_key.pem"))
+    cfg["MAX_CONTENT_LENGTH"] = int(cfg.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_UPLOAD)
+    cfg["RATE_LIMIT_PER_MINUTE"] = int(cfg.get("RATE_LIMIT_PER_MINUTE", 600))
+    cfg.setdefault("CORS_ORIGIN", None)
+    cfg.setdefault("REDIS_URL", None)
+    cfg.setdefault("MIGRATE_ON_START", True)
+    # flask-smorest / OpenAPI
+    cfg.update({
+        "API_TITLE": "smartlogger API", "API_VERSION": __version__, "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api", "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "docs",
+        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        "API_SPEC_OPTIONS": {
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+            "info": {"description": "Upload, keep and share capacity-test logfiles, results and reports. "
+                                    "See docs/API.md."},
+        },
+        "PROPAGATE_EXCEPTIONS": False,
+        "JSON_SORT_KEYS": False,
+    })
+    return cfg
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the API app. ``config`` overrides environment and defaults (tests pass a temp DATA_DIR)."""
+    app = Flask("smartlogger.api")
+    app.config.update(_config(config))
+    Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+
+    Database().init_app(app)
+    app.extensions["smartlogger_files"] = LocalFileStore(app.config["FILES_DIR"])
+    app.extensions["smartlogger_key"] = load_or_create_key(app.config["SERVER_KEY_PATH"])
+    app.extensions["smartlogger_ratelimit"] = RateLimiter(app.config["RATE_LIMIT_PER_MINUTE"],
+                                                          app.config["REDIS_URL"])
+    app.extensions["smartlogger_jobs"] = make_runner(app)
+
+    api = SmartLoggerApi(app)
+    errors.register(app)
+    from smartlogger.api.resources import BLUEPRINTS
+
+    for blp in BLUEPRINTS:
+        api.register_blueprint(blp)
+
+    origin = app.config["CORS_ORIGIN"]
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Cache-Control", "no-store")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        # CORS only for the companion app's own origin; any other origin gets no CORS headers.
+        if origin and request.headers.get("Origin") == origin:
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Vary"] = "Origin"
+            resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            resp.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, PUT, DELETE"
+            resp.headers["Access-Control-Max-Age"] = "600"
+        return resp
+
+    @app.before_request
+    def _preflight() -> Response | None:
+        if request.method != "OPTIONS" or not request.path.startswith("/api/"):
+            return None
+        if not origin or request.headers.get("Origin") != origin:
+            return errors.error_response(403, "forbidden", "cross-origin requests are not allowed")
+        return Response(status=204)
+
+    app.before_request(check_endpoint_guarded)
+    return app

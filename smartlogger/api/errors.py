@@ -1,0 +1,141 @@
+"""One JSON error shape for every failure the API returns.
+
+Owns ``ApiError`` (raised by views and services) and the translation of every
+other failure (werkzeug HTTP errors incl. 404/405/413, webargs validation,
+library errors, unexpected exceptions) into::
+
+    {"error": {"code": "<snake_case>", "message": "<one line>", "field": "<dotted path>"?}}
+
+``field`` is present when one input field is at fault (e.g. ``json.load`` or
+``body``). Unexpected exceptions are logged with their traceback on the server
+and answered with a generic 500: no stack trace ever leaves the process.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import marshmallow as ma
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from smartlogger.errors import AnalysisError, ConfigError, LogfileError, SmartLoggerError
+
+log = logging.getLogger("smartlogger.api")
+
+#: werkzeug status -> our code
+_CODES: dict[int, str] = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+    415: "unsupported_media_type", 422: "validation", 429: "rate_limited", 500: "internal",
+}
+
+
+class ApiError(SmartLoggerError):
+    """An error with an HTTP status, a code, a message and optionally the field at fault."""
+
+    def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+        super().__init__(message)
+
+
+class NotFound(ApiError):
+    def __init__(self, what: str) -> None:
+        super().__init__(404, "not_found", f"{what} not found")
+
+
+class Forbidden(ApiError):
+    def __init__(self, message: str) -> None:
+        super().__init__(403, "forbidden", message)
+
+
+class ErrorBodySchema(ma.Schema):
+    code = ma.fields.String(required=True, metadata={"description": "machine-readable error code"})
+    message = ma.fields.String(required=True, metadata={"description": "one-line explanation"})
+    field = ma.fields.String(metadata={"description": "dotted path of the input field at fault"})
+
+
+class ErrorSchema(ma.Schema):
+    """The one error shape (documented in OpenAPI as the default error response)."""
+
+    error = ma.fields.Nested(ErrorBodySchema, required=True)
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    resp = jsonify({"error": body})
+    resp.status_code = status
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def _first_field(messages: Any, prefix: str = "") -> tuple[str, str]:
+    """The first (dotted field path, message) in a marshmallow/webargs messages tree."""
+    if isinstance(messages, dict) and messages:
+        key, val = next(iter(messages.items()))
+        return _first_field(val, f"{prefix}.{key}" if prefix else str(key))
+    if isinstance(messages, list) and messages:
+        return _first_field(messages[0], prefix)
+    return prefix, str(messages)
+
+
+def http_exception_payload(error: HTTPException) -> Response:
+    status = error.code or 500
+    code = _CODES.get(status, "error")
+    data = getattr(error, "data", None) or {}
+    headers = dict(data.get("headers") or {})
+    messages = data.get("messages") or data.get("errors")
+    if messages:
+        field, msg = _first_field(messages)
+        # webargs nests by location ("json", "query"); keep it, it tells the client where to look.
+        return error_response(status, "validation" if status == 422 else code,
+                              f"{field}: {msg}" if field else msg, field or None, headers)
+    message = data.get("message") or error.description or error.name
+    if status == 405:
+        message = "method not allowed on this resource"
+    elif status == 404:
+        message = "not found"
+    elif status == 413:
+        message = "request body too large"
+    elif status >= 500:
+        message = "internal server error"
+    return error_response(status, code, str(message), None, headers)
+
+
+def register(app: Flask) -> None:
+    """Install the handlers for non-HTTP exceptions (HTTP ones go through ``Api``)."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(err: ApiError) -> Response:
+        return error_response(err.status, err.code, err.message, err.field, err.headers)
+
+    @app.errorhandler(LogfileError)
+    def _logfile_error(err: LogfileError) -> Response:
+        return error_response(422, "invalid_logfile", str(err), "body")
+
+    @app.errorhandler(ConfigError)
+    def _config_error(err: ConfigError) -> Response:
+        return error_response(422, "validation", str(err), err.field)
+
+    @app.errorhandler(AnalysisError)
+    def _analysis_error(err: AnalysisError) -> Response:
+        # Bad test metadata (MetadataError carries ``field``) is an input validation error.
+        field = getattr(err, "field", None)
+        return error_response(422, "validation" if field else "analysis", str(err), field)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception) -> Response:
+        if isinstance(err, HTTPException):
+            return http_exception_payload(err)
+        log.exception("unhandled error")
+        return error_response(500, "internal", "internal server error")

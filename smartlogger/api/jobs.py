@@ -1,0 +1,196 @@
+"""Background jobs: analysis and report generation off the request path.
+
+Owns the job table protocol (``enqueue`` is idempotent by key: the same inputs
+give the same job; a failed job is retried by enqueueing again), the runner
+seam (``JobRunner``) with two backends chosen by configuration:
+
+- ``ThreadRunner``: an in-process worker thread (default; zero setup).
+- ``RQRunner``: RQ on Redis when ``REDIS_URL`` is set; run workers with
+  ``rq worker --url $REDIS_URL smartlogger`` and the same ``SMARTLOGGER_*``
+  environment as the web process (``rq_entry`` builds the app from it).
+
+A job only records its state in the database; its output (a ``Result`` or a
+``Report`` row) is what the API serves. An analysis that finishes enqueues the
+report, so "results and report ready" follows the last upload by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from typing import Any, Protocol
+
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from smartlogger.api.models import CapacityTest, Job, utcnow
+from smartlogger.errors import SmartLoggerError
+
+log = logging.getLogger("smartlogger.api.jobs")
+KINDS = ("analyse", "report")
+
+
+class JobRunner(Protocol):
+    def submit(self, job_id: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ThreadRunner:
+    """One daemon thread executing jobs in submission order (the CPU has 2 cores: one is plenty)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._q: queue.Queue[int | None] = queue.Queue()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._thread = threading.Thread(target=self._loop, name="smartlogger-jobs", daemon=True)
+        self._thread.start()
+
+    def submit(self, job_id: int) -> None:
+        with self._idle:
+            self._pending += 1
+        self._q.put(job_id)
+
+    def _loop(self) -> None:
+        while True:
+            job_id = self._q.get()
+            if job_id is None:
+                return
+            try:
+                run_job(self.app, job_id)
+            except Exception:  # run_job records failures; this is a bug guard only
+                log.exception("job %s crashed the runner loop", job_id)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until every submitted job (and the jobs they enqueued) ran; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self) -> None:
+        self._q.put(None)
+
+
+class RQRunner:
+    """Jobs on Redis through RQ (``queue`` name ``smartlogger``)."""
+
+    def __init__(self, redis_url: str, queue_name: str = "smartlogger") -> None:
+        import redis
+        from rq import Queue
+
+        self.connection = redis.Redis.from_url(redis_url)
+        self.queue = Queue(queue_name, connection=self.connection)
+
+    def submit(self, job_id: int) -> None:
+        self.queue.enqueue("smartlogger.api.jobs.rq_entry", job_id, job_timeout=1800,
+                           job_id=f"smartlogger-{job_id}-{utcnow().timestamp():.6f}")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def make_runner(app: Flask) -> JobRunner:
+    url = app.config.get("REDIS_URL")
+    if url:
+        return RQRunner(url, app.config.get("RQ_QUEUE", "smartlogger"))
+    return ThreadRunner(app)
+
+
+def job_key(org_id: int, kind: str, inputs: str) -> str:
+    return hashlib.sha256(f"{org_id}/{kind}/{inputs}".encode()).hexdigest()
+
+
+def enqueue(app: Flask, org_id: int, kind: str, test_id: int, inputs: str) -> Job:
+    """The job for (``kind``, ``inputs``): existing unless it failed; submitted if (re)queued."""
+    from smartlogger.api.db import database
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}")
+    key = job_key(org_id, kind, inputs)
+    db = database(app)
+    submit = False
+    with db.system_session() as s:
+        job = s.scalar(select(Job).where(Job.key == key))
+        if job is None:
+            job = Job(org_id=org_id, key=key, kind=kind, test_id=test_id)
+            try:
+                with s.begin_nested():
+                    s.add(job)
+                submit = True
+            except IntegrityError:  # enqueued concurrently by another request
+                job = s.scalar(select(Job).where(Job.key == key))
+                assert job is not None
+        elif job.status == "failed":
+            job.status, job.error, job.started_at, job.finished_at = "queued", "", None, None
+            submit = True
+        s.flush()
+        s.expunge(job)
+    if submit:
+        app.extensions["smartlogger_jobs"].submit(job.id)
+    return job
+
+
+def run_job(app: Flask, job_id: int) -> None:
+    """Execute job ``job_id`` (any process); records running/finished/failed in its row."""
+    from smartlogger.api import services
+    from smartlogger.api.db import database
+
+    db = database(app)
+    store = app.extensions["smartlogger_files"]
+    with db.system_session() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status in ("finished", "running"):
+            return
+        job.status, job.started_at, job.attempts = "running", utcnow(), job.attempts + 1
+    follow_up: tuple[int, str] | None = None
+    try:
+        with db.system_session() as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            test = s.get(CapacityTest, job.test_id)
+            if test is None:
+                raise SmartLoggerError("the test was deleted")
+            if job.kind == "analyse":
+                result = services.compute_result(s, store, test)
+                follow_up = (test.org_id, services.report_key(result))
+            else:
+                services.build_report(s, store, test)
+            job.status, job.finished_at, job.error = "finished", utcnow(), ""
+            test_id = test.id
+    except Exception as err:
+        if not isinstance(err, SmartLoggerError):
+            log.exception("job %s failed", job_id)
+        message = str(err).splitlines()[0] if isinstance(err, SmartLoggerError) and str(err) else (
+            f"{type(err).__name__}: the job failed (see the server log)")
+        with db.system_session() as s:
+            job = s.get(Job, job_id)
+            if job is not None:
+                job.status, job.finished_at, job.error = "failed", utcnow(), message[:2000]
+        return
+    if follow_up is not None:
+        enqueue(app, follow_up[0], "report", test_id, follow_up[1])
+
+
+_RQ_APP: Flask | None = None
+
+
+def rq_entry(job_id: int) -> None:
+    """What an RQ worker runs: build the app once per worker process from the environment."""
+    global _RQ_APP
+    if _RQ_APP is None:
+        from smartlogger.api.app import create_app
+
+        _RQ_APP = create_app({"JOBS_RUNNER": "rq", "MIGRATE_ON_START": False})
+    run_job(_RQ_APP, job_id)
+
+
+def job_dict(job: Job | None) -> dict[str, Any] | None:
+    return None if job is None else {c: getattr(job, c) for c in (
+        "id", "kind", "test_id", "status", "error", "attempts", "created_at", "started_at", "finished_at")}

@@ -1,0 +1,57 @@
+"""Helpers every resource blueprint uses: the session, the file store, tenant-scoped lookups.
+
+Lookups always name the caller's organisation explicitly (on top of the
+session's automatic tenant filter), and a row of another organisation is
+reported exactly like a missing one: 404, never 403.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from flask import current_app, request
+from sqlalchemy import Select, select
+
+from smartlogger.api.auth import current
+from smartlogger.api.db import TenantSession, database
+from smartlogger.api.filestore import FileStore
+from smartlogger.api.receipts import ServerKey
+from smartlogger.api.services import Uploader, get_in_org
+
+T = TypeVar("T")
+
+
+def session() -> TenantSession:
+    return database(current_app).session
+
+
+def files() -> FileStore:
+    store: FileStore = current_app.extensions["smartlogger_files"]
+    return store
+
+
+def server_key() -> ServerKey:
+    key: ServerKey = current_app.extensions["smartlogger_key"]
+    return key
+
+
+def org_id() -> int:
+    return current().org_id
+
+
+def get(model: type[T], obj_id: int, what: str) -> T:
+    row: T = get_in_org(session(), model, obj_id, org_id(), what)
+    return row
+
+
+def scoped(model: Any) -> Select[Any]:
+    return select(model).where(model.org_id == org_id())
+
+
+def page(query: Select[Any], args: dict[str, Any], order: Any) -> list[Any]:
+    return list(session().scalars(query.order_by(order).limit(args["limit"]).offset(args["offset"])))
+
+
+def uploader() -> Uploader:
+    p = current()
+    return Uploader(p.user_id, p.org_id, p.email, request.remote_addr or "")

@@ -1,0 +1,188 @@
+"""``/api/logfiles``: upload (content-addressed, validated), list, download, verify, receipt.
+
+Upload is the raw file as the request body (``Content-Type:
+application/octet-stream`` or ``application/vnd.smartlogger.slog``), at most
+``MAX_CONTENT_LENGTH`` bytes. The same bytes again answer 200 with the existing
+logfile (201 the first time). A body that is not a logfile, or that the decoder
+rejects, is answered 422 with the decoder's message and nothing is stored.
+"""
+
+# mypy: disable-error-code="untyped-decorator"
+# (flask-smorest ships no type hints; its decorators keep our signatures at run time.)
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, request
+from flask_smorest import Blueprint
+from marshmallow import fields
+
+from smartlogger.api.auth import current, require
+from smartlogger.api.errors import ApiError
+from smartlogger.api.models import CapacityTest, Logfile, Logger
+from smartlogger.api.resources.common import (
+    files,
+    get,
+    org_id,
+    page,
+    scoped,
+    server_key,
+    session,
+    uploader,
+)
+from smartlogger.api.resources.tests import schedule_if_complete
+from smartlogger.api.schemas import (
+    AttachSchema,
+    LogfileSchema,
+    PageArgs,
+    ReceiptSchema,
+    UploadArgs,
+    VerificationSchema,
+)
+from smartlogger.api.services import audit, ingest_logfile
+
+blp = Blueprint("logfiles", __name__, url_prefix="/api/logfiles",
+                description="Logfiles: immutable, content-addressed by SHA-256.")
+
+UPLOAD_TYPES = ("application/octet-stream", "application/vnd.smartlogger.slog")
+SLOG_TYPE = "application/vnd.smartlogger.slog"
+
+
+class LogfileFilter(PageArgs):
+    test_id = fields.Integer()
+    sha256 = fields.String()
+    serial = fields.String()
+
+
+def logfile_out(lf: Logfile, created: bool = False) -> dict[str, Any]:
+    out = {c: getattr(lf, c) for c in ("id", "sha256", "size", "logger_id", "test_id", "block_position",
+                                       "format_version", "verification_status", "uploaded_by",
+                                       "uploaded_at")}
+    out["serial"] = lf.receipt.get("serial") or (
+        session().scalar(scoped(Logger).where(Logger.id == lf.logger_id).with_only_columns(Logger.serial))
+        or "")
+    out["created"] = created
+    return out
+
+
+@blp.route("", methods=["GET"])
+@require("viewer")
+@blp.arguments(LogfileFilter, location="query")
+@blp.response(200, LogfileSchema(many=True))
+def list_logfiles(args: dict[str, Any]) -> list[dict[str, Any]]:
+    q = scoped(Logfile)
+    if "test_id" in args:
+        q = q.where(Logfile.test_id == args["test_id"])
+    if "sha256" in args:
+        q = q.where(Logfile.sha256 == args["sha256"].lower())
+    if "serial" in args:
+        q = q.join(Logger, Logger.id == Logfile.logger_id).where(Logger.serial == args["serial"])
+    return [logfile_out(lf) for lf in page(q, args, Logfile.id)]
+
+
+@blp.route("", methods=["POST"])
+@require("technician")
+@blp.arguments(UploadArgs, location="query")
+@blp.doc(requestBody={"required": True, "content": {
+    t: {"schema": {"type": "string", "format": "binary"}} for t in UPLOAD_TYPES}})
+@blp.response(201, LogfileSchema)
+@blp.alt_response(200, schema=LogfileSchema, description="these bytes were already uploaded")
+def upload(args: dict[str, Any]) -> Any:
+    """Upload one logfile (raw body). Returns the existing logfile for bytes already uploaded."""
+    ctype = (request.mimetype or "").lower()
+    if ctype not in UPLOAD_TYPES:
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Type must be one of {', '.join(UPLOAD_TYPES)}, not {ctype or 'missing'}",
+                       field="Content-Type")
+    data = request.get_data(cache=False)
+    if not data:
+        raise ApiError(422, "invalid_logfile", "empty body: not a logfile", field="body")
+    row, created = ingest_logfile(session(), files(), server_key(), uploader(), data,
+                                  test_id=args["test_id"])
+    if row.test_id is not None:
+        t = session().get(CapacityTest, row.test_id)
+        if t is not None:
+            schedule_if_complete(t)
+    return logfile_out(row, created), 201 if created else 200
+
+
+@blp.route("/<int:logfile_id>", methods=["GET"])
+@require("viewer")
+@blp.response(200, LogfileSchema)
+def get_logfile(logfile_id: int) -> dict[str, Any]:
+    return logfile_out(get(Logfile, logfile_id, "logfile"))
+
+
+@blp.route("/<int:logfile_id>/test", methods=["PUT"])
+@require("technician")
+@blp.arguments(AttachSchema)
+@blp.response(200, LogfileSchema)
+def attach(data: dict[str, Any], logfile_id: int) -> dict[str, Any]:
+    """Attach the logfile to a test (or detach with null). The bytes never change."""
+    lf = get(Logfile, logfile_id, "logfile")
+    t = get(CapacityTest, data["test_id"], "test") if data["test_id"] is not None else None
+    lf.test_id = t.id if t is not None else None
+    session().commit()
+    if t is not None:
+        schedule_if_complete(t)
+    return logfile_out(lf)
+
+
+@blp.route("/<int:logfile_id>/content", methods=["GET"])
+@require("viewer")
+@blp.response(200, {"type": "string", "format": "binary"}, content_type=SLOG_TYPE)
+def download(logfile_id: int) -> Response:
+    """The logfile's bytes, exactly as uploaded (SHA-256 in the ``Digest``-style header)."""
+    lf = get(Logfile, logfile_id, "logfile")
+    data = files().get(lf.sha256)
+    who = uploader()
+    audit(session(), who.org_id, who.user_id, "download", "logfile", lf.id, sha256=lf.sha256,
+          remote_addr=who.remote_addr)
+    session().commit()
+    return Response(data, mimetype=SLOG_TYPE, headers={
+        "Content-Disposition": f'attachment; filename="{lf.sha256[:16]}.slog"',
+        "X-Content-SHA256": lf.sha256})
+
+
+@blp.route("/<int:logfile_id>/verification", methods=["GET"])
+@require("viewer")
+@blp.response(200, VerificationSchema)
+def verification(logfile_id: int) -> dict[str, Any]:
+    """The evidence verification of the logfile (signature, chain, gaps, overwritten range, ...)."""
+    lf = get(Logfile, logfile_id, "logfile")
+    return {"logfile_id": lf.id, "sha256": lf.sha256, "report": lf.verification}
+
+
+@blp.route("/<int:logfile_id>/receipt", methods=["GET"])
+@require("viewer")
+@blp.response(200, ReceiptSchema)
+def receipt(logfile_id: int) -> dict[str, Any]:
+    """The server's signed chain-of-custody receipt (upload time, uploader, SHA-256)."""
+    lf = get(Logfile, logfile_id, "logfile")
+    return {"receipt": lf.receipt, "signature": lf.receipt_signature, "algorithm": "Ed25519",
+            "public_key_pem": server_key().public_pem()}
+
+
+@blp.route("/<int:logfile_id>", methods=["DELETE"])
+@require("admin")
+@blp.response(204)
+def delete_logfile(logfile_id: int) -> None:
+    """Delete a logfile record (admin, audited). The blob stays while another tenant holds it."""
+    lf = get(Logfile, logfile_id, "logfile")
+    s = session()
+    audit(s, org_id(), current().user_id, "delete", "logfile", lf.id, sha256=lf.sha256,
+          remote_addr=request.remote_addr or "")
+    sha = lf.sha256
+    s.delete(lf)
+    s.commit()
+    from sqlalchemy import func, select
+
+    from smartlogger.api.db import database
+    from smartlogger.api.models import Report
+
+    with database(current_app).system_session() as sys:
+        still = sys.scalar(select(func.count()).select_from(Logfile).where(Logfile.sha256 == sha))
+        reports = sys.scalar(select(func.count()).select_from(Report).where(Report.sha256 == sha))
+    if not still and not reports:
+        files().delete(sha)

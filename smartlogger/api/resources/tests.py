@@ -1,0 +1,247 @@
+"""``/api/tests``: capacity tests, their logfiles, results and the report workbook.
+
+A test is complete when it has ``blocks`` logfiles; then its analysis is
+enqueued (and, when that finishes, its report). ``POST .../analyse`` and
+``POST .../report`` enqueue on demand; both are idempotent (same inputs, same job).
+"""
+
+# mypy: disable-error-code="untyped-decorator"
+# (flask-smorest ships no type hints; its decorators keep our signatures at run time.)
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, url_for
+from flask_smorest import Blueprint
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from smartlogger.api import jobs as jobq
+from smartlogger.api.auth import current, require
+from smartlogger.api.errors import ApiError, NotFound
+from smartlogger.api.models import BatteryString, CapacityTest, Job, Report, Result
+from smartlogger.api.resources.common import files, get, org_id, page, scoped, session, uploader
+from smartlogger.api.schemas import (
+    JobSchema,
+    LogfileSchema,
+    PageArgs,
+    ReportSchema,
+    ResultSchema,
+    TestInSchema,
+    TestPatchSchema,
+    TestSchema,
+)
+from smartlogger.api.services import (
+    audit,
+    inputs_digest,
+    logfile_count,
+    report_key,
+    test_logfiles,
+    test_status,
+    validate_test_metadata,
+)
+
+blp = Blueprint("tests", __name__, url_prefix="/api/tests", description="Capacity tests, results, reports.")
+
+_PATCHABLE = ("name", "load", "rated_time", "end_v_per_cell", "reference_temperature_c", "blocks",
+              "datasheet_csv", "string_id")
+
+
+def test_out(t: CapacityTest) -> dict[str, Any]:
+    n = logfile_count(session(), t)
+    out = {c: getattr(t, c) for c in ("id", "string_id", "name", "client_key", "load", "rated_time",
+                                      "end_v_per_cell", "reference_temperature_c", "blocks", "meta",
+                                      "created_at")}
+    out["logfiles"] = n
+    out["status"] = test_status(session(), t, n)
+    return out
+
+
+def schedule_if_complete(t: CapacityTest) -> Job | None:
+    """Enqueue the analysis when the test has all its logfiles (idempotent by input digest)."""
+    shas = [lf.sha256 for lf in test_logfiles(session(), t)]
+    if len(shas) < t.blocks:
+        return None
+    return jobq.enqueue(current_app._get_current_object(), t.org_id, "analyse", t.id,  # type: ignore[attr-defined]
+                        inputs_digest(t, shas))
+
+
+@blp.route("", methods=["GET"])
+@require("viewer")
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, TestSchema(many=True))
+def list_tests(args: dict[str, Any]) -> list[dict[str, Any]]:
+    return [test_out(t) for t in page(scoped(CapacityTest), args, CapacityTest.id)]
+
+
+@blp.route("", methods=["POST"])
+@require("technician")
+@blp.arguments(TestInSchema)
+@blp.response(201, TestSchema)
+@blp.alt_response(200, schema=TestSchema, description="a test with this client_key already exists")
+def create_test(data: dict[str, Any]) -> Any:
+    """Create a test (load, rated time or datasheet, metadata). Same ``client_key`` -> existing test."""
+    s = session()
+    if data["client_key"] is not None:
+        existing = s.scalar(scoped(CapacityTest).where(CapacityTest.client_key == data["client_key"]))
+        if existing is not None:
+            return test_out(existing), 200
+    string = get(BatteryString, data["string_id"], "string") if data["string_id"] is not None else None
+    blocks = data["blocks"] or (string.blocks if string is not None else None)
+    if blocks is None:
+        raise ApiError(422, "validation", "blocks: give the number of logfiles expected, or a string_id",
+                       field="blocks")
+    meta = data.pop("metadata")
+    data["blocks"] = blocks
+    t = CapacityTest(org_id=org_id(), created_by=current().user_id, meta=meta, **data)
+    validate_test_metadata(t)  # MetadataError -> 422 naming the field
+    s.add(t)
+    try:
+        s.commit()
+    except IntegrityError:
+        s.rollback()
+        existing = s.scalar(scoped(CapacityTest).where(CapacityTest.client_key == data["client_key"]))
+        if existing is None:
+            raise
+        return test_out(existing), 200
+    return test_out(t), 201
+
+
+@blp.route("/<int:test_id>", methods=["GET"])
+@require("viewer")
+@blp.response(200, TestSchema)
+def get_test(test_id: int) -> dict[str, Any]:
+    return test_out(get(CapacityTest, test_id, "test"))
+
+
+@blp.route("/<int:test_id>", methods=["PATCH"])
+@require("technician")
+@blp.arguments(TestPatchSchema(partial=True))
+@blp.response(200, TestSchema)
+def patch_test(data: dict[str, Any], test_id: int) -> dict[str, Any]:
+    """Correct the test metadata; a complete test is re-analysed with it."""
+    t = get(CapacityTest, test_id, "test")
+    if data.get("string_id") is not None:
+        get(BatteryString, data["string_id"], "string")
+    for k in _PATCHABLE:
+        if k in data and (k != "blocks" or data[k] is not None):
+            setattr(t, k, data[k])
+    if "metadata" in data:
+        t.meta = data["metadata"]
+    validate_test_metadata(t)
+    session().commit()
+    schedule_if_complete(t)
+    return test_out(t)
+
+
+@blp.route("/<int:test_id>", methods=["DELETE"])
+@require("admin")
+@blp.response(204)
+def delete_test(test_id: int) -> None:
+    """Delete a test with its result and reports (its logfiles stay, detached)."""
+    t = get(CapacityTest, test_id, "test")
+    s = session()
+    for lf in test_logfiles(s, t):
+        lf.test_id = None
+    audit(s, org_id(), current().user_id, "delete", "test", t.id, detail=t.name)
+    s.delete(t)
+    s.commit()
+
+
+@blp.route("/<int:test_id>/logfiles", methods=["GET"])
+@require("viewer")
+@blp.response(200, LogfileSchema(many=True))
+def list_test_logfiles(test_id: int) -> list[dict[str, Any]]:
+    from smartlogger.api.resources.logfiles import logfile_out
+
+    t = get(CapacityTest, test_id, "test")
+    return [logfile_out(lf) for lf in test_logfiles(session(), t)]
+
+
+@blp.route("/<int:test_id>/analyse", methods=["POST"])
+@require("technician")
+@blp.response(202, JobSchema)
+def analyse(test_id: int) -> Job:
+    """(Re-)analyse the test now with the logfiles it has (idempotent for the same inputs)."""
+    t = get(CapacityTest, test_id, "test")
+    shas = [lf.sha256 for lf in test_logfiles(session(), t)]
+    if not shas:
+        raise ApiError(409, "conflict", "the test has no logfiles yet")
+    return jobq.enqueue(current_app._get_current_object(), t.org_id, "analyse", t.id,  # type: ignore[attr-defined]
+                        inputs_digest(t, shas))
+
+
+@blp.route("/<int:test_id>/results", methods=["GET"])
+@require("viewer")
+@blp.response(200, ResultSchema)
+def get_results(test_id: int) -> Result:
+    """The analysis result (per-block capacity, SOH, exceedances; ``smartlogger test schema``)."""
+    t = get(CapacityTest, test_id, "test")
+    row = session().scalar(select(Result).where(Result.org_id == t.org_id, Result.test_id == t.id))
+    if row is None:
+        raise NotFound("result (the test is not analysed yet)")
+    return row
+
+
+def _report_state(t: CapacityTest) -> dict[str, Any]:
+    s = session()
+    result = s.scalar(select(Result).where(Result.org_id == t.org_id, Result.test_id == t.id))
+    if result is None:
+        raise ApiError(409, "conflict", "the test has no result yet; the report follows the analysis")
+    key = report_key(result)
+    rep = s.scalar(select(Report).where(Report.org_id == t.org_id, Report.test_id == t.id, Report.key == key))
+    job = s.scalar(select(Job).where(Job.key == jobq.job_key(t.org_id, "report", key)))
+    if rep is not None:
+        status = "ready"
+    elif job is None:
+        status = "not_requested"
+    else:
+        status = {"finished": "ready"}.get(job.status, job.status)
+    return {"id": rep.id if rep else None, "test_id": t.id, "status": status, "job": job,
+            "size": rep.size if rep else None, "sha256": rep.sha256 if rep else None,
+            "download": url_for("tests.download_report", test_id=t.id) if rep else None}
+
+
+@blp.route("/<int:test_id>/report", methods=["POST"])
+@require("viewer")
+@blp.response(202, ReportSchema)
+def request_report(test_id: int) -> dict[str, Any]:
+    """Generate the string report workbook in the background (cached: ready at once if made)."""
+    t = get(CapacityTest, test_id, "test")
+    state = _report_state(t)
+    if state["status"] in ("ready", "queued", "running"):
+        return state
+    result = session().scalar(select(Result).where(Result.org_id == t.org_id, Result.test_id == t.id))
+    assert result is not None
+    jobq.enqueue(current_app._get_current_object(), t.org_id, "report", t.id,  # type: ignore[attr-defined]
+                 report_key(result))
+    return _report_state(t)
+
+
+@blp.route("/<int:test_id>/report", methods=["GET"])
+@require("viewer")
+@blp.response(200, ReportSchema)
+def get_report(test_id: int) -> dict[str, Any]:
+    return _report_state(get(CapacityTest, test_id, "test"))
+
+
+@blp.route("/<int:test_id>/report.xlsx", methods=["GET"])
+@require("viewer")
+@blp.response(200, {"type": "string", "format": "binary"},
+              content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+def download_report(test_id: int) -> Response:
+    t = get(CapacityTest, test_id, "test")
+    state = _report_state(t)
+    if state["status"] != "ready":
+        raise NotFound("report (request it with POST .../report)")
+    data = files().get(state["sha256"])
+    who = uploader()
+    audit(session(), who.org_id, who.user_id, "download", "report", state["id"], sha256=state["sha256"],
+          remote_addr=who.remote_addr)
+    session().commit()
+    name = f"test-{t.id}-report.xlsx"
+    return Response(data, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+

@@ -1,0 +1,277 @@
+"""Marshmallow 4 schemas of every API input and output (also the OpenAPI components).
+
+Owns the JSON shapes and input validation (lengths, ranges, enums). Inputs are
+``*InSchema`` / ``*PatchSchema``; outputs ``*Schema``. Unknown input fields are
+rejected (marshmallow's default ``RAISE``), so a typo in a field name is a 422
+naming it rather than silently ignored. Times are ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields as f
+from marshmallow import validate as v
+
+from smartlogger.api.models import ROLES
+
+_NAME = v.Length(min=1, max=200)
+
+
+class PageArgs(ma.Schema):
+    limit = f.Integer(load_default=100, validate=v.Range(1, 1000))
+    offset = f.Integer(load_default=0, validate=v.Range(0, 2**31 - 1))
+
+
+# ----------------------------------------------------------------------------- organisations & users
+
+
+class OrganisationSchema(ma.Schema):
+    id = f.Integer(dump_only=True)
+    name = f.String(required=True, validate=_NAME)
+    created_at = f.DateTime(dump_only=True)
+
+
+class OrganisationPatchSchema(ma.Schema):
+    name = f.String(required=True, validate=_NAME)
+
+
+class UserSchema(ma.Schema):
+    id = f.Integer(dump_only=True)
+    org_id = f.Integer(dump_only=True)
+    email = f.Email(required=True, validate=v.Length(max=320))
+    name = f.String(load_default="", validate=v.Length(max=200))
+    role = f.String(required=True, validate=v.OneOf(ROLES))
+    active = f.Boolean(dump_only=True)
+    created_at = f.DateTime(dump_only=True)
+
+
+class UserPatchSchema(ma.Schema):
+    name = f.String(validate=v.Length(max=200))
+    role = f.String(validate=v.OneOf(ROLES))
+    active = f.Boolean()
+
+
+class TokenInSchema(ma.Schema):
+    user_id = f.Integer(metadata={"description": "default: yourself (admins may issue for others)"})
+    days = f.Integer(load_default=90, validate=v.Range(1, 3650))
+    label = f.String(load_default="", validate=v.Length(max=200))
+
+
+class TokenSchema(ma.Schema):
+    id = f.Integer(dump_only=True)
+    user_id = f.Integer(dump_only=True)
+    prefix = f.String(dump_only=True, metadata={"description": "first 8 characters, to recognise it"})
+    label = f.String(dump_only=True)
+    created_at = f.DateTime(dump_only=True)
+    expires_at = f.DateTime(dump_only=True)
+    revoked_at = f.DateTime(dump_only=True, allow_none=True)
+
+
+class NewTokenSchema(TokenSchema):
+    token = f.String(dump_only=True, metadata={"description": "the bearer token; shown only once"})
+
+
+class MeSchema(ma.Schema):
+    user = f.Nested(UserSchema)
+    organisation = f.Nested(OrganisationSchema)
+
+
+# ----------------------------------------------------------------------------- sites -> strings
+
+
+class SiteSchema(ma.Schema):
+    id = f.Integer(dump_only=True)
+    name = f.String(required=True, validate=_NAME)
+    address = f.String(load_default="", validate=v.Length(max=2000))
+    created_at = f.DateTime(dump_only=True)
+
+
+class SitePatchSchema(ma.Schema):
+    name = f.String(validate=_NAME)
+    address = f.String(validate=v.Length(max=2000))
+
+
+class SystemSchema(ma.Schema):
+    id = f.Integer(dump_only=True)
+    site_id = f.Integer(required=True)
+    name = f.String(required=True, validate=_NAME)
+    kind = f.String(load_default="UPS", validate=v.Length(min=1, max=50))
+    created_at = f.DateTime(dump_only=True)
+
+
+class StringSchema(ma.Schema):
+    id = f.Integer(dump_only=True)
+    system_id = f.Integer(required=True)
+    name = f.String(required=True, validate=_NAME)
+    blocks = f.Integer(required=True, validate=v.Range(1, 10000),
+                       metadata={"description": "number of series blocks (positions are created)"})
+    block_voltage_v = f.Float(load_default=12.0, validate=v.Range(1.0, 48.0))
+    chemistry = f.String(load_default="vrla", validate=v.OneOf(["vrla", "flooded", "nicd", "lifepo4"]))
+    rated_ah = f.Float(load_default=100.0, validate=v.Range(0.1, 100000.0))
+    created_at = f.DateTime(dump_only=True)
+
+
+class PositionSchema(ma.Schema):
+    id = f.Integer(dump_only=True)
+    string_id = f.Integer(dump_only=True)
+    position = f.Integer(dump_only=True)
+    label = f.String(validate=v.Length(max=50))
+    logger_id = f.Integer(allow_none=True)
+
+
+class PositionPatchSchema(ma.Schema):
+    label = f.String(validate=v.Length(max=50))
+    logger_id = f.Integer(allow_none=True)
+
+
+# ----------------------------------------------------------------------------- loggers
+
+
+class LoggerSchema(ma.Schema):
+    id = f.Integer(dump_only=True)
+    serial = f.String(required=True, validate=v.Regexp(r"^[A-Z0-9][A-Z0-9-]{2,31}$"))
+    generation = f.Integer(required=True, validate=v.OneOf([1, 2]))
+    firmware = f.String(load_default="", validate=v.Length(max=32))
+    simulated = f.Boolean(dump_only=True)
+    created_at = f.DateTime(dump_only=True)
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+class TestInSchema(ma.Schema):
+    __test__ = False
+    string_id = f.Integer(allow_none=True, load_default=None)
+    name = f.String(load_default="", validate=v.Length(max=200))
+    client_key = f.String(load_default=None, allow_none=True, validate=v.Length(min=1, max=100),
+                          metadata={"description": "field tool's id; the same key returns the same test"})
+    # ``load_``: a field named ``load`` would shadow ``Schema.load`` for type checkers.
+    load_ = f.String(required=True, data_key="load", attribute="load", validate=v.Length(min=1, max=100),
+                    metadata={"description": "as the CLI takes it: '50A' or '12kW'"})
+    rated_time = f.String(load_default=None, allow_none=True, validate=v.Length(min=1, max=50),
+                          metadata={"description": "rated time at this load, e.g. '3h'"})
+    end_v_per_cell = f.Float(load_default=None, allow_none=True, validate=v.Range(0.5, 4.0))
+    reference_temperature_c = f.Float(load_default=25.0, validate=v.Range(-40.0, 60.0))
+    blocks = f.Integer(load_default=None, allow_none=True, validate=v.Range(1, 10000),
+                       metadata={"description": "logfiles expected; default: the string's block count"})
+    datasheet_csv = f.String(load_default=None, allow_none=True, validate=v.Length(max=200_000))
+    metadata = f.Dict(keys=f.String(validate=v.Length(max=100)), values=f.String(validate=v.Length(max=2000)),
+                      load_default=dict)
+
+
+class TestPatchSchema(TestInSchema):
+    """Same fields as ``TestInSchema``, all optional (used with ``partial=True``)."""
+
+    __test__ = False
+
+
+class TestSchema(ma.Schema):
+    __test__ = False
+    id = f.Integer()
+    string_id = f.Integer(allow_none=True)
+    name = f.String()
+    client_key = f.String(allow_none=True)
+    load_ = f.String(data_key="load", attribute="load")
+    rated_time = f.String(allow_none=True)
+    end_v_per_cell = f.Float(allow_none=True)
+    reference_temperature_c = f.Float()
+    blocks = f.Integer()
+    metadata = f.Dict(attribute="meta")
+    logfiles = f.Integer(metadata={"description": "logfiles attached so far"})
+    status = f.String(metadata={"description": "collecting | analysing | analysed | failed"})
+    created_at = f.DateTime()
+
+
+# ----------------------------------------------------------------------------- logfiles
+
+
+class LogfileSchema(ma.Schema):
+    id = f.Integer()
+    sha256 = f.String()
+    size = f.Integer(metadata={"description": "bytes"})
+    serial = f.String()
+    logger_id = f.Integer()
+    test_id = f.Integer(allow_none=True)
+    block_position = f.Integer()
+    format_version = f.String()
+    verification_status = f.String(metadata={"description": "verified | unsigned | tampered"})
+    uploaded_by = f.Integer(allow_none=True)
+    uploaded_at = f.DateTime()
+    created = f.Boolean(metadata={"description": "false when the same bytes were already here"})
+
+
+class UploadArgs(ma.Schema):
+    test_id = f.Integer(load_default=None, allow_none=True,
+                        metadata={"description": "attach the logfile to this test"})
+
+
+class AttachSchema(ma.Schema):
+    test_id = f.Integer(required=True, allow_none=True)
+
+
+class ReceiptSchema(ma.Schema):
+    receipt = f.Dict(metadata={"description": "the signed body (canonical JSON of this object)"})
+    signature = f.String(metadata={"description": "Ed25519 signature, hex"})
+    algorithm = f.String()
+    public_key_pem = f.String()
+
+
+class ServerKeySchema(ma.Schema):
+    algorithm = f.String()
+    public_key_pem = f.String()
+    fingerprint = f.String(metadata={"description": "SHA-256 of the raw public key, hex"})
+
+
+class VerificationSchema(ma.Schema):
+    logfile_id = f.Integer()
+    sha256 = f.String()
+    report = f.Dict(metadata={"description": "logfile.verify.VerifyReport as JSON"})
+
+
+# ----------------------------------------------------------------------------- results, reports, jobs
+
+
+class JobSchema(ma.Schema):
+    id = f.Integer()
+    kind = f.String()
+    test_id = f.Integer(allow_none=True)
+    status = f.String(metadata={"description": "queued | running | finished | failed"})
+    error = f.String()
+    attempts = f.Integer()
+    created_at = f.DateTime()
+    started_at = f.DateTime(allow_none=True)
+    finished_at = f.DateTime(allow_none=True)
+
+
+class ResultSchema(ma.Schema):
+    test_id = f.Integer()
+    computed_at = f.DateTime()
+    inputs_sha256 = f.String()
+    result = f.Dict(metadata={"description": "analysis TestResult JSON (smartlogger test schema)"})
+
+
+class ReportSchema(ma.Schema):
+    id = f.Integer(allow_none=True)
+    test_id = f.Integer()
+    status = f.String(metadata={"description": "queued | running | ready | failed"})
+    job = f.Nested(JobSchema, allow_none=True)
+    size = f.Integer(allow_none=True)
+    sha256 = f.String(allow_none=True)
+    download = f.String(allow_none=True, metadata={"description": "URL of the workbook when ready"})
+
+
+class AuditSchema(ma.Schema):
+    id = f.Integer()
+    at = f.DateTime()
+    user_id = f.Integer(allow_none=True)
+    action = f.String()
+    object_type = f.String()
+    object_id = f.Integer(allow_none=True)
+    sha256 = f.String(allow_none=True)
+    remote_addr = f.String()
+    detail = f.String()
+
+
+class HealthSchema(ma.Schema):
+    status = f.String()
+    version = f.String()

@@ -1,0 +1,279 @@
+"""What the API does with uploads, tests, results and reports, in terms of library calls.
+
+Owns the orchestration only: accepting a logfile (magic, decode with
+``smartlogger.logfile.read_logfile``, verify with ``verify_logfile``, store by
+SHA-256, receipt, audit), deciding when a test is complete, and running the
+analysis (``smartlogger.analysis.analyze.analyze_test``) and the string report
+(``smartlogger.export``) exactly as the CLI does. No battery logic lives here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from smartlogger.api.errors import ApiError, NotFound
+from smartlogger.api.filestore import FileStore
+from smartlogger.api.models import (
+    AuditEvent,
+    CapacityTest,
+    Job,
+    Logfile,
+    Logger,
+    Report,
+    Result,
+    User,
+    utcnow,
+)
+from smartlogger.api.receipts import RECEIPT_TYPE, ServerKey
+
+#: First bytes of every logfile we accept (2.x container, generation-1 file).
+LOGFILE_MAGICS: tuple[bytes, ...] = (b"\x89SLOG\r\n\x1a", b"SLG1")
+REPORT_KIND = "xlsx"
+
+
+def audit(session: Session, org_id: int, user_id: int | None, action: str, object_type: str,
+          object_id: int | None, *, sha256: str | None = None, remote_addr: str = "",
+          detail: str = "") -> None:
+    session.add(AuditEvent(org_id=org_id, user_id=user_id, action=action, object_type=object_type,
+                           object_id=object_id, sha256=sha256, remote_addr=remote_addr[:64], detail=detail))
+
+
+def get_in_org(session: Session, model: type[Any], obj_id: int, org_id: int, what: str) -> Any:
+    """The row ``obj_id`` of ``model`` if it belongs to ``org_id``; else 404 (never 403: no leaks)."""
+    row = session.scalar(select(model).where(model.id == obj_id, model.org_id == org_id))
+    if row is None:
+        raise NotFound(what)
+    return row
+
+
+@dataclass(frozen=True)
+class Uploader:
+    user_id: int
+    org_id: int
+    email: str
+    remote_addr: str = ""
+
+
+def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uploader, data: bytes, *,
+                   test_id: int | None = None) -> tuple[Logfile, bool]:
+    """Accept logfile bytes; returns (row, created). Same bytes again -> (existing row, False).
+
+    A file that does not decode raises ``LogfileError`` (the decoder's message) before
+    anything is stored.
+    """
+    from smartlogger.logfile import read_logfile, verify_logfile
+
+    if not data.startswith(LOGFILE_MAGICS):
+        raise ApiError(422, "invalid_logfile",
+                       "not a smartlogger logfile: the file does not start with the .slog or "
+                       "generation-1 magic bytes", field="body")
+    digest = hashlib.sha256(data).hexdigest()
+    test = get_in_org(session, CapacityTest, test_id, who.org_id, "test") if test_id is not None else None
+    existing = _existing(session, who.org_id, digest)
+    if existing is not None:
+        return _duplicate(session, existing, test, who), False
+    lf = read_logfile(data)  # LogfileError -> 422 with the decoder's message, nothing stored
+    report = verify_logfile(lf)
+    ident = lf.identity
+    logger = _logger_for(session, who.org_id, ident.serial, int(ident.generation), ident.firmware,
+                         ident.simulated or ident.replayed)
+    store.put(data)  # content-addressed: a blob whose row fails to commit is harmless
+    now = utcnow()
+    row = Logfile(org_id=who.org_id, sha256=digest, size=len(data), logger_id=logger.id,
+                  test_id=test.id if test else None, block_position=lf.metadata.block_position,
+                  format_version=f"{lf.version[0]}.{lf.version[1]}", verification_status=report.status,
+                  verification=_jsonable(report.to_dict()), uploaded_by=who.user_id, uploaded_at=now)
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        # A concurrent upload of the same bytes won the race: answer with its row.
+        session.rollback()
+        again = _existing(session, who.org_id, digest)
+        if again is None:
+            raise
+        return _duplicate(session, again, test, who), False
+    row.receipt = {
+        "type": RECEIPT_TYPE, "logfile_id": row.id, "organisation_id": who.org_id, "sha256": digest,
+        "size": len(data), "uploaded_at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "uploader": {"id": who.user_id, "email": who.email}, "server_key": key.fingerprint,
+        "serial": ident.serial,
+    }
+    row.receipt_signature = key.sign(row.receipt)
+    audit(session, who.org_id, who.user_id, "upload", "logfile", row.id, sha256=digest,
+          remote_addr=who.remote_addr, detail=f"{len(data)} bytes, {ident.serial}, {report.status}")
+    session.commit()
+    return row, True
+
+
+def _existing(session: Session, org_id: int, digest: str) -> Logfile | None:
+    return session.scalar(select(Logfile).where(Logfile.org_id == org_id, Logfile.sha256 == digest))
+
+
+def _duplicate(session: Session, row: Logfile, test: CapacityTest | None, who: Uploader) -> Logfile:
+    if test is not None and row.test_id is None:
+        row.test_id = test.id
+    audit(session, who.org_id, who.user_id, "upload_duplicate", "logfile", row.id, sha256=row.sha256,
+          remote_addr=who.remote_addr)
+    session.commit()
+    return row
+
+
+def _logger_for(session: Session, org_id: int, serial: str, generation: int, firmware: str,
+                simulated: bool) -> Logger:
+    q = select(Logger).where(Logger.org_id == org_id, Logger.serial == serial)
+    row = session.scalar(q)
+    if row is not None:
+        return row
+    row = Logger(org_id=org_id, serial=serial, generation=generation, firmware=firmware, simulated=simulated)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        found = session.scalar(q)
+        if found is None:
+            raise
+        return found
+    return row
+
+
+def _jsonable(obj: Any) -> Any:
+    """Round-trip through JSON so bytes/tuples/enums become plain JSON values."""
+    return json.loads(json.dumps(obj, default=lambda o: o.hex() if isinstance(o, bytes) else str(o)))
+
+
+# ----------------------------------------------------------------------------- tests and their state
+
+
+def test_logfiles(session: Session, test: CapacityTest) -> list[Logfile]:
+    return list(session.scalars(select(Logfile).where(Logfile.org_id == test.org_id,
+                                                      Logfile.test_id == test.id).order_by(Logfile.id)))
+
+
+def logfile_count(session: Session, test: CapacityTest) -> int:
+    return int(session.scalar(select(func.count()).select_from(Logfile).where(
+        Logfile.org_id == test.org_id, Logfile.test_id == test.id)) or 0)
+
+
+def inputs_digest(test: CapacityTest, shas: list[str]) -> str:
+    """Identity of an analysis: the logfile set and every metadata field that changes the result."""
+    body = {"test": test.id, "logfiles": sorted(shas), "load": test.load, "rated_time": test.rated_time,
+            "end_v_per_cell": test.end_v_per_cell, "ref_c": test.reference_temperature_c,
+            "blocks": test.blocks, "datasheet": test.datasheet_csv}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def test_status(session: Session, test: CapacityTest, n_logfiles: int | None = None) -> str:
+    n = logfile_count(session, test) if n_logfiles is None else n_logfiles
+    job = session.scalar(select(Job).where(Job.org_id == test.org_id, Job.test_id == test.id,
+                                           Job.kind == "analyse").order_by(Job.id.desc()).limit(1))
+    result = session.scalar(select(Result).where(Result.org_id == test.org_id, Result.test_id == test.id))
+    if job is not None and job.status in ("queued", "running"):
+        return "analysing"
+    if job is not None and job.status == "failed":
+        return "failed"
+    if result is not None:
+        return "analysed"
+    return "collecting" if n < test.blocks else "complete"
+
+
+# ----------------------------------------------------------------------------- analysis and report
+
+
+def _metadata(test: CapacityTest) -> Any:
+    from smartlogger.analysis.inputs import (
+        TestMetadata,
+        parse_duration_s,
+        parse_load,
+        read_datasheet_csv,
+    )
+
+    datasheet = None
+    if test.datasheet_csv:
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "datasheet.csv"
+            p.write_text(test.datasheet_csv, encoding="utf-8")
+            datasheet = read_datasheet_csv(p)
+    return TestMetadata(parse_load(test.load),
+                        rated_time_s=parse_duration_s(test.rated_time) if test.rated_time else None,
+                        datasheet=datasheet, end_v_per_cell=test.end_v_per_cell,
+                        string_blocks=test.blocks, reference_temperature_c=test.reference_temperature_c,
+                        test_id=str(test.id))
+
+
+def validate_test_metadata(test: CapacityTest) -> None:
+    """Raise ``MetadataError`` (-> 422 naming the field) if the analysis could not use it."""
+    _metadata(test)
+
+
+def compute_result(session: Session, store: FileStore, test: CapacityTest) -> Result:
+    """Analyse ``test`` from its stored logfiles (same library call as ``smartlogger test analyze``)."""
+    from smartlogger.analysis.analyze import analyze_test
+    from smartlogger.analysis.loading import block_log_from_logfile
+
+    files = test_logfiles(session, test)
+    if not files:
+        raise ApiError(409, "conflict", "the test has no logfiles yet")
+    logs = [block_log_from_logfile(store.get(lf.sha256)) for lf in files]
+    result = analyze_test(logs, _metadata(test))
+    digest = inputs_digest(test, [lf.sha256 for lf in files])
+    payload = json.loads(result.to_json(indent=None))
+    row = session.scalar(select(Result).where(Result.test_id == test.id))
+    if row is None:
+        row = Result(org_id=test.org_id, test_id=test.id, inputs_sha256=digest, result=payload)
+        session.add(row)
+    else:
+        row.inputs_sha256, row.result, row.computed_at = digest, payload, utcnow()
+    session.flush()
+    return row
+
+
+def build_report(session: Session, store: FileStore, test: CapacityTest) -> Report:
+    """The string report workbook of ``test`` from its result (as ``smartlogger export xlsx --test``)."""
+    from smartlogger.export.adapters import load_test_dir
+    from smartlogger.export.string_report import write_string_report
+
+    result = session.scalar(select(Result).where(Result.test_id == test.id))
+    if result is None:
+        raise ApiError(409, "conflict", "the test has no result yet")
+    key = report_key(result)
+    row = session.scalar(select(Report).where(Report.test_id == test.id, Report.key == key))
+    if row is not None and store.exists(row.sha256):
+        return row
+    with tempfile.TemporaryDirectory(prefix="sl-report-") as d:
+        folder = Path(d)
+        for lf in test_logfiles(session, test):
+            (folder / f"{lf.id:06d}-{lf.sha256[:12]}.slog").write_bytes(store.get(lf.sha256))
+        (folder / "result.json").write_text(json.dumps(result.result), encoding="utf-8")
+        inputs = load_test_dir(folder)
+        out = folder / "report.xlsx"
+        write_string_report(out, inputs.outcome, inputs.series, exceedances=inputs.exceedances,
+                            evidence=inputs.evidence, tz=str(test.meta.get("tz", "UTC")))
+        data = out.read_bytes()
+    digest = store.put(data)
+    if row is None:
+        row = Report(org_id=test.org_id, test_id=test.id, key=key, kind=REPORT_KIND, sha256=digest,
+                     size=len(data))
+        session.add(row)
+    else:
+        row.sha256, row.size = digest, len(data)
+    session.flush()
+    return row
+
+
+def report_key(result: Result) -> str:
+    return hashlib.sha256(f"{REPORT_KIND}/{result.inputs_sha256}".encode()).hexdigest()
+
+
+def user_email(session: Session, user_id: int | None) -> str:
+    u = session.get(User, user_id) if user_id is not None else None
+    return u.email if u else ""

@@ -1,0 +1,136 @@
+"""``smartlogger logfile``: inspect, verify and convert logfiles (thin wrappers over smartlogger.logfile).
+
+Exit codes of ``verify``: 0 verified, 3 unsigned (gen-1 or no signature), 4 unreadable,
+5 tampered (any failed check, including an untrusted certificate or a stale pull).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from smartlogger.errors import LogfileError
+from smartlogger.logfile.convert import clock_observations, convert, load_events
+from smartlogger.logfile.format import read_logfile
+from smartlogger.logfile.verify import EXIT_CODES, verify_logfile
+
+
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return f"{ms} ms"
+
+
+@click.group()
+def logfile() -> None:
+    """Inspect, verify and convert logfiles (.slog, and generation-1 files)."""
+
+
+@logfile.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(file: str, as_json: bool) -> None:
+    """Show who logged FILE, what it holds and its time span."""
+    lf = read_logfile(file, check_hash=False)
+    from smartlogger.logfile.convert import load_samples
+
+    t_ms, mv, _dc = load_samples(lf)
+    out: dict[str, Any] = {
+        "file": file, "sha256": lf.sha256, "size": lf.size,
+        "format_version": f"{lf.version[0]}.{lf.version[1]}",
+        "serial": lf.identity.serial, "generation": int(lf.identity.generation),
+        "firmware": lf.identity.firmware, "markers": list(lf.identity.markers),
+        "block_label": lf.metadata.block_label, "block_position": lf.metadata.block_position,
+        "test": lf.metadata.test, "signed": lf.signed,
+        "streams": [{"name": st.name, "first_seq": st.anchor_seq, "next_seq": st.next_seq,
+                     "records": len(st.records)} for st in lf.streams],
+        "samples": int(t_ms.size),
+        "first_sample_ms": int(t_ms.min()) if t_ms.size else None,
+        "last_sample_ms": int(t_ms.max()) if t_ms.size else None,
+        "min_mv": int(mv.min()) if mv.size else None, "max_mv": int(mv.max()) if mv.size else None,
+        "events": len(load_events(lf)), "config_changes": len(lf.config_history),
+        "pulls": [{"counter": a.counter, "device_ms": a.device_ms, "phone_ms": a.phone_ms}
+                  for a in lf.attestations],
+        "clock_observations": [{"source": o.source, "device_ms": o.device_ms,
+                                "offset_ms": o.offset_ms} for o in clock_observations(lf)],
+    }
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    markers = f" [{', '.join(out['markers'])}]" if out["markers"] else ""
+    click.echo(f"{file}: logger {out['serial']} gen {out['generation']} firmware {out['firmware']}{markers}")
+    click.echo(f"  format {out['format_version']}, {out['size']} bytes, sha256 {lf.sha256}")
+    if lf.metadata.block_label or lf.metadata.block_position:
+        click.echo(f"  block {lf.metadata.block_label!r} position {lf.metadata.block_position}")
+    for st in out["streams"]:
+        span = f"seq {st['first_seq']}..{st['next_seq'] - 1}" if st["records"] else "empty"
+        click.echo(f"  {st['name']} stream: {st['records']} records, {span}")
+    click.echo(f"  {out['samples']} samples from {_iso(out['first_sample_ms'])} to {_iso(out['last_sample_ms'])}")
+    click.echo(f"  {out['events']} events, {out['config_changes']} configuration(s), "
+               f"{len(out['pulls'])} signed pull(s){'' if lf.signed else ' (UNSIGNED)'}")
+
+
+@logfile.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--expected-nonce", help="Hex nonce of the pull that must be the latest.")
+@click.option("--min-pull", type=int, help="Highest pull counter already known for this logger.")
+def verify(file: str, as_json: bool, expected_nonce: str | None, min_pull: int | None) -> None:
+    """Verify FILE: signature, chain, continuity, truncation, splices, freshness.
+
+    Exit 0 only when verified; 3 unsigned, 4 unreadable, 5 tampered.
+    """
+    nonce = None
+    if expected_nonce is not None:
+        try:
+            nonce = bytes.fromhex(expected_nonce)
+        except ValueError:
+            raise click.BadParameter("not hex", param_hint="--expected-nonce") from None
+    report = verify_logfile(file, expected_nonce=nonce, min_pull_counter=min_pull)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        markers = f" [{', '.join(report.markers)}]" if report.markers else ""
+        click.echo(f"{file}: {report.status.upper()}  {report.serial}{markers}")
+        if report.authority:
+            click.echo(f"  certificate: {report.authority} authority, device key {report.device_key}")
+        for st in report.streams:
+            over = (f", seq 0..{st.oldest_on_device - 1} overwritten on the device"
+                    if st.oldest_on_device else "")
+            span = f"seq {st.first_seq}..{st.next_seq - 1}" if st.records else "empty"
+            click.echo(f"  {st.name}: {span} ({st.records} records), "
+                       f"chain {'intact' if st.chain_intact else 'BROKEN'}{over}")
+        if report.latest_pull:
+            lp = report.latest_pull
+            click.echo(f"  latest pull #{lp['counter']} at device {_iso(lp['device_ms'])}, "
+                       f"phone {_iso(lp['phone_ms'])}; freshness {report.freshness}")
+        for cj in report.clock_jumps:
+            click.echo(f"  clock set at seq {cj['seq']}: {cj['jump_ms'] / 1000:+.3f} s")
+        for p in report.problems:
+            where = f" (byte {p.offset})" if p.offset is not None else ""
+            click.echo(f"  PROBLEM {p.kind}: {p.message}{where}")
+        for w in report.warnings:
+            click.echo(f"  note: {w}")
+    sys.exit(EXIT_CODES[report.status])
+
+
+@logfile.command(name="convert")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="OUT.csv or OUT.parquet")
+def convert_cmd(file: str, out: str) -> None:
+    """Convert FILE's samples to CSV (ISO-8601 UTC, V, C) or Parquet."""
+    try:
+        rows = convert(file, out)
+    except ValueError as err:
+        if isinstance(err, LogfileError):
+            raise
+        raise click.BadParameter(str(err), param_hint="-o") from None
+    click.echo(f"wrote {rows} samples to {out}")

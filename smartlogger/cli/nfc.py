@@ -1,0 +1,167 @@
+"""``smartlogger nfc``: program loggers by NFC tap, and emulate loggers to try it (thin click wrapper).
+
+The work is in ``smartlogger.field.nfc`` (the phone side, through nfcpy),
+``smartlogger.field.profiles`` (threshold profiles) and
+``smartlogger.device.nfc_tag`` (the emulated Type 2 tags).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+
+import click
+
+from smartlogger.errors import ConfigError
+
+
+@click.group()
+def nfc() -> None:
+    """Program loggers by NFC tap (reader: usb, tty:..., udp:HOST:PORT)."""
+
+
+@nfc.command("program")
+@click.option("--profile", "profile_spec", default="vrla-12v", show_default=True,
+              help="Preset key (see 'nfc profiles') or path to a profile TOML file.")
+@click.option("--device", required=True, help="nfcpy reader path: usb, tty:USB0:pn532, udp:HOST:PORT.")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1, 65535),
+              help="Loggers in the kit: stop when this many are done.")
+@click.option("--start-position", default=1, show_default=True, type=click.IntRange(1, 65535),
+              help="Position (block number) of the first logger tapped.")
+@click.option("--test-id", default="", help="Capacity test id written to every logger (<= 32 bytes).")
+@click.option("--label-prefix", default="B", show_default=True, help="Block label = prefix + position.")
+@click.option("--rated-ah", default=None, type=float, help="Override the profile's rated capacity, Ah.")
+@click.option("--timeout", "timeout_s", default=None, type=float, help="Give up after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the session as JSON instead of a live list.")
+def program(profile_spec: str, device: str, count: int, start_position: int, test_id: str,
+            label_prefix: str, rated_ah: float | None, timeout_s: float | None, as_json: bool) -> None:
+    """Wait for taps and program each logger with PROFILE; tap order numbers the blocks."""
+    from smartlogger.field.nfc import KitSession, Outcome, render_kit
+    from smartlogger.field.profiles import load_profile
+
+    profile = load_profile(profile_spec, rated_ah=rated_ah)
+    if len(test_id.encode()) > 32:
+        raise ConfigError("test_id", "test id is longer than 32 bytes")
+    session = KitSession(profile, count=count, start_position=start_position, test_id=test_id,
+                         label_prefix=label_prefix)
+    if as_json:
+        session.run(device, timeout_s=timeout_s)
+        click.echo(json.dumps(session.to_json(), indent=2))
+    else:
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console(stderr=False)
+        console.print(f"Tap loggers with the reader at {device} ({count} to go). Ctrl-C stops.")
+        with Live(render_kit(session), console=console, refresh_per_second=8) as live:
+            session.on_update = lambda s, _r: live.update(render_kit(s))
+            session.run(device, timeout_s=timeout_s)
+    bad = [r for r in session.ordered_rows() if r.result.outcome in (Outcome.REJECTED, Outcome.FAILED)]
+    if session.done < count or bad:
+        sys.exit(3)
+
+
+@nfc.command("read")
+@click.option("--device", required=True, help="nfcpy reader path: usb, tty:..., udp:HOST:PORT.")
+@click.option("--timeout", "timeout_s", default=10.0, show_default=True, type=float)
+@click.option("--json", "as_json", is_flag=True)
+def read(device: str, timeout_s: float, as_json: bool) -> None:
+    """Read one logger's published state (identity, config, status) without writing."""
+    import time
+
+    from smartlogger.errors import TransportError
+    from smartlogger.field.nfc import Type2Link, connect_tag, open_reader, read_state
+    from smartlogger.field.profiles import describe_thresholds
+
+    deadline = time.monotonic() + timeout_s
+    clf = open_reader(device)
+    try:
+        tag = connect_tag(clf, lambda: time.monotonic() > deadline)
+        if tag is None:
+            raise TransportError(f"no tag within {timeout_s:g} s at {device}")
+        got = read_state(Type2Link(tag))
+    finally:
+        clf.close()
+    s, st = got.state, got.state.status
+    data = {
+        "uid": bytes(tag.identifier).hex().upper(), "serial": s.identity.serial,
+        "generation": int(s.identity.generation), "markers": list(s.identity.markers),
+        "firmware": s.identity.firmware, "config_seq": s.config.seq,
+        "block": s.config.config.block_type.describe(),
+        "label": s.config.config.block_label, "position": s.config.config.block_position,
+        "test_id": s.config.config.test_id, "thresholds": describe_thresholds(s.config.config),
+        "clock_offset_ms": got.offset_ms, "ack_seq": st.ack_seq, "ack": st.ack_reason.name.lower(),
+        "ack_detail": st.ack_detail, "block_mv": st.block_mv, "block_dc": st.block_dc,
+        "records": st.records, "discharging": st.discharging,
+        "last_test": None if st.last_test is None else vars(st.last_test),
+        "writable": got.writable,
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for k, v in data.items():
+            click.echo(f"{k:16} {v}")
+
+
+@nfc.command("emulate")
+@click.option("--port", default=54321, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--host", default="localhost", show_default=True)
+@click.option("--count", default=8, show_default=True, type=click.IntRange(1, 10000),
+              help="Simulated loggers along the string, presented one after another.")
+@click.option("--profile", "profile_spec", default="vrla-12v", show_default=True,
+              help="Block type (and factory thresholds) of the simulated loggers.")
+@click.option("--gen1", "gen1", multiple=True, type=click.IntRange(1, 10000),
+              help="Position of a generation-1 logger (repeatable).")
+@click.option("--serial-prefix", default="SIM", show_default=True)
+@click.option("--loop", is_flag=True, help="Start the walk again after the last logger.")
+def emulate(port: int, host: str, count: int, profile_spec: str, gen1: tuple[int, ...],
+            serial_prefix: str, loop: bool) -> None:
+    """Run simulated loggers as NFC Type 2 tags on udp:HOST:PORT (Ctrl-C stops).
+
+    Each logger stays in the field until the reader has used it and turns its
+    RF field off; then the next logger of the walk is presented.
+    """
+    from smartlogger.device.nfc_tag import TagEmulator, simulated_kit
+    from smartlogger.field.profiles import load_profile
+
+    factory = load_profile(profile_spec).config
+    tags = simulated_kit(count, factory, gen1_positions=gen1, serial_prefix=serial_prefix)
+    walk = itertools.cycle(tags) if loop else iter(tags)
+    emulator = TagEmulator(walk, host=host, port=port)
+
+    def ended(tag: object) -> None:
+        from smartlogger.device.nfc_tag import LoggerTag
+
+        assert isinstance(tag, LoggerTag)
+        h = tag.host
+        click.echo(f"{tag.serial} gen{int(h.identity.generation)}: config seq {h.config_seq} "
+                   f"label {h.config.block_label!r} pos {h.config.block_position} "
+                   f"[{tag.stats.applied} applied, {tag.stats.rejected} refused, "
+                   f"{tag.stats.torn_ignored} torn]")
+
+    emulator.on_presentation_end = ended
+    click.echo(f"emulating {count} simulated loggers on udp:{host}:{port}; "
+               f"program with: smartlogger nfc program --device udp:{host}:{port} --count {count}")
+    try:
+        emulator.serve()
+    except KeyboardInterrupt:
+        emulator.stop()
+
+
+@nfc.command("profiles")
+@click.option("--json", "as_json", is_flag=True)
+def profiles(as_json: bool) -> None:
+    """List the bundled threshold profile presets."""
+    from smartlogger.field.profiles import describe_thresholds, load_profile, presets
+
+    rows = []
+    for key in presets():
+        p = load_profile(key)
+        rows.append({"preset": key, "name": p.name, "block": p.config.block_type.describe(),
+                     "thresholds": describe_thresholds(p.config), "description": p.description})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            click.echo(f"{r['preset']:12} {r['block']:28} {r['thresholds']}")

@@ -1,0 +1,185 @@
+"""``smartlogger test``: analyse a capacity test (thin wrapper over ``smartlogger.analysis``).
+
+``test analyze DIR_OR_FILES (--load 20A | --load-power 4800W | --load-csv FILE)
+[--rated-time 3h | --datasheet FILE] [--end-voltage V/cell] [--json]`` loads the
+``.slog`` files, runs ``analysis.analyze.analyze_test`` and prints a summary
+table (or the results JSON). ``test schema`` prints the results JSON schema.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from smartlogger.analysis.analyze import AnalysisOptions, analyze_test
+from smartlogger.analysis.inputs import (
+    Load,
+    MetadataError,
+    TestMetadata,
+    parse_current,
+    parse_duration_s,
+    parse_power,
+    read_current_csv,
+    read_datasheet_csv,
+)
+from smartlogger.analysis.loading import block_log_from_logfile, expand_paths
+from smartlogger.analysis.results import TestResult, json_schema, to_dict
+from smartlogger.analysis.trend import block_trends
+
+
+@click.group("test")
+def test() -> None:
+    """Analyse a capacity test: alignment, exceedances, capacity and SOH per block."""
+
+
+def _load(load: str | None, load_power: str | None, load_csv: str | None) -> Load:
+    given = [x for x in (load, load_power, load_csv) if x is not None]
+    if len(given) != 1:
+        raise MetadataError("load", "give exactly one of --load, --load-power, --load-csv")
+    if load is not None:
+        return parse_current(load)
+    if load_power is not None:
+        return parse_power(load_power)
+    assert load_csv is not None
+    return read_current_csv(load_csv)
+
+
+@test.command("analyze")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--load", "load", metavar="AMPS", help="constant current, e.g. 20A")
+@click.option("--load-power", metavar="WATTS", help="constant string power, e.g. 4800W")
+@click.option("--load-csv", type=click.Path(exists=True, dir_okay=False),
+              help="current vs time CSV (t_s, current_a)")
+@click.option("--rated-time", metavar="DURATION", help="rated time at this load to the end voltage, e.g. 3h")
+@click.option("--datasheet", type=click.Path(exists=True, dir_okay=False),
+              help="rated discharge table CSV (see docs/CAPACITY.md)")
+@click.option("--end-voltage", type=float, metavar="V", help="end voltage per cell (default by chemistry)")
+@click.option("--blocks", type=int, help="blocks in the string (to report missing loggers)")
+@click.option("--reference-temp", type=float, default=25.0, show_default=True,
+              help="temperature of the --rated-time rating, C")
+@click.option("--method", type=click.Choice(["auto", "time_adjusted", "rate_adjusted"]), default="auto",
+              show_default=True)
+@click.option("--test-id", default="", help="test id to put in the results")
+@click.option("--json", "as_json", is_flag=True, help="print the results JSON")
+@click.option("--out", type=click.Path(dir_okay=False), help="also write the results JSON to this file")
+def analyze(paths: tuple[str, ...], load: str | None, load_power: str | None, load_csv: str | None,
+            rated_time: str | None, datasheet: str | None, end_voltage: float | None, blocks: int | None,
+            reference_temp: float, method: str, test_id: str, as_json: bool, out: str | None) -> None:
+    """Analyse the capacity test in DIR_OR_FILES (.slog files, one per logger)."""
+    the_load = _load(load, load_power, load_csv)
+    if rated_time is not None and datasheet is not None:
+        raise MetadataError("rated_time", "give either --rated-time or --datasheet, not both")
+    meta = TestMetadata(
+        the_load,
+        rated_time_s=parse_duration_s(rated_time) if rated_time is not None else None,
+        datasheet=read_datasheet_csv(datasheet) if datasheet is not None else None,
+        end_v_per_cell=end_voltage, string_blocks=blocks, reference_temperature_c=reference_temp,
+        test_id=test_id,
+    )
+    files = expand_paths(paths)
+    err = Console(stderr=True)
+    with Progress(console=err, transient=True, disable=as_json or len(files) < 8) as progress:
+        task = progress.add_task("loading logfiles", total=len(files))
+        logs = []
+        for f in files:
+            logs.append(block_log_from_logfile(f))
+            progress.advance(task)
+    result = analyze_test(logs, meta, AnalysisOptions(method=method))  # type: ignore[arg-type]
+    text = result.to_json()
+    if out is not None:
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        click.echo(text)
+    else:
+        # Piped or captured output gets room for the whole table; a terminal keeps its width.
+        print_summary(result, Console() if sys.stdout.isatty() else Console(width=120))
+
+
+@test.command("trend")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--by", type=click.Choice(["serial", "position", "both"]), default="both", show_default=True,
+              help="identify a block by its logger, its string position, or both")
+@click.option("--json", "as_json", is_flag=True, help="print the trends as JSON")
+def trend(results: tuple[str, ...], by: str, as_json: bool) -> None:
+    """Capacity and SOH of each block across several results JSON files (from --out)."""
+    loaded = [TestResult.from_json(Path(p).read_text(encoding="utf-8")) for p in results]
+    trends = block_trends(loaded, by=by)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(json.dumps([to_dict(t) for t in trends], indent=2))
+        return
+    table = Table(title=f"{len(trends)} blocks over {len(loaded)} tests")
+    for col in ("block", "tests", "% capacity, oldest first", "%/year", "latest %", "below 80 % at"):
+        table.add_column(col)
+    for t in trends:
+        caps = ", ".join(_pct(p.capacity_pct, p.lower_bound) for p in t.points)
+        when = "-" if t.below_limit_ms is None else str(np.datetime64(t.below_limit_ms, "ms").astype("datetime64[D]"))
+        slope = "-" if t.slope_pct_per_year is None else f"{t.slope_pct_per_year:+.1f}"
+        table.add_row(t.key, str(len(t.points)), caps, slope, _pct(t.latest_capacity_pct), when)
+    (Console() if sys.stdout.isatty() else Console(width=120)).print(table)
+
+
+@test.command("schema")
+def schema() -> None:
+    """Print the JSON schema of the analysis results."""
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "-"
+    h, rem = divmod(round(s), 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
+
+
+def _pct(x: float | None, lower: bool = False) -> str:
+    return "-" if x is None else f"{'>=' if lower else ''}{x:.1f}"
+
+
+def print_summary(r: TestResult, console: Console) -> None:
+    """The technician's summary: the discharge, the string capacity, one row per block."""
+    if r.markers:
+        console.print(f"[bold magenta]{' '.join(r.markers)} DATA[/] - not evidence from real hardware")
+    d, c = r.discharge, r.capacity
+    console.print(
+        f"Load: {r.load}; discharge {_fmt_s(d.duration_s)} ({d.end_reason.replace('_', ' ')}), "
+        f"{d.delivered_ah:.1f} Ah, end voltage {d.end_v_per_cell:.3f} V/cell"
+    )
+    if c.capacity_pct is not None:
+        console.print(
+            f"String capacity ({c.method.replace('_', '-')}): {_pct(c.capacity_pct, c.lower_bound)} % "
+            f"(K_T {c.k_t}, {c.temperature_c} C, rated time {_fmt_s(c.rated_time_s)})"
+        )
+    table = Table(title=f"{len(r.blocks)} of {r.string_blocks} blocks")
+    for col in ("pos", "serial", "to end", "Ah", "%cap", "SOH%", "rank", "yellow", "red", "notes"):
+        table.add_column(col, justify="right" if col not in ("serial", "notes") else "left",
+                         no_wrap=col != "notes")
+    for b in r.blocks:
+        notes = []
+        if b.replace:
+            notes.append("[red]replace[/]")
+        if b.gaps:
+            notes.append(f"{len(b.gaps)} gap")
+        if b.clock.uncertainty_ms is None:
+            notes.append("no clock ref")
+        table.add_row(
+            str(b.position or "-"), b.serial, _fmt_s(b.time_to_end_s), f"{b.delivered_ah:.1f}",
+            _pct(b.capacity_pct, b.lower_bound), _pct(b.soh_pct, b.lower_bound), str(b.rank or "-"),
+            f"[yellow]{b.yellow}[/]" if b.yellow else "0", f"[red]{b.red}[/]" if b.red else "0",
+            ", ".join(notes),
+        )
+    console.print(table)
+    if any(b.replace for b in r.blocks):
+        console.print("[red]replace[/]: measured capacity below 80 % of rated")
+    if r.missing_positions:
+        console.print(f"[red]missing loggers at positions {', '.join(map(str, r.missing_positions))}[/]")
+    if r.alignment_uncertainty_ms is not None:
+        console.print(f"alignment uncertainty <= {r.alignment_uncertainty_ms:.0f} ms")
+    for w in r.warnings:
+        console.print(f"[yellow]warning:[/] {w}")

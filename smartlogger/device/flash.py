@@ -1,0 +1,380 @@
+"""A SPI NOR flash model (W25Q64 geometry) with littlefs-style fault injection.
+
+Owns the physics of the blackbox's storage medium: an array of bytes whose
+erased state is 0xFF, where a program can only clear bits and must stay inside
+one 256-byte page, where only whole 4 KiB sectors can be set back to 0xFF, with
+per-sector erase counters, an erase-cycle limit, bad sectors and a model of
+device busy time. Does not own any layout on top of the bytes (``device.ring``
+and ``device.blackbox`` do).
+
+Fault injection, in the spirit of littlefs's ``lfs_emubd``:
+
+- ``power_loss_at = N``: the N-th program/erase operation (0-based, counted by
+  ``op_count``) is interrupted: a program leaves some of its bits cleared and
+  others not, an erase leaves some bits set and others not (the sector is
+  partly erased), then ``PowerLoss`` is raised and the chip stays unpowered
+  (every further operation raises) until ``power_on()``.
+- ``out_of_order = True``: programs issued since the last ``sync()`` (the write
+  barrier a driver gets by polling the busy bit) may complete in any order, so
+  at a power loss a random subset of them never reached the cells.
+- ``on_op``: a hook called before every operation with a ``FlashOp``; a sweep
+  harness uses it with ``crash_copy`` to get the chip state for a power loss at
+  *every* operation index from one run of a workload instead of one run per index.
+- bad sectors (``mark_bad``) and wear-out (``geometry.erase_limit``) make erases
+  and programs fail with ``BadSectorError``; a failed erase leaves the sector
+  partly erased.
+
+Image file format (``save``/``load``), all little-endian::
+
+    magic      8s   b"SLNOR\\x00\\x01\\x00"
+    size       u32  chip size, bytes
+    sector     u32  erase sector size, bytes
+    page       u32  program page size, bytes
+    limit      u32  erase cycles per sector before it fails
+    busy_us    u64  modeled device busy time so far, microseconds
+    counts     u32 * sectors   erase count per sector
+    bad        u8  * sectors   1 = sector is bad
+    data       size bytes      the cells
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from smartlogger.errors import FlashError
+
+__all__ = [
+    "W25Q64",
+    "BadSectorError",
+    "FlashGeometry",
+    "FlashOp",
+    "FlashRangeError",
+    "ImageError",
+    "NorFlash",
+    "PowerLoss",
+]
+
+
+@dataclass(frozen=True)
+class FlashGeometry:
+    """Size and timing of a NOR chip. Times are typical datasheet values, seconds."""
+
+    size: int = 8 * 1024 * 1024  # bytes
+    sector_size: int = 4096  # bytes per erase sector
+    page_size: int = 256  # bytes per program page
+    erase_limit: int = 100_000  # erase cycles per sector (datasheet endurance)
+    first_byte_program_s: float = 30e-6  # tBP1, W25Q64JV
+    next_byte_program_s: float = 2.5e-6  # tBP2, per additional byte
+    page_program_s: float = 0.7e-3  # tPP for a full page (issue: ~0.7 ms)
+    sector_erase_s: float = 45e-3  # tSE typical
+
+    def __post_init__(self) -> None:
+        if self.sector_size % self.page_size or self.size % self.sector_size:
+            raise FlashError(
+                f"geometry: size {self.size} / sector {self.sector_size} / page {self.page_size} "
+                "must divide evenly"
+            )
+
+    @property
+    def sectors(self) -> int:
+        return self.size // self.sector_size
+
+    def program_time_s(self, nbytes: int) -> float:
+        """Busy time of one page-program command of ``nbytes`` bytes."""
+        return min(self.page_program_s,
+                   self.first_byte_program_s + self.next_byte_program_s * max(nbytes - 1, 0))
+
+
+#: Winbond W25Q64: 8 MiB, 2048 sectors of 4 KiB, 256-byte pages.
+W25Q64 = FlashGeometry()
+
+
+class FlashRangeError(FlashError, ValueError):
+    """An address, length or sector index is outside the chip or crosses a page."""
+
+
+class BadSectorError(FlashError):
+    """A sector failed to erase or program (bad block or worn out)."""
+
+    def __init__(self, sector: int, reason: str) -> None:
+        self.sector = sector
+        self.reason = reason
+        super().__init__(f"flash sector {sector}: {reason}")
+
+
+class PowerLoss(FlashError):
+    """Simulated power failure during operation ``op_index``; the chip is now unpowered."""
+
+    def __init__(self, op_index: int) -> None:
+        self.op_index = op_index
+        super().__init__(f"power lost during flash operation {op_index}")
+
+
+class ImageError(FlashError, ValueError):
+    """A flash image file cannot be read; ``offset`` is the byte offset of the problem."""
+
+    def __init__(self, path: str, message: str, *, offset: int | None = None) -> None:
+        self.path = path
+        self.offset = offset
+        where = f"{path}" + (f" at byte {offset}" if offset is not None else "")
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class FlashOp:
+    """One program or erase command as seen by the ``on_op`` hook."""
+
+    index: int  # 0-based count of program+erase commands since the model was created
+    kind: str  # "program" or "erase"
+    addr: int  # byte address (erase: sector start)
+    data: bytes  # bytes to program (erase: empty)
+
+
+_IMAGE_MAGIC = b"SLNOR\x00\x01\x00"
+_IMAGE_HEAD = struct.Struct("<8sIIIIQ")
+
+
+class NorFlash:
+    """The cells of one NOR chip plus its wear and timing state."""
+
+    def __init__(self, geometry: FlashGeometry = W25Q64, *, seed: int = 0) -> None:
+        self.geometry = geometry
+        self._buf = bytearray(b"\xff" * geometry.size)
+        self._cells: npt.NDArray[np.uint8] = np.frombuffer(self._buf, dtype=np.uint8)
+        self.erase_counts: npt.NDArray[np.uint32] = np.zeros(geometry.sectors, dtype=np.uint32)
+        self.bad_sectors: set[int] = set()
+        self.op_count = 0  # program + erase commands issued (the power-loss index)
+        self.program_ops = 0
+        self.erase_ops = 0
+        self.bytes_programmed = 0
+        self.busy_s = 0.0  # modeled device busy time, seconds
+        self.power_loss_at: int | None = None
+        self.out_of_order = False
+        self.on_op: Callable[[FlashOp], None] | None = None
+        self.powered = True
+        self._rng = random.Random(seed)
+        # programs since the last sync: (addr, bytes before the program); used by out-of-order mode
+        self._unsynced: list[tuple[int, bytes]] = []
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def size(self) -> int:
+        return self.geometry.size
+
+    def read(self, addr: int, length: int) -> bytes:
+        self._check_range(addr, length)
+        return bytes(self._buf[addr:addr + length])
+
+    def view(self) -> memoryview:
+        """A read-only view of all cells (no copy; reflects later writes)."""
+        return memoryview(self._buf).toreadonly()
+
+    def cells(self) -> npt.NDArray[np.uint8]:
+        """The cells as a read-only numpy array (no copy)."""
+        arr = self._cells.view()
+        arr.flags.writeable = False
+        return arr
+
+    def is_blank(self, sector: int) -> bool:
+        """True if every byte of ``sector`` reads 0xFF."""
+        a = self._sector_slice(sector)
+        return bool(self._cells[a].min() == 0xFF)
+
+    # ------------------------------------------------------------------ commands
+
+    def program(self, addr: int, data: bytes) -> None:
+        """Clear the bits that are 0 in ``data`` at ``addr`` (AND); must stay inside one page."""
+        n = len(data)
+        if n == 0:
+            return
+        self._check_range(addr, n)
+        page = self.geometry.page_size
+        if addr // page != (addr + n - 1) // page:
+            raise FlashRangeError(f"program of {n} bytes at 0x{addr:06x} crosses a {page}-byte page")
+        sector = addr // self.geometry.sector_size
+        op = self._begin("program", addr, bytes(data))
+        if sector in self.bad_sectors:
+            raise BadSectorError(sector, f"program at 0x{addr:06x} failed (bad sector)")
+        new = np.frombuffer(data, dtype=np.uint8)
+        if self.out_of_order:
+            self._unsynced.append((addr, bytes(self._buf[addr:addr + n])))
+        if op.index == self.power_loss_at:
+            # torn program: each bit that should be cleared is cleared with probability 1/2
+            noise = np.frombuffer(self._rng.randbytes(n), dtype=np.uint8)
+            self._cells[addr:addr + n] &= new | noise
+            self._lose_power(op.index)
+        self._cells[addr:addr + n] &= new
+        self.program_ops += 1
+        self.bytes_programmed += n
+        self.busy_s += self.geometry.program_time_s(n)
+
+    def erase_sector(self, sector: int) -> None:
+        """Set every byte of ``sector`` to 0xFF (one erase cycle of wear)."""
+        sl = self._sector_slice(sector)
+        op = self._begin("erase", sl.start, b"")
+        self.erase_counts[sector] += 1
+        self.busy_s += self.geometry.sector_erase_s
+        if op.index == self.power_loss_at:
+            self._partial_erase(sl)
+            self._lose_power(op.index)
+        if sector in self.bad_sectors or int(self.erase_counts[sector]) > self.geometry.erase_limit:
+            self.bad_sectors.add(sector)
+            self._partial_erase(sl)
+            raise BadSectorError(sector, f"erase failed after {int(self.erase_counts[sector])} cycles")
+        self._cells[sl] = 0xFF
+        self.erase_ops += 1
+
+    def sync(self) -> None:
+        """Write barrier: every program issued so far has reached the cells."""
+        self._unsynced.clear()
+
+    def power_on(self) -> None:
+        """Restore power after a ``PowerLoss``; disarms the injected fault."""
+        self.powered = True
+        self.power_loss_at = None
+        self._unsynced.clear()
+
+    # ------------------------------------------------------------------ faults
+
+    def mark_bad(self, sector: int) -> None:
+        """Make ``sector`` fail every later erase and program."""
+        self._sector_slice(sector)
+        self.bad_sectors.add(sector)
+
+    def clone(self) -> NorFlash:
+        """An independent copy of the chip (cells, wear, faults), without hooks."""
+        twin = NorFlash(self.geometry, seed=self._rng.randrange(1 << 30))
+        twin._buf[:] = self._buf
+        twin.erase_counts[:] = self.erase_counts
+        twin.bad_sectors = set(self.bad_sectors)
+        twin.op_count = self.op_count
+        twin.program_ops = self.program_ops
+        twin.erase_ops = self.erase_ops
+        twin.bytes_programmed = self.bytes_programmed
+        twin.busy_s = self.busy_s
+        twin.out_of_order = self.out_of_order
+        twin._unsynced = list(self._unsynced)
+        return twin
+
+    def crash_copy(self, op: FlashOp, rng: random.Random) -> NorFlash:
+        """The chip as it would be after power failed during ``op`` (called from ``on_op``).
+
+        The copy holds the interrupted operation partly done, and in out-of-order
+        mode a random subset of the unsynced programs undone. It is powered and
+        has no hooks, ready for a remount.
+        """
+        twin = self.clone()
+        twin._rng = rng
+        if op.kind == "program":
+            n = len(op.data)
+            if (op.addr // self.geometry.sector_size) not in self.bad_sectors:
+                noise = np.frombuffer(rng.randbytes(n), dtype=np.uint8)
+                twin._cells[op.addr:op.addr + n] &= np.frombuffer(op.data, dtype=np.uint8) | noise
+        else:
+            sector = op.addr // self.geometry.sector_size
+            twin.erase_counts[sector] += 1
+            twin._partial_erase(twin._sector_slice(sector))
+        if self.out_of_order:
+            # newest first, so an undone earlier program restores the truly older bytes
+            for addr, old in reversed(self._unsynced):
+                if rng.random() < 0.5:
+                    twin._buf[addr:addr + len(old)] = old
+        twin._unsynced.clear()
+        return twin
+
+    # ------------------------------------------------------------------ image files
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the chip (cells, erase counters, bad sectors) to an image file."""
+        g = self.geometry
+        head = _IMAGE_HEAD.pack(_IMAGE_MAGIC, g.size, g.sector_size, g.page_size, g.erase_limit,
+                                round(self.busy_s * 1e6))
+        bad = bytes(1 if s in self.bad_sectors else 0 for s in range(g.sectors))
+        tmp = Path(f"{os.fspath(path)}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(head)
+            fh.write(self.erase_counts.astype("<u4").tobytes())
+            fh.write(bad)
+            fh.write(self._buf)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> NorFlash:
+        """Read an image written by ``save``."""
+        name = os.fspath(path)
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        if len(raw) < _IMAGE_HEAD.size:
+            raise ImageError(name, f"file of {len(raw)} bytes is too short for the image header",
+                             offset=0)
+        magic, size, sector, page, limit, busy_us = _IMAGE_HEAD.unpack_from(raw, 0)
+        if magic != _IMAGE_MAGIC:
+            raise ImageError(name, f"not a smartlogger flash image (magic {magic!r})", offset=0)
+        try:
+            geometry = FlashGeometry(size=size, sector_size=sector, page_size=page, erase_limit=limit)
+        except FlashError as err:
+            raise ImageError(name, str(err), offset=8) from None
+        n = geometry.sectors
+        pos = _IMAGE_HEAD.size
+        want = pos + 4 * n + n + size
+        if len(raw) != want:
+            raise ImageError(name, f"image is {len(raw)} bytes, header says {want}", offset=len(raw))
+        flash = cls(geometry)
+        flash.busy_s = busy_us / 1e6
+        flash.erase_counts[:] = np.frombuffer(raw, dtype="<u4", count=n, offset=pos)
+        pos += 4 * n
+        flash.bad_sectors = {i for i, b in enumerate(raw[pos:pos + n]) if b}
+        pos += n
+        flash._buf[:] = raw[pos:pos + size]
+        return flash
+
+    # ------------------------------------------------------------------ internals
+
+    def _begin(self, kind: str, addr: int, data: bytes) -> FlashOp:
+        if not self.powered:
+            raise PowerLoss(self.op_count)
+        op = FlashOp(self.op_count, kind, addr, data)
+        self.op_count += 1
+        if self.on_op is not None:
+            self.on_op(op)
+        return op
+
+    def _lose_power(self, index: int) -> None:
+        if self.out_of_order:
+            for addr, old in reversed(self._unsynced):
+                if self._rng.random() < 0.5:
+                    self._buf[addr:addr + len(old)] = old
+        self._unsynced.clear()
+        self.powered = False
+        raise PowerLoss(index)
+
+    def _partial_erase(self, sl: slice) -> None:
+        n = sl.stop - sl.start
+        if self._rng.random() < 0.5:
+            # erase stopped part way through the sector
+            cut = sl.start + self._rng.randrange(n)
+            self._cells[sl.start:cut] = 0xFF
+        else:
+            # every cell partly erased: random bits went back to 1
+            self._cells[sl] |= np.frombuffer(self._rng.randbytes(n), dtype=np.uint8)
+
+    def _sector_slice(self, sector: int) -> slice:
+        if not 0 <= sector < self.geometry.sectors:
+            raise FlashRangeError(f"sector {sector} is outside 0..{self.geometry.sectors - 1}")
+        s = self.geometry.sector_size
+        return slice(sector * s, (sector + 1) * s)
+
+    def _check_range(self, addr: int, length: int) -> None:
+        if addr < 0 or length < 0 or addr + length > self.geometry.size:
+            raise FlashRangeError(
+                f"access of {length} bytes at 0x{addr:06x} is outside the {self.geometry.size}-byte chip"
+            )

@@ -1,0 +1,291 @@
+"""Simulation orchestration: a kit of virtual loggers on a virtual string, on virtual time.
+
+Owns the two canned scenarios the product offers (a capacity test of a string:
+``simulate_string_test``; one logger's long-term float life: ``simulate_years``)
+and the plain CSV/JSON writers the ``sim`` and ``device replay`` commands use
+until logfiles replace them. Does not own the battery physics (``device.battery``),
+the firmware (``device.firmware``) or the phone (the NFC tap is modelled here as
+what it does to the logger: set the clock, apply the configuration).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from smartlogger.device import battery
+from smartlogger.device.battery import StringTrace, build_string
+from smartlogger.device.clock import Rtc
+from smartlogger.device.firmware import Logger
+from smartlogger.device.load import parse_load
+from smartlogger.device.sensors import TraceSource
+from smartlogger.device.store import LogStore, MemoryStore
+from smartlogger.errors import SimulationError
+from smartlogger.model import (
+    BlockType,
+    Event,
+    Generation,
+    LoggerConfig,
+    LoggerIdentity,
+    SampleBlock,
+    Thresholds,
+)
+
+#: Phone time at the NFC tap that starts a simulated test: 2026-03-02T08:00:00Z (ms since epoch).
+DEFAULT_TEST_START_MS = 1_772_438_400_000
+#: Firmware version string of simulated generation-2 loggers.
+SIM_FIRMWARE = "2.0.0-sim"
+
+StoreFactory = Callable[[LoggerIdentity], LogStore]
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SimulatedTest:
+    """A simulated capacity test: the loggers (with their logs) and the battery's ground truth."""
+
+    loggers: list[Logger]
+    trace: StringTrace
+    start_ms: int  # phone time at the tap (true t = 0), ms since epoch
+    load: str
+    battery_wall_s: float
+    firmware_wall_s: float
+
+    @property
+    def wall_s(self) -> float:
+        return self.battery_wall_s + self.firmware_wall_s
+
+
+@dataclass
+class SimulatedYears:
+    """One logger's long-term run and the battery's ground truth."""
+
+    logger: Logger
+    trace: StringTrace
+    start_ms: int
+    years: float
+    battery_wall_s: float
+    firmware_wall_s: float
+
+    @property
+    def wall_s(self) -> float:
+        return self.battery_wall_s + self.firmware_wall_s
+
+
+def sim_identity(index: int) -> LoggerIdentity:
+    """Identity of the ``index``-th (0-based) simulated logger of a kit: ``SIM-0001``, ..."""
+    return LoggerIdentity(f"SIM-{index + 1:04d}", Generation.GEN2, SIM_FIRMWARE, simulated=True)
+
+
+def _default_store(identity: LoggerIdentity) -> LogStore:
+    return MemoryStore()
+
+
+def _tap(logger: Logger, phone_ms: int, config: LoggerConfig, seq: int) -> None:
+    """What an NFC tap does to a logger: the phone sets the clock, then writes the configuration."""
+    logger.set_clock(phone_ms)
+    logger.apply_config(config, seq)
+
+
+def simulate_string_test(
+    n_blocks: int = 24,
+    *,
+    weak: int = 2,
+    load: str = "20A",
+    ambient_c: float = 25.0,
+    seed: int = 1,
+    block_type: BlockType | None = None,
+    rated_ah: float = 100.0,
+    store_factory: StoreFactory | None = None,
+    float_rate_s: int = 60,
+    discharge_rate_s: int = 1,
+    thresholds: Thresholds | None = None,
+    end_v_per_cell: float | None = None,
+    rest_before_s: float = 300.0,
+    rest_after_s: float = 600.0,
+    max_duration_s: float = 86400.0,
+    start_ms: int = DEFAULT_TEST_START_MS,
+    test_id: str = "",
+    progress: Progress | None = None,
+) -> SimulatedTest:
+    """A capacity test of ``n_blocks`` blocks, one logger each.
+
+    Scenario: every logger powers on (factory clock with its own offset and drift),
+    is tapped at true t = 0 (clock set to the phone's time, the test configuration
+    written), floats for ``rest_before_s``, the load is applied until the string
+    reaches its end voltage, then rests open-circuit for ``rest_after_s``.
+    ``store_factory(identity)`` gives each logger its store (default ``MemoryStore``).
+    """
+    bt = block_type if block_type is not None else BlockType.lead_acid(12)
+    load_obj = parse_load(load)
+    t0 = time.perf_counter()
+    string = build_string(n_blocks, bt, rated_ah, weak=weak, seed=seed, ambient_c=ambient_c)
+    trace = string.discharge(load_obj, rest_before_s=rest_before_s, rest_after_s=rest_after_s,
+                             end_v_per_cell=end_v_per_cell, max_duration_s=max_duration_s,
+                             ambient_c=ambient_c)
+    t1 = time.perf_counter()
+    factory = store_factory or _default_store
+    th = thresholds if thresholds is not None else Thresholds.default_for(bt)
+    loggers: list[Logger] = []
+    end_s = float(trace.t_s[-1])
+    for i in range(n_blocks):
+        ident = sim_identity(i)
+        lseed = seed * 100_003 + i
+        factory_cfg = LoggerConfig.default_for(bt, rated_ah)
+        logger = Logger(ident, factory_cfg, store=factory(ident), rtc=Rtc.seeded(lseed), seed=lseed,
+                        source=TraceSource(trace.t_s, trace.block_v[i], trace.block_temp_c[i]))
+        cfg = LoggerConfig(bt, th, rated_ah, float_rate_s=float_rate_s, discharge_rate_s=discharge_rate_s,
+                           block_label=f"B{i + 1}", block_position=i + 1, test_id=test_id)
+        _tap(logger, start_ms, cfg, 1)
+        logger.run_until(end_s)
+        logger.flush()
+        loggers.append(logger)
+        if progress is not None:
+            progress(i + 1, n_blocks)
+    t2 = time.perf_counter()
+    return SimulatedTest(loggers, trace, start_ms, load, t1 - t0, t2 - t1)
+
+
+def simulate_years(
+    years: float = 10,
+    *,
+    log_rate_s: int = 60,
+    seed: int = 1,
+    store_factory: StoreFactory | None = None,
+    block_type: BlockType | None = None,
+    rated_ah: float = 100.0,
+    ambient_c: float = 25.0,
+    discharges_per_year: float = 1.0,
+    discharge_rate_s: int = 1,
+    dt_s: float = 60.0,
+    start_ms: int = DEFAULT_TEST_START_MS,
+    progress: Progress | None = None,
+) -> SimulatedYears:
+    """One logger on one block through ``years`` of float life with occasional discharges.
+
+    The logger stores every ``log_rate_s`` on float and every ``discharge_rate_s``
+    during the discharges it detects; progress is reported per simulated year.
+    """
+    if not 0 < years <= 30:
+        raise SimulationError(f"{years} years is outside 0..30")
+    bt = block_type if block_type is not None else BlockType.lead_acid(12)
+    t0 = time.perf_counter()
+    # the battery helper's long-term model; looked up at call time so a string test
+    # runs even where only the discharge model is present
+    trace = battery.float_years(bt, rated_ah, years=years, dt_s=dt_s, seed=seed, ambient_c=ambient_c,
+                        discharges_per_year=discharges_per_year)
+    t1 = time.perf_counter()
+    ident = sim_identity(0)
+    factory = store_factory or _default_store
+    logger = Logger(ident, LoggerConfig.default_for(bt, rated_ah), store=factory(ident),
+                    rtc=Rtc.seeded(seed), seed=seed,
+                    source=TraceSource(trace.t_s, trace.block_v[0], trace.block_temp_c[0]))
+    cfg = LoggerConfig(bt, Thresholds.default_for(bt), rated_ah, float_rate_s=log_rate_s,
+                       discharge_rate_s=min(discharge_rate_s, log_rate_s), block_label="B1",
+                       block_position=1)
+    _tap(logger, start_ms, cfg, 1)
+    end_s = float(trace.t_s[-1])
+    year_s = 365.25 * 86400.0
+    steps = max(1, int(np.ceil(end_s / year_s)))
+    for y in range(1, steps + 1):
+        logger.run_until(min(end_s, y * year_s))
+        if progress is not None:
+            progress(y, steps)
+    logger.flush()
+    t2 = time.perf_counter()
+    return SimulatedYears(logger, trace, start_ms, float(years), t1 - t0, t2 - t1)
+
+
+# --------------------------------------------------------------------------- plain writers
+
+
+def logger_samples(logger: Logger) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """All stored samples of a logger in log order: (device ms, mV, dC) arrays."""
+    ts: list[npt.NDArray[np.int64]] = []
+    mvs: list[npt.NDArray[np.int64]] = []
+    dcs: list[npt.NDArray[np.int64]] = []
+    for _, rec in logger.store.records():
+        if isinstance(rec, SampleBlock):
+            n = len(rec)
+            ts.append(rec.start_ms + rec.interval_ms * np.arange(n, dtype=np.int64))
+            mvs.append(np.frombuffer(rec.mv, dtype=np.int32).astype(np.int64))
+            dcs.append(np.frombuffer(rec.dc, dtype=np.int32).astype(np.int64))
+    if not ts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return np.concatenate(ts), np.concatenate(mvs), np.concatenate(dcs)
+
+
+def _iso(ms: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
+    return np.char.add(np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms"), "Z")
+
+
+def write_samples_csv(logger: Logger, path: Path) -> int:
+    """Write ``time_utc,voltage_v,temperature_c`` (device time, 1 mV, 0.1 C); returns the row count."""
+    t, mv, dc = logger_samples(logger)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        fh.write(f"# serial={logger.identity.serial} markers={'+'.join(logger.identity.markers) or 'none'}\n")
+        fh.write("time_utc,voltage_v,temperature_c\n")
+        chunk = 200_000  # bounded memory for 10-year logs
+        for a in range(0, t.size, chunk):
+            iso = _iso(t[a:a + chunk])
+            lines = [f"{s},{v / 1000:.3f},{d / 10:.1f}\n"
+                     for s, v, d in zip(iso.tolist(), mv[a:a + chunk].tolist(), dc[a:a + chunk].tolist(),
+                                        strict=True)]
+            fh.writelines(lines)
+    return int(t.size)
+
+
+def write_events_csv(loggers: Iterable[Logger], path: Path) -> int:
+    """Write every event of every logger: ``serial,seq,time_utc,kind,quantity,side,value``."""
+    rows = 0
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["serial", "seq", "time_utc", "kind", "quantity", "side", "value"])
+        for logger in loggers:
+            for seq, rec in logger.store.records():
+                if isinstance(rec, Event):
+                    iso = str(_iso(np.array([rec.t_ms], dtype=np.int64))[0])
+                    w.writerow([logger.identity.serial, seq, iso, rec.kind.name,
+                                rec.quantity.value if rec.quantity else "",
+                                rec.side.value if rec.side else "", rec.value])
+                    rows += 1
+    return rows
+
+
+def trace_truth(trace: StringTrace, start_ms: int) -> dict[str, Any]:
+    """The battery's ground truth as plain JSON-able data (true times relative to the tap)."""
+    def num(x: float) -> float | None:
+        return None if x is None or not np.isfinite(x) else float(x)
+
+    return {
+        "start_utc": str(_iso(np.array([start_ms], dtype=np.int64))[0]),
+        "duration_s": float(trace.t_s[-1]),
+        "load_on_s": num(trace.load_on_s),
+        "load_off_s": num(trace.load_off_s),
+        "blocks": [
+            {
+                "index": b.index,
+                "position": b.index + 1,
+                "weak": b.weak,
+                "capacity_factor": b.capacity_factor,
+                "resistance_mohm": b.resistance_mohm,
+                "capacity_ah_rated_rate": b.capacity_ah_rated_rate,
+                "time_to_end_s": b.time_to_end_s,
+                "delivered_ah": b.delivered_ah,
+            }
+            for b in trace.truth
+        ],
+    }
+
+
+def write_truth_json(truth: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(truth, indent=2, allow_nan=False) + "\n", encoding="utf-8")

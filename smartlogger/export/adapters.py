@@ -1,0 +1,323 @@
+"""Thin adapters from logfiles and analysis results to the exporters' plain inputs.
+
+Owns the translation, nothing else: ``logger_export_inputs`` (one ``.slog`` file
+-> samples, exceedances, evidence), ``longterm_inputs`` (a blackbox logfile ->
+``LongtermData``), ``block_log_from_logfile`` (a logfile -> ``analysis.BlockLog``),
+``string_report_inputs`` (an ``analysis.results.TestResult`` + logs -> report
+inputs) and ``load_test_dir`` (a directory of logfiles -> everything the string
+report needs, running the analysis when no ``result.json`` is there).
+
+Imports of ``logfile`` and ``analysis`` are here only, so the writers stay
+testable with plain values. Verification never raises: a file that fails is
+exported with its failure written in red on the Summary/Evidence sheets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from smartlogger.errors import ExportError
+from smartlogger.export.inputs import (
+    BlockOutcome,
+    DailyRow,
+    EvidenceRow,
+    ExceedanceRow,
+    LoggerSamples,
+    LongtermData,
+    SampleSeries,
+    StringTestOutcome,
+)
+from smartlogger.model import (
+    ConfigChange,
+    DailySummary,
+    DischargeSummary,
+    Level,
+    LoggerConfig,
+    Quantity,
+    Side,
+    Thresholds,
+)
+
+# The analysis and logfile packages are imported inside functions: importing the
+# export package (e.g. for the CLI's --help) must not pull in numpy-heavy analysis.
+
+
+@dataclass
+class LoggerExportInputs:
+    """Everything ``write_logger_workbook`` takes, read from one logfile."""
+
+    series: LoggerSamples
+    exceedances: list[ExceedanceRow]
+    evidence: EvidenceRow
+
+
+def evidence_from_report(report: object, file: str) -> EvidenceRow:
+    """An ``EvidenceRow`` from a ``logfile.verify.VerifyReport``."""
+    from smartlogger.logfile.verify import VerifyReport
+
+    if not isinstance(report, VerifyReport):
+        raise TypeError("report must be a VerifyReport")
+    status = report.status
+    if report.verified:
+        by = f" ({report.authority} authority)" if report.authority else ""
+        result = f"verified: signature valid{by}, chain intact"
+    else:
+        kinds = ", ".join(sorted(report.problem_kinds())) or status
+        result = f"{status.upper()}: {kinds}"
+    details: list[tuple[str, str]] = [
+        ("Status", status),
+        ("Signed", "yes" if report.signed else "no"),
+        ("Certificate", _yes_no(report.certificate_valid)),
+        ("Signatures", _yes_no(report.signatures_valid)),
+        ("Hash chain", _yes_no(report.chain_intact)),
+        ("Format", report.format_version or "-"),
+    ]
+    for st in report.streams:
+        over = ("" if st.oldest_on_device is None or st.oldest_on_device <= st.first_seq
+                else f"; overwritten before seq {st.oldest_on_device}")
+        details.append((f"Stream {st.name}", f"seq {st.first_seq}..{st.next_seq - 1}, {st.records} records{over}"))
+    if report.config_changes:
+        details.append(("Config changes", str(len(report.config_changes))))
+    if report.clock_jumps:
+        details.append(("Clock jumps", str(len(report.clock_jumps))))
+    for p in report.problems[:20]:
+        where = f" (seq {p.seq})" if p.seq is not None else f" (byte {p.offset})" if p.offset is not None else ""
+        details.append((f"Problem: {p.kind}", p.message + where))
+    for w in report.warnings[:10]:
+        details.append(("Warning", w))
+    return EvidenceRow(file=file, sha256=report.sha256, serial=report.serial, verified=report.verified,
+                       result=result, key_fingerprint=report.device_key or "",
+                       markers=tuple(report.markers), details=tuple(details))
+
+
+def _yes_no(v: bool | None) -> str:
+    return "-" if v is None else "valid" if v else "INVALID"
+
+
+def exceedances_of(series: SampleSeries, t_ms: np.ndarray | None = None) -> list[ExceedanceRow]:
+    """Classify the exceedances of one logger with the analysis rule (yellow/red)."""
+    from smartlogger.analysis.exceedances import find_exceedances
+
+    t = np.asarray(series.t_ms if t_ms is None else t_ms, dtype=np.float64)
+    out: list[ExceedanceRow] = []
+    th = series.config.thresholds
+    for q, values in ((Quantity.VOLTAGE, np.asarray(series.mv) / 1000.0),
+                      (Quantity.TEMPERATURE, np.asarray(series.dc) / 10.0)):
+        for iv in find_exceedances(t, values, q, th):
+            out.append(_row_from_interval(series.identity.serial, series.config, q, iv.side, iv.level,
+                                          int(iv.start_ms), iv.duration_s, iv.worst, iv.severity,
+                                          iv.reason))
+    return out
+
+
+def _row_from_interval(serial: str, config: LoggerConfig, q: Quantity, side: Side, level: Level,
+                       start_ms: int, duration_s: float, worst: float, severity: str,
+                       reason: str) -> ExceedanceRow:
+    scale = 1000.0 if q is Quantity.VOLTAGE else 10.0
+    return ExceedanceRow(serial, q, side, level, start_ms, start_ms + round(duration_s * 1000),
+                         round(worst * scale), config.thresholds.level(q, side, level),
+                         config.block_position, severity, reason)
+
+
+def _thresholds_history(changes: Sequence[ConfigChange]) -> list[tuple[int, Thresholds]]:
+    return [(c.t_ms, c.config.thresholds) for c in sorted(changes, key=lambda c: c.t_ms)]
+
+
+def _config_of(lf: object) -> tuple[LoggerConfig, list[ConfigChange]]:
+    changes: list[ConfigChange] = list(lf.config_history)  # type: ignore[attr-defined]
+    if not changes:
+        raise ExportError(f"{lf.identity.serial}: the logfile holds no configuration "  # type: ignore[attr-defined]
+                          "(no config change record); cannot draw thresholds")
+    return changes[-1].config, changes
+
+
+def logger_export_inputs(path: str | os.PathLike[str]) -> LoggerExportInputs:
+    """Read and verify one logfile; samples in device time (as the logger recorded them)."""
+    from smartlogger.logfile import load_samples, read_logfile, verify_logfile
+
+    p = Path(path)
+    lf = read_logfile(p)
+    report = verify_logfile(lf)
+    t, mv, dc = load_samples(lf)
+    if len(t) == 0:
+        raise ExportError(f"{p}: the logfile holds no samples")
+    config, changes = _config_of(lf)
+    order = np.argsort(t, kind="stable")
+    if np.any(order != np.arange(len(t))):
+        # Clock sets can move device time backwards; the sheet must be in time order.
+        t, mv, dc = t[order], mv[order], dc[order]
+    series = LoggerSamples(lf.identity, config, t, mv, dc, _thresholds_history(changes))
+    return LoggerExportInputs(series, exceedances_of(series), evidence_from_report(report, p.name))
+
+
+def longterm_inputs(path: str | os.PathLike[str], *, tz: str = "UTC") -> LongtermData:
+    """A blackbox logfile as ``LongtermData``: daily rows from the summary stream's
+    ``DailySummary`` records where present, otherwise computed from the samples."""
+    from smartlogger.export.longterm import daily_rows
+    from smartlogger.logfile import load_events, load_samples, read_logfile, verify_logfile
+
+    p = Path(path)
+    lf = read_logfile(p)
+    report = verify_logfile(lf)
+    config, changes = _config_of(lf)
+    t, mv, dc = load_samples(lf)
+    samples = None
+    if len(t):
+        order = np.argsort(t, kind="stable")
+        samples = LoggerSamples(lf.identity, config, t[order], mv[order], dc[order],
+                                _thresholds_history(changes))
+    summaries = [rec for st in lf.streams for raw in st.records
+                 for rec in [raw.record] if isinstance(rec, DailySummary)]
+    discharges = sorted({(d.start_ms, d.end_ms): d for st in lf.streams for raw in st.records
+                         for d in [raw.record] if isinstance(d, DischargeSummary)}.values(),
+                        key=lambda d: d.start_ms)
+    daily: list[DailyRow]
+    if summaries:
+        daily = [DailyRow.of(d) for d in sorted({d.day_start_ms: d for d in summaries}.values(),
+                                                key=lambda d: d.day_start_ms)]
+    elif samples is not None:
+        daily = daily_rows(samples, tz)
+    else:
+        raise ExportError(f"{p}: no samples and no daily summaries in the logfile")
+    return LongtermData(lf.identity, config, daily, load_events(lf), discharges, samples,
+                        evidence_from_report(report, p.name))
+
+
+def block_log_from_logfile(lf: object, source: str = "") -> object:
+    """An ``analysis.inputs.BlockLog`` from a read ``Logfile``, exactly as ``smartlogger test``
+    loads it (``analysis.loading``: clock jumps, every signed pull as a clock observation)."""
+    from smartlogger.analysis.loading import block_log_from_logfile as load
+
+    log = load(lf)  # type: ignore[arg-type]
+    if source:
+        log.source = source
+    return log
+
+
+def string_report_inputs(result: object, logs: Sequence[object],
+                         evidence: Sequence[EvidenceRow] = ()
+                         ) -> tuple[StringTestOutcome, list[LoggerSamples], list[ExceedanceRow]]:
+    """Report inputs from an ``analysis.results.TestResult`` and the ``BlockLog``s analysed.
+
+    Sample times are put on true (phone-aligned) time with the analysis' own clock
+    fit, so the charts and the Data sheet line up with the result's times.
+    """
+    from smartlogger.analysis.align import align_block
+    from smartlogger.analysis.inputs import BlockLog
+    from smartlogger.analysis.results import TestResult
+
+    if not isinstance(result, TestResult):
+        raise TypeError("result must be an analysis TestResult")
+    by_serial: dict[str, BlockLog] = {}
+    for log in logs:
+        if not isinstance(log, BlockLog):
+            raise TypeError("logs must be analysis BlockLogs")
+        by_serial[log.serial] = log
+    series: list[LoggerSamples] = []
+    exceed: list[ExceedanceRow] = []
+    blocks: list[BlockOutcome] = []
+    for b in result.blocks:
+        log = by_serial.get(b.serial)
+        if log is None:
+            raise ExportError(f"string report: no log for block {b.position} ({b.serial})")
+        aligned = align_block(log)
+        t = np.round(aligned.true_ms).astype(np.int64)
+        order = np.argsort(t, kind="stable")
+        series.append(LoggerSamples(log.identity, log.config, t[order], aligned.mv[order],
+                                    aligned.dc[order]))
+        status = "alarm" if b.replace or b.red else "warning" if b.yellow else "ok"
+        note = "; ".join([*(["lower bound (end voltage not reached)"] if b.lower_bound else []),
+                          *b.warnings])
+        blocks.append(BlockOutcome(b.position, b.serial, b.capacity_pct, b.delivered_ah, b.time_to_end_s,
+                                   None if b.min_voltage_v is None else round(b.min_voltage_v * 1000),
+                                   None if b.max_temperature_c is None else round(b.max_temperature_c * 10),
+                                   status, b.label, note))
+        for e in b.exceedances:
+            exceed.append(_row_from_interval(b.serial, log.config, Quantity(e.quantity), Side(e.side),
+                                             Level(e.level), e.start_ms, e.duration_s, e.worst,
+                                             e.severity, e.reason))
+    by_rank = {s: i for i, s in enumerate(result.ranking)}
+    weakest = [b.position for b in sorted(result.blocks, key=lambda b: by_rank.get(b.serial, 10**9))][:3]
+    cap = result.capacity
+    method = {"time_adjusted": "IEEE 450/1188 time-adjusted (actual time / rated time x K_T)",
+              "rate_adjusted": "rate-adjusted from the datasheet (IEEE 450 method 2)",
+              "none": "none: no rated time or datasheet given"}.get(cap.method, cap.method)
+    if cap.lower_bound:
+        method += "; lower bound (end voltage not reached)"
+    tc = (f"K_T = {cap.k_t:.3f} at {cap.temperature_c:.1f} C (rating at {cap.rating_reference_c:g} C)"
+          if cap.k_t is not None and cap.temperature_c is not None else "none")
+    d = result.discharge
+    failed = cap.capacity_pct is not None and cap.capacity_pct < 80.0
+    outcome = StringTestOutcome(
+        test_id=result.test_id, result="FAIL" if failed or any(b.replace for b in result.blocks) else "PASS",
+        capacity_pct=cap.capacity_pct, method=method, duration_s=d.duration_s, load=result.load,
+        temperature_correction=tc, blocks=blocks, weakest=weakest, start_ms=d.start_ms,
+        end_v_per_cell=d.end_v_per_cell,
+        notes=[f"Discharge ended: {d.end_reason.replace('_', ' ')}", *result.warnings],
+    )
+    return outcome, series, exceed
+
+
+@dataclass
+class TestDirInputs:
+    """Everything the string report needs, from a test directory."""
+
+    __test__ = False
+
+    outcome: StringTestOutcome
+    series: list[LoggerSamples]
+    exceedances: list[ExceedanceRow]
+    evidence: list[EvidenceRow]
+
+
+def load_test_dir(directory: str | os.PathLike[str], *, load: str | None = None,
+                  rated_time: str | None = None, end_v_per_cell: float | None = None) -> TestDirInputs:
+    """Read every ``*.slog`` in ``directory``, verify it, and analyse the test.
+
+    A ``result.json`` in the directory (``TestResult`` JSON) is used as is;
+    otherwise the test is analysed, with the load and rated time taken from the
+    arguments or else from the logfiles' test metadata (keys ``load``,
+    ``rated_time``, ``end_v_per_cell``).
+    """
+    from smartlogger.analysis.analyze import analyze_test
+    from smartlogger.analysis.inputs import TestMetadata, parse_duration_s, parse_load
+    from smartlogger.analysis.results import TestResult
+    from smartlogger.logfile import read_logfile, verify_logfile
+
+    d = Path(directory)
+    if not d.is_dir():
+        raise ExportError(f"{d}: not a directory")
+    files = sorted(d.glob("*.slog"))
+    if not files:
+        raise ExportError(f"{d}: no .slog logfiles in the directory")
+    logs = []
+    evidence = []
+    test_meta: dict[str, str] = {}
+    for f in files:
+        lf = read_logfile(f)
+        evidence.append(evidence_from_report(verify_logfile(lf), f.name))
+        logs.append(block_log_from_logfile(lf, source=f.name))
+        for k, v in lf.metadata.test.items():
+            test_meta.setdefault(k, v)
+    result_file = d / "result.json"
+    if result_file.exists():
+        result = TestResult.from_json(result_file.read_text(encoding="utf-8"))
+    else:
+        load_text = load or test_meta.get("load")
+        if not load_text:
+            raise ExportError(f"{d}: no result.json and no load given (use --load, e.g. '50 A')")
+        rt = rated_time or test_meta.get("rated_time")
+        ev = end_v_per_cell if end_v_per_cell is not None else (
+            float(test_meta["end_v_per_cell"]) if "end_v_per_cell" in test_meta else None)
+        meta = TestMetadata(parse_load(load_text), rated_time_s=parse_duration_s(rt) if rt else None,
+                            end_v_per_cell=ev, test_id=test_meta.get("test_id", ""))
+        result = analyze_test(logs, meta)  # type: ignore[arg-type]
+    outcome, series, exceed = string_report_inputs(result, logs, evidence)
+    if test_meta.get("site"):
+        outcome = StringTestOutcome(**{**outcome.__dict__, "site": test_meta["site"]})
+    return TestDirInputs(outcome, series, exceed, evidence)

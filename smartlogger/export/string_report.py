@@ -1,0 +1,347 @@
+"""The string report: one capacity test of a whole string as an Excel workbook.
+
+Owns ``write_string_report`` / ``build_string_report`` and ``align_blocks``.
+Sheets, in order:
+
+- "Summary": result, capacity % and the method, duration, load, temperature
+  correction, weakest blocks, and the traffic-light table of all blocks
+  (conditional formatting: capacity < 80 % red, < 90 % yellow, else green;
+  status alarm/warning/ok in the same colours).
+- "Overview": all blocks' voltages on one chart (shared reduced time base) and
+  the per-block capacity bar chart with the red 80 % line.
+- "Exceedances": every exceedance of every block, yellow/red.
+- "Data": all blocks aligned on one time grid (default 10 s), one voltage column
+  per block, then one temperature column per block.
+- "Evidence": each logfile's SHA-256, verification result, serial, key fingerprint.
+- one sheet per block ("B001 SERIAL"): voltage and temperature charts with the
+  block's warning (orange) and alarm (red) lines, as in the logger workbook.
+- "Chart data" (hidden): reduced series and threshold lines the charts plot.
+
+Inputs are plain values (``export.inputs``); ``export.adapters`` converts the
+analysis results object. The series must already be on a common clock (the
+analysis corrects logger clocks); this module only resamples for display.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from openpyxl import Workbook
+from openpyxl.formatting.rule import CellIsRule, FormulaRule
+from openpyxl.worksheet.pagebreak import Break
+
+from smartlogger.errors import ExportError
+from smartlogger.export import layout as L
+from smartlogger.export.charts import (
+    SERIES_COLOURS,
+    ChartTable,
+    ThresholdLine,
+    add_line,
+    add_threshold_lines,
+    capacity_bar_chart,
+    nice_range,
+    threshold_lines_for,
+    time_chart,
+)
+from smartlogger.export.inputs import (
+    EvidenceRow,
+    ExceedanceRow,
+    SampleSeries,
+    StringTestOutcome,
+    check_series,
+    thresholds_timeline,
+)
+from smartlogger.export.logger_workbook import (
+    DEFAULT_CHART_POINTS,
+    Progress,
+    Window,
+    add_logger_charts,
+    exceedance_table,
+)
+from smartlogger.export.reduce import make_buckets, minmax_envelope
+from smartlogger.export.sheetstream import (
+    DEFAULT_COMPRESSLEVEL,
+    MAX_COLS,
+    MAX_ROWS,
+    Column,
+    add_numeric_sheet,
+    check_target,
+    new_workbook,
+    save_workbook,
+)
+from smartlogger.export.timeaxis import DATETIME_FORMAT, SiteTime
+from smartlogger.model import Quantity, Side
+
+#: Default resolution of the aligned "Data" sheet, s (full 1 Hz data stays in the
+#: logger workbooks and CSV/Parquet).
+DEFAULT_RESOLUTION_S = 10.0
+#: Total points budget of the overview chart (all blocks together), so a 240-block
+#: chart stays responsive; each block gets at least 200 points.
+OVERVIEW_POINT_BUDGET = 240_000
+#: Capacity below this % of rated = replace (red); below WARN_PCT = watch (yellow).
+REPLACE_PCT = 80.0
+WARN_PCT = 90.0
+
+
+def align_blocks(series: Sequence[SampleSeries], t0_ms: int, t1_ms: int, resolution_ms: int
+                 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """All blocks on one time grid ``t0_ms, t0_ms + resolution_ms, ... <= t1_ms``.
+
+    Each grid cell holds the block's last sample at or before the grid time, if
+    that sample is not older than one resolution step or one of the block's own
+    sample intervals (whichever is longer); otherwise the cell is empty (NaN),
+    so a gap in a log shows as a gap, never as an invented value. Returns the
+    grid (ms), voltages (V) and temperatures (C) as (rows, blocks) arrays.
+    """
+    if resolution_ms <= 0:
+        raise ExportError(f"resolution {resolution_ms} ms must be positive")
+    grid = np.arange(t0_ms, t1_ms + 1, resolution_ms, dtype=np.int64)
+    v = np.full((len(grid), len(series)), np.nan)
+    c = np.full((len(grid), len(series)), np.nan)
+    for j, s in enumerate(series):
+        t = np.asarray(s.t_ms, dtype=np.int64)
+        if len(t) == 0:
+            continue
+        step = int(np.median(np.diff(t))) if len(t) > 1 else resolution_ms
+        tol = max(resolution_ms, step)
+        idx = np.searchsorted(t, grid, side="right") - 1
+        ok = idx >= 0
+        idx_c = np.clip(idx, 0, None)
+        ok &= (grid - t[idx_c]) <= tol
+        v[ok, j] = np.asarray(s.mv)[idx_c[ok]] / 1000.0
+        c[ok, j] = np.asarray(s.dc)[idx_c[ok]] / 10.0
+    return grid, v, c
+
+
+def _block_name(s: SampleSeries) -> str:
+    pos = s.config.block_position
+    return f"B{pos:03d}" if pos else s.identity.serial
+
+
+def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[SampleSeries],
+                  window: Window, n_exceed: int) -> None:
+    L.set_widths(ws, [22, 18, 16, 14, 14, 16, 12, 12, 10, 40])
+    L.print_setup(ws)
+    L.title(ws, f"Capacity test {outcome.test_id}")
+    L.banner(ws, {m for s in series for m in s.identity.markers}, width=10)
+    L.section(ws, "Test result")
+    result_fill = L.OK_FILL if outcome.result.upper() in ("PASS", "OK") else L.ALARM_FILL
+    weak = ", ".join(str(p) for p in outcome.weakest) or "-"
+    L.pairs(ws, [
+        ("Result", outcome.result),
+        ("Capacity (% of rated)", None if outcome.capacity_pct is None else round(outcome.capacity_pct, 1)),
+        ("Method", outcome.method),
+        ("Site / string", outcome.site or "-"),
+        ("Start", window.site.local_datetime(outcome.start_ms if outcome.start_ms is not None
+                                             else window.t0_ms)),
+        ("Time zone", window.x_title),
+        ("Duration", L.hours(outcome.duration_s)),
+        ("Load", outcome.load),
+        ("End voltage (V/cell)", outcome.end_v_per_cell if outcome.end_v_per_cell is not None else "-"),
+        ("Temperature correction", outcome.temperature_correction),
+        ("Blocks", len(outcome.blocks)),
+        ("Weakest blocks (position)", weak),
+        ("Threshold exceedances", n_exceed),
+    ], fills={"Result": result_fill})
+    for note in outcome.notes:
+        ws.append([L.cell(ws, note)])
+    L.section(ws, "All blocks")
+    header_row = ws.rows_written + 1
+    headers = ["Position", "Serial", "Label", "Capacity %", "Delivered Ah", "End time (min)",
+               "Min V", "Max C", "Status", "Note"]
+    rows = []
+    for b in sorted(outcome.blocks, key=lambda b: b.position):
+        rows.append([b.position, b.serial, b.label or None,
+                     None if b.capacity_pct is None else round(b.capacity_pct, 1),
+                     None if b.delivered_ah is None else round(b.delivered_ah, 2),
+                     None if b.end_time_s is None else round(b.end_time_s / 60.0, 1),
+                     None if b.min_mv is None else b.min_mv / 1000.0,
+                     None if b.max_dc is None else b.max_dc / 10.0,
+                     b.status, b.note or None])
+    n = L.table(ws, headers, rows, formats=[None, None, None, "0.0", "0.00", "0.0", "0.000", "0.0"])
+    if n:
+        first, last = header_row + 1, header_row + n
+        cap = f"D{first}:D{last}"
+        # Conditional formatting, not static fills: the traffic light follows the number
+        # if someone corrects a value in the sheet.
+        ws.conditional_formatting.add(cap, CellIsRule(operator="lessThan", formula=[f"{REPLACE_PCT:g}"],
+                                                      fill=L.ALARM_FILL))
+        ws.conditional_formatting.add(cap, CellIsRule(operator="lessThan", formula=[f"{WARN_PCT:g}"],
+                                                      fill=L.WARNING_FILL))
+        ws.conditional_formatting.add(cap, CellIsRule(operator="greaterThanOrEqual",
+                                                      formula=[f"{WARN_PCT:g}"], fill=L.OK_FILL))
+        st = f"I{first}:I{last}"
+        for word, fill in (("alarm", L.ALARM_FILL), ("warning", L.WARNING_FILL), ("ok", L.OK_FILL)):
+            ws.conditional_formatting.add(st, FormulaRule(formula=[f'I{first}="{word}"'], fill=fill))
+    ws.append([])
+    ws.append([L.cell(ws, f"Traffic light: capacity below {REPLACE_PCT:g} % of rated = replace (red), "
+                          f"below {WARN_PCT:g} % = watch (yellow), otherwise green.")])
+
+
+def write_evidence(ws: L.TextSheet, evidence: Sequence[EvidenceRow]) -> None:
+    L.set_widths(ws, [18, 22, 68, 12, 50, 36, 14])
+    L.print_setup(ws)
+    L.title(ws, "Evidence")
+    if not evidence:
+        ws.append([L.cell(ws, "No logfiles were verified for this report.")])
+        return
+    L.table(ws, ["Serial", "Logfile", "SHA-256", "Verified", "Verification result", "Key fingerprint",
+                 "Markers"],
+            [[e.serial, e.file, e.sha256, "yes" if e.verified else "NO", e.result,
+              e.key_fingerprint or "-", ", ".join(e.markers) or "-"] for e in evidence],
+            row_fills=[None if e.verified else L.ALARM_FILL for e in evidence])
+    details = [(e.serial, k, v) for e in evidence for k, v in e.details]
+    if details:
+        L.section(ws, "Verification details")
+        L.table(ws, ["Serial", "Check", "Finding"], [list(d) for d in details])
+
+
+def build_string_report(outcome: StringTestOutcome, series: Sequence[SampleSeries], *,
+                        exceedances: Sequence[ExceedanceRow] = (),
+                        evidence: Sequence[EvidenceRow] = (), tz: str | SiteTime | None = "UTC",
+                        resolution_s: float = DEFAULT_RESOLUTION_S,
+                        chart_points: int = DEFAULT_CHART_POINTS,
+                        progress: Progress | None = None) -> Workbook:
+    """The string report in memory (write-only; save with ``sheetstream.save_workbook``)."""
+    if not series:
+        raise ExportError("string report: no block logs given")
+    for s in series:
+        check_series(s)
+    series = sorted(series, key=lambda s: (s.config.block_position or 10**9, s.identity.serial))
+    if 2 * len(series) + 1 > MAX_COLS:
+        raise ExportError(f"string report: {len(series)} blocks exceed the sheet's {MAX_COLS} columns")
+    site = SiteTime.parse(tz)
+    t0 = min(int(s.t_ms[0]) for s in series)
+    t1 = max(int(s.t_ms[-1]) for s in series)
+    window = Window(t0, t1, site)
+    res_ms = round(resolution_s * 1000)
+    if res_ms <= 0:
+        raise ExportError(f"resolution {resolution_s} s must be positive")
+    n_grid = (t1 - t0) // res_ms + 1
+    if n_grid + 1 > MAX_ROWS:
+        raise ExportError(f"string report: {n_grid} rows at {resolution_s:g} s exceed Excel's "
+                          f"{MAX_ROWS - 1}; choose a coarser resolution")
+    n_blocks = len(series)
+    step = _progress_steps(progress, n_blocks)
+
+    wb = new_workbook()
+    summary = L.add_sheet(wb, "Summary")
+    write_summary(summary, outcome, series, window, len(exceedances))
+    overview = L.add_sheet(wb, "Overview")
+    L.print_setup(overview)
+    exc = L.add_sheet(wb, "Exceedances")
+    L.set_widths(exc, [10, 16, 10, 10, 12, 8, 20, 20, 12, 10, 10, 6, 30])
+    L.title(exc, f"Threshold exceedances, test {outcome.test_id}")
+    exceedance_table(exc, exceedances, site, with_serial=True)
+
+    # Data: one voltage column per block, then one temperature column per block.
+    grid, v, c = align_blocks(series, t0, t1, res_ms)
+    names = [_block_name(s) for s in series]
+    cols = [Column(window.x_title, site.serial(grid), None, DATETIME_FORMAT, 21),
+            Column("Elapsed (s)", (grid - t0) / 1000.0, 1, None, 10)]
+    cols += [Column(f"{nm} {s.identity.serial} V", v[:, j], 3, None, 11)
+             for j, (nm, s) in enumerate(zip(names, series, strict=True))]
+    cols += [Column(f"{nm} {s.identity.serial} C", c[:, j], 1, None, 11)
+             for j, (nm, s) in enumerate(zip(names, series, strict=True))]
+    # Sheet bodies are serialised while saving: report those rows as the last 40 %.
+    save_rows = [0, len(grid) + 2 * chart_points]
+
+    def on_rows(k: int) -> None:
+        save_rows[0] += k
+        if progress is not None:
+            progress("saving", 0.6 + 0.4 * min(1.0, save_rows[0] / save_rows[1]))
+
+    add_numeric_sheet(wb, "Data", cols, on_rows=on_rows)
+    ev = L.add_sheet(wb, "Evidence")
+    write_evidence(ev, evidence)
+    step("data")
+
+    table = ChartTable("Chart data")
+    # Overview: all blocks on one chart, fewer points per block as the string grows.
+    ov_points = max(200, min(chart_points, OVERVIEW_POINT_BUDGET // n_blocks))
+    ob = make_buckets(t0, t1, ov_points)
+    ox_ref = table.add("overview time", site.serial(ob.point_times_ms()), number_format=DATETIME_FORMAT)
+    ov = time_chart(f"All blocks: voltage, test {outcome.test_id}", "Voltage (V)", window.x_title,
+                    x_min=window.x_min, x_max=window.x_max, x_format=window.x_format,
+                    legend=n_blocks <= 24)
+    lo_hi: list[float] = []
+    for j, s in enumerate(series):
+        env = minmax_envelope(s.t_ms, np.asarray(s.mv, dtype=np.float64) / 1000.0, ob)
+        lo_hi += [float(np.nanmin(env)), float(np.nanmax(env))] if np.isfinite(env).any() else []
+        ref = table.add(f"overview {names[j]} V", env, decimals=3)
+        add_line(ov, ox_ref, ref, f"{names[j]} {s.identity.serial}", SERIES_COLOURS[j % len(SERIES_COLOURS)],
+                 width_pt=0.75)
+    # The low thresholds of the string, if all blocks share them (the usual case).
+    timelines = {tuple(thresholds_timeline(s)) for s in series}
+    if len(timelines) == 1:
+        lines = threshold_lines_for(table, "overview", list(next(iter(timelines))), t0, t1,
+                                    Quantity.VOLTAGE, site.serial)
+        add_threshold_lines(ov, [ln for ln in lines if ln.side is Side.LOW])
+        th = series[0].config.thresholds
+        lo_hi += [th.v_low_alarm_mv / 1000.0, th.v_low_warn_mv / 1000.0]
+    ov.y_axis.scaling.min, ov.y_axis.scaling.max = nice_range(lo_hi) or (None, None)
+    ov.height = 14.0
+    overview.add_chart(ov, "A1")
+    blocks = sorted(outcome.blocks, key=lambda b: b.position)
+    bar = capacity_bar_chart(table, [str(b.position) for b in blocks], [b.capacity_pct for b in blocks],
+                             limit_pct=REPLACE_PCT, title=f"Capacity per block, test {outcome.test_id}")
+    overview.add_chart(bar, "A30")
+    # Print the bar chart on its own page instead of cutting it in half.
+    overview.row_breaks.append(Break(id=29))
+    step("overview")
+
+    # One sheet per block, all on one shared reduced time base.
+    buckets = make_buckets(t0, t1, chart_points)
+    x_ref = table.add("time", site.serial(buckets.point_times_ms()), number_format=DATETIME_FORMAT)
+    taken = {n.lower() for n in wb.sheetnames} | {"chart data"}
+    cache: dict[tuple[object, ...], tuple[list[ThresholdLine], list[ThresholdLine]]] = {}
+    by_serial = {b.serial: b for b in outcome.blocks}
+    for nm, s in zip(names, series, strict=True):
+        ws = L.add_sheet(wb, L.sheet_name(f"{nm} {s.identity.serial}", taken))
+        L.print_setup(ws)
+        b = by_serial.get(s.identity.serial)
+        head = f"{nm} {s.identity.serial}"
+        if b is not None and b.capacity_pct is not None:
+            head += f": capacity {b.capacity_pct:.1f} % ({b.status})"
+        ws.append([L.cell(ws, head, font=L.SECTION_FONT,
+                          fill=L.level_fill(b.status) if b is not None else None)])
+        add_logger_charts(ws, table, s, window, buckets, x_ref, prefix=nm, anchor_rows=(2, 26),
+                          threshold_cache=cache)
+        step("block")
+    table.write(wb, on_rows=on_rows)
+    return wb
+
+
+def _progress_steps(progress: Progress | None, n_blocks: int) -> Callable[[str], None]:
+    """Map build stages to a 0..0.6 fraction (saving takes the rest)."""
+    done = [0]
+    total = n_blocks + 2
+
+    def step(stage: str) -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(stage, 0.6 * done[0] / total)
+
+    return step
+
+
+def write_string_report(path: str | os.PathLike[str], outcome: StringTestOutcome,
+                        series: Sequence[SampleSeries], *, exceedances: Sequence[ExceedanceRow] = (),
+                        evidence: Sequence[EvidenceRow] = (), tz: str | SiteTime | None = "UTC",
+                        resolution_s: float = DEFAULT_RESOLUTION_S,
+                        chart_points: int = DEFAULT_CHART_POINTS,
+                        progress: Progress | None = None,
+                        compresslevel: int = DEFAULT_COMPRESSLEVEL) -> Path:
+    """Write the string report to ``path`` (atomically); returns the path."""
+    check_target(path)
+    wb = build_string_report(outcome, series, exceedances=exceedances, evidence=evidence, tz=tz,
+                             resolution_s=resolution_s, chart_points=chart_points, progress=progress)
+    out = save_workbook(wb, path, compresslevel=compresslevel)
+    if progress:
+        progress("saved", 1.0)
+    return out
+

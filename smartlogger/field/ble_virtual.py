@@ -1,0 +1,557 @@
+"""The ``virtual`` BLE transport: a bleak backend running on Bumble virtual controllers.
+
+Owns the virtual radio (``VirtualRadio``: one in-process Bumble ``LocalLink``,
+a phone-side central device, metering of every link-layer data PDU), the
+link-time model that turns the metered packets into modeled radio time
+(``LinkModel``), and the bleak backend classes ``VirtualBleakScanner`` and
+``VirtualBleakClient`` passed to bleak's public ``BleakScanner``/``BleakClient``
+with ``backend=``. ATT, GATT, MTU exchange, notifications and disconnects are
+Bumble's real stacks; only radio timing is modeled (LocalLink has none).
+
+Does not own any logger: simulated loggers are placed on ``radio.link`` by the
+device side (``device.gatt.LoggerPeripheral.attach``), so ``field`` never
+touches device objects. Does not own the pull logic (``field.ble``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.client import BaseBleakClient, NotifyCallback
+from bleak.backends.descriptor import BleakGATTDescriptor
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData, AdvertisementDataCallback, BaseBleakScanner
+from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
+from bleak.exc import BleakDeviceNotFoundError, BleakError
+from bumble import gatt, ll
+from bumble.controller import Controller
+from bumble.core import UUID as BumbleUUID
+from bumble.core import PhysicalTransport
+from bumble.device import Advertisement, Connection, Device, Peer
+from bumble.gatt_client import CharacteristicProxy, DescriptorProxy
+from bumble.hci import Address
+from bumble.host import Host
+from bumble.link import LocalLink
+
+from smartlogger.protocol import ble as p
+
+log = logging.getLogger(__name__)
+
+LL_DATA_LENGTH = 251  # LE Data Length Extension: LL payload octets per data PDU
+PHONE_MTU = 247  # the ATT MTU the phone asks for
+
+
+# --------------------------------------------------------------------------- link-time model
+
+
+@dataclass(frozen=True)
+class LinkProfile:
+    """How a phone runs a connection: interval and a cap on packets per connection event."""
+
+    name: str
+    interval_ms: float  # connection interval
+    max_packets_per_event: int | None = None  # None: as many exchanges as fit in the interval
+
+
+ANDROID = LinkProfile("android", 7.5)
+IOS = LinkProfile("ios", 15.0)
+
+PHY_US_PER_BYTE = 4.0  # LE 2M PHY: 2 Mbit/s
+LL_OVERHEAD_BYTES = 11  # preamble 2 + access address 4 + LL header 2 + CRC 3 (unencrypted)
+T_IFS_US = 150.0  # inter-frame space
+CONNECT_SETUP_S = 0.030  # advertising wait (half a 20 ms interval) + CONNECT_IND + first events
+SUPERVISION_TIMEOUT_S = 1.0  # how long the phone takes to notice a dropped link
+
+#: Application bytes the link layer can carry at most: one 244-byte notification value
+#: (ATT MTU 247) per exchange of a full data PDU and an empty one, back to back.
+MAX_EXCHANGE_US = 2 * T_IFS_US + PHY_US_PER_BYTE * (2 * LL_OVERHEAD_BYTES + LL_DATA_LENGTH)
+LINK_CAPACITY_BPS = (PHONE_MTU - p.NOTIFY_OVERHEAD) / (MAX_EXCHANGE_US * 1e-6)  # ≈ 175 kB/s
+
+
+def air_us(payload: int) -> float:
+    """Air time of one LL data PDU with ``payload`` octets (0 = empty PDU)."""
+    return PHY_US_PER_BYTE * (LL_OVERHEAD_BYTES + payload)
+
+
+@dataclass
+class LinkSession:
+    """The LL data PDUs of one connection, in the order the controllers sent them.
+
+    ``pdus`` holds ``(direction, payload octets, cause)``; direction 0 = central (phone)
+    to peripheral (logger), 1 = back; ``cause`` is the index of the newest PDU of the
+    other direction that had been *delivered* to the sender when it sent this one (-1:
+    none), i.e. the latest thing this PDU can be an answer to. ``dropped`` = the link
+    ended without the phone asking.
+    """
+
+    address: str
+    pdus: list[tuple[int, int, int]] = field(default_factory=list)
+    dropped: bool = False
+    closed: bool = False
+    _sent: tuple[list[int], list[int]] = field(default_factory=lambda: ([], []))
+    _delivered: list[int] = field(default_factory=lambda: [0, 0])
+
+    def sent(self, direction: int, octets: int, unsolicited: bool = False) -> None:
+        other = 1 - direction
+        n = self._delivered[other]
+        cause = self._sent[other][n - 1] if n and not unsolicited else -1
+        self._sent[direction].append(len(self.pdus))
+        self.pdus.append((direction, octets, cause))
+
+    def delivered(self, direction: int) -> None:
+        self._delivered[direction] += 1
+
+
+@dataclass(frozen=True)
+class ModeledTime:
+    seconds: float  # from the first to the last PDU, whole connection events
+    events: int  # connection events used
+    busy_s: float  # radio busy (packets + IFS) within them
+    done_s: tuple[float, ...] = ()  # per PDU: modeled time its exchange ended
+
+    def span_s(self, first: int, last: int) -> float:
+        """Modeled time between the ends of the exchanges carrying PDUs ``first`` and ``last``."""
+        return self.done_s[last] - self.done_s[first]
+
+
+class LinkModel:
+    """Modeled radio time of a connection from the PDUs actually exchanged (docs/BLE.md).
+
+    Connection events every ``interval``; in each, exchanges of one central PDU and one
+    peripheral PDU (either may be an empty PDU), each costing both air times plus two
+    T_IFS, until the next exchange would not fit. A PDU is ready only in the connection
+    event after the one that carried its ``cause`` (the newest PDU its sender had
+    received when it sent it): a stack answers in the next connection event, never in
+    the same one. Notifications and write commands answer nothing: they only keep
+    their order behind the PDUs their sender queued before them (in-process the sender
+    runs far ahead of any radio, so "newest delivered" would be meaningless for a
+    stream; that the transfer's credit never binds is argued in docs/BLE.md).
+    Order per direction is kept.
+    """
+
+    def __init__(self, profile: LinkProfile = ANDROID) -> None:
+        self.profile = profile
+
+    def session_time(self, pdus: Sequence[tuple[int, int, int]]) -> ModeledTime:
+        interval = self.profile.interval_ms * 1000.0
+        cap = self.profile.max_packets_per_event
+        queues: tuple[list[int], list[int]] = ([], [])
+        dep: list[int] = []
+        for i, (d, _, cause) in enumerate(pdus):
+            queues[d].append(i)
+            dep.append(cause)
+        sent_event = [-1] * len(pdus)
+        done = [0.0] * len(pdus)
+        heads = [0, 0]
+        event = 0
+        busy = 0.0
+        t = 0.0
+
+        def ready(d: int) -> int | None:
+            q = queues[d]
+            if heads[d] >= len(q):
+                return None
+            i = q[heads[d]]
+            j = dep[i]
+            if j < 0 or 0 <= sent_event[j] < event:
+                return i
+            return None
+
+        while heads[0] < len(queues[0]) or heads[1] < len(queues[1]):
+            t = 0.0
+            n = 0
+            while cap is None or n < cap:
+                c, q = ready(0), ready(1)
+                if c is None and q is None:
+                    break
+                cost = (2 * T_IFS_US + air_us(pdus[c][1] if c is not None else 0)
+                        + air_us(pdus[q][1] if q is not None else 0))
+                if t + cost > interval:
+                    break
+                t += cost
+                n += 1
+                for d, k in ((0, c), (1, q)):
+                    if k is not None:
+                        sent_event[k] = event
+                        done[k] = (event * interval + t) * 1e-6
+                        heads[d] += 1
+            busy += t
+            if heads[0] >= len(queues[0]) and heads[1] >= len(queues[1]):
+                break
+            event += 1
+        seconds = (event * interval + t) * 1e-6 if pdus else 0.0
+        return ModeledTime(seconds, event + 1 if pdus else 0, busy * 1e-6, tuple(done))
+
+    def connection_time(self, session: LinkSession) -> float:
+        """Setup + PDUs + (for a dropped link) the supervision timeout, seconds."""
+        s = CONNECT_SETUP_S + self.session_time(session.pdus).seconds
+        return s + (SUPERVISION_TIMEOUT_S if session.dropped else 0.0)
+
+
+# --------------------------------------------------------------------------- the radio
+
+
+ATT_CID = 0x0004
+ATT_UNSOLICITED = frozenset({0x1B, 0x1D, 0x52})  # notification, indication, write command
+
+
+def _unsolicited(acl: bytes) -> bool:
+    """True for an LL PDU that starts an ATT notification/indication or write command."""
+    return len(acl) >= 5 and acl[2] | acl[3] << 8 == ATT_CID and acl[4] in ATT_UNSOLICITED
+
+
+class MeteredLink(LocalLink):
+    """A ``LocalLink`` that meters LL data PDUs per connection and delivers advertising
+    PDUs only to controllers that listen (scanning or initiating), as a radio would."""
+
+    def __init__(self, central_addresses: set[str]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.central_addresses = central_addresses
+        self.sessions: dict[str, list[LinkSession]] = {}
+        self._by_address: dict[str, Controller] = {}
+
+    def add_controller(self, controller: Controller) -> None:
+        super().add_controller(controller)
+        self._by_address.clear()
+
+    def remove_controller(self, controller: Controller) -> None:
+        super().remove_controller(controller)
+        self._by_address.clear()
+
+    def find_le_controller(self, address: Address) -> Controller | None:
+        key = str(address)
+        c = self._by_address.get(key)
+        if c is None:
+            c = super().find_le_controller(address)
+            if c is not None:
+                self._by_address[key] = c
+        return c
+
+    def _current(self, address: str) -> LinkSession:
+        lst = self.sessions.setdefault(address, [])
+        if not lst or lst[-1].closed:
+            lst.append(LinkSession(address))
+        return lst[-1]
+
+    def send_acl_data(self, sender_controller: Controller, destination_address: Address,
+                      transport: PhysicalTransport, data: bytes) -> None:
+        if transport != PhysicalTransport.LE:
+            super().send_acl_data(sender_controller, destination_address, transport, data)
+            return
+        src = str(sender_controller.random_address)
+        direction = 0 if src in self.central_addresses else 1
+        session = self._current(str(destination_address) if direction == 0 else src)
+        session.sent(direction, len(data), _unsolicited(data))
+        destination = self.find_le_controller(destination_address)
+        if destination is None:
+            return
+        source = sender_controller.random_address
+
+        def deliver() -> None:
+            session.delivered(direction)
+            destination.on_link_acl_data(source, transport, data)
+
+        asyncio.get_running_loop().call_soon(deliver)
+
+    def send_advertising_pdu(self, sender_controller: Controller, packet: Any) -> None:
+        loop = asyncio.get_running_loop()
+        if isinstance(packet, ll.ConnectInd):
+            target = str(packet.advertiser_address)
+            lst = self.sessions.setdefault(target, [])
+            lst.append(LinkSession(target))
+            for c in self.controllers:
+                if c is not sender_controller and str(c.random_address) == target:
+                    loop.call_soon(c.on_ll_advertising_pdu, packet)
+            return
+        for c in self.controllers:
+            if c is not sender_controller and (c.le_scan_enable or c.pending_le_connection):
+                loop.call_soon(c.on_ll_advertising_pdu, packet)
+
+    def send_ll_control_pdu(self, sender_address: Address, receiver_address: Address,
+                            packet: Any) -> None:
+        if isinstance(packet, ll.TerminateInd):
+            src, dst = str(sender_address), str(receiver_address)
+            peripheral = dst if src in self.central_addresses else src
+            if self.sessions.get(peripheral):
+                s = self.sessions[peripheral][-1]
+                s.closed = True
+                # The phone never drops on purpose mid-transfer; a logger-side end is a link loss.
+                s.dropped = src not in self.central_addresses
+        super().send_ll_control_pdu(sender_address, receiver_address, packet)
+
+
+class VirtualRadio:
+    """An in-process radio: loggers are placed on ``link``; the phone is ``phone``.
+
+    Use ``async with VirtualRadio() as radio:`` (or ``await radio.start()``) inside the
+    event loop that runs the pull. ``VirtualRadio.current()`` is the radio the bleak
+    backends use when no ``radio=`` keyword is passed to ``BleakClient``/``BleakScanner``.
+    """
+
+    _current: VirtualRadio | None = None
+
+    def __init__(self, phone_address: str = "C0:00:00:00:00:01") -> None:
+        self.phone_address = phone_address
+        self.link = MeteredLink({phone_address})
+        self.phone: Device | None = None
+        self._connect_lock = asyncio.Lock()
+        self.scanners: set[VirtualBleakScanner] = set()
+        self._scanning = False
+
+    @classmethod
+    def current(cls) -> VirtualRadio:
+        if cls._current is None:
+            raise BleakError("no virtual radio is running (start a VirtualRadio first)")
+        return cls._current
+
+    async def start(self) -> VirtualRadio:
+        controller = Controller("phone", link=self.link)
+        controller.le_acl_data_packet_length = LL_DATA_LENGTH
+        controller.supported_max_tx_octets = LL_DATA_LENGTH
+        self.phone = Device("phone", Address(self.phone_address), host=Host(controller, controller))
+        self.phone.on("advertisement", self._on_advertisement)
+        await self.phone.power_on()
+        VirtualRadio._current = self
+        return self
+
+    async def stop(self) -> None:
+        if self.phone is not None:
+            for conn in list(self.phone.connections.values()):
+                with contextlib.suppress(Exception):
+                    await conn.disconnect()
+            await self.phone.power_off()
+        if VirtualRadio._current is self:
+            VirtualRadio._current = None
+
+    async def __aenter__(self) -> VirtualRadio:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ scanning
+
+    async def _scan(self, scanner: VirtualBleakScanner, on: bool) -> None:
+        assert self.phone is not None
+        if on:
+            self.scanners.add(scanner)
+        else:
+            self.scanners.discard(scanner)
+        want = bool(self.scanners)
+        if want and not self._scanning:
+            await self.phone.start_scanning(filter_duplicates=False)
+        elif not want and self._scanning:
+            await self.phone.stop_scanning()
+        self._scanning = want
+
+    def _on_advertisement(self, adv: Advertisement) -> None:
+        for s in list(self.scanners):
+            s.on_advertisement(adv)
+
+    # ------------------------------------------------------------------ connections
+
+    async def connect(self, address: str, timeout: float) -> Connection:
+        assert self.phone is not None
+        # Bumble (like a controller) initiates one LE connection at a time.
+        async with self._connect_lock:
+            return await self.phone.connect(address, timeout=timeout)
+
+    def sessions(self, address: str) -> list[LinkSession]:
+        """Every metered connection to the logger at ``address``, oldest first."""
+        return list(self.link.sessions.get(address, []))
+
+
+# --------------------------------------------------------------------------- bleak backends
+
+
+def _radio(kwargs: dict[str, Any]) -> VirtualRadio:
+    radio = kwargs.get("radio")
+    return radio if isinstance(radio, VirtualRadio) else VirtualRadio.current()
+
+
+class VirtualBleakScanner(BaseBleakScanner):
+    """bleak scanner backend listening on a ``VirtualRadio`` (``radio=`` kwarg or current)."""
+
+    def __init__(self, detection_callback: AdvertisementDataCallback | None,
+                 service_uuids: list[str] | None, scanning_mode: str = "active",
+                 **kwargs: Any) -> None:
+        super().__init__(detection_callback, service_uuids)
+        self._radio = _radio(kwargs)
+
+    async def start(self) -> None:
+        self.seen_devices = {}
+        await self._radio._scan(self, True)
+
+    async def stop(self) -> None:
+        await self._radio._scan(self, False)
+
+    def on_advertisement(self, adv: Advertisement) -> None:
+        uuids, name, _complete = p.parse_advertising(adv.data_bytes)
+        if not self.is_allowed_uuid(uuids):
+            return
+        address = str(adv.address).split("/")[0]
+        data = AdvertisementData(
+            local_name=name, manufacturer_data={}, service_data={}, service_uuids=uuids,
+            tx_power=None, rssi=adv.rssi, platform_data=(adv,))
+        device = self.create_or_update_device(address, address, name, adv, data)
+        self.call_detection_callbacks(device, data)
+
+
+_PROPS: tuple[tuple[gatt.Characteristic.Properties, str], ...] = (
+    (gatt.Characteristic.Properties.BROADCAST, "broadcast"),
+    (gatt.Characteristic.Properties.READ, "read"),
+    (gatt.Characteristic.Properties.WRITE_WITHOUT_RESPONSE, "write-without-response"),
+    (gatt.Characteristic.Properties.WRITE, "write"),
+    (gatt.Characteristic.Properties.NOTIFY, "notify"),
+    (gatt.Characteristic.Properties.INDICATE, "indicate"),
+)
+
+
+class VirtualBleakClient(BaseBleakClient):
+    """bleak client backend: a Bumble GATT client on the virtual radio's phone device."""
+
+    def __init__(self, address_or_ble_device: BLEDevice | str, *,
+                 disconnected_callback: Callable[[], None] | None = None,
+                 timeout: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(address_or_ble_device, disconnected_callback=disconnected_callback,
+                         timeout=timeout)
+        self._radio = _radio(kwargs)
+        wanted = kwargs.get("services")  # bleak passes BleakClient(services=...) normalized
+        self._wanted: list[str] | None = sorted(wanted) if wanted else None
+        self._connection: Connection | None = None
+        self._peer: Peer | None = None
+        self._proxies: dict[int, CharacteristicProxy[bytes]] = {}
+        self._descriptors: dict[int, DescriptorProxy] = {}
+        self._subscribers: dict[int, Callable[[bytes], None]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.address
+
+    @property
+    def mtu_size(self) -> int:
+        return self._connection.att_mtu if self._connection is not None else 23
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connection is not None
+
+    async def connect(self, pair: bool, **kwargs: Any) -> None:
+        timeout = float(kwargs.get("timeout", self._timeout))
+        try:
+            conn = await self._radio.connect(self.address, timeout)
+        except Exception as err:  # Bumble raises TimeoutError / core errors
+            raise BleakDeviceNotFoundError(self.address, f"cannot connect: {err}") from err
+        self._connection = conn
+        conn.on("disconnection", self._on_disconnection)
+        try:
+            peer = Peer(conn)
+            # Phones negotiate the MTU on their own right after connecting.
+            await peer.request_mtu(PHONE_MTU)
+            # Like the platform backends, only the services asked for (if any) are discovered.
+            await peer.discover_services([BumbleUUID(u) for u in self._wanted]
+                                         if self._wanted else [])
+            self.services = await self._build_services(peer)
+            self._peer = peer
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            self._connection = None
+            raise
+
+    async def _build_services(self, peer: Peer) -> BleakGATTServiceCollection:
+        coll = BleakGATTServiceCollection()
+        for svc in peer.services:
+            bs = BleakGATTService(svc, svc.handle, str(svc.uuid.to_hex_str("-")).lower())
+            coll.add_service(bs)
+            for ch in await peer.discover_characteristics(service=svc):
+                props = [name for flag, name in _PROPS if ch.properties & flag]
+                bc = BleakGATTCharacteristic(
+                    ch, ch.handle, str(ch.uuid.to_hex_str("-")).lower(), props,  # type: ignore[arg-type]
+                    lambda: self.mtu_size - 3, bs)
+                coll.add_characteristic(bc)
+                self._proxies[ch.handle] = ch
+                if not ch.properties & (gatt.Characteristic.Properties.NOTIFY
+                                        | gatt.Characteristic.Properties.INDICATE):
+                    continue  # only notifiable characteristics carry a CCCD worth discovering
+                for d in await peer.discover_descriptors(ch):
+                    coll.add_descriptor(BleakGATTDescriptor(
+                        d, d.handle, str(d.type.to_hex_str("-")).lower(), bc))
+                    self._descriptors[d.handle] = d
+        return coll
+
+    def _on_disconnection(self, reason: int) -> None:
+        was = self._connection is not None
+        self._connection = None
+        self._peer = None
+        if was and self._disconnected_callback is not None:
+            self._disconnected_callback()
+
+    async def disconnect(self) -> None:
+        conn = self._connection
+        if conn is None:
+            return
+        self._connection = None  # a disconnect we asked for is not "unsolicited"
+        with contextlib.suppress(Exception):
+            await conn.disconnect()
+        self._peer = None
+
+    async def pair(self, *args: Any, **kwargs: Any) -> None:
+        log.info("virtual radio: pairing is not modeled; ignored")
+
+    async def unpair(self) -> None:
+        log.info("virtual radio: pairing is not modeled; ignored")
+
+    def _proxy(self, characteristic: BleakGATTCharacteristic) -> CharacteristicProxy[bytes]:
+        if self._connection is None:
+            raise BleakError("not connected")
+        return self._proxies[characteristic.handle]
+
+    async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, *,
+                             use_cached: bool = False, **kwargs: Any) -> bytearray:
+        try:
+            return bytearray(await self._proxy(characteristic).read_value())
+        except BleakError:
+            raise
+        except Exception as err:
+            raise BleakError(f"read {characteristic.uuid} failed: {err}") from err
+
+    async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, *,
+                                   use_cached: bool = False, **kwargs: Any) -> bytearray:
+        if self._connection is None:
+            raise BleakError("not connected")
+        return bytearray(await self._descriptors[descriptor.handle].read_value())
+
+    async def write_gatt_char(self, characteristic: BleakGATTCharacteristic, data: Any,
+                              response: bool) -> None:
+        proxy = self._proxy(characteristic)
+        try:
+            await proxy.write_value(bytes(data), with_response=response)
+        except Exception as err:
+            raise BleakError(f"write {characteristic.uuid} failed: {err}") from err
+
+    async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
+        if self._connection is None:
+            raise BleakError("not connected")
+        await self._descriptors[descriptor.handle].write_value(bytes(data), with_response=True)
+
+    async def start_notify(self, characteristic: BleakGATTCharacteristic,
+                           callback: NotifyCallback, **kwargs: Any) -> None:
+        proxy = self._proxy(characteristic)
+
+        def on_value(value: bytes) -> None:
+            callback(bytearray(value))
+
+        self._subscribers[characteristic.handle] = on_value
+        await proxy.subscribe(on_value)
+
+    async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
+        proxy = self._proxy(characteristic)
+        sub = self._subscribers.pop(characteristic.handle, None)
+        await proxy.unsubscribe(sub)
