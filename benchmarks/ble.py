@@ -106,9 +106,9 @@ async def fleet(n: int, samples: int, k: int, drop_fraction: float, seed: int) -
             store = build_store(ident.serial, samples, rng)
             per = LoggerPeripheral(ident, store, clock_ms=clock)
             truth[ident.serial] = device_records(store)
-            size = sum(len(b) + 2 for _, b in truth[ident.serial])
-            if pick.random() < drop_fraction:
-                per.faults.drop_after_bytes = pick.randrange(1, size)
+            # Every connection (reconnects too) drops with this chance at a random byte.
+            per.faults.drop_chance = drop_fraction
+            per.faults.rng = random.Random(pick.random())
             await per.attach(radio.link)
             peripherals.append(per)
         t = time.perf_counter()
@@ -135,10 +135,11 @@ async def fleet(n: int, samples: int, k: int, drop_fraction: float, seed: int) -
             j = slots.index(min(slots))
             slots[j] += per_logger
         drops = sum(p.faults.drops for p in peripherals)
+        connections = sum(len(radio.sessions(p.address)) for p in peripherals)
         return {"fleet_loggers": n, "fleet_identical": identical,
                 "fleet_modeled_s": round(max(max(slots), busy), 2),
                 "fleet_radio_busy_s": round(busy, 2), "fleet_wall_s": round(wall, 2),
-                "fleet_dropped_connections": drops,
+                "fleet_connections": connections, "fleet_dropped_connections": drops,
                 "fleet_failures": len(outcome.failures)}
 
 

@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from smartlogger.export.examples import example_string_test
-from smartlogger.export.layout import TextSheet
+from smartlogger.export.examples import ExampleTest, example_string_test
 from smartlogger.export.logger_workbook import write_logger_workbook
 from smartlogger.export.sheetstream import NumericSheet, discard_workbook
 from smartlogger.export.string_report import build_string_report, write_string_report
@@ -41,13 +40,13 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def naive_string_report(path: Path, test: object) -> float:
+def naive_string_report(path: Path, test: ExampleTest) -> float:
     """Write the string report the naive way; returns seconds (frames + to_excel + charts + save)."""
     t = test  # the ExampleTest
-    fast = build_string_report(t.outcome, t.series, exceedances=t.exceedances,  # type: ignore[attr-defined]
-                               evidence=t.evidence, tz="Europe/Berlin")  # type: ignore[attr-defined]
+    fast = build_string_report(t.outcome, t.series, exceedances=t.exceedances,
+                               evidence=t.evidence, tz="Europe/Berlin")
     start = time.perf_counter()
-    o = t.outcome  # type: ignore[attr-defined]
+    o = t.outcome
     with pd.ExcelWriter(path, engine="openpyxl") as xw:
         for ws in fast.worksheets:
             if isinstance(ws, NumericSheet):
@@ -63,10 +62,10 @@ def naive_string_report(path: Path, test: object) -> float:
                 blocks = pd.DataFrame([b.__dict__ for b in o.blocks])
                 blocks.to_excel(xw, sheet_name="Summary", index=False, startrow=len(head) + 3)
             elif ws.title == "Exceedances":
-                pd.DataFrame([e.__dict__ for e in t.exceedances]).to_excel(  # type: ignore[attr-defined]
+                pd.DataFrame([e.__dict__ for e in t.exceedances]).to_excel(
                     xw, sheet_name=ws.title, index=False)
             elif ws.title == "Evidence":
-                pd.DataFrame([e.__dict__ for e in t.evidence]).to_excel(  # type: ignore[attr-defined]
+                pd.DataFrame([e.__dict__ for e in t.evidence]).to_excel(
                     xw, sheet_name=ws.title, index=False)
             else:
                 pd.DataFrame({"block": [ws.title]}).to_excel(xw, sheet_name=ws.title, index=False)

@@ -175,6 +175,9 @@ def test_corrupted_chunk_is_re_requested() -> None:
 def test_24_loggers_pulled_with_at_most_3_connections(tmp_path: Path) -> None:
     loggers = [make_logger(100 + i, blocks=1, signed=False) for i in range(24)]
     loggers[5][2].faults.drop_after_bytes = 100
+    for i, (_, _, per) in enumerate(loggers[12:]):
+        per.faults.drop_chance = 0.3  # every connection of these, reconnects too
+        per.faults.rng = random.Random(i)
     peak = [0]
 
     async def go(radio: VirtualRadio) -> ble.FleetOutcome:
@@ -187,7 +190,8 @@ def test_24_loggers_pulled_with_at_most_3_connections(tmp_path: Path) -> None:
             assert radio.phone is not None
             peak[0] = max(peak[0], len(radio.phone.connections))
 
-        return await ble.pull_many(found, tmp_path, OPTS, concurrency=3, progress=progress)
+        opts = ble.PullOptions(backend=VirtualBleakClient, backoff_s=0.001, retries=8)
+        return await ble.pull_many(found, tmp_path, opts, concurrency=3, progress=progress)
 
     outcome = run(go)
     assert not outcome.failures
@@ -196,6 +200,7 @@ def test_24_loggers_pulled_with_at_most_3_connections(tmp_path: Path) -> None:
     assert 2 <= peak[0] <= 3
     assert len(list(tmp_path.glob("*.slog"))) == 24
     assert outcome.results[loggers[5][0].serial].connections == 2
+    assert sum(per.faults.drops for _, _, per in loggers[12:]) >= 1
 
 
 def test_gen1_logger_pulled_at_23_byte_mtu_unsigned(tmp_path: Path) -> None:

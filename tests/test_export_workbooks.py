@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,12 @@ from smartlogger.export import logger_workbook as lw
 from smartlogger.export.charts import ALARM_COLOUR, WARNING_COLOUR
 from smartlogger.export.check import check_workbook, inspect_workbook
 from smartlogger.export.data import write_samples, write_samples_many
-from smartlogger.export.examples import example_longterm, example_string_test, example_thresholds
+from smartlogger.export.examples import (
+    ExampleTest,
+    example_longterm,
+    example_string_test,
+    example_thresholds,
+)
 from smartlogger.export.inputs import LoggerSamples
 from smartlogger.export.logger_workbook import write_logger_workbook
 from smartlogger.export.longterm import daily_rows, write_longterm_workbook
@@ -28,28 +34,28 @@ BERLIN = "Europe/Berlin"
 
 
 @pytest.fixture(scope="module")
-def small_test() -> object:
+def small_test() -> ExampleTest:
     # 3 blocks, 5 min float + 20 min discharge at 1 Hz: small enough to read back quickly.
     return example_string_test(3, duration_s=1200, pre_s=300)
 
 
-def _rows(ws: object) -> list[tuple[object, ...]]:
-    return [r for r in ws.iter_rows(values_only=True) if any(v is not None for v in r)]  # type: ignore[attr-defined]
+def _rows(ws: Any) -> list[tuple[Any, ...]]:
+    return [r for r in ws.iter_rows(values_only=True) if any(v is not None for v in r)]
 
 
-def _find(ws: object, label: str) -> tuple[object, ...]:
-    for r in ws.iter_rows():  # type: ignore[attr-defined]
+def _find(ws: Any, label: str) -> Any:
+    for r in ws.iter_rows():
         if r[0].value == label:
             return r
     raise AssertionError(f"no row {label!r}")
 
 
-def test_logger_workbook_round_trip(tmp_path: Path, small_test: object) -> None:
-    s = small_test.series[2]  # type: ignore[attr-defined]
-    exc = [e for e in small_test.exceedances if e.serial == s.identity.serial]  # type: ignore[attr-defined]
+def test_logger_workbook_round_trip(tmp_path: Path, small_test: ExampleTest) -> None:
+    s = small_test.series[2]
+    exc = [e for e in small_test.exceedances if e.serial == s.identity.serial]
     assert {e.colour for e in exc} == {"yellow", "red"}
     out = write_logger_workbook(tmp_path / "logger.xlsx", s, exceedances=exc,
-                                evidence=small_test.evidence[2], tz=BERLIN)  # type: ignore[attr-defined]
+                                evidence=small_test.evidence[2], tz=BERLIN)
     assert check_workbook(out) == []
     wb = load_workbook(out)
     assert wb.sheetnames == ["Summary", "Charts", "Data", "Chart data"]
@@ -99,9 +105,9 @@ def test_logger_workbook_round_trip(tmp_path: Path, small_test: object) -> None:
     assert min(env) == s.mv.min() / 1000 and max(env) == s.mv.max() / 1000
 
 
-def test_chart_reduction_and_data_split(tmp_path: Path, small_test: object,
+def test_chart_reduction_and_data_split(tmp_path: Path, small_test: ExampleTest,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    s = small_test.series[0]  # type: ignore[attr-defined]
+    s = small_test.series[0]
     monkeypatch.setattr(lw, "DATA_ROWS_PER_SHEET", 600)
     out = write_logger_workbook(tmp_path / "split.xlsx", s, chart_points=200)
     wb = load_workbook(out, read_only=True)
@@ -114,8 +120,8 @@ def test_chart_reduction_and_data_split(tmp_path: Path, small_test: object,
     assert check_workbook(out) == []
 
 
-def test_threshold_change_is_a_step(tmp_path: Path, small_test: object) -> None:
-    s = small_test.series[0]  # type: ignore[attr-defined]
+def test_threshold_change_is_a_step(tmp_path: Path, small_test: ExampleTest) -> None:
+    s = small_test.series[0]
     mid = int(s.t_ms[len(s.t_ms) // 2])
     th2 = Thresholds(10800, 11500, 14100, 14700, 0, 50, 350, 450)
     s2 = LoggerSamples(s.identity, s.config, s.t_ms, s.mv, s.dc,
@@ -132,17 +138,17 @@ def test_threshold_change_is_a_step(tmp_path: Path, small_test: object) -> None:
     assert check_workbook(out) == []
 
 
-def test_string_report(tmp_path: Path, small_test: object) -> None:
-    t = small_test  # type: ignore[assignment]
-    out = write_string_report(tmp_path / "report.xlsx", t.outcome, t.series,  # type: ignore[attr-defined]
-                              exceedances=t.exceedances, evidence=t.evidence,  # type: ignore[attr-defined]
+def test_string_report(tmp_path: Path, small_test: ExampleTest) -> None:
+    t = small_test
+    out = write_string_report(tmp_path / "report.xlsx", t.outcome, t.series,
+                              exceedances=t.exceedances, evidence=t.evidence,
                               tz=BERLIN, resolution_s=10)
     assert check_workbook(out) == []
     wb = load_workbook(out)
     assert wb.sheetnames == ["Summary", "Overview", "Exceedances", "Data", "Evidence",
                              "B001 SIM-0001", "B002 SIM-0002", "B003 SIM-0003", "Chart data"]
     summary = wb["Summary"]
-    assert _find(summary, "Result")[1].value == t.outcome.result  # type: ignore[attr-defined]
+    assert _find(summary, "Result")[1].value == t.outcome.result
     assert _find(summary, "Weakest blocks (position)")[1].value.startswith("3")
     header = _find(summary, "Position")
     first = header[0].row + 1
@@ -156,11 +162,11 @@ def test_string_report(tmp_path: Path, small_test: object) -> None:
     heads = [c.value for c in data[1]]
     assert heads[2:] == ["B001 SIM-0001 V", "B002 SIM-0002 V", "B003 SIM-0003 V",
                          "B001 SIM-0001 C", "B002 SIM-0002 C", "B003 SIM-0003 C"]
-    span_s = (int(t.series[0].t_ms[-1]) - int(t.series[0].t_ms[0])) / 1000  # type: ignore[attr-defined]
+    span_s = (int(t.series[0].t_ms[-1]) - int(t.series[0].t_ms[0])) / 1000
     assert data.max_row - 1 == int(span_s // 10) + 1
     row = [c.value for c in data[12]]  # grid point 10 -> 100 s after start
     assert row[1] == 100.0
-    s0 = t.series[0]  # type: ignore[attr-defined]
+    s0 = t.series[0]
     assert row[2] == s0.mv[100] / 1000 and row[5] == s0.dc[100] / 10
 
     ev = _rows(wb["Evidence"])
@@ -177,11 +183,11 @@ def test_string_report(tmp_path: Path, small_test: object) -> None:
     assert len(per_block) == 6
 
 
-def test_bar_chart_limit_line_is_red(tmp_path: Path, small_test: object) -> None:
+def test_bar_chart_limit_line_is_red(tmp_path: Path, small_test: ExampleTest) -> None:
     from zipfile import ZipFile
 
-    t = small_test  # type: ignore[assignment]
-    out = write_string_report(tmp_path / "r.xlsx", t.outcome, t.series)  # type: ignore[attr-defined]
+    t = small_test
+    out = write_string_report(tmp_path / "r.xlsx", t.outcome, t.series)
     with ZipFile(out) as z:
         xml = [z.read(n).decode() for n in z.namelist() if n.startswith("xl/charts/")]
     bar = next(x for x in xml if "<barChart>" in x)
@@ -233,8 +239,8 @@ def test_longterm_workbook_and_daily(tmp_path: Path) -> None:
     assert len(info.charts) == 2 and all(len(c.series) == 7 for c in info.charts)
 
 
-def test_samples_csv_and_parquet(tmp_path: Path, small_test: object) -> None:
-    s = small_test.series[0]  # type: ignore[attr-defined]
+def test_samples_csv_and_parquet(tmp_path: Path, small_test: ExampleTest) -> None:
+    s = small_test.series[0]
     pq_path = write_samples(tmp_path / "s.parquet", s, tz=BERLIN)
     table = pq.read_table(pq_path)
     assert table.column("mv").to_numpy().tolist() == s.mv.tolist()
@@ -246,16 +252,16 @@ def test_samples_csv_and_parquet(tmp_path: Path, small_test: object) -> None:
     assert lines[1] == "time,voltage_v,temperature_c,t_ms"
     assert lines[2].endswith(f",{s.mv[0] / 1000},{s.dc[0] / 10},{s.t_ms[0]}")
     assert "+0100," in lines[2]
-    many = write_samples_many(tmp_path / "all.parquet", small_test.series)  # type: ignore[attr-defined]
+    many = write_samples_many(tmp_path / "all.parquet", small_test.series)
     t2 = pq.read_table(many)
-    assert t2.num_rows == sum(len(x.t_ms) for x in small_test.series)  # type: ignore[attr-defined]
+    assert t2.num_rows == sum(len(x.t_ms) for x in small_test.series)
     assert set(t2.column("serial").to_pylist()) == {"SIM-0001", "SIM-0002", "SIM-0003"}
     with pytest.raises(ExportError, match="unknown data format"):
         write_samples(tmp_path / "s.txt", s)
 
 
-def test_errors_name_the_problem(tmp_path: Path, small_test: object) -> None:
-    s = small_test.series[0]  # type: ignore[attr-defined]
+def test_errors_name_the_problem(tmp_path: Path, small_test: ExampleTest) -> None:
+    s = small_test.series[0]
     t = s.t_ms.copy()
     t[10] = t[8]
     bad = LoggerSamples(s.identity, s.config, t, s.mv, s.dc)
@@ -269,7 +275,7 @@ def test_errors_name_the_problem(tmp_path: Path, small_test: object) -> None:
     with pytest.raises(ExportError, match="does not exist"):
         write_logger_workbook(tmp_path / "nodir" / "x.xlsx", s)
     with pytest.raises(ExportError, match="exceed Excel"):
-        write_string_report(tmp_path / "x.xlsx", small_test.outcome, [s],  # type: ignore[attr-defined]
+        write_string_report(tmp_path / "x.xlsx", small_test.outcome, [s],
                             resolution_s=0.001)
     assert not list(tmp_path.glob("*.xlsx")) and not list(tmp_path.glob(".*tmp*"))
 

@@ -184,3 +184,23 @@ def test_bad_sample_payload_is_named_by_record_and_file_offset() -> None:
         read_logfile(bytes(damaged), check_hash=False)
     assert f"record seq {target.seq}" in info.value.message and "codec 9" in info.value.message
     assert info.value.offset == target.offset + 13
+
+
+def test_sample_bombs_are_refused_before_decoding() -> None:
+    from smartlogger.logfile.format import MAX_FILE_SAMPLES
+    from smartlogger.logfile.samples import MAX_BLOCK_SAMPLES
+
+    # a flat block of the maximum size costs ~32 KiB but decodes to 1 M samples
+    n = MAX_BLOCK_SAMPLES
+    ngroups = -(-(n - 1) // 32)
+    channel = struct.pack("<iB", 12000, 0) + bytes((ngroups + 1) // 2)
+    payload = bytes([1]) + struct.pack("<I", n) + channel + channel
+    record = bytes([1]) + struct.pack("<qI", 0, 1000) + payload
+    count = MAX_FILE_SAMPLES // n + 1
+    ident = LoggerIdentity("SIM-0009", Generation.GEN2, "2.1.0", simulated=True)
+    anchors = [(0, stream_genesis("SIM-0009", 0)), (0, stream_genesis("SIM-0009", 1))]
+    data = build_logfile(ident, None, [[(i, record) for i in range(count)], []], anchors)
+    assert len(data) < 3_000_000
+    with pytest.raises(LogfileError, match="more than the 67108864"):
+        read_logfile(data)
+    assert read_logfile(data, decode=False).streams[0].records[0].record_type == 1

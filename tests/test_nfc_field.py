@@ -14,7 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from smartlogger.cli import main
-from smartlogger.device.nfc_tag import LoggerTag, TagEmulator, serve_in_thread, simulated_kit
+from smartlogger.device.nfc_tag import (
+    LoggerTag,
+    TagEmulator,
+    serve_in_thread,
+    simulated_kit,
+    simulated_logger_tag,
+)
 from smartlogger.field.nfc import (
     KitSession,
     Outcome,
@@ -103,18 +109,18 @@ def test_changed_settings_are_written_again_on_retap() -> None:
     assert tag.host.config.test_id == "B" and tag.host.config_seq == 2
 
 
-def test_refused_config_is_reported_with_the_reason() -> None:
-    tag = simulated_kit(1, FACTORY)[0]  # a 12 V logger
-    session = KitSession(load_profile("vrla-2v"), count=1)
-    with emulating(itertools.repeat(tag)) as (_, path):
-        clf = open_reader(path)
-        try:
-            t = connect_tag(clf, lambda: False)
-            result = session.tap(t)
-        finally:
-            clf.close()
-    assert result.outcome is Outcome.REJECTED and result.reason is Reason.BLOCK_TYPE
-    assert tag.host.config == FACTORY
+def test_refused_config_is_reported_and_not_rewritten_while_the_phone_lingers() -> None:
+    twelve = simulated_kit(2, FACTORY)
+    two_volt = simulated_logger_tag("SIM-2V01", load_profile("vrla-2v").config)
+    walk = [twelve[0], two_volt, two_volt, twelve[1]]  # a 2 V cell logger in a 12 V kit
+    session = KitSession(PROFILE, count=3)
+    with emulating(walk) as (_, path):
+        rows = session.run(path, timeout_s=20)
+    assert [r.result.outcome for r in rows] == [Outcome.PROGRAMMED, Outcome.REJECTED, Outcome.PROGRAMMED]
+    refused = rows[1].result
+    assert refused.reason is Reason.BLOCK_TYPE and "block_type" in refused.message
+    assert two_volt.host.config_seq == 0 and two_volt.stats.rejected == 1  # written once only
+    assert len(session.taps) == 3
 
 
 def test_tearing_at_every_command_leaves_old_or_new_config() -> None:
@@ -223,3 +229,13 @@ def test_nfcpys_own_ndef_api_reads_and_programs_a_logger() -> None:
             clf.close()
     assert tag.host.config == new and after.config.config == new
     assert after.status.ack_seq == 1 and after.status.ack_reason is Reason.OK
+
+
+def test_cli_program_live_list_and_exit_code_on_refusal() -> None:
+    two_volt = simulated_logger_tag("SIM-2V02", load_profile("vrla-2v").config)
+    tags = [*simulated_kit(1, FACTORY), two_volt]
+    with emulating(tags) as (_, path):
+        res = CliRunner().invoke(main, ["nfc", "program", "--device", path, "--count", "2",
+                                        "--timeout", "20"])
+    assert res.exit_code == 3, res.output  # one logger refused the profile
+    assert "programmed" in res.output and "rejected" in res.output and "SIM-2V02" in res.output

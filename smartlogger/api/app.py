@@ -23,13 +23,14 @@ from typing import Any
 from flask import Flask, Response, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from smartlogger import __version__
 from smartlogger.api import errors
 from smartlogger.api.auth import RateLimiter, check_endpoint_guarded
 from smartlogger.api.db import Database
 from smartlogger.api.filestore import LocalFileStore
-from smartlogger.api.jobs import make_runner
+from smartlogger.api.jobs import ThreadRunner, make_runner, recover
 from smartlogger.api.receipts import load_or_create_key
 
 DEFAULT_MAX_UPLOAD = 64 * 1024 * 1024  # bytes; a 10-year blackbox logfile is ~6 MB
@@ -44,6 +45,15 @@ class SmartLoggerApi(Api):  # type: ignore[misc]
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         return errors.http_exception_payload(error)
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in our routes: 1..2**31-1, so an absurd id is a plain 404 (not a DB overflow)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def _config(overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -86,6 +96,7 @@ def _config(overrides: dict[str, Any] | None) -> dict[str, Any]:
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the API app. ``config`` overrides environment and defaults (tests pass a temp DATA_DIR)."""
     app = Flask("smartlogger.api")
+    app.url_map.converters["int"] = IdConverter
     app.config.update(_config(config))
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
 
@@ -94,7 +105,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["smartlogger_key"] = load_or_create_key(app.config["SERVER_KEY_PATH"])
     app.extensions["smartlogger_ratelimit"] = RateLimiter(app.config["RATE_LIMIT_PER_MINUTE"],
                                                           app.config["REDIS_URL"])
-    app.extensions["smartlogger_jobs"] = make_runner(app)
+    app.extensions["smartlogger_jobs"] = runner = make_runner(app)
+    if isinstance(runner, ThreadRunner):
+        recover(app)
 
     api = SmartLoggerApi(app)
     errors.register(app)

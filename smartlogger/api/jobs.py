@@ -23,7 +23,7 @@ import threading
 from typing import Any, Protocol
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from smartlogger.api.models import CapacityTest, Job, utcnow
@@ -89,8 +89,8 @@ class RQRunner:
         self.queue = Queue(queue_name, connection=self.connection)
 
     def submit(self, job_id: int) -> None:
-        self.queue.enqueue("smartlogger.api.jobs.rq_entry", job_id, job_timeout=1800,
-                           job_id=f"smartlogger-{job_id}-{utcnow().timestamp():.6f}")
+        # RQ's own job id; ours (the row id) is the argument, and the row holds the state.
+        self.queue.enqueue("smartlogger.api.jobs.rq_entry", job_id, job_timeout=1800)
 
     def close(self) -> None:
         self.connection.close()
@@ -100,7 +100,27 @@ def make_runner(app: Flask) -> JobRunner:
     url = app.config.get("REDIS_URL")
     if url:
         return RQRunner(url, app.config.get("RQ_QUEUE", "smartlogger"))
-    return ThreadRunner(app)
+    runner = ThreadRunner(app)
+    return runner
+
+
+def recover(app: Flask) -> int:
+    """Resubmit jobs an in-process runner lost in a restart (queued, or running when it died).
+
+    Only for the thread runner (one process owns its jobs); RQ keeps its queue in Redis.
+    Returns how many jobs were resubmitted.
+    """
+    from smartlogger.api.db import database
+
+    with database(app).system_session() as s:
+        lost = list(s.scalars(select(Job).where(Job.status.in_(("queued", "running"))).order_by(Job.id)))
+        for job in lost:
+            job.status = "queued"
+        ids = [job.id for job in lost]
+    runner = app.extensions["smartlogger_jobs"]
+    for job_id in ids:
+        runner.submit(job_id)
+    return len(ids)
 
 
 def job_key(org_id: int, kind: str, inputs: str) -> str:
@@ -145,10 +165,13 @@ def run_job(app: Flask, job_id: int) -> None:
     db = database(app)
     store = app.extensions["smartlogger_files"]
     with db.system_session() as s:
-        job = s.get(Job, job_id)
-        if job is None or job.status in ("finished", "running"):
+        # Claim atomically: of several workers handed the same job, exactly one runs it.
+        claimed = s.execute(
+            update(Job).where(Job.id == job_id, Job.status == "queued")
+            .values(status="running", started_at=utcnow(), attempts=Job.attempts + 1)
+        ).rowcount  # type: ignore[attr-defined]
+        if claimed != 1:
             return
-        job.status, job.started_at, job.attempts = "running", utcnow(), job.attempts + 1
     follow_up: tuple[int, str] | None = None
     try:
         with db.system_session() as s:

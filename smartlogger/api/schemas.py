@@ -8,6 +8,8 @@ naming it rather than silently ignored. Times are ISO 8601 UTC.
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from marshmallow import fields as f
 from marshmallow import validate as v
@@ -15,6 +17,13 @@ from marshmallow import validate as v
 from smartlogger.api.models import ROLES
 
 _NAME = v.Length(min=1, max=200)
+#: Row ids are 32-bit positive integers in every database we support.
+MAX_ID = 2**31 - 1
+
+
+def Id(**kwargs: Any) -> f.Integer:
+    """An id field: 1..2**31-1 (larger values are a 422, never a database overflow)."""
+    return f.Integer(validate=v.Range(1, MAX_ID), **kwargs)
 
 
 class PageArgs(ma.Schema):
@@ -52,7 +61,7 @@ class UserPatchSchema(ma.Schema):
 
 
 class TokenInSchema(ma.Schema):
-    user_id = f.Integer(metadata={"description": "default: yourself (admins may issue for others)"})
+    user_id = Id(metadata={"description": "default: yourself (admins may issue for others)"})
     days = f.Integer(load_default=90, validate=v.Range(1, 3650))
     label = f.String(load_default="", validate=v.Length(max=200))
 
@@ -93,7 +102,7 @@ class SitePatchSchema(ma.Schema):
 
 class SystemSchema(ma.Schema):
     id = f.Integer(dump_only=True)
-    site_id = f.Integer(required=True)
+    site_id = Id(required=True)
     name = f.String(required=True, validate=_NAME)
     kind = f.String(load_default="UPS", validate=v.Length(min=1, max=50))
     created_at = f.DateTime(dump_only=True)
@@ -101,7 +110,7 @@ class SystemSchema(ma.Schema):
 
 class StringSchema(ma.Schema):
     id = f.Integer(dump_only=True)
-    system_id = f.Integer(required=True)
+    system_id = Id(required=True)
     name = f.String(required=True, validate=_NAME)
     blocks = f.Integer(required=True, validate=v.Range(1, 10000),
                        metadata={"description": "number of series blocks (positions are created)"})
@@ -116,12 +125,12 @@ class PositionSchema(ma.Schema):
     string_id = f.Integer(dump_only=True)
     position = f.Integer(dump_only=True)
     label = f.String(validate=v.Length(max=50))
-    logger_id = f.Integer(allow_none=True)
+    logger_id = Id(allow_none=True)
 
 
 class PositionPatchSchema(ma.Schema):
     label = f.String(validate=v.Length(max=50))
-    logger_id = f.Integer(allow_none=True)
+    logger_id = Id(allow_none=True)
 
 
 # ----------------------------------------------------------------------------- loggers
@@ -141,7 +150,7 @@ class LoggerSchema(ma.Schema):
 
 class TestInSchema(ma.Schema):
     __test__ = False
-    string_id = f.Integer(allow_none=True, load_default=None)
+    string_id = Id(allow_none=True, load_default=None)
     name = f.String(load_default="", validate=v.Length(max=200))
     client_key = f.String(load_default=None, allow_none=True, validate=v.Length(min=1, max=100),
                           metadata={"description": "field tool's id; the same key returns the same test"})
@@ -168,7 +177,7 @@ class TestPatchSchema(TestInSchema):
 class TestSchema(ma.Schema):
     __test__ = False
     id = f.Integer()
-    string_id = f.Integer(allow_none=True)
+    string_id = Id(allow_none=True)
     name = f.String()
     client_key = f.String(allow_none=True)
     load_ = f.String(data_key="load", attribute="load")
@@ -191,7 +200,7 @@ class LogfileSchema(ma.Schema):
     size = f.Integer(metadata={"description": "bytes"})
     serial = f.String()
     logger_id = f.Integer()
-    test_id = f.Integer(allow_none=True)
+    test_id = Id(allow_none=True)
     block_position = f.Integer()
     format_version = f.String()
     verification_status = f.String(metadata={"description": "verified | unsigned | tampered"})
@@ -201,12 +210,12 @@ class LogfileSchema(ma.Schema):
 
 
 class UploadArgs(ma.Schema):
-    test_id = f.Integer(load_default=None, allow_none=True,
+    test_id = Id(load_default=None, allow_none=True,
                         metadata={"description": "attach the logfile to this test"})
 
 
 class AttachSchema(ma.Schema):
-    test_id = f.Integer(required=True, allow_none=True)
+    test_id = Id(required=True, allow_none=True)
 
 
 class ReceiptSchema(ma.Schema):
@@ -234,7 +243,7 @@ class VerificationSchema(ma.Schema):
 class JobSchema(ma.Schema):
     id = f.Integer()
     kind = f.String()
-    test_id = f.Integer(allow_none=True)
+    test_id = Id(allow_none=True)
     status = f.String(metadata={"description": "queued | running | finished | failed"})
     error = f.String()
     attempts = f.Integer()
@@ -263,7 +272,7 @@ class ReportSchema(ma.Schema):
 class AuditSchema(ma.Schema):
     id = f.Integer()
     at = f.DateTime()
-    user_id = f.Integer(allow_none=True)
+    user_id = Id(allow_none=True)
     action = f.String()
     object_type = f.String()
     object_id = f.Integer(allow_none=True)

@@ -34,6 +34,7 @@ from smartlogger.api.models import (
     utcnow,
 )
 from smartlogger.api.receipts import RECEIPT_TYPE, ServerKey
+from smartlogger.errors import InputFileError
 
 #: First bytes of every logfile we accept (2.x container, generation-1 file).
 LOGFILE_MAGICS: tuple[bytes, ...] = (b"\x89SLOG\r\n\x1a", b"SLG1")
@@ -202,7 +203,12 @@ def _metadata(test: CapacityTest) -> Any:
         with tempfile.TemporaryDirectory() as d:
             p = Path(d) / "datasheet.csv"
             p.write_text(test.datasheet_csv, encoding="utf-8")
-            datasheet = read_datasheet_csv(p)
+            try:
+                datasheet = read_datasheet_csv(p)
+            except InputFileError as err:  # the temp path means nothing to the client
+                where = f"line {err.line}: " if err.line is not None else ""
+                raise ApiError(422, "validation", f"datasheet_csv: {where}{err.message}",
+                               field="datasheet_csv") from None
     return TestMetadata(parse_load(test.load),
                         rated_time_s=parse_duration_s(test.rated_time) if test.rated_time else None,
                         datasheet=datasheet, end_v_per_cell=test.end_v_per_cell,

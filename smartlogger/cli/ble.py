@@ -101,7 +101,8 @@ def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, fu
 
     async def body(b: dict[str, Any]) -> fb.FleetOutcome:
         found = await fb.scan(scan_timeout, backend=b["scanner"],
-                              until_count=sim_blocks if virtual and pull_all else None)
+                              until_count=sim_blocks if virtual and pull_all else None,
+                              until_name=serial)
         if serial:
             found = [f for f in found if f.name == serial
                      or (f.name is not None and serial.startswith(f.name))]
@@ -160,8 +161,7 @@ async def _pull_with_progress(found: list[Any], out_dir: Path, options: Any,
 def reset(serial: str, scan_timeout: float, virtual: bool, sim_blocks: int) -> None:
     """Reset SERIAL for reuse; the logger refuses unless everything was pulled and verified."""
     async def body(b: dict[str, Any]) -> None:
-        found = [f for f in await fb.scan(scan_timeout, backend=b["scanner"],
-                                          until_count=sim_blocks if virtual else None)
+        found = [f for f in await fb.scan(scan_timeout, backend=b["scanner"], until_name=serial)
                  if f.name == serial]
         if not found:
             raise TransportError("not found in a scan", serial=serial)

@@ -589,6 +589,11 @@ def power_loss_sweep(workload: list[WorkloadStep], identity: LoggerIdentity, *,
             result.invariant_failures += 1
             result.note(f"op {op_index}: mount failed: {err!r}")
             return
+        damaged = {name: rep.corrupt_entries for name, rep in st.mount_reports.items()
+                   if rep.corrupt_entries}
+        if damaged:
+            result.invariant_failures += 1
+            result.note(f"op {op_index}: committed entries with bad CRC in {damaged}")
         got = dict(st.raw_records(0))
         nxt = st.next_seq
         inflight: bytes | None = state["inflight"]

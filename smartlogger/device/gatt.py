@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -149,6 +150,8 @@ class _Session:
     nonce: bytes = bytes(16)  # of the last START: bound into the attestation
     from_seqs: dict[int, int] = field(default_factory=dict)  # stream -> first seq sent
     attest_cache: tuple[object, bytes] | None = None
+    drop_roll: bool = False  # this connection was chosen to drop (Faults.drop_chance)
+    drop_at: int | None = None  # image bytes sent on this connection at which it drops
 
 
 @dataclass
@@ -156,13 +159,36 @@ class Faults:
     """Faults a real peer cannot produce on demand (used by tests and the fleet benchmark).
 
     ``drop_after_bytes``: the device disconnects once it has sent this many image
-    bytes on one connection (then the fault clears). ``corrupt_offsets``: the first
-    chunk sent at each of these image offsets has one payload bit flipped (once).
+    bytes on one connection (then the fault clears). ``drop_chance``: every
+    connection is dropped with this probability, at a point drawn uniformly from the
+    image bytes still to send when its transfer starts (``rng`` seeds it).
+    ``corrupt_offsets``: the first chunk sent at each of these image offsets has one
+    payload bit flipped (once).
     """
 
     drop_after_bytes: int | None = None
+    drop_chance: float = 0.0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
     corrupt_offsets: set[int] = field(default_factory=set)
     drops: int = 0  # how many drops were injected
+
+    def arm(self, s: _Session, remaining: int) -> None:
+        """Decide at a transfer's start whether and where this connection will drop."""
+        if self.drop_after_bytes is not None:
+            s.drop_at = self.drop_after_bytes
+            self.drop_after_bytes = None
+        elif s.drop_at is None and s.drop_roll and remaining > 1:
+            s.drop_at = s.image_bytes_sent + self.rng.randrange(1, remaining)
+
+    async def check(self, s: _Session) -> bool:
+        """Drop the connection if its point is reached; True if dropped."""
+        if s.drop_at is None or s.image_bytes_sent < s.drop_at:
+            return False
+        s.drop_at = None
+        s.drop_roll = False
+        self.drops += 1
+        await s.connection.disconnect()
+        return True
 
 
 class LoggerPeripheral:
@@ -306,7 +332,9 @@ class LoggerPeripheral:
         self.device = None
 
     def _on_connection(self, connection: Connection) -> None:
-        self._sessions[connection.handle] = _Session(connection)
+        s = _Session(connection)
+        s.drop_roll = self.faults.drop_chance > 0 and self.faults.rng.random() < self.faults.drop_chance
+        self._sessions[connection.handle] = s
         connection.on("disconnection", lambda reason: self._on_disconnection(connection))
 
     def _on_disconnection(self, connection: Connection) -> None:
@@ -407,6 +435,7 @@ class LoggerPeripheral:
             del self._pull_froms[next(iter(self._pull_froms))]
         s.wake.clear()
         self._reply(s, header)
+        self.faults.arm(s, len(image) - start)
         s.task = asyncio.get_running_loop().create_task(self._stream_v2(s, t))
 
     async def _send_chunk(self, s: _Session, t: _Transfer, offset: int) -> None:
@@ -417,11 +446,7 @@ class LoggerPeripheral:
             raw = raw[:4] + bytes([raw[4] ^ 0x01]) + raw[5:]  # CRC still covers the good byte
         await self._notify(s, self.data_char, raw)
         s.image_bytes_sent += len(payload)
-        limit = self.faults.drop_after_bytes
-        if limit is not None and s.image_bytes_sent >= limit:
-            self.faults.drop_after_bytes = None
-            self.faults.drops += 1
-            await s.connection.disconnect()
+        if await self.faults.check(s):
             raise asyncio.CancelledError
 
     async def _stream_v2(self, s: _Session, t: _Transfer) -> None:
@@ -467,6 +492,7 @@ class LoggerPeripheral:
             s.task.cancel()
         first = min(max(msg.from_seq, self.view.oldest_seq(0)), self.view.next_seq(0))
         image, count = p.encode_image(self.view.records(0, first, self.view.next_seq(0)), first)
+        self.faults.arm(s, len(image))
         s.task = asyncio.get_running_loop().create_task(self._stream_v1(s, first, image, count))
 
     async def _stream_v1(self, s: _Session, first: int, image: bytes, count: int) -> None:
@@ -476,11 +502,7 @@ class LoggerPeripheral:
             for i, off in enumerate(range(0, len(image), size)):
                 await self._notify(s, self.data_char, p.encode_chunk_v1(i, image[off:off + size]))
                 s.image_bytes_sent += min(size, len(image) - off)
-                limit = self.faults.drop_after_bytes
-                if limit is not None and s.image_bytes_sent >= limit:
-                    self.faults.drop_after_bytes = None
-                    self.faults.drops += 1
-                    await s.connection.disconnect()
+                if await self.faults.check(s):
                     return
                 if i % 32 == 31:
                     await asyncio.sleep(0)

@@ -437,9 +437,9 @@ class LoggerTag:
             return None
         if not self._field:
             self.field_on()
-        reply = self._anticollision(frame)
-        if reply is not False:
-            return reply  # type: ignore[return-value]
+        handled, reply = self._anticollision(frame)
+        if handled:
+            return reply
         if self._state is not _State.ACTIVE:
             return None  # IDLE/READY/HALT: everything else is ignored
         if self._sector_select_pending:
@@ -498,31 +498,31 @@ class LoggerTag:
             return None  # passive ACK: silence means done
         return self._nak(Op.SECTOR_SELECT, frame, NAK_INVALID)
 
-    def _anticollision(self, frame: bytes) -> bytes | bool | None:
-        """ISO 14443-3A anticollision; False if ``frame`` is not an anticollision frame."""
+    def _anticollision(self, frame: bytes) -> tuple[bool, bytes | None]:
+        """ISO 14443-3A anticollision: ``(is an anticollision frame, response or None)``."""
         if frame in (b"\x26", b"\x52"):
             if frame == b"\x52" or self._state is not _State.HALT:  # REQA does not wake HALT
                 self._state = _State.READY1
                 self.stats.commands.append((Op.ANTICOLLISION, 1, 2))
-                return b"\x44\x00"  # ATQA: double-size UID, bit-frame anticollision
-            return None
+                return True, b"\x44\x00"  # ATQA: double-size UID, bit-frame anticollision
+            return True, None
         if self._state is _State.READY1:
             if frame == b"\x93\x20":
-                return self._cl1
+                return True, self._cl1
             if frame == b"\x93\x70" + self._cl1:
                 self._state = _State.READY2
-                return b"\x04"  # SAK: UID not complete
+                return True, b"\x04"  # SAK: UID not complete
         if self._state is _State.READY2:
             if frame == b"\x95\x20":
-                return self._cl2
+                return True, self._cl2
             if frame == b"\x95\x70" + self._cl2:
                 self._state = _State.ACTIVE
                 self._sector = 0
                 self.stats.activations += 1
-                return b"\x00"  # SAK: Type 2 tag, UID complete
+                return True, b"\x00"  # SAK: Type 2 tag, UID complete
         if frame[:1] in (b"\x93", b"\x95", b"\x97") and len(frame) in (2, 7):
-            return None  # anticollision for another tag or out of order: stay silent
-        return False
+            return True, None  # anticollision for another tag or out of order: stay silent
+        return False, None
 
 
 def _single_cfg_payload(message: bytes) -> bytes | None:

@@ -199,13 +199,14 @@ class Ring:
             run.append(by_gen.pop(g))
             g -= 1
         run.reverse()
-        for sec in run:
-            self._scan_sector(sec, rep)
+        corrupt = [self._scan_sector(sec, rep) for sec in run]
         # consecutive sectors must join up: sector k+1 starts where sector k's committed entries end
         start = len(run) - 1
         while start > 0 and run[start - 1].next_seq == run[start].first_seq:
             start -= 1
         rep.sectors_stale += start + len(by_gen)
+        # damage in sectors cut off here (an interrupted erase) is not damage to the ring
+        rep.corrupt_entries = sum(corrupt[start:])
         run = run[start:]
         rep.sectors_in_run = len(run)
         self._run = run
@@ -216,7 +217,9 @@ class Ring:
         self.report = rep
         return rep
 
-    def _scan_sector(self, sec: _Sector, rep: MountReport) -> None:
+    def _scan_sector(self, sec: _Sector, rep: MountReport) -> int:
+        """Parse the entries of ``sec``; returns how many committed entries were corrupt (0 or 1)."""
+        corrupt = 0
         buf = self.flash.view()
         base = sec.index * self.sector_size
         end = base + self.sector_size
@@ -242,13 +245,14 @@ class Ring:
                 pos = body + length
                 continue
             if status == STATUS_WRITE:
-                rep.corrupt_entries += 1
+                corrupt += 1
             else:
                 rep.torn_entries += 1
             sec.writable = False
             break
         sec.end = pos
         rep.bytes_scanned += pos - base
+        return corrupt
 
     # ------------------------------------------------------------------ append
 

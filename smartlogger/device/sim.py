@@ -95,6 +95,90 @@ def _tap(logger: Logger, phone_ms: int, config: LoggerConfig, seq: int) -> None:
     logger.apply_config(config, seq)
 
 
+@dataclass
+class PreparedTest:
+    """A string with its loggers powered on but not yet programmed or run.
+
+    ``configs[i]`` is the test configuration meant for logger ``i`` (what the
+    technician's profile gives block ``i + 1``). Program the loggers (``tap_all``
+    or over NFC), then ``run()`` the test in virtual time.
+    """
+
+    loggers: list[Logger]
+    configs: list[LoggerConfig]
+    trace: StringTrace
+    start_ms: int
+    load: str
+    battery_wall_s: float
+
+    def tap_all(self) -> None:
+        """Program every logger as an NFC tap at true t = 0 would (clock, then configuration)."""
+        for logger, cfg in zip(self.loggers, self.configs, strict=True):
+            _tap(logger, self.start_ms, cfg, 1)
+
+    def run(self, progress: Progress | None = None) -> SimulatedTest:
+        """Run every logger through the whole trace and close its open sample block."""
+        t1 = time.perf_counter()
+        end_s = float(self.trace.t_s[-1])
+        n = len(self.loggers)
+        for i, logger in enumerate(self.loggers):
+            logger.run_until(end_s)
+            logger.flush()
+            if progress is not None:
+                progress(i + 1, n)
+        return SimulatedTest(self.loggers, self.trace, self.start_ms, self.load, self.battery_wall_s,
+                             time.perf_counter() - t1)
+
+
+def prepare_string_test(
+    n_blocks: int = 24,
+    *,
+    weak: int = 2,
+    load: str = "20A",
+    ambient_c: float = 25.0,
+    seed: int = 1,
+    block_type: BlockType | None = None,
+    rated_ah: float = 100.0,
+    store_factory: StoreFactory | None = None,
+    float_rate_s: int = 60,
+    discharge_rate_s: int = 1,
+    thresholds: Thresholds | None = None,
+    end_v_per_cell: float | None = None,
+    rest_before_s: float = 300.0,
+    rest_after_s: float = 600.0,
+    max_duration_s: float = 86400.0,
+    start_ms: int = DEFAULT_TEST_START_MS,
+    test_id: str = "",
+) -> PreparedTest:
+    """Simulate the battery and power on one logger per block (factory configuration).
+
+    See ``simulate_string_test`` for the scenario.
+    """
+    bt = block_type if block_type is not None else BlockType.lead_acid(12)
+    load_obj = parse_load(load)
+    t0 = time.perf_counter()
+    string = build_string(n_blocks, bt, rated_ah, weak=weak, seed=seed, ambient_c=ambient_c)
+    trace = string.discharge(load_obj, rest_before_s=rest_before_s, rest_after_s=rest_after_s,
+                             end_v_per_cell=end_v_per_cell, max_duration_s=max_duration_s,
+                             ambient_c=ambient_c)
+    battery_wall_s = time.perf_counter() - t0
+    factory = store_factory or _default_store
+    th = thresholds if thresholds is not None else Thresholds.default_for(bt)
+    loggers: list[Logger] = []
+    configs: list[LoggerConfig] = []
+    for i in range(n_blocks):
+        ident = sim_identity(i)
+        lseed = seed * 100_003 + i
+        factory_cfg = LoggerConfig.default_for(bt, rated_ah)
+        loggers.append(Logger(ident, factory_cfg, store=factory(ident), rtc=Rtc.seeded(lseed),
+                              seed=lseed,
+                              source=TraceSource(trace.t_s, trace.block_v[i], trace.block_temp_c[i])))
+        configs.append(LoggerConfig(bt, th, rated_ah, float_rate_s=float_rate_s,
+                                    discharge_rate_s=discharge_rate_s, block_label=f"B{i + 1}",
+                                    block_position=i + 1, test_id=test_id))
+    return PreparedTest(loggers, configs, trace, start_ms, load, battery_wall_s)
+
+
 def simulate_string_test(
     n_blocks: int = 24,
     *,
@@ -124,34 +208,14 @@ def simulate_string_test(
     reaches its end voltage, then rests open-circuit for ``rest_after_s``.
     ``store_factory(identity)`` gives each logger its store (default ``MemoryStore``).
     """
-    bt = block_type if block_type is not None else BlockType.lead_acid(12)
-    load_obj = parse_load(load)
-    t0 = time.perf_counter()
-    string = build_string(n_blocks, bt, rated_ah, weak=weak, seed=seed, ambient_c=ambient_c)
-    trace = string.discharge(load_obj, rest_before_s=rest_before_s, rest_after_s=rest_after_s,
-                             end_v_per_cell=end_v_per_cell, max_duration_s=max_duration_s,
-                             ambient_c=ambient_c)
-    t1 = time.perf_counter()
-    factory = store_factory or _default_store
-    th = thresholds if thresholds is not None else Thresholds.default_for(bt)
-    loggers: list[Logger] = []
-    end_s = float(trace.t_s[-1])
-    for i in range(n_blocks):
-        ident = sim_identity(i)
-        lseed = seed * 100_003 + i
-        factory_cfg = LoggerConfig.default_for(bt, rated_ah)
-        logger = Logger(ident, factory_cfg, store=factory(ident), rtc=Rtc.seeded(lseed), seed=lseed,
-                        source=TraceSource(trace.t_s, trace.block_v[i], trace.block_temp_c[i]))
-        cfg = LoggerConfig(bt, th, rated_ah, float_rate_s=float_rate_s, discharge_rate_s=discharge_rate_s,
-                           block_label=f"B{i + 1}", block_position=i + 1, test_id=test_id)
-        _tap(logger, start_ms, cfg, 1)
-        logger.run_until(end_s)
-        logger.flush()
-        loggers.append(logger)
-        if progress is not None:
-            progress(i + 1, n_blocks)
-    t2 = time.perf_counter()
-    return SimulatedTest(loggers, trace, start_ms, load, t1 - t0, t2 - t1)
+    prepared = prepare_string_test(
+        n_blocks, weak=weak, load=load, ambient_c=ambient_c, seed=seed, block_type=block_type,
+        rated_ah=rated_ah, store_factory=store_factory, float_rate_s=float_rate_s,
+        discharge_rate_s=discharge_rate_s, thresholds=thresholds, end_v_per_cell=end_v_per_cell,
+        rest_before_s=rest_before_s, rest_after_s=rest_after_s, max_duration_s=max_duration_s,
+        start_ms=start_ms, test_id=test_id)
+    prepared.tap_all()
+    return prepared.run(progress)
 
 
 def simulate_years(

@@ -195,7 +195,9 @@ class NumericSheet(WriteOnlyWorksheet):  # type: ignore[misc]
         # the shortest string that reads back to the same double.
         opens = [f'<c s="{xf}" r="{get_column_letter(i)}' if xf else f'<c r="{get_column_letter(i)}'
                  for i, xf in enumerate(self._xf, 1)]
-        chunk = 4096
+        # ~256 k cells per chunk: Python floats cost ~32 bytes each, so a fixed row count
+        # would hold hundreds of MB for a 500-column sheet.
+        chunk = max(16, 262_144 // len(cols))
         n = self._n_rows
         for lo in range(0, n, chunk):
             hi = min(n, lo + chunk)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import os
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,8 +168,25 @@ class PullState:
 # --------------------------------------------------------------------------- one transfer
 
 
+#: The phone's clock (ms since the epoch). Real pulls use the system clock; a simulation
+#: whose loggers live on virtual time sets the virtual phone clock with ``phone_clock``.
+_PHONE_CLOCK: contextvars.ContextVar[Callable[[], int] | None] = contextvars.ContextVar(
+    "smartlogger_phone_clock", default=None)
+
+
 def _phone_ms() -> int:
-    return time.time_ns() // 1_000_000
+    clock = _PHONE_CLOCK.get()
+    return clock() if clock is not None else time.time_ns() // 1_000_000
+
+
+@contextlib.contextmanager
+def phone_clock(clock: Callable[[], int]) -> Iterator[None]:
+    """Use ``clock`` as the phone's clock for pulls started inside this block (and their tasks)."""
+    token = _PHONE_CLOCK.set(clock)
+    try:
+        yield
+    finally:
+        _PHONE_CLOCK.reset(token)
 
 
 class _Partial:
@@ -633,23 +651,32 @@ class FoundLogger:
 
 async def scan(timeout_s: float = 2.0, *, backend: type[BaseBleakScanner] | None = None,
                backend_kwargs: dict[str, Any] | None = None,
-               until_count: int | None = None) -> list[FoundLogger]:
+               until_count: int | None = None, until_name: str | None = None,
+               ) -> list[FoundLogger]:
     """Loggers advertising the smartlogger service, sorted by name.
 
-    Returns early once ``until_count`` distinct loggers were seen.
+    Returns early once ``until_count`` distinct loggers, or one named ``until_name``,
+    were seen.
     """
     found: dict[str, FoundLogger] = {}
     enough = asyncio.Event()
 
     def seen(device: BLEDevice, adv: Any) -> None:
         found[device.address] = FoundLogger(device.address, adv.local_name, device)
-        if until_count is not None and len(found) >= until_count:
+        if (until_count is not None and len(found) >= until_count) or (
+                until_name is not None and adv.local_name == until_name):
             enough.set()
 
-    async with BleakScanner(seen, service_uuids=[p.SERVICE_UUID], backend=backend,
-                            **(backend_kwargs or {})):
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(enough.wait(), timeout_s)
+    try:
+        async with BleakScanner(seen, service_uuids=[p.SERVICE_UUID], backend=backend,
+                                **(backend_kwargs or {})):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(enough.wait(), timeout_s)
+    except (BleakError, OSError) as err:
+        # e.g. no BlueZ/D-Bus on this machine: say so in one line instead of a traceback.
+        raise TransportError(f"Bluetooth LE scan failed ({type(err).__name__}: {err}); "
+                             "is an adapter available? (--virtual uses the simulated radio)"
+                             ) from err
     return sorted(found.values(), key=lambda f: (f.name or "", f.address))
 
 

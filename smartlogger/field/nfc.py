@@ -17,6 +17,7 @@ Does not own the record format (``protocol.nfc``), the profiles
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
 from collections.abc import Callable
@@ -273,8 +274,8 @@ class TapResult:
 
     @property
     def done(self) -> bool:
-        """The logger needs no further tap in this session."""
-        return self.outcome in (Outcome.PROGRAMMED, Outcome.UNCHANGED, Outcome.NOT_PROGRAMMABLE)
+        """Another tap would not change anything (a refusal repeats itself): the logger is settled."""
+        return self.outcome is not Outcome.FAILED
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -288,11 +289,6 @@ class TapResult:
             "bytes_read": self.counters.bytes_read, "wall_s": round(self.wall_s, 4),
             "thresholds": describe_thresholds(self.config) if self.config else None,
         }
-
-
-def identify(link: Type2Link, clock: Clock = phone_clock_ms) -> TagRead:
-    """Read the tag's state (for the session to decide position and settings)."""
-    return read_state(link, clock)
 
 
 def program(link: Type2Link, desired: LoggerConfig | Callable[[TagRead], LoggerConfig], *,
@@ -428,9 +424,10 @@ class KitSession:
     """Program a kit by tapping along the string: tap order numbers the blocks.
 
     Each distinct logger gets the next position (``start_position``, ...) the
-    first time it is seen, and keeps it on re-taps. ``count`` loggers must end
-    done (programmed, unchanged, or not programmable); a failed tap is retried
-    by tapping again. ``on_update`` is called after every tap (for a live list).
+    first time it is seen, and keeps it on re-taps. The session ends when
+    ``count`` loggers are settled (programmed, unchanged, not programmable, or
+    refused by the logger); a failed tap is retried by tapping again.
+    ``on_update`` is called after every tap (for a live list).
     """
 
     def __init__(self, profile: Profile, *, count: int, start_position: int = 1,
@@ -447,6 +444,7 @@ class KitSession:
         self.on_update = on_update
         self.rows: dict[str, KitRow] = {}
         self.taps: list[TapResult] = []
+        self._serial_by_uid: dict[str, str] = {}
 
     def desired_for(self, serial: str) -> LoggerConfig:
         row = self.rows.get(serial)
@@ -465,8 +463,17 @@ class KitSession:
         tap; if nothing needs changing, this is not recorded as a tap.
         """
         link = Type2Link(tag, cut_after=cut_after)
+        known = self.rows.get(self._serial_by_uid.get(link.uid, ""))
+        if still_there and known is not None and known.result.outcome is Outcome.REJECTED:
+            # Refused a moment ago and still under the phone: do not write it again
+            # and again; a read shows the logger that we saw it.
+            with contextlib.suppress(TransportError):
+                read_state(link, self.clock)
+            return known.result
         result = program(link, lambda read: self.desired_for(read.state.identity.serial),
                          clock=self.clock)
+        if result.serial is not None:
+            self._serial_by_uid[link.uid] = result.serial
         if still_there and result.outcome is Outcome.UNCHANGED:
             return result
         self.taps.append(result)
@@ -516,7 +523,7 @@ class KitSession:
                     self.taps.append(result)
                     if self.on_update is not None:
                         self.on_update(self, result)
-                if result.outcome is Outcome.UNCHANGED and uid == last:
+                if uid == last and result.outcome in (Outcome.UNCHANGED, Outcome.REJECTED):
                     time.sleep(POLL_INTERVAL_S)
                 last = uid if result.done else None
         finally:

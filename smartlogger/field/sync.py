@@ -235,12 +235,16 @@ class SyncClient:
                     self._upload_one(q, sha, rel, folder, report)
                 except _Transient as err:
                     n = attempts + 1
-                    q.db.execute("UPDATE logfiles SET attempts=?, next_attempt=?, last_error=? WHERE sha256=?",
-                                 (n, self.clock() + backoff_s(n, self.rng), str(err), sha))
+                    retry_at = self.clock() + backoff_s(n, self.rng)
+                    offline = "no connection" in str(err)
+                    # Network down: everything still pending waits for the same backoff.
+                    where = "status='pending'" if offline else "sha256=?"
+                    q.db.execute(f"UPDATE logfiles SET attempts=attempts+1, next_attempt=?, last_error=? "
+                                 f"WHERE {where}", (retry_at, str(err)) + (() if offline else (sha,)))
                     q.db.commit()
                     report.errors.append(f"{rel}: {err}")
-                    if "no connection" in str(err):
-                        break  # the network is down: leave the rest queued for the next run
+                    if offline:
+                        break
             report.pending = int(q.db.execute("SELECT count(*) FROM logfiles WHERE status='pending'").fetchone()[0])
         finally:
             q.close()

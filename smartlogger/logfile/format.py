@@ -56,6 +56,10 @@ MAJOR: Final = 2
 MINOR: Final = 0
 #: Files larger than this are refused before reading (a 10-year log is ~6 MB).
 MAX_FILE_BYTES: Final = 512 * 1024 * 1024
+#: Most samples one logfile may hold (10 years at 1 min is 5.3 M; ~1 GB once decoded).
+MAX_FILE_SAMPLES: Final = 1 << 26
+#: Samples decoded per vectorised batch (bounds the temporaries to ~200 MB).
+_BATCH_SAMPLES: Final = 1 << 22
 #: Largest single record (a SampleBlock of MAX_BLOCK_SAMPLES 33-bit deltas is ~8.7 MB).
 MAX_RECORD_BYTES: Final = 16 * 1024 * 1024
 
@@ -489,7 +493,34 @@ def decode_sample_records(raws: Sequence[RawRecord]) -> tuple[
             except LogfileError as err:
                 raise LogfileError(f"record seq {raw.seq}: {err.message}",
                                    offset=raw.offset + (err.offset or 0)) from None
-    offsets = np.cumsum([0] + [len(raw.data) - _PAYLOAD_AT for raw in raws[:-1]]).tolist() if raws else []
+    # Bound memory before decoding: a width-0 group packs 32 samples into half a byte, so
+    # the sample count, not the file size, limits what a hostile file can make us allocate.
+    declared = [int.from_bytes(raw.data[_PAYLOAD_AT + 1:_PAYLOAD_AT + 5], "little") for raw in raws]
+    if sum(declared) > MAX_FILE_SAMPLES:
+        raise LogfileError(f"the sample blocks declare {sum(declared)} samples, more than the "
+                           f"{MAX_FILE_SAMPLES} a logfile may hold", offset=raws[0].offset)
+    parts: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int64]]] = []
+    a = 0
+    while a < len(raws):
+        b, total = a, 0
+        while b < len(raws) and (b == a or total + declared[b] <= _BATCH_SAMPLES):
+            total += declared[b]
+            b += 1
+        parts.append(_decode_batch(raws[a:b]))
+        a = b
+    if parts:
+        mv = np.concatenate([p[0] for p in parts])
+        dc = np.concatenate([p[1] for p in parts])
+        counts = np.concatenate([p[2] for p in parts])
+    else:
+        mv, dc, counts = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
+    return (np.array([h[0] for h in heads], dtype=np.int64), np.array([h[1] for h in heads], dtype=np.int64),
+            mv, dc, counts)
+
+
+def _decode_batch(raws: Sequence[RawRecord]) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32],
+                                                       npt.NDArray[np.int64]]:
+    offsets = np.cumsum([0] + [len(raw.data) - _PAYLOAD_AT for raw in raws[:-1]]).tolist()
     joined = b"".join(raw.data[_PAYLOAD_AT:] for raw in raws)
     try:
         mv, dc, counts, ends = decode_many(joined, offsets)
@@ -502,8 +533,7 @@ def decode_sample_records(raws: Sequence[RawRecord]) -> tuple[
             raise LogfileError(f"record seq {raws[i].seq}: {offsets[i] + len(raws[i].data) - _PAYLOAD_AT - end}"
                                " unexpected bytes after the sample payload",
                                offset=raws[i].offset + _PAYLOAD_AT + end - offsets[i])
-    return (np.array([h[0] for h in heads], dtype=np.int64), np.array([h[1] for h in heads], dtype=np.int64),
-            mv, dc, counts)
+    return mv, dc, counts
 
 
 def _decode_samples_in_place(records: list[RawRecord]) -> None:

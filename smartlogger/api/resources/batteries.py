@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
-from marshmallow import fields
 
 from smartlogger.api.auth import current, require
 from smartlogger.api.models import BatteryString, BatterySystem, BlockPosition, Logger, Site
 from smartlogger.api.resources.common import get, org_id, page, scoped, session
 from smartlogger.api.schemas import (
+    Id,
     PageArgs,
     PositionPatchSchema,
     PositionSchema,
@@ -41,11 +41,11 @@ class SiteFilter(PageArgs):
 
 
 class SystemFilter(PageArgs):
-    site_id = fields.Integer()
+    site_id = Id()
 
 
 class StringFilter(PageArgs):
-    system_id = fields.Integer()
+    system_id = Id()
 
 
 def _delete(row: Any, kind: str) -> None:

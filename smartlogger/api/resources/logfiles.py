@@ -34,6 +34,7 @@ from smartlogger.api.resources.common import (
 from smartlogger.api.resources.tests import schedule_if_complete
 from smartlogger.api.schemas import (
     AttachSchema,
+    Id,
     LogfileSchema,
     PageArgs,
     ReceiptSchema,
@@ -50,7 +51,7 @@ SLOG_TYPE = "application/vnd.smartlogger.slog"
 
 
 class LogfileFilter(PageArgs):
-    test_id = fields.Integer()
+    test_id = Id()
     sha256 = fields.String()
     serial = fields.String()
 

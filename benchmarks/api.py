@@ -1,0 +1,228 @@
+"""API benchmark: gunicorn + PostgreSQL server, load from this (separate) process over loopback.
+
+Prints ONE JSON object:
+
+- ``upload_per_s``, ``upload_p50_ms``, ``upload_p99_ms``: distinct ~40 kB signed logfiles
+  (real simulated pulls; variants differ in their unsigned test metadata) POSTed at
+  concurrency 16 over keep-alive connections.
+- ``read_per_s``: ``GET /api/tests/<id>/results`` at concurrency 16.
+- ``results_ready_s``: from the response to the last upload of an N-block test (240; 24 with
+  ``--quick``) until both its results and its report workbook are available.
+
+Usage: ``python benchmarks/api.py [--quick] [--workers 2] [--threads 4] [--database-url URL]``.
+The database is a fresh schema in ``--database-url`` (default: ``SMARTLOGGER_TEST_DATABASE_URL``
+or ``postgresql://postgres@127.0.0.1:5432/test``), dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import queue
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from smartlogger.api.admin import Admin
+from smartlogger.api.testing import database_url, simulated_logfiles
+from smartlogger.logfile import LogfileMetadata, read_logfile
+from smartlogger.logfile.tamper import rebuild
+
+CONCURRENCY = 16
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_logfile() -> bytes:
+    """One ~40 kB signed logfile: a long, slow discharge logged at 1 Hz."""
+    from smartlogger.device.sim import simulate_string_test
+    from smartlogger.device.store import MemoryStore
+    from smartlogger.logfile import pull_logfile, simulated_credentials
+
+    st = simulate_string_test(1, weak=0, load="8A", rest_before_s=600, rest_after_s=1500,
+                              store_factory=lambda ident: MemoryStore(serial=ident.serial))
+    lg = st.loggers[0]
+    return pull_logfile(simulated_credentials(lg.identity), lg.identity, lg.store, device_ms=lg.now_ms(),
+                        nonce=bytes(16))
+
+
+def variants(data: bytes, n: int) -> list[bytes]:
+    """``n`` distinct files: same signed records, different (unsigned) phone metadata."""
+    lf = read_logfile(data)
+    out = []
+    for i in range(n):
+        lf.metadata = LogfileMetadata(test={"bench": str(i)})
+        out.append(rebuild(lf))
+    return out
+
+
+class Client:
+    """A keep-alive HTTP/1.1 connection per worker thread."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                ctype: str | None = None) -> tuple[int, bytes]:
+        headers = dict(self.headers)
+        if ctype:
+            headers["Content-Type"] = ctype
+        for attempt in range(2):
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                resp = self.conn.getresponse()
+                return resp.status, resp.read()
+            except (http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def run_concurrent(port: int, token: str, jobs: list[tuple[str, str, bytes | None, str | None]],
+                   concurrency: int = CONCURRENCY) -> tuple[float, list[float], list[int]]:
+    """Run ``jobs`` (method, path, body, content type) on ``concurrency`` connections."""
+    q: queue.Queue[tuple[str, str, bytes | None, str | None] | None] = queue.Queue()
+    for j in jobs:
+        q.put(j)
+    latencies: list[float] = []
+    codes: list[int] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        c = Client(port, token)
+        while True:
+            try:
+                job = q.get_nowait()
+            except queue.Empty:
+                return
+            assert job is not None
+            t = time.perf_counter()
+            status, _ = c.request(*job)
+            dt = time.perf_counter() - t
+            with lock:
+                latencies.append(dt)
+                codes.append(status)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0, latencies, codes
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short run (fewer requests, 24-block test)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--database-url", default=os.environ.get("SMARTLOGGER_TEST_DATABASE_URL",
+                                                              "postgresql://postgres@127.0.0.1:5432/test"))
+    args = ap.parse_args()
+    n_upload = 200 if args.quick else 1000
+    n_read = 1000 if args.quick else 5000
+    n_blocks = 24 if args.quick else 240
+
+    t = time.perf_counter()
+    uploads = variants(base_logfile(), n_upload)
+    test_files = simulated_logfiles(n_blocks, load="50A", seed=7, test_id="bench")
+    prep_s = time.perf_counter() - t
+
+    out: dict[str, Any] = {"benchmark": "api", "quick": args.quick, "server": "gunicorn",
+                           "workers": args.workers, "threads": args.threads, "database": "postgresql",
+                           "concurrency": CONCURRENCY, "upload_bytes_mean": round(statistics.mean(map(len, uploads))),
+                           "uploads": n_upload, "reads": n_read, "blocks": n_blocks,
+                           "prepare_s": round(prep_s, 1)}
+    with tempfile.TemporaryDirectory(prefix="sl-bench-api-") as data, database_url("postgresql") as (url, schema):
+        os.environ["SMARTLOGGER_TEST_DATABASE_URL"] = args.database_url
+        admin = Admin(url, schema=schema)
+        admin.create_org("Bench")
+        admin.create_user("Bench", "tech@bench.example", "technician")
+        token = admin.issue_token("tech@bench.example").token
+        admin.close()
+        port = _free_port()
+        env = {**os.environ, "SMARTLOGGER_DATABASE_URL": url, "SMARTLOGGER_DB_SCHEMA": schema or "",
+               "SMARTLOGGER_DATA_DIR": data, "SMARTLOGGER_RATE_LIMIT_PER_MINUTE": "0"}
+        env.pop("REDIS_URL", None)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "--threads", str(args.threads),
+             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--keep-alive", "30",
+             "smartlogger.api.wsgi:app"], env=env)
+        try:
+            deadline = time.time() + 60
+            while True:
+                try:
+                    if Client(port, token).request("GET", "/api/health")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if time.time() > deadline:
+                    raise RuntimeError("gunicorn did not start")
+                time.sleep(0.2)
+
+            # --- uploads
+            wall, lat, codes = run_concurrent(port, token, [
+                ("POST", "/api/logfiles", d, "application/vnd.smartlogger.slog") for d in uploads])
+            out["upload_errors"] = sum(1 for c in codes if c != 201)
+            out["upload_per_s"] = round(n_upload / wall, 1)
+            out["upload_p50_ms"] = round(pct(lat, 50) * 1000, 1)
+            out["upload_p99_ms"] = round(pct(lat, 99) * 1000, 1)
+
+            # --- the N-block test: create, upload, wait for results + report
+            c = Client(port, token)
+            status, body = c.request("POST", "/api/tests", json.dumps(
+                {"load": "50A", "rated_time": "2h", "blocks": n_blocks, "name": "bench"}).encode(), "application/json")
+            tid = json.loads(body)["id"]
+            wall_up, _, codes = run_concurrent(port, token, [
+                ("POST", f"/api/logfiles?test_id={tid}", d, "application/octet-stream") for d in test_files])
+            t_last = time.perf_counter()
+            out["test_upload_errors"] = sum(1 for c in codes if c != 201)
+            while True:
+                status, body = c.request("GET", f"/api/tests/{tid}/report")
+                state = json.loads(body)
+                if status == 200 and state["status"] == "ready":
+                    break
+                if status == 200 and state["status"] == "failed" or time.perf_counter() - t_last > 900:
+                    raise RuntimeError(f"report not ready: {state}")
+                time.sleep(0.1)
+            out["results_ready_s"] = round(time.perf_counter() - t_last, 2)
+            status, body = c.request("GET", f"/api/tests/{tid}/results")
+            assert status == 200 and len(json.loads(body)["result"]["blocks"]) == n_blocks
+
+            # --- reads
+            wall, lat, codes = run_concurrent(port, token, [
+                ("GET", f"/api/tests/{tid}/results", None, None)] * n_read)
+            out["read_errors"] = sum(1 for c in codes if c != 200)
+            out["read_per_s"] = round(n_read / wall, 1)
+            out["read_p50_ms"] = round(pct(lat, 50) * 1000, 1)
+            out["read_p99_ms"] = round(pct(lat, 99) * 1000, 1)
+        finally:
+            server.terminate()
+            server.wait(30)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+"""WSGI entry point for gunicorn: ``gunicorn 'smartlogger.api.wsgi:app'``.
+
+Configured from the environment (``SMARTLOGGER_DATABASE_URL``, ``SMARTLOGGER_DATA_DIR``,
+``REDIS_URL``, ...). Workers do not migrate (run ``smartlogger admin migrate`` first)
+so that several workers starting at once never race on the schema.
+"""
+
+from __future__ import annotations
+
+import os
+
+from smartlogger.api.app import create_app
+
+app = create_app({"MIGRATE_ON_START": os.environ.get("SMARTLOGGER_MIGRATE_ON_START", "0") == "1"})

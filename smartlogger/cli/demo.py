@@ -1,0 +1,96 @@
+"""``smartlogger demo``: the whole job on a simulated string (see ``smartlogger.demo``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from smartlogger.demo import STEPS, DemoOptions, DemoSummary, run_demo
+
+
+@click.command("demo")
+@click.option("--blocks", default=24, show_default=True, type=click.IntRange(2, 1000),
+              help="Blocks (and loggers) in the simulated string.")
+@click.option("--weak", default=2, show_default=True, type=click.IntRange(0, 1000),
+              help="Aged blocks hidden in the string.")
+@click.option("--out", "out", default="demo-out", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed of the simulation.")
+@click.option("--load", default="20A", show_default=True, help="Constant load: '20A' or '4800W'.")
+@click.option("-k", "--concurrency", default=3, show_default=True, type=click.IntRange(1, 20),
+              help="BLE connections at once (a phone holds a few).")
+@click.option("--no-logger-workbooks", is_flag=True, help="Only the string report, no per-logger workbooks.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def demo(blocks: int, weak: int, out: Path, seed: int, load: str, concurrency: int,
+         no_logger_workbooks: bool, as_json: bool) -> None:
+    """Run the whole job on a simulated string: NFC programming, a discharge test, BLE pulls,
+    verification, analysis, Excel reports and a sync to the API."""
+    opts = DemoOptions(blocks=blocks, weak=weak, out=out, seed=seed, load=load,
+                       concurrency=concurrency, logger_workbooks=not no_logger_workbooks)
+    if as_json:
+        summary = run_demo(opts)
+        click.echo(json.dumps(summary.to_json(), indent=1))
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console()
+    with Progress(TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bars:
+        tasks = {key: bars.add_task(f"{i + 1}. {desc}", total=None, start=False)
+                 for i, (key, desc) in enumerate(STEPS)}
+        current: list[str] = []
+
+        def on_step(key: str, description: str) -> None:
+            if current:
+                prev = tasks[current[-1]]
+                bars.update(prev, total=bars.tasks[prev].total or 1,
+                            completed=bars.tasks[prev].total or 1)
+            current.append(key)
+            bars.start_task(tasks[key])
+
+        def on_progress(done: int, total: int) -> None:
+            bars.update(tasks[current[-1]], completed=done, total=total)
+
+        summary = run_demo(opts, on_step=on_step, on_progress=on_progress)
+        last = tasks[current[-1]]
+        bars.update(last, total=bars.tasks[last].total or 1, completed=bars.tasks[last].total or 1)
+    _print_summary(console, summary)
+
+
+def _print_summary(console: object, summary: DemoSummary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    assert isinstance(console, Console)
+    f = summary.facts
+    cap = f.get("capacity_pct")
+    console.print()
+    console.print(f"[bold]String result[/]  (SIMULATED data - {summary.options['blocks']} blocks, "
+                  f"load {summary.options['load']})")
+    console.print(f"  discharge: {f['discharge_h']:.2f} h, ended by {f['end_reason'].replace('_', ' ')}")
+    console.print(f"  string capacity: {'n/a' if cap is None else f'{cap:.1f} %'} "
+                  f"({f['capacity_method'].replace('_', '-')} method)")
+    table = Table(title="Weakest blocks", show_edge=False)
+    for col in ("rank", "position", "serial", "capacity %", "replace"):
+        table.add_column(col)
+    for i, b in enumerate(f["weakest"]):
+        pct = "n/a" if b["capacity_pct"] is None else f"{b['capacity_pct']:.1f}"
+        table.add_row(str(i + 1), str(b["position"]), b["serial"], pct,
+                      "[red]REPLACE (< 80 %)[/]" if b["replace"] else "ok")
+    console.print(table)
+    console.print(f"  exceedances: [yellow]{f['yellow']} yellow[/] (warning), [red]{f['red']} red[/] (alarm)")
+    console.print(f"  weak blocks in the simulation (truth): {f['weak_blocks_truth']}")
+    console.print()
+    console.print("[bold]Outputs[/]")
+    for name, path in summary.outputs.items():
+        console.print(f"  {name:<18} {path}")
+    console.print()
+    console.print("[bold]Browse it[/]")
+    console.print(f"  smartlogger serve --data {summary.options['out']}/api")
+    if "api_app_url" in f:
+        console.print(f"  then open {f['api_app_url']} and sign in with the token in "
+                      f"{summary.outputs.get('api_token', 'the token file')}")
+    console.print("  step times (s): " + ", ".join(f"{k} {v:g}" for k, v in summary.steps.items()))

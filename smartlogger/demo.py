@@ -1,0 +1,337 @@
+"""The whole job on a simulated string, every seam exercised: ``smartlogger demo``.
+
+Owns the orchestration only; every step calls the same library functions the
+individual commands use:
+
+1. simulate a string of healthy and weak blocks, one logger per block (``device.sim``);
+2. program every logger over NFC in tap order (nfcpy's ``udp`` driver against the
+   emulated Type 2 tags, ``field.nfc.KitSession``);
+3. run the constant-load discharge test on virtual time;
+4. pull every log over BLE (bleak on Bumble virtual controllers) with at most K
+   connections, as on a phone (``field.ble.pull_many``);
+5. verify every logfile (``logfile.verify_logfile``);
+6. analyse the test (``analysis.analyze_test``), write the string report and the
+   per-logger workbooks (``export``);
+7. start the API in-process on an embedded SQLite in the output folder and sync
+   everything to it (``field.sync``);
+8. summarise.
+
+A failing step raises ``DemoStepError`` naming the step; nothing here catches
+and hides an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smartlogger.errors import SmartLoggerError
+
+#: The datasheet of the simulated block (CSB GP 12400 scaled to 100 Ah C10), used as rated data.
+DATASHEET = Path(__file__).parent / "data" / "sim_vrla_12v100_datasheet.csv"
+
+STEPS: tuple[tuple[str, str], ...] = (
+    ("simulate", "Simulate the string and power on the loggers"),
+    ("nfc", "Program every logger over NFC (tap order)"),
+    ("discharge", "Run the discharge test on virtual time"),
+    ("ble", "Pull every log over BLE"),
+    ("verify", "Verify every logfile"),
+    ("analyze", "Analyse the capacity test"),
+    ("workbooks", "Write the string report and logger workbooks"),
+    ("api", "Start the API and sync everything to it"),
+)
+
+
+class DemoStepError(SmartLoggerError):
+    """A demo step failed; ``step`` names it."""
+
+    def __init__(self, step: str, message: str) -> None:
+        self.step = step
+        super().__init__(f"demo step '{step}' failed: {message}")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    blocks: int = 24
+    weak: int = 2
+    out: Path = Path("demo-out")
+    seed: int = 1
+    load: str = "20A"
+    ambient_c: float = 25.0
+    rated_ah: float = 100.0
+    concurrency: int = 3  # BLE connections at once, as a phone allows
+    logger_workbooks: bool = True
+
+
+@dataclass
+class DemoSummary:
+    """What the demo did and where everything is (also written as ``summary.json``)."""
+
+    options: dict[str, Any]
+    steps: dict[str, float] = field(default_factory=dict)  # step -> wall seconds
+    facts: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"options": self.options, "step_wall_s": self.steps, "facts": self.facts,
+                "outputs": self.outputs}
+
+
+StepHook = Callable[[str, str], None]  # (step key, description) when a step starts
+ProgressHook = Callable[[int, int], None]  # (done, total) within the current step
+
+
+def run_demo(opts: DemoOptions, *, on_step: StepHook | None = None,
+             on_progress: ProgressHook | None = None) -> DemoSummary:
+    """Run every step; raises ``DemoStepError`` naming the first step that fails."""
+    if opts.blocks < 2:
+        raise DemoStepError("options", "a string needs at least 2 blocks")
+    if not 0 <= opts.weak <= opts.blocks:
+        raise DemoStepError("options", f"--weak {opts.weak} is outside 0..{opts.blocks}")
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    summary = DemoSummary(options={"blocks": opts.blocks, "weak": opts.weak, "seed": opts.seed,
+                                   "load": opts.load, "ambient_c": opts.ambient_c,
+                                   "rated_ah": opts.rated_ah, "concurrency": opts.concurrency,
+                                   "out": str(out)})
+    ctx: dict[str, Any] = {}
+    progress = on_progress or (lambda done, total: None)
+    for key, description in STEPS:
+        if on_step is not None:
+            on_step(key, description)
+        t0 = time.perf_counter()
+        try:
+            _STEP_FUNCS[key](opts, ctx, summary, progress)
+        except DemoStepError:
+            raise
+        except SmartLoggerError as err:
+            raise DemoStepError(key, str(err)) from err
+        except Exception as err:  # a bug or an environment problem: still name the step
+            raise DemoStepError(key, f"{type(err).__name__}: {err}") from err
+        summary.steps[key] = round(time.perf_counter() - t0, 3)
+    (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=1) + "\n")
+    summary.outputs["summary"] = str(out / "summary.json")
+    return summary
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _simulate(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
+    from smartlogger.device.sim import prepare_string_test
+
+    test_id = f"DEMO-{opts.seed}"
+    prepared = prepare_string_test(opts.blocks, weak=opts.weak, load=opts.load,
+                                   ambient_c=opts.ambient_c, seed=opts.seed, rated_ah=opts.rated_ah,
+                                   test_id=test_id)
+    ctx["prepared"] = prepared
+    ctx["test_id"] = test_id
+    truth = prepared.trace.truth
+    summary.facts["weak_blocks_truth"] = [t.index + 1 for t in truth if t.weak]
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _nfc(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
+    from smartlogger.device.nfc_tag import LoggerTag, TagEmulator, serve_in_thread
+    from smartlogger.field.nfc import KitSession, Outcome
+    from smartlogger.field.profiles import load_profile
+
+    prepared = ctx["prepared"]
+    n = len(prepared.loggers)
+    tags = [LoggerTag(logger) for logger in prepared.loggers]
+    emulator = TagEmulator(tags, host="127.0.0.1", port=_free_udp_port())
+    thread = serve_in_thread(emulator)
+    profile = load_profile("vrla-12v", rated_ah=opts.rated_ah)
+    # The phone's clock during the walk: the simulated loggers live on virtual time,
+    # where the walk happens at the test's start (true t = 0).
+    session = KitSession(profile, count=n, test_id=ctx["test_id"], clock=lambda: prepared.start_ms,
+                         on_update=lambda s, r: progress(s.done, n))
+    t0 = time.perf_counter()
+    try:
+        rows = session.run(emulator.path, timeout_s=30.0 + 5.0 * n)
+    finally:
+        emulator.stop()
+        thread.join(timeout=5.0)
+    wall = time.perf_counter() - t0
+    bad = [r for r in rows if r.result.outcome is not Outcome.PROGRAMMED]
+    if len(rows) != n or bad:
+        detail = "; ".join(f"{r.serial}: {r.result.outcome.value} {r.result.message}" for r in bad)
+        raise DemoStepError("nfc", f"{len(rows) - len(bad)} of {n} loggers programmed. {detail}")
+    for row, logger in zip(rows, prepared.loggers, strict=True):
+        # Tap order numbers the blocks: the k-th logger tapped must be block k.
+        if logger.identity.serial != row.serial or logger.config.block_position != row.position:
+            raise DemoStepError("nfc", f"{row.serial} is not at position {row.position} after programming")
+    summary.facts["nfc_programmed"] = n
+    summary.facts["nfc_wall_s_per_tap"] = round(wall / n, 3)
+    (opts.out / "nfc_session.json").write_text(json.dumps(session.to_json(), indent=1) + "\n")
+    summary.outputs["nfc_session"] = str(opts.out / "nfc_session.json")
+
+
+def _discharge(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
+               progress: ProgressHook) -> None:
+    sim = ctx["prepared"].run(progress)
+    ctx["sim"] = sim
+    trace = sim.trace
+    summary.facts["virtual_test_h"] = round(float(trace.t_s[-1]) / 3600, 2)
+    summary.facts["load_on_to_off_h_truth"] = round((trace.load_off_s - trace.load_on_s) / 3600, 3)
+
+
+def _ble(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
+    from smartlogger.device.gatt import serve_loggers
+    from smartlogger.field import ble as fb
+    from smartlogger.field.ble_virtual import VirtualBleakClient, VirtualBleakScanner, VirtualRadio
+
+    loggers = ctx["sim"].loggers
+    n = len(loggers)
+    logs_dir = opts.out / "logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    done = 0
+
+    def on_done(serial: str, result: Any, error: str | None) -> None:
+        nonlocal done
+        done += 1
+        progress(done, n)
+
+    async def pull() -> fb.FleetOutcome:
+        async with VirtualRadio() as radio:
+            await serve_loggers(radio.link, loggers)
+            found = await fb.scan(10.0, backend=VirtualBleakScanner, until_count=n)
+            if len(found) != n:
+                raise DemoStepError("ble", f"scan found {len(found)} of {n} loggers")
+            options = fb.PullOptions(full=True, backend=VirtualBleakClient)
+            return await fb.pull_many(found, logs_dir, options, concurrency=opts.concurrency,
+                                      on_done=on_done)
+
+    # The phone's clock at the pull, on the loggers' virtual time: the end of the test.
+    sim = ctx["sim"]
+    pull_ms = sim.start_ms + int(round(float(sim.trace.t_s[-1]) * 1000))
+    with fb.phone_clock(lambda: pull_ms):
+        outcome = asyncio.run(pull())
+    if outcome.failures:
+        detail = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.failures.items()))
+        raise DemoStepError("ble", f"{len(outcome.failures)} of {n} pulls failed: {detail}")
+    unverified = [s for s, r in outcome.results.items() if not r.verified]
+    if unverified:
+        raise DemoStepError("ble", f"pulled chains did not verify for {', '.join(sorted(unverified))}")
+    files = sorted(logs_dir.glob("*.slog"))
+    if len(files) != n:
+        raise DemoStepError("ble", f"{len(files)} logfiles written for {n} loggers")
+    ctx["logfiles"] = files
+    summary.facts["ble_pulled"] = n
+    summary.facts["ble_bytes"] = sum(f.stat().st_size for f in files)
+    summary.outputs["logfiles"] = str(logs_dir)
+
+
+def _verify(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
+            progress: ProgressHook) -> None:
+    from smartlogger.logfile import verify_logfile
+
+    files: list[Path] = ctx["logfiles"]
+    reports = {}
+    for i, f in enumerate(files):
+        report = verify_logfile(f)
+        reports[f] = report
+        if report.status != "verified":
+            problems = "; ".join(str(p) for p in report.problems[:3])
+            raise DemoStepError("verify", f"{f.name}: {report.status}: {problems}")
+        progress(i + 1, len(files))
+    ctx["verify"] = reports
+    summary.facts["verified"] = len(reports)
+
+
+def _analyze(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
+             progress: ProgressHook) -> None:
+    from smartlogger.analysis.analyze import analyze_test
+    from smartlogger.analysis.inputs import TestMetadata, parse_load, read_datasheet_csv
+    from smartlogger.analysis.loading import load_test_logs
+
+    files: list[Path] = ctx["logfiles"]
+    logs = load_test_logs(files)
+    meta = TestMetadata(load=parse_load(opts.load), datasheet=read_datasheet_csv(DATASHEET),
+                        string_blocks=opts.blocks, test_id=ctx["test_id"])
+    result = analyze_test(logs, meta)
+    ctx["logs"] = logs
+    ctx["result"] = result
+    path = opts.out / "result.json"
+    path.write_text(result.to_json())
+    summary.outputs["result"] = str(path)
+    cap = result.capacity
+    summary.facts.update({
+        "discharge_h": round(result.discharge.duration_s / 3600, 3),
+        "end_reason": result.discharge.end_reason,
+        "capacity_pct": None if cap.capacity_pct is None else round(cap.capacity_pct, 1),
+        "capacity_method": cap.method,
+        "weakest": [
+            {"position": b.position, "serial": b.serial,
+             "capacity_pct": None if b.capacity_pct is None else round(b.capacity_pct, 1),
+             "replace": b.replace}
+            for b in sorted((b for b in result.blocks if b.rank is not None),
+                            key=lambda b: b.rank or 0)[: max(3, opts.weak)]
+        ],
+        "replace_blocks": [b.position for b in result.blocks if b.replace],
+        "yellow": sum(b.yellow for b in result.blocks),
+        "red": sum(b.red for b in result.blocks),
+        "alignment_uncertainty_ms": result.alignment_uncertainty_ms,
+    })
+
+
+def _workbooks(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
+               progress: ProgressHook) -> None:
+    from smartlogger.export.adapters import (
+        evidence_from_report,
+        logger_export_inputs,
+        string_report_inputs,
+    )
+    from smartlogger.export.logger_workbook import write_logger_workbook
+    from smartlogger.export.string_report import write_string_report
+
+    files: list[Path] = ctx["logfiles"]
+    evidence = [evidence_from_report(ctx["verify"][f], f.name) for f in files]
+    outcome, series, exceedances = string_report_inputs(ctx["result"], ctx["logs"], evidence)
+    report = opts.out / "report.xlsx"
+    write_string_report(report, outcome, series, exceedances=exceedances, evidence=evidence)
+    summary.outputs["string_report"] = str(report)
+    total = len(files) + 1
+    progress(1, total)
+    if opts.logger_workbooks:
+        wb_dir = opts.out / "workbooks"
+        wb_dir.mkdir(exist_ok=True)
+        for i, f in enumerate(files):
+            inputs = logger_export_inputs(f)
+            write_logger_workbook(wb_dir / (f.stem + ".xlsx"), inputs.series,
+                                  exceedances=inputs.exceedances, evidence=inputs.evidence)
+            progress(i + 2, total)
+        summary.outputs["logger_workbooks"] = str(wb_dir)
+
+
+def _api(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
+    from smartlogger.api.demo_sync import sync_demo_to_api
+
+    facts = sync_demo_to_api(opts.out, ctx["logfiles"], test_id=ctx["test_id"], load=opts.load,
+                             blocks=opts.blocks, rated_ah=opts.rated_ah, progress=progress)
+    summary.facts.update(facts)
+    summary.outputs["api_data"] = str(opts.out / "api")
+
+
+_STEP_FUNCS: dict[str, Callable[[DemoOptions, dict[str, Any], DemoSummary, ProgressHook], None]] = {
+    "simulate": _simulate,
+    "nfc": _nfc,
+    "discharge": _discharge,
+    "ble": _ble,
+    "verify": _verify,
+    "analyze": _analyze,
+    "workbooks": _workbooks,
+    "api": _api,
+}

@@ -1,0 +1,59 @@
+"""A bounded schemathesis run against the API's own OpenAPI document: zero 5xx, responses as documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from smartlogger.api.testing import api_env, simulated_logfiles
+
+EXAMPLES_PER_OPERATION = 10  # ~45 operations: the run stays around 10-20 s on this machine
+CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance)
+
+
+@pytest.mark.slow
+def test_openapi_fuzz_has_no_server_errors(tmp_path: Path) -> None:
+    failures: dict[tuple[str, str, str], str] = {}
+    calls = 0
+    with api_env("sqlite", tmp_path) as env:
+        c, h = env.client, env.a.headers("admin")
+        # Something to find at small ids, so successful responses are checked too.
+        site = c.post("/api/sites", headers=h, json={"name": "S"}).get_json()["id"]
+        system = c.post("/api/systems", headers=h, json={"site_id": site, "name": "U"}).get_json()["id"]
+        string = c.post("/api/strings", headers=h, json={"system_id": system, "name": "1", "blocks": 2}).get_json()
+        test = c.post("/api/tests", headers=h, json={"string_id": string["id"], "load": "50A"}).get_json()["id"]
+        for data in simulated_logfiles(2):
+            c.post(f"/api/logfiles?test_id={test}", headers=h, data=data, content_type="application/octet-stream")
+        env.wait_jobs()
+        schema = schemathesis.openapi.from_wsgi("/api/openapi.json", env.app)
+        operations = [res.ok() for res in schema.get_all_operations()]
+        assert len(operations) >= 40
+
+        for op in operations:
+            @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+            @given(case=op.as_strategy())
+            def run(case: schemathesis.Case) -> None:
+                nonlocal calls
+                calls += 1
+                resp = case.call(headers=h)
+                for check in CHECKS:
+                    try:
+                        case.validate_response(resp, checks=[check])
+                    except Exception as err:  # schemathesis raises a FailureGroup per failing check
+                        failures.setdefault((case.method, case.path, check.__name__),
+                                            f"{resp.status_code}: {str(err).splitlines()[0]}")
+
+            run()
+        env.wait_jobs()
+    assert calls >= 5 * len(operations)
+    assert failures == {}

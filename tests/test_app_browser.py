@@ -1,0 +1,420 @@
+"""The companion web app (app_stub/) in a real browser against a live ``smartlogger serve``.
+
+Debian's chromium (never a downloaded browser) is driven by Playwright on a phone-sized viewport.
+The module starts ``smartlogger serve`` on a free loopback port with a temporary data directory,
+creates the organisation, user and token with the API's admin functions, builds a site -> system
+-> string -> capacity test through the API and uploads simulated, signed logfiles (firmware model +
+logfile writer) whose thresholds give green, yellow and red blocks. The tests then use the app as
+a technician would and compare what it shows with the API's own answers. Screenshots of the main
+views are saved to docs/img/app_*.png (shown in docs/APP.md).
+
+The tests run in file order and share one browser context (sign-in once, the service worker
+installed once), as the app is used on one phone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+PHONE = {"width": 390, "height": 844}  # CSS px, a common phone viewport
+IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+# Severity -> block background in app.css (--green-bg, --yellow-bg, --red-bg), as computed RGB.
+BACKGROUND = {"green": "rgb(215, 240, 222)", "yellow": "rgb(255, 241, 168)", "red": "rgb(249, 211, 208)"}
+WARNING_STROKE, ALARM_STROKE = "#d35400", "#c0392b"  # chart.js COLOURS: orange, red
+
+if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+# ----------------------------------------------------------------------------- logfiles
+
+
+def thresholds() -> Any:
+    """Levels that split the simulated string into green, yellow and red blocks.
+
+    Seed 1 (six 12 V blocks, one weak, 50 A): the weak block falls through the low alarm (red);
+    the others end between 11.25 and 11.30 V and 26-29.4 degC, so a low warning at 11.25 V and a
+    high temperature warning at 29.0 degC catch exactly one of them briefly (yellow).
+    """
+    from smartlogger.model import Thresholds
+
+    return Thresholds(v_low_alarm_mv=10500, v_low_warn_mv=11250, v_high_warn_mv=14100, v_high_alarm_mv=14700,
+                      t_low_alarm_dc=0, t_low_warn_dc=50, t_high_warn_dc=290, t_high_alarm_dc=400)
+
+
+def make_logfiles(n_blocks: int, seed: int, test_id: str) -> list[bytes]:
+    """Signed logfiles of a simulated capacity test, one per logger, as the field tool pulls them."""
+    from smartlogger.device.sim import simulate_string_test
+    from smartlogger.device.store import MemoryStore
+    from smartlogger.logfile import LogfileMetadata, pull_logfile, simulated_credentials
+
+    st = simulate_string_test(n_blocks, weak=1, load="50A", rest_before_s=60, rest_after_s=60, seed=seed,
+                              thresholds=thresholds(), test_id=test_id,
+                              store_factory=lambda ident: MemoryStore(serial=ident.serial))
+    out = []
+    for lg in st.loggers:
+        meta = LogfileMetadata(block_label=lg.config.block_label, block_position=lg.config.block_position,
+                               test={"load": "50A", "test_id": test_id})
+        out.append(pull_logfile(simulated_credentials(lg.identity), lg.identity, lg.store,
+                                device_ms=lg.now_ms(), nonce=bytes(16), metadata=meta))
+    return out
+
+
+# ----------------------------------------------------------------------------- live server
+
+
+@dataclass
+class Live:
+    base: str
+    token: str
+    test_id: int
+    spare_test_id: int
+    logfiles: list[bytes]
+    spare: list[bytes]
+    files: Path
+
+    def api(self, method: str, path: str, body: bytes | dict[str, Any] | None = None,
+            ctype: str = "application/json") -> tuple[int, Any]:
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": ctype})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as err:
+            raw, status = err.read(), err.code
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw
+
+    def wait(self, path: str, ok: Any, timeout: float = 60.0) -> Any:
+        """Poll ``path`` until ``ok(json)``: the server's background jobs finish on their own time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = self.api("GET", path)
+            if status == 200 and ok(body):
+                return body
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path}: {status} {body}")
+            time.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve_command(data: Path, port: int) -> list[str]:
+    exe = shutil.which("smartlogger")
+    head = [exe] if exe else [sys.executable, "-c", "from smartlogger.cli import main; main()"]
+    return [*head, "serve", "--data", str(data), "--host", "127.0.0.1", "--port", str(port)]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    from smartlogger.api.admin import Admin
+
+    data = tmp_path_factory.mktemp("serve-data")
+    admin = Admin(f"sqlite:///{data / 'smartlogger.db'}")
+    admin.create_org("Acme Service")
+    admin.create_user("Acme Service", "tech@acme.example", "technician", name="Tina Technician")
+    token = admin.issue_token("tech@acme.example", label="browser test").token
+    admin.close()
+
+    port = _free_port()
+    log = (data / "serve.log").open("wb")
+    proc = subprocess.Popen(_serve_command(data, port), stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "SMARTLOGGER_RATE_LIMIT_PER_MINUTE": "0"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # readiness: the server answers its health probe
+            try:
+                with urllib.request.urlopen(base + "/api/health", timeout=2):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("smartlogger serve did not start: "
+                                       + (data / "serve.log").read_text(errors="replace")) from None
+                time.sleep(0.1)
+        with urllib.request.urlopen(base + "/app/", timeout=5) as resp:
+            assert resp.status == 200, "the API does not serve app_stub/ at /app/"
+
+        logfiles = make_logfiles(6, seed=1, test_id="T-2026-11")
+        spare = make_logfiles(2, seed=2, test_id="T-SPARE")
+        files = data / "phone-files"
+        files.mkdir()
+        live = Live(base, token, 0, 0, logfiles, spare, files)
+        _, site = live.api("POST", "/api/sites", {"name": "Plant North", "address": "Basement B2, Hall 3"})
+        _, system = live.api("POST", "/api/systems", {"site_id": site["id"], "name": "UPS A", "kind": "UPS"})
+        _, string = live.api("POST", "/api/strings", {"system_id": system["id"], "name": "String 1", "blocks": 6,
+                                                      "block_voltage_v": 12.0, "rated_ah": 100.0})
+        _, test = live.api("POST", "/api/tests", {"string_id": string["id"], "name": "Annual capacity test",
+                                                  "load": "50A", "rated_time": "2h"})
+        _, spare_test = live.api("POST", "/api/tests", {"string_id": string["id"], "name": "Spot check",
+                                                        "load": "50A", "blocks": 2})
+        live.test_id, live.spare_test_id = test["id"], spare_test["id"]
+        for blob in logfiles:
+            status, body = live.api("POST", f"/api/logfiles?test_id={test['id']}", blob, "application/octet-stream")
+            assert status == 201, body
+        live.wait(f"/api/tests/{test['id']}/report", lambda b: b["status"] == "ready")
+        yield live
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(live: Live) -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        ctx = b.new_context(viewport=PHONE, device_scale_factor=1, is_mobile=True, has_touch=True,
+                            accept_downloads=True)
+        ctx.set_default_timeout(15000)
+        yield ctx
+        ctx.close()
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, live: Live) -> Iterator[Any]:
+    p = browser.new_page()
+    problems: list[str] = []
+    p.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    p.on("pageerror", lambda e: problems.append(str(e)))
+    p.problems = problems
+    yield p
+
+
+def shot(page: Any, name: str, at: str | None = None) -> None:
+    """Save what the phone's screen shows (the viewport), scrolled to ``at`` if given."""
+    IMG.mkdir(parents=True, exist_ok=True)
+    if at:
+        page.locator(at).scroll_into_view_if_needed()
+        page.evaluate("sel => document.querySelector(sel).scrollIntoView({block: 'start'})", at)
+    page.screenshot(path=str(IMG / f"app_{name}.png"))
+
+
+def severity(block: dict[str, Any]) -> str:
+    """The worst exceedance class of a block of the API's result."""
+    return "red" if block["red"] else "yellow" if block["yellow"] else "green"
+
+
+def small_targets(page: Any, selector: str) -> list[str]:
+    """Visible elements matching ``selector`` smaller than 44 x 44 CSS px (touch target minimum)."""
+    found = page.eval_on_selector_all(selector, """els => els.filter(e => e.offsetParent !== null).map(e => {
+        const r = e.getBoundingClientRect();
+        return [e.textContent.trim().slice(0, 30), r.width, r.height];
+    })""")
+    return [f"{t!r} {w:.0f}x{h:.0f}" for t, w, h in found if w < 44 or h < 44]
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_sign_in_and_walk_sites_strings_tests(page: Any, live: Live) -> None:
+    page.goto(live.base + "/app/")
+    page.wait_for_url("**/app/#/signin")
+    shot(page, "signin")
+    page.fill("#token", "slt_not-a-real-token")
+    page.click("#signin")
+    assert "unknown token" in page.locator(".form-error").inner_text()
+    page.fill("#token", live.token)
+    page.click("#signin")
+    page.locator("#sites").get_by_text("Plant North").click()
+    page.get_by_role("heading", name="UPS A").wait_for()
+    shot(page, "site")
+    page.get_by_text("String 1").click()
+    page.get_by_text("Annual capacity test").wait_for()
+    assert page.get_by_text("Spot check").is_visible()
+    shot(page, "string")
+    page.get_by_text("Annual capacity test").click()
+    page.locator("#grid .block").first.wait_for()
+    assert page.locator(".crumbs").inner_text().split() [:3] == ["Sites", "›", "Plant"]
+    assert not small_targets(page, ".block, .tabs a, button, .crumbs a, .row")
+    # Registered service worker: the rest of the tests rely on it.
+    page.wait_for_function("document.documentElement.dataset.sw === 'ready'")
+
+
+def test_grid_colours_match_the_api_results(page: Any, live: Live) -> None:
+    _, res = live.api("GET", f"/api/tests/{live.test_id}/results")
+    blocks = res["result"]["blocks"]
+    expected = {b["serial"]: severity(b) for b in blocks}
+    assert set(expected.values()) == {"green", "yellow", "red"}, expected  # the fixture covers all classes
+    page.goto(f"{live.base}/app/#/tests/{live.test_id}")
+    page.locator("#grid .block").first.wait_for()
+    page.click("button[data-sort=position]")
+    cells = page.eval_on_selector_all("#grid .block", """els => els.map(e => ({
+        serial: e.dataset.serial, sev: e.dataset.severity, text: e.innerText,
+        bg: getComputedStyle(e).backgroundColor}))""")
+    assert [c["serial"] for c in cells] == [b["serial"] for b in sorted(blocks, key=lambda b: b["position"])]
+    words = {"green": "OK", "yellow": "Warning", "red": "Alarm"}
+    icons = {"green": "✔", "yellow": "⚠", "red": "✖"}
+    for c in cells:
+        sev = expected[c["serial"]]
+        assert c["sev"] == sev and c["bg"] == BACKGROUND[sev], c
+        # never colour alone: the icon and the word are in the cell
+        assert words[sev] in c["text"] and icons[sev] in c["text"], c
+        api_block = next(b for b in blocks if b["serial"] == c["serial"])
+        assert f"{api_block['capacity_pct']:.0f} %" in c["text"]
+    shot(page, "grid")
+    page.click("button[data-sort=capacity]")
+    weakest = page.eval_on_selector_all("#grid .block", "els => els.map(e => e.dataset.serial)")
+    assert weakest == [b["serial"] for b in sorted(blocks, key=lambda b: (b["capacity_pct"], b["position"]))]
+    page.click("button[data-sort=severity]")
+    worst = page.eval_on_selector_all("#grid .block", "els => els.map(e => e.dataset.severity)")
+    assert worst[0] == "red" and worst[-1] == "green"
+    page.click("button[data-sort=position]")
+
+
+def test_block_chart_shows_the_loggers_threshold_lines(page: Any, live: Live) -> None:
+    from smartlogger.logfile import config_history, read_logfile
+
+    _, res = live.api("GET", f"/api/tests/{live.test_id}/results")
+    red = next(b for b in res["result"]["blocks"] if b["red"])
+    page.goto(f"{live.base}/app/#/tests/{live.test_id}")
+    page.locator(f"#grid .block[data-serial='{red['serial']}']").click()
+    page.locator("#chart-voltage line.threshold").first.wait_for(state="attached")
+    blob = next(b for b in live.logfiles if read_logfile(b).identity.serial == red["serial"])
+    th = config_history(blob)[-1].config.thresholds
+    volts = page.eval_on_selector_all("#chart-voltage line.threshold", """els => els.map(e => [
+        e.dataset.kind, e.dataset.side, e.dataset.value, e.getAttribute('stroke')])""")
+    assert sorted(volts) == sorted([
+        ["alarm", "low", f"{th.v_low_alarm_mv / 1000:.2f}", ALARM_STROKE],
+        ["warning", "low", f"{th.v_low_warn_mv / 1000:.2f}", WARNING_STROKE],
+        ["warning", "high", f"{th.v_high_warn_mv / 1000:.2f}", WARNING_STROKE],
+        ["alarm", "high", f"{th.v_high_alarm_mv / 1000:.2f}", ALARM_STROKE]])
+    temps = page.eval_on_selector_all("#chart-temperature line.threshold",
+                                      "els => els.map(e => [e.dataset.kind, e.dataset.value])")
+    assert sorted(temps) == sorted([["alarm", f"{th.t_low_alarm_dc / 10:.1f}"], ["warning", f"{th.t_low_warn_dc / 10:.1f}"],
+                                    ["warning", f"{th.t_high_warn_dc / 10:.1f}"], ["alarm", f"{th.t_high_alarm_dc / 10:.1f}"]])
+    # The lines are inside the plot and the measured series is drawn (min/max reduced, not empty).
+    points = int(page.get_attribute("#chart-voltage polyline.series", "data-points") or 0)
+    assert points > 100
+    # The red exceedance of the analysis is listed with its icon and word, and shaded on the chart.
+    assert "Alarm" in page.locator("#exceedances .sev-red").first.inner_text()
+    assert page.locator("#chart-voltage rect.span-red").count() >= 1
+    shot(page, "block")
+    shot(page, "block_charts", at="#charts")
+
+
+def test_report_request_shows_progress_and_downloads(page: Any, live: Live, tmp_path: Path) -> None:
+    page.goto(f"{live.base}/app/#/tests/{live.test_id}")
+    page.locator("#report-button").wait_for()
+    with page.expect_download() as info:
+        page.click("#report-button")
+    download = info.value
+    assert download.suggested_filename == f"test-{live.test_id}-report.xlsx"
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    data = target.read_bytes()
+    _, state = live.api("GET", f"/api/tests/{live.test_id}/report")
+    assert hashlib.sha256(data).hexdigest() == state["sha256"]
+    assert "xl/workbook.xml" in zipfile.ZipFile(io.BytesIO(data)).namelist()
+    page.wait_for_function("document.querySelector('#report-status').textContent.includes('Report saved')")
+    assert page.locator("#report-steps .step-done").count() == 3
+    shot(page, "report", at="#report-button")
+
+
+def test_upload_made_offline_completes_when_back_online(page: Any, browser: Any, live: Live) -> None:
+    blob = live.spare[0]
+    sha = hashlib.sha256(blob).hexdigest()
+    path = live.files / "B1-spot-check.slog"
+    path.write_bytes(blob)
+    page.goto(f"{live.base}/app/#/uploads?test={live.spare_test_id}")
+    page.wait_for_function("document.documentElement.dataset.sw === 'ready'")
+    page.locator(f"#upload-test option[value='{live.spare_test_id}']").wait_for(state="attached")
+    assert page.input_value("#upload-test") == str(live.spare_test_id)
+    browser.set_offline(True)
+    try:
+        page.wait_for_function("!navigator.onLine")
+        page.set_input_files("#file-input", str(path))
+        item = page.locator("#upload-list li[data-name='B1-spot-check.slog']")
+        item.wait_for()
+        assert item.get_attribute("data-state") == "queued"
+        assert "Waiting" in item.inner_text() and "SIM-0001" in item.inner_text()
+        assert page.locator("#upload-badge").inner_text() == "1"
+        _, found = live.api("GET", f"/api/logfiles?sha256={sha}")
+        assert found == []  # nothing reached the server while offline
+        shot(page, "uploads_offline")
+    finally:
+        browser.set_offline(False)
+    page.locator("#upload-list li[data-name='B1-spot-check.slog'][data-state=done]").wait_for()
+    _, found = live.api("GET", f"/api/logfiles?sha256={sha}")
+    assert len(found) == 1 and found[0]["test_id"] == live.spare_test_id
+    assert page.locator("#upload-badge").is_hidden()
+    shot(page, "uploads_done")
+
+
+def test_shared_logfile_goes_through_the_share_target(page: Any, live: Live) -> None:
+    blob = live.spare[1]
+    sha = hashlib.sha256(blob).hexdigest()
+    path = live.files / "shared-B2.slog"
+    path.write_bytes(blob)
+    manifest = page.evaluate("fetch('manifest.webmanifest').then(r => r.json())")
+    target = manifest["share_target"]
+    # What the phone's share sheet does: a multipart POST navigation to the share target.
+    page.evaluate("""t => {
+        const f = document.createElement('form');
+        f.method = t.method; f.enctype = t.enctype; f.action = t.action; f.id = 'share-form';
+        const i = document.createElement('input'); i.type = 'file'; i.name = t.params.files[0].name; i.id = 'share-file';
+        f.appendChild(i); document.body.appendChild(f);
+    }""", target)
+    page.set_input_files("#share-file", str(path))
+    page.evaluate("document.getElementById('share-form').submit()")
+    page.wait_for_url("**/app/#/uploads?shared=1")
+    page.locator("#upload-list li[data-name='shared-B2.slog'][data-state=done]").wait_for()
+    assert "shared to the app" in page.locator("#upload-list li[data-name='shared-B2.slog']").inner_text()
+    _, found = live.api("GET", f"/api/logfiles?sha256={sha}")
+    assert len(found) == 1
+
+
+def test_what_was_loaded_works_offline(page: Any, browser: Any, live: Live) -> None:
+    browser.set_offline(True)
+    try:
+        page.goto(f"{live.base}/app/#/tests/{live.test_id}")  # the shell comes from the service worker
+        page.locator("#grid .block").first.wait_for()
+        assert page.locator(".notice-saved").is_visible()
+        assert page.locator("#net").inner_text().endswith("Offline")
+        assert page.locator("#grid .block").count() == 6
+        _, res = live.api("GET", f"/api/tests/{live.test_id}/results")
+        serial = next(b["serial"] for b in res["result"]["blocks"] if b["red"])
+        page.locator(f"#grid .block[data-serial='{serial}']").click()
+        page.locator("#chart-voltage line.threshold").first.wait_for(state="attached")  # logfile bytes from the cache
+        shot(page, "offline")
+    finally:
+        browser.set_offline(False)
+
+
+def test_no_console_errors_or_csp_violations(page: Any) -> None:
+    # Offline fetches that the app answered from its cache are logged by chromium as failed loads.
+    real = [p for p in page.problems if "net::ERR_INTERNET_DISCONNECTED" not in p and "Failed to load resource" not in p]
+    assert real == []
