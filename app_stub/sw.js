@@ -17,7 +17,7 @@
 
 importScripts("js/store.js");
 
-var VERSION = "2026-11-21.1";
+var VERSION = "2026-11-21.2"; // bump on every change of the app: old shell caches are dropped
 var SHELL_CACHE = "sl-shell-" + VERSION;
 var API_CACHE = "sl-api-v1";
 var SCOPE = new URL(self.registration.scope).pathname; // "/app/"
@@ -129,5 +129,4 @@ self.addEventListener("sync", function (event) {
 self.addEventListener("message", function (event) {
   var data = event.data || {};
   if (data.type === "flush") event.waitUntil(kick());
-  if (data.type === "signed-out") event.waitUntil(caches.delete(API_CACHE));
 });

@@ -28,7 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from smartlogger.api.admin import Admin
@@ -130,7 +129,7 @@ def run_concurrent(port: int, token: str, jobs: list[tuple[str, str, bytes | Non
 
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def main() -> None:
@@ -155,8 +154,8 @@ def main() -> None:
                            "concurrency": CONCURRENCY, "upload_bytes_mean": round(statistics.mean(map(len, uploads))),
                            "uploads": n_upload, "reads": n_read, "blocks": n_blocks,
                            "prepare_s": round(prep_s, 1)}
+    os.environ["SMARTLOGGER_TEST_DATABASE_URL"] = args.database_url  # database_url() makes a fresh schema in it
     with tempfile.TemporaryDirectory(prefix="sl-bench-api-") as data, database_url("postgresql") as (url, schema):
-        os.environ["SMARTLOGGER_TEST_DATABASE_URL"] = args.database_url
         admin = Admin(url, schema=schema)
         admin.create_org("Bench")
         admin.create_user("Bench", "tech@bench.example", "technician")
@@ -195,7 +194,7 @@ def main() -> None:
             status, body = c.request("POST", "/api/tests", json.dumps(
                 {"load": "50A", "rated_time": "2h", "blocks": n_blocks, "name": "bench"}).encode(), "application/json")
             tid = json.loads(body)["id"]
-            wall_up, _, codes = run_concurrent(port, token, [
+            _, _, codes = run_concurrent(port, token, [
                 ("POST", f"/api/logfiles?test_id={tid}", d, "application/octet-stream") for d in test_files])
             t_last = time.perf_counter()
             out["test_upload_errors"] = sum(1 for c in codes if c != 201)
@@ -204,12 +203,13 @@ def main() -> None:
                 state = json.loads(body)
                 if status == 200 and state["status"] == "ready":
                     break
-                if status == 200 and state["status"] == "failed" or time.perf_counter() - t_last > 900:
+                if (status == 200 and state["status"] == "failed") or time.perf_counter() - t_last > 900:
                     raise RuntimeError(f"report not ready: {state}")
                 time.sleep(0.1)
             out["results_ready_s"] = round(time.perf_counter() - t_last, 2)
             status, body = c.request("GET", f"/api/tests/{tid}/results")
             assert status == 200 and len(json.loads(body)["result"]["blocks"]) == n_blocks
+            out["read_body_bytes"] = len(body)
 
             # --- reads
             wall, lat, codes = run_concurrent(port, token, [

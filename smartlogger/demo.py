@@ -216,7 +216,7 @@ def _ble(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress:
 
     # The phone's clock at the pull, on the loggers' virtual time: the end of the test.
     sim = ctx["sim"]
-    pull_ms = sim.start_ms + int(round(float(sim.trace.t_s[-1]) * 1000))
+    pull_ms = sim.start_ms + round(float(sim.trace.t_s[-1]) * 1000)
     with fb.phone_clock(lambda: pull_ms):
         outcome = asyncio.run(pull())
     if outcome.failures:

@@ -16,7 +16,6 @@ import re
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Union
 
 from smartlogger.errors import ConfigError
 
@@ -75,7 +74,7 @@ def _generation(value: object) -> Generation:
 # --------------------------------------------------------------------------- block types
 
 
-class Chemistry(str, enum.Enum):
+class Chemistry(enum.StrEnum):
     """Cell chemistry of a block."""
 
     VRLA = "vrla"  # valve-regulated lead-acid (AGM/GEL)
@@ -136,7 +135,7 @@ class BlockType:
             object.__setattr__(self, "chemistry", Chemistry.parse(str(self.chemistry)))
         if not 1 <= self.cells <= 24:
             raise ConfigError("block_type.cells", f"{self.cells} cells is outside 1..24")
-        self.measuring_class_mv  # raises if no class fits
+        _ = self.measuring_class_mv  # raises if no class fits
 
     @property
     def nominal_mv(self) -> int:
@@ -146,7 +145,11 @@ class BlockType:
     def measuring_class_mv(self) -> int:
         """The logger measuring class this block uses (nearest class whose range holds nominal)."""
         nominal = self.nominal_mv
-        fits = [c for c, (lo, hi) in MEASURING_RANGE_MV.items() if lo <= nominal <= hi]
+        # A block must fit with headroom both ways: 120 % of nominal for charging (2.4 V/cell
+        # lead-acid boost, 1.45 V/cell NiCd) and 90 % for warnings above the end voltage.
+        # An 8 V lead-acid block or a 4-cell NiCd block fits no class.
+        fits = [c for c, (lo, hi) in MEASURING_RANGE_MV.items()
+                if lo * 10 <= nominal * 9 and nominal * 6 <= hi * 5]
         if not fits:
             raise ConfigError(
                 "block_type",
@@ -173,17 +176,17 @@ class BlockType:
 # --------------------------------------------------------------------------- thresholds
 
 
-class Quantity(str, enum.Enum):
+class Quantity(enum.StrEnum):
     VOLTAGE = "voltage"
     TEMPERATURE = "temperature"
 
 
-class Side(str, enum.Enum):
+class Side(enum.StrEnum):
     LOW = "low"
     HIGH = "high"
 
 
-class Level(str, enum.Enum):
+class Level(enum.StrEnum):
     WARNING = "warning"  # shown yellow/orange
     ALARM = "alarm"  # shown red
 
@@ -484,4 +487,4 @@ class DischargeSummary:
 
 
 #: Everything a logger writes to its log. Every record has a ``t_ms``.
-Record = Union[SampleBlock, Event, ConfigChange, ClockSet, DailySummary, DischargeSummary]
+Record = SampleBlock | Event | ConfigChange | ClockSet | DailySummary | DischargeSummary

@@ -26,6 +26,11 @@ def _error(resp: object, status: int, code: str) -> dict[str, str]:
 
 def test_public_endpoints_and_openapi(env: ApiEnv) -> None:
     c = env.client
+    assert c.get("/").headers["Location"] == "/app/"
+    app = c.get("/app/")
+    assert app.status_code == 200 and b"<html" in app.data.lower()
+    assert c.get("/app/manifest.webmanifest").headers["Content-Type"] == "application/manifest+json"
+    assert c.get("/app/../pyproject.toml").status_code == 404
     assert c.get("/api/health").get_json()["status"] == "ok"
     spec = c.get("/api/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
@@ -93,6 +98,9 @@ def test_battery_hierarchy_crud(env: ApiEnv) -> None:
     # A test on the string takes its block count.
     t = c.post("/api/tests", headers=tech, json={"string_id": string["id"], "load": "50A", "rated_time": "2h"})
     assert t.status_code == 201 and t.get_json()["blocks"] == 6 and t.get_json()["status"] == "collecting"
+    c.post("/api/tests", headers=tech, json={"load": "50A", "blocks": 2})  # not on this string
+    on_string = c.get(f"/api/tests?string_id={string['id']}", headers=viewer).get_json()
+    assert [x["id"] for x in on_string] == [t.get_json()["id"]]
     # Deleting is admin only, cascades to the children, and is audited.
     _error(c.delete(f"/api/sites/{site['id']}", headers=tech), 403, "forbidden")
     assert c.delete(f"/api/sites/{site['id']}", headers=admin).status_code == 204

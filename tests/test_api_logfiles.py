@@ -175,6 +175,34 @@ def test_delete_logfile_is_admin_only_and_audited(env: ApiEnv, logfiles: list[by
     assert c.delete(f"/api/logfiles/{lf['id']}", headers=env.a.headers("technician")).status_code == 403
     assert c.delete(f"/api/logfiles/{lf['id']}", headers=env.a.headers("admin")).status_code == 204
     assert c.get(f"/api/logfiles/{lf['id']}", headers=env.a.headers("admin")).status_code == 404
-    assert len(_blobs(env)) == 1  # B still holds the same bytes
+    assert c.get(f"/api/logfiles?sha256={lf['sha256']}", headers=env.b.headers("viewer")).get_json() != []
+    assert len(_blobs(env)) == 1  # the bytes are never deleted with a record (B holds them too)
     audit = c.get("/api/audit?action=delete", headers=env.a.headers("admin")).get_json()
     assert audit[0]["sha256"] == lf["sha256"] and audit[0]["object_type"] == "logfile"
+
+
+def test_concurrent_uploads_of_one_new_logger_and_of_the_same_bytes(env: ApiEnv, logfiles: list[bytes]) -> None:
+    """Races: many files of a logger nobody has seen, and the same bytes at once -> one row each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from smartlogger.logfile import LogfileMetadata, read_logfile
+    from smartlogger.logfile.tamper import rebuild
+
+    lf = read_logfile(logfiles[3])
+    variants = []
+    for i in range(6):
+        lf.metadata = LogfileMetadata(test={"copy": str(i)})
+        variants.append(rebuild(lf))
+    bodies = variants + [variants[0]] * 4
+    h = env.a.headers("technician")
+
+    def post(data: bytes) -> tuple[int, int]:
+        r = env.app.test_client().post("/api/logfiles", headers=h, data=data, content_type=OCTET)
+        assert r.status_code in (200, 201), r.get_json()
+        return r.status_code, r.get_json()["id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(post, bodies))
+    assert sorted(code for code, _ in results).count(201) == 6
+    assert len({i for _, i in results}) == 6
+    assert _count(env, Logfile) == 6 and _count(env, Logger) == 1

@@ -160,3 +160,94 @@ def test_thread_runner_recovers_jobs_lost_in_a_restart(tmp_path: Path) -> None:
         finally:
             app2.extensions["smartlogger_jobs"].close()
             app2.extensions["smartlogger_db"].dispose()
+
+
+def test_token_cache_forgets_revoked_tokens_and_changed_users_at_once(tmp_path: Path) -> None:
+    with api_env("sqlite", tmp_path, AUTH_CACHE_SECONDS=300) as env:
+        c, admin = env.client, env.a.headers("admin")
+        tok = c.post("/api/tokens", headers=env.a.headers("technician"), json={}).get_json()
+        h = {"Authorization": f"Bearer {tok['token']}"}
+        assert c.post("/api/sites", headers=h, json={"name": "x"}).status_code == 201  # cached now
+        c.patch(f"/api/users/{env.a.user_ids['technician']}", headers=admin, json={"role": "viewer"})
+        assert c.post("/api/sites", headers=h, json={"name": "y"}).status_code == 403
+        c.delete(f"/api/tokens/{tok['id']}", headers=admin)
+        assert c.get("/api/me", headers=h).status_code == 401
+        # Revoked elsewhere (the CLI): honoured once the cache entry ages out (300 s here).
+        viewer = env.a.headers("viewer")
+        assert c.get("/api/me", headers=viewer).status_code == 200
+        env.admin.revoke_token(next(t["id"] for t in c.get("/api/tokens", headers=admin).get_json()
+                                    if t["user_id"] == env.a.user_ids["viewer"]))
+        assert c.get("/api/me", headers=viewer).status_code == 200
+        env.app.extensions["smartlogger_tokencache"].ttl_s = 0
+        assert c.get("/api/me", headers=viewer).status_code == 401
+
+
+def test_results_etag(tmp_path: Path) -> None:
+    with api_env("sqlite", tmp_path) as env:
+        c, h = env.client, env.a.headers("technician")
+        tid = c.post("/api/tests", headers=h, json={"load": "50A", "blocks": 2, "rated_time": "2h"}).get_json()["id"]
+        for data in simulated_logfiles(2):
+            c.post(f"/api/logfiles?test_id={tid}", headers=h, data=data, content_type="application/octet-stream")
+        env.wait_jobs()
+        r = c.get(f"/api/tests/{tid}/results", headers=h)
+        assert r.status_code == 200 and r.headers["ETag"].strip('"') == r.get_json()["inputs_sha256"]
+        again = c.get(f"/api/tests/{tid}/results", headers={**h, "If-None-Match": r.headers["ETag"]})
+        assert again.status_code == 304 and again.data == b""
+
+
+def test_behind_a_reverse_proxy_the_client_address_is_audited(tmp_path: Path) -> None:
+    from smartlogger.api.testing import simulated_logfiles as sl
+
+    with api_env("sqlite", tmp_path, PROXY_FIX=1) as env:
+        c = env.client
+        c.post("/api/logfiles", headers=env.a.headers("technician", **{"X-Forwarded-For": "203.0.113.7"}),
+               data=sl(1)[0], content_type="application/octet-stream")
+        event = c.get("/api/audit", headers=env.a.headers("admin")).get_json()[0]
+        assert event["action"] == "upload" and event["remote_addr"] == "203.0.113.7"
+
+
+def test_a_queue_outage_fails_the_job_not_the_upload(tmp_path: Path) -> None:
+    from smartlogger.api.jobs import RQRunner
+
+    with api_env("sqlite", tmp_path) as env:
+        dead = RQRunner("redis://127.0.0.1:1/0")  # nothing listens on port 1: a real refused connection
+        threads = env.app.extensions["smartlogger_jobs"]
+        env.app.extensions["smartlogger_jobs"] = dead
+        try:
+            c, h = env.client, env.a.headers("technician")
+            tid = c.post("/api/tests", headers=h, json={"load": "50A", "blocks": 1}).get_json()["id"]
+            r = c.post(f"/api/logfiles?test_id={tid}", headers=h, data=simulated_logfiles(1)[0],
+                       content_type="application/octet-stream")
+            assert r.status_code == 201  # the logfile is kept
+            test = c.get(f"/api/tests/{tid}", headers=h).get_json()
+            assert test["status"] == "failed"
+            job = c.post(f"/api/tests/{tid}/analyse", headers=h).get_json()
+            assert job["status"] == "failed" and "could not queue" in job["error"]
+        finally:
+            dead.close()
+            env.app.extensions["smartlogger_jobs"] = threads
+
+
+def test_receipt_signature_covers_every_field() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from smartlogger.api.receipts import ServerKey, verify_receipt
+
+    key = ServerKey(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+    values = st.one_of(st.integers(-(2**53), 2**53), st.text(max_size=20), st.booleans(), st.none())
+
+    @settings(max_examples=60, deadline=None)
+    @given(body=st.dictionaries(st.text(min_size=1, max_size=10), values, min_size=1, max_size=8),
+           data=st.data())
+    def check(body: dict[str, object], data: st.DataObject) -> None:
+        sig = key.sign(body)
+        assert verify_receipt(body, sig, key.public_raw)
+        assert verify_receipt(dict(reversed(list(body.items()))), sig, key.public_pem())  # order-free
+        field = data.draw(st.sampled_from(sorted(body)))
+        changed = {**body, field: data.draw(values.filter(lambda v: v != body[field] or type(v) is not type(body[field])))}
+        if changed != body:
+            assert not verify_receipt(changed, sig, key.public_raw)
+
+    check()

@@ -180,3 +180,28 @@ def test_cli_admin_then_sync(server: tuple[ApiEnv, str, FlakyMiddleware], tmp_pa
     (work / "broken.slog").write_bytes(b"\x89SLOG\r\n\x1a\x02\x00")
     out = runner.invoke(main, ["sync", "--api", url, "--token", token, "--dir", str(work)])
     assert out.exit_code == 4 and "rejected" in out.output
+
+
+def test_test_metadata_edits_are_sent_and_a_refused_test_holds_its_logfiles(
+        server: tuple[ApiEnv, str, FlakyMiddleware], tmp_path: Path, logfiles: list[bytes]) -> None:
+    env, url, _ = server
+    token = env.a.tokens["technician"]
+    work = _work_folder(tmp_path, logfiles)
+    meta_file = next(work.rglob("test.json"))
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "load": "lots of amps"}))
+    refused = SyncClient(url, token, work).run()
+    assert refused.rejected and "load" in refused.rejected[0]["message"]
+    assert refused.uploaded == 0 and refused.pending == 2  # the test's files wait for it
+    c, h = env.client, env.a.headers("viewer")
+    assert c.get("/api/tests", headers=h).get_json() == []
+    meta_file.write_text(json.dumps(meta))  # fixed on the phone
+    fixed = SyncClient(url, token, work).run()
+    assert (fixed.tests, fixed.uploaded, fixed.pending, fixed.rejected) == (1, 2, 0, [])
+    # A later edit of the test's metadata is sent as a PATCH of the same test.
+    meta_file.write_text(json.dumps({**meta, "rated_time": "3h", "metadata": {"site": "DC-2"}}))
+    edited = SyncClient(url, token, work).run()
+    assert (edited.tests, edited.uploaded, edited.rejected) == (0, 0, [])
+    tests = c.get("/api/tests", headers=h).get_json()
+    assert len(tests) == 1 and tests[0]["rated_time"] == "3h" and tests[0]["metadata"] == {"site": "DC-2"}
+    assert tests[0]["logfiles"] == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,3 +133,46 @@ def test_query_layer_filters_unfiltered_selects(world: tuple[ApiEnv, dict[str, i
             select(func.count()).select_from(Logfile).where(Logfile.org_id == env.b.org_id))
     with db.system_session() as s:  # system code (jobs, CLI) sees everything
         assert s.scalar(select(Logfile).where(Logfile.id == ids["logfile_id"])) is not None
+
+
+@pytest.mark.parametrize("kind", backends())
+def test_customer_viewer_sees_only_that_customers_batteries(kind: str, tmp_path: Path,
+                                                           logfiles: list[bytes]) -> None:
+    with api_env(kind, tmp_path) as env:
+        c, tech = env.client, env.a.headers("technician")
+        ids: dict[str, dict[str, int]] = {}
+        for customer in ("Bank", "Hospital"):
+            site = c.post("/api/sites", headers=tech, json={"name": f"{customer} DC", "customer": customer}).get_json()
+            system = c.post("/api/systems", headers=tech, json={"site_id": site["id"], "name": "UPS"}).get_json()
+            string = c.post("/api/strings", headers=tech, json={"system_id": system["id"], "name": "S",
+                                                                 "blocks": 1}).get_json()
+            test = c.post("/api/tests", headers=tech, json={"string_id": string["id"], "load": "50A"}).get_json()
+            data = logfiles[0] if customer == "Bank" else logfiles[1]
+            lf = c.post(f"/api/logfiles?test_id={test['id']}", headers=tech, data=data, content_type=OCTET).get_json()
+            ids[customer] = {"site_id": site["id"], "system_id": system["id"], "string_id": string["id"],
+                             "test_id": test["id"], "logfile_id": lf["id"], "logger_id": lf["logger_id"]}
+        env.wait_jobs()
+        admin = env.a.headers("admin")
+        bad = c.post("/api/users", headers=admin, json={"email": "x@bank.example", "role": "technician",
+                                                         "customer": "Bank"})
+        assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "customer"
+        user = c.post("/api/users", headers=admin, json={"email": "it@bank.example", "role": "viewer",
+                                                          "customer": "Bank"}).get_json()
+        token = c.post("/api/tokens", headers=admin, json={"user_id": user["id"]}).get_json()["token"]
+        h = {"Authorization": f"Bearer {token}"}
+        mine, theirs = ids["Bank"], ids["Hospital"]
+        assert [s["id"] for s in c.get("/api/sites", headers=h).get_json()] == [mine["site_id"]]
+        assert [t["id"] for t in c.get("/api/tests", headers=h).get_json()] == [mine["test_id"]]
+        assert [lf["id"] for lf in c.get("/api/logfiles", headers=h).get_json()] == [mine["logfile_id"]]
+        assert [lg["id"] for lg in c.get("/api/loggers", headers=h).get_json()] == [mine["logger_id"]]
+        for path in ("/api/sites/{site_id}", "/api/systems/{system_id}", "/api/strings/{string_id}",
+                     "/api/strings/{string_id}/positions", "/api/tests/{test_id}", "/api/tests/{test_id}/results",
+                     "/api/tests/{test_id}/logfiles", "/api/logfiles/{logfile_id}",
+                     "/api/logfiles/{logfile_id}/content", "/api/logfiles/{logfile_id}/receipt",
+                     "/api/loggers/{logger_id}", "/api/tests/{test_id}/report"):
+            assert c.get(path.format(**mine), headers=h).status_code == 200, path
+            r = c.get(path.format(**theirs), headers=h)
+            assert r.status_code == 404, (path, r.get_json())
+        assert c.post(f"/api/tests/{theirs['test_id']}/report", headers=h).status_code == 404
+        # The service company's own viewer (no customer) still sees both.
+        assert len(c.get("/api/sites", headers=env.a.headers("viewer")).get_json()) == 2

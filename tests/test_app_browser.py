@@ -45,6 +45,7 @@ WARNING_STROKE, ALARM_STROKE = "#d35400", "#c0392b"  # chart.js COLOURS: orange,
 if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
 
 
 # ----------------------------------------------------------------------------- logfiles
@@ -221,6 +222,8 @@ def shot(page: Any, name: str, at: str | None = None) -> None:
         page.locator(at).scroll_into_view_if_needed()
         page.evaluate("sel => document.querySelector(sel).scrollIntoView({block: 'start'})", at)
     page.screenshot(path=str(IMG / f"app_{name}.png"))
+    # Mobile-first: no view may be wider than the phone (no sideways scrolling).
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
 
 
 def severity(block: dict[str, Any]) -> str:
@@ -246,7 +249,7 @@ def test_sign_in_and_walk_sites_strings_tests(page: Any, live: Live) -> None:
     shot(page, "signin")
     page.fill("#token", "slt_not-a-real-token")
     page.click("#signin")
-    assert "unknown token" in page.locator(".form-error").inner_text()
+    expect(page.locator(".form-error")).to_contain_text("unknown token")
     page.fill("#token", live.token)
     page.click("#signin")
     page.locator("#sites").get_by_text("Plant North").click()
@@ -258,10 +261,10 @@ def test_sign_in_and_walk_sites_strings_tests(page: Any, live: Live) -> None:
     shot(page, "string")
     page.get_by_text("Annual capacity test").click()
     page.locator("#grid .block").first.wait_for()
-    assert page.locator(".crumbs").inner_text().split() [:3] == ["Sites", "›", "Plant"]
+    expect(page.locator(".crumbs")).to_have_text("Sites›Plant North›String 1›Annual capacity test")
     assert not small_targets(page, ".block, .tabs a, button, .crumbs a, .row")
     # Registered service worker: the rest of the tests rely on it.
-    page.wait_for_function("document.documentElement.dataset.sw === 'ready'")
+    page.locator("html[data-sw=ready]").wait_for(state="attached")
 
 
 def test_grid_colours_match_the_api_results(page: Any, live: Live) -> None:
@@ -326,11 +329,32 @@ def test_block_chart_shows_the_loggers_threshold_lines(page: Any, live: Live) ->
     shot(page, "block_charts", at="#charts")
 
 
-def test_report_request_shows_progress_and_downloads(page: Any, live: Live, tmp_path: Path) -> None:
+def test_report_request_shows_progress_and_downloads(page: Any, browser: Any, live: Live, tmp_path: Path) -> None:
+    # The server built this report right after the analysis, so it answers "ready" at once. To see
+    # the app follow a job, its first two answers are the real ones with the status of a job
+    # still waiting and then running (a state a live server cannot be held in on demand).
+    answers: list[str] = []
+
+    def job_in_progress(route: Any, request: Any) -> None:
+        real = route.fetch()
+        body = real.json()
+        if len(answers) < 2:
+            body["status"] = body["job"]["status"] = ("queued", "running")[len(answers)]
+            body["download"] = body["id"] = body["sha256"] = body["size"] = None
+        answers.append(f"{request.method} {body['status']}")
+        route.fulfill(response=real, json=body)
+
+    browser.route(f"**/api/tests/{live.test_id}/report", job_in_progress)
     page.goto(f"{live.base}/app/#/tests/{live.test_id}")
     page.locator("#report-button").wait_for()
     with page.expect_download() as info:
         page.click("#report-button")
+        page.locator("#report-steps", has_text="Waiting for a worker").wait_for()
+        page.locator("#report-steps", has_text="Building the workbook").wait_for()
+        assert page.locator("#report-progress").get_attribute("value") is None  # indeterminate while the job runs
+        shot(page, "report_running", at="#report-button")
+    browser.unroute(f"**/api/tests/{live.test_id}/report")
+    assert answers == ["POST queued", "GET running", "GET ready"]
     download = info.value
     assert download.suggested_filename == f"test-{live.test_id}-report.xlsx"
     target = tmp_path / download.suggested_filename
@@ -339,7 +363,7 @@ def test_report_request_shows_progress_and_downloads(page: Any, live: Live, tmp_
     _, state = live.api("GET", f"/api/tests/{live.test_id}/report")
     assert hashlib.sha256(data).hexdigest() == state["sha256"]
     assert "xl/workbook.xml" in zipfile.ZipFile(io.BytesIO(data)).namelist()
-    page.wait_for_function("document.querySelector('#report-status').textContent.includes('Report saved')")
+    page.locator("#report-status", has_text="Report saved").wait_for()
     assert page.locator("#report-steps .step-done").count() == 3
     shot(page, "report", at="#report-button")
 
@@ -350,27 +374,39 @@ def test_upload_made_offline_completes_when_back_online(page: Any, browser: Any,
     path = live.files / "B1-spot-check.slog"
     path.write_bytes(blob)
     page.goto(f"{live.base}/app/#/uploads?test={live.spare_test_id}")
-    page.wait_for_function("document.documentElement.dataset.sw === 'ready'")
+    page.locator("html[data-sw=ready]").wait_for(state="attached")
     page.locator(f"#upload-test option[value='{live.spare_test_id}']").wait_for(state="attached")
     assert page.input_value("#upload-test") == str(live.spare_test_id)
     browser.set_offline(True)
     try:
-        page.wait_for_function("!navigator.onLine")
+        page.locator("#net.net-off").wait_for()
         page.set_input_files("#file-input", str(path))
         item = page.locator("#upload-list li[data-name='B1-spot-check.slog']")
         item.wait_for()
         assert item.get_attribute("data-state") == "queued"
         assert "Waiting" in item.inner_text() and "SIM-0001" in item.inner_text()
-        assert page.locator("#upload-badge").inner_text() == "1"
+        expect(page.locator("#upload-badge")).to_have_text("1")
+        # Chromium has Background Sync: the worker is asked to retry on its own, even if the page closes.
+        assert "sl-upload" in page.evaluate("navigator.serviceWorker.ready.then(r => r.sync.getTags())")
+        # A file that is not a logfile is refused on the phone, before it is queued.
+        junk = live.files / "photo.jpg"
+        junk.write_bytes(b"\xff\xd8\xff\xe0 not a logfile")
+        page.set_input_files("#file-input", str(junk))
+        page.locator("#upload-message", has_text="photo.jpg").wait_for()
+        assert "not a smartlogger logfile" in page.locator("#upload-message").inner_text()
+        assert page.locator("#upload-list li[data-name='photo.jpg']").count() == 0
         _, found = live.api("GET", f"/api/logfiles?sha256={sha}")
         assert found == []  # nothing reached the server while offline
         shot(page, "uploads_offline")
+        # The queue outlives the page: reopened offline (shell from the service worker), it is still there.
+        page.reload()
+        page.locator("#upload-list li[data-name='B1-spot-check.slog'][data-state=queued]").wait_for()
     finally:
         browser.set_offline(False)
     page.locator("#upload-list li[data-name='B1-spot-check.slog'][data-state=done]").wait_for()
     _, found = live.api("GET", f"/api/logfiles?sha256={sha}")
     assert len(found) == 1 and found[0]["test_id"] == live.spare_test_id
-    assert page.locator("#upload-badge").is_hidden()
+    expect(page.locator("#upload-badge")).to_be_hidden()
     shot(page, "uploads_done")
 
 
@@ -397,21 +433,51 @@ def test_shared_logfile_goes_through_the_share_target(page: Any, live: Live) -> 
     assert len(found) == 1
 
 
+def test_damaged_logfile_is_rejected_with_the_servers_reason(page: Any, live: Live) -> None:
+    blob = live.spare[0]
+    path = live.files / "B1-damaged.slog"
+    path.write_bytes(blob[: len(blob) // 2])  # right magic bytes, cut in the middle (a broken transfer)
+    page.goto(f"{live.base}/app/#/uploads")
+    page.set_input_files("#file-input", str(path))
+    expect(page.locator("#upload-message")).to_contain_text("the server will decide")
+    item = page.locator("#upload-list li[data-name='B1-damaged.slog'][data-state=rejected]")
+    item.wait_for()
+    status, body = live.api("POST", "/api/logfiles", blob[: len(blob) // 2], "application/octet-stream")
+    assert status == 422
+    text = item.inner_text()
+    assert "Rejected" in text and body["error"]["message"] in text and "HTTP 422" in text
+    item.get_by_role("button", name="Remove").click()
+    expect(page.locator("#upload-list li[data-name='B1-damaged.slog']")).to_have_count(0)
+
+
 def test_what_was_loaded_works_offline(page: Any, browser: Any, live: Live) -> None:
     browser.set_offline(True)
     try:
         page.goto(f"{live.base}/app/#/tests/{live.test_id}")  # the shell comes from the service worker
         page.locator("#grid .block").first.wait_for()
-        assert page.locator(".notice-saved").is_visible()
-        assert page.locator("#net").inner_text().endswith("Offline")
+        expect(page.locator(".notice-saved")).to_be_visible()
+        expect(page.locator("#net")).to_have_text("○ Offline")
         assert page.locator("#grid .block").count() == 6
+        shot(page, "offline")
         _, res = live.api("GET", f"/api/tests/{live.test_id}/results")
         serial = next(b["serial"] for b in res["result"]["blocks"] if b["red"])
         page.locator(f"#grid .block[data-serial='{serial}']").click()
         page.locator("#chart-voltage line.threshold").first.wait_for(state="attached")  # logfile bytes from the cache
-        shot(page, "offline")
     finally:
         browser.set_offline(False)
+
+
+def test_sign_out_forgets_the_token_and_the_saved_answers(page: Any, live: Live) -> None:
+    page.goto(f"{live.base}/app/#/account")
+    expect(page.locator("#me-email")).to_have_text("tech@acme.example")
+    shot(page, "account")
+    assert page.evaluate("caches.has('sl-api-v1')")
+    page.click("#signout")
+    page.wait_for_url("**/app/#/signin")
+    assert not page.evaluate("caches.has('sl-api-v1')")
+    page.goto(f"{live.base}/app/#/tests/{live.test_id}")
+    page.wait_for_url("**/app/#/signin")  # nothing of the test without a token
+    assert page.locator("#grid").count() == 0
 
 
 def test_no_console_errors_or_csp_violations(page: Any) -> None:

@@ -299,3 +299,12 @@ def test_cli_flash_info_and_flash_read(tmp_path) -> None:  # type: ignore[no-unt
     assert report.chain_intact is True
     assert [(s.first_seq, s.next_seq) for s in report.streams] == [
         (0, len(recs)), (0, store.chain_head(1)[0])]
+
+
+def test_bind_serial_refuses_another_loggers_flash() -> None:
+    from smartlogger.errors import StoreError
+
+    store = BlackboxStore.create(IDENT, geometry=SMALL)
+    store.bind_serial("SIM-0042")
+    with pytest.raises(StoreError, match="belongs to logger SIM-0042, not SIM-0043"):
+        store.bind_serial("SIM-0043")

@@ -169,3 +169,15 @@ def test_image_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "bad.img").write_bytes(b"XXXXXXXX" + raw[8:])
     with pytest.raises(ImageError, match="at byte 0"):
         NorFlash.load(tmp_path / "bad.img")
+
+
+def test_blank_chip_is_sparse_and_erase_gives_memory_back() -> None:
+    f = NorFlash(W25Q64)
+    assert f.resident_sectors() == 0 and f.is_blank(2047)
+    f.program(2047 * 4096 + 10, b"\x12\x34")
+    assert f.resident_sectors() == 1 and not f.is_blank(2047)
+    twin = f.clone()
+    assert twin.read(2047 * 4096 + 10, 2) == b"\x12\x34" and twin.resident_sectors() == 1
+    f.erase_sector(2047)
+    assert f.resident_sectors() == 0 and f.read(2047 * 4096, 4096) == b"\xff" * 4096
+    assert twin.read(2047 * 4096 + 10, 2) == b"\x12\x34"  # the clone is independent

@@ -181,14 +181,15 @@ def _all_block_types() -> list[BlockType]:
 @pytest.mark.parametrize("bt", _all_block_types(), ids=lambda b: b.describe())
 def test_default_thresholds_valid_where_possible(bt: BlockType) -> None:
     lo, hi = bt.measuring_range_mv
-    if not lo < bt.nominal_mv < hi:
-        # nominal on the range edge (4-cell lead-acid, 8 V in the 6 V class): no valid
-        # high warning exists, and the error names it
-        with pytest.raises(ConfigError) as ei:
-            LoggerConfig.default_for(bt, 100.0)
-        assert ei.value.field.startswith("thresholds.v_")
-        return
+    assert lo < bt.nominal_mv < hi
     LoggerConfig.default_for(bt, 100.0)  # validates
+
+
+def test_block_without_charging_headroom_fits_no_class() -> None:
+    # 4-cell lead-acid (8 V) would sit on the top edge of the 6 V class (4.8-8.0 V)
+    with pytest.raises(ConfigError) as ei:
+        BlockType(Chemistry.VRLA, 4)
+    assert ei.value.field == "block_type" and "fits no measuring range" in str(ei.value)
 
 
 def test_default_12v_lead_acid_is_gen1_empty_level() -> None:

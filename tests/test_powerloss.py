@@ -28,6 +28,7 @@ from smartlogger.model import (
     Generation,
     LoggerIdentity,
     Quantity,
+    Record,
     SampleBlock,
     Side,
 )
@@ -112,3 +113,38 @@ def test_sweep_with_bad_sectors() -> None:
                          bad_sectors=frozenset({5, 12}), points=set(range(0, 4000, 3)))
     assert r.main_wraps > 1.5
     _assert_clean(r)
+
+
+def test_real_power_loss_then_power_on_and_continue() -> None:
+    """The PowerLoss exception path itself: the store that raised is abandoned, the chip
+    is powered on, a new store mounts it and the firmware carries on."""
+    from smartlogger.device.blackbox import BlackboxStore
+    from smartlogger.device.flash import NorFlash, PowerLoss
+    from smartlogger.logfile.records import encode_record
+
+    steps: list[Record] = [s for s in _workload(40, seed=9, with_reset=False)
+                           if not isinstance(s, MarkRead | Reset)]
+    probe = NorFlash(GEOM)
+    base = BlackboxStore.create(IDENT, flash=probe)
+    first_op = probe.op_count
+    for step in steps:
+        base.append(step)
+    total_ops = probe.op_count - first_op
+    assert total_ops > 100
+    for fail_at in range(0, total_ops, 5):
+        flash = NorFlash(GEOM, seed=fail_at)
+        store = BlackboxStore.create(IDENT, flash=flash)
+        flash.power_loss_at = flash.op_count + fail_at
+        done = 0
+        with pytest.raises(PowerLoss):
+            for step in steps:
+                store.append(step)
+                done += 1
+        flash.power_on()
+        store = BlackboxStore.mount(flash)
+        assert store.next_seq in (done, done + 1)
+        for step in steps[store.next_seq:]:
+            store.append(step)
+        again = BlackboxStore.mount(flash)
+        assert [encode_record(r) for _, r in again.records()] == [
+            encode_record(s) for s in steps]

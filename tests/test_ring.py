@@ -7,6 +7,8 @@ import struct
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smartlogger.device.flash import FlashGeometry, FlashOp, NorFlash, PowerLoss
 from smartlogger.device.ring import (
@@ -217,3 +219,24 @@ def test_ring_needs_two_sectors_inside_the_chip() -> None:
         Ring(f, 0, 1, region=0)
     with pytest.raises(RingError, match="outside"):
         Ring(f, 10, 8, region=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=700), st.none()), max_size=120))
+def test_ring_behaves_like_a_bounded_log(ops: list[bytes | None]) -> None:
+    """Appends (bytes) and remounts (None) in any order: the ring holds a suffix of the log."""
+    f = NorFlash(GEOM)
+    ring = _ring(f, 0, 3)
+    log: list[bytes] = []
+    for op in ops:
+        if op is None:
+            ring = Ring(f, 0, 3, region=7)
+            ring.mount()
+        else:
+            assert ring.append(op) == len(log)
+            log.append(op)
+        assert ring.next_seq == len(log)
+        assert [p for _, p in ring.entries()] == log[ring.oldest_seq:]
+        # the ring only gives up whole sectors: at least the newest two sectors' worth remains
+        assert sum(ENTRY_HEADER_SIZE + len(p) for p in log[ring.oldest_seq:]) >= min(
+            sum(ENTRY_HEADER_SIZE + len(p) for p in log), 4096 - SECTOR_HEADER_SIZE - 800)

@@ -56,13 +56,21 @@ def test_years_scenario_detects_every_outage() -> None:
         assert abs(got - expected) <= 90_000  # within the 60-s grid of the trace + debounce
 
 
-def test_cli_sim_string_writes_csv_events_truth(tmp_path: Path) -> None:
+def test_cli_sim_string_writes_logfiles_csv_events_truth(tmp_path: Path) -> None:
+    from smartlogger.logfile import load_samples, read_logfile, verify_logfile
+
     out = tmp_path / "run"
     r = CliRunner().invoke(main, ["sim", "string", "--blocks", "3", "--load", "30A", "--seed", "2",
-                                  "-o", str(out), "--json"])
+                                  "-o", str(out), "--csv", "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output.strip().splitlines()[-1])
-    assert summary["loggers"] == 3 and summary["samples"] > 1000
+    assert summary["loggers"] == 3 and summary["logfiles"] == 3 and summary["csv_samples"] > 1000
+    lf = read_logfile(out / "SIM-0002.slog")
+    assert lf.identity.simulated and lf.metadata.test["load"] == "30A"
+    report = verify_logfile(lf)
+    assert report.status == "verified", report.problems
+    t, mv, _ = load_samples(lf)
+    assert t.size > 1000 and 9000 < int(mv.min()) < int(mv.max()) < 14500
     with open(out / "SIM-0002.csv", encoding="utf-8") as fh:
         lines = fh.read().splitlines()
     assert lines[0].startswith("# serial=SIM-0002 markers=SIMULATED")
@@ -77,10 +85,15 @@ def test_cli_sim_string_writes_csv_events_truth(tmp_path: Path) -> None:
 
 
 def test_cli_sim_years(tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["sim", "years", "--years", "0.1", "--log-rate", "300", "-o", str(tmp_path), "--json"])
+    from smartlogger.logfile import load_samples, read_logfile
+
+    r = CliRunner().invoke(main, ["sim", "years", "--years", "0.1", "--log-rate", "300", "-o", str(tmp_path),
+                                  "--csv", "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output.strip().splitlines()[-1])
-    assert summary["samples"] >= int(0.1 * 365 * 288)
+    assert summary["csv_samples"] >= int(0.1 * 365 * 288)
+    t, _, _ = load_samples(read_logfile(summary["logfile"]))
+    assert t.size == summary["csv_samples"]
 
 
 def test_cli_replay_and_errors(tmp_path: Path) -> None:
@@ -94,7 +107,10 @@ def test_cli_replay_and_errors(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     summary = json.loads(r.output.strip().splitlines()[-1])
     assert summary["markers"] == ["REPLAYED"] and summary["trace_rows"] == 360
-    assert (tmp_path / "out" / "REPLAY-0001.csv").exists()
+    assert (tmp_path / "out" / "REPLAY-0001.slog").exists() and not (tmp_path / "out" / "REPLAY-0001.csv").exists()
+    from smartlogger.logfile import read_logfile
+
+    assert read_logfile(tmp_path / "out" / "REPLAY-0001.slog").identity.replayed
 
     bad = tmp_path / "bad.csv"
     bad.write_text("time,voltage\n0,13.6\n10,13.6\n5,13.6\n")
@@ -128,7 +144,7 @@ def test_cli_flash_images_hold_the_log(tmp_path: Path) -> None:
     from smartlogger.device.blackbox import BlackboxStore
 
     r = CliRunner().invoke(main, ["sim", "string", "--blocks", "2", "--load", "40A", "-o", str(tmp_path / "o"),
-                                  "--flash-image", str(tmp_path / "img.nor"), "--json"])
+                                  "--flash-image", str(tmp_path / "img.nor"), "--csv", "--json"])
     assert r.exit_code == 0, r.output
     images = json.loads(r.output.strip().splitlines()[-1])["flash_images"]
     assert [Path(p).name for p in images] == ["img-SIM-0001.nor", "img-SIM-0002.nor"]

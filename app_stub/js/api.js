@@ -78,10 +78,12 @@
     });
   }
 
+  /** Forget the token and every saved API answer (the next user of the phone must not see them). */
   function signOut() {
     state.token = null;
     state.me = null;
-    return Promise.all([SLStore.kvDelete("token"), SLStore.kvDelete("me")]);
+    var cache = root.caches ? root.caches.delete("sl-api-v1") : Promise.resolve(false);
+    return Promise.all([SLStore.kvDelete("token"), SLStore.kvDelete("me"), cache]);
   }
 
   root.SLApi = { state: state, load: load, raw: raw, json: json, get: get, signIn: signIn, signOut: signOut, ApiError: ApiError };

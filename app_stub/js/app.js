@@ -249,6 +249,14 @@
     return h("a", attrs, inner);
   }
 
+  /** Breadcrumbs down to the test's string (Sites > site > string), or just Sites. */
+  function testCrumbs(test) {
+    if (!test.string_id) return Promise.resolve([{ text: "Sites", href: "#/" }]);
+    return SLApi.get("/api/strings/" + test.string_id).then(function (st) {
+      return stringCrumbs(st).then(function (cr) { return cr.concat([{ text: st.name, href: "#/strings/" + st.id }]); });
+    }).catch(function () { return [{ text: "Sites", href: "#/" }]; });
+  }
+
   function viewTest(tok, testId) {
     loading();
     var resultP = SLApi.json("/api/tests/" + testId + "/results").catch(function (err) {
@@ -257,10 +265,7 @@
     });
     return Promise.all([SLApi.json("/api/tests/" + testId), resultP]).then(function (rs) {
       var test = rs[0].data, res = rs[1].data, savedAt = rs[0].savedAt || rs[1].savedAt;
-      var crumbP = test.string_id ? SLApi.get("/api/strings/" + test.string_id).then(function (st) {
-        return stringCrumbs(st).then(function (cr) { return cr.concat([{ text: st.name, href: "#/strings/" + st.id }]); });
-      }).catch(function () { return [{ text: "Sites", href: "#/" }]; }) : Promise.resolve([{ text: "Sites", href: "#/" }]);
-      return crumbP.then(function (cr) {
+      return testCrumbs(test).then(function (cr) {
         if (tok !== renderToken) return;
         setCrumbs(cr.concat([{ text: test.name || "Test " + test.id }]));
         var head = [savedNotice(savedAt), h("h1", {}, test.name || "Test " + test.id),
@@ -415,7 +420,9 @@
       var test = r.data[0], result = r.data[1].result, logfiles = r.data[2];
       var block = result.blocks.filter(function (b) { return b.serial === serial; })[0];
       if (!block) throw new SLApi.ApiError(404, "not_found", "block " + serial + " is not in this test's result");
-      setCrumbs([{ text: "Sites", href: "#/" }, { text: test.name || "Test " + test.id, href: "#/tests/" + test.id }, { text: block.label || serial }]);
+      testCrumbs(test).then(function (cr) {
+        if (tok === renderToken) setCrumbs(cr.concat([{ text: test.name || "Test " + test.id, href: "#/tests/" + test.id }, { text: block.label || serial }]));
+      });
       var sev = severityOf(block);
       var charts = h("div", { id: "charts" }, h("p", { class: "loading", role: "status" }, "Loading the logfile\u2026"));
       var figures = h("dl", { class: "figures" },
@@ -587,10 +594,7 @@
     var out = h("button", { type: "button", class: "button danger", id: "signout", onclick: function () {
       SLStore.pending().then(function (p) {
         if (p.length && !window.confirm(p.length + " upload(s) are still waiting. They stay on this phone and are sent after you sign in again. Sign out?")) return;
-        SLApi.signOut().then(function () {
-          if (registration && registration.active) registration.active.postMessage({ type: "signed-out" });
-          location.hash = "#/signin";
-        });
+        SLApi.signOut().then(function () { location.hash = "#/signin"; });
       });
     } }, "Sign out");
     show(h("h1", {}, "Account"), h("dl", { class: "figures" },
@@ -620,6 +624,7 @@
       var on = a.dataset.tab === (p[0] === "uploads" ? "uploads" : p[0] === "account" ? "account" : "sites");
       if (on) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
     });
+    document.body.classList.toggle("signed-out", !SLApi.state.token);
     if (!SLApi.state.token && p[0] !== "signin") { location.hash = "#/signin"; return; }
     var run;
     if (p[0] === "signin") run = viewSignIn();
@@ -635,7 +640,8 @@
       if (err && err.status === 401) { SLApi.signOut().then(function () { location.hash = "#/signin"; }); return; }
       show(errorBox(err));
     });
-    view.focus({ preventScroll: true });
+    // Move focus to the new view (screen readers announce it) unless the view focused a field itself.
+    if (!view.contains(document.activeElement)) view.focus({ preventScroll: true });
   }
 
   function updateNet() {
@@ -670,6 +676,16 @@
     window.addEventListener("offline", updateNet);
     window.addEventListener("hashchange", route);
     window.addEventListener("beforeinstallprompt", function (e) { e.preventDefault(); installPrompt = e; });
+    if ("launchQueue" in window) {
+      // Installed app opened with .slog files (manifest "file_handlers"): queue them like picked files.
+      window.launchQueue.setConsumer(function (params) {
+        if (!params.files || !params.files.length) return;
+        Promise.all(params.files.map(function (handle) { return handle.getFile(); })).then(function (files) {
+          location.hash = "#/uploads";
+          addFiles(files, null, document.getElementById("upload-message") || h("div", {}));
+        });
+      });
+    }
     SLStore.subscribe(function () { updateBadge(); if (uploadsListener) uploadsListener(); });
     var swReady = "serviceWorker" in navigator
       ? navigator.serviceWorker.register("sw.js").then(function () { return navigator.serviceWorker.ready; })

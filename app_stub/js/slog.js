@@ -112,17 +112,29 @@
         nbits += widths[g2] * Math.min(32, count - 1 - 32 * g2);
       }
       var packed = c.raw(Math.ceil(nbits / 8), name + ".packed");
-      var bit = 0, idx = 1;
+      var bit = 0, idx = 1, last = packed.length - 1;
       for (var g3 = 0; g3 < groups; g3++) {
         var w = widths[g3], n = Math.min(32, count - 1 - 32 * g3);
+        var mask = w <= 24 ? (1 << w) - 1 : 0;
         for (var k = 0; k < n; k++) {
-          // Read w bits LSB-first with plain arithmetic: w can be 33, beyond 32-bit bit operators.
-          var z = 0, got = 0;
-          while (got < w) {
-            var byteIndex = (bit + got) >> 3, shift = (bit + got) & 7;
-            var take = Math.min(8 - shift, w - got);
-            z += ((packed[byteIndex] >> shift) & ((1 << take) - 1)) * Math.pow(2, got);
-            got += take;
+          var z = 0;
+          if (w === 0) {
+            z = 0;
+          } else if (w <= 24) {
+            // Fast path: shift (<= 7) + w (<= 24) bits fit in one 32-bit little-endian window.
+            var p = bit >> 3;
+            var word = packed[p] | (p + 1 <= last ? packed[p + 1] << 8 : 0) |
+              (p + 2 <= last ? packed[p + 2] << 16 : 0) | (p + 3 <= last ? packed[p + 3] << 24 : 0);
+            z = (word >>> (bit & 7)) & mask;
+          } else {
+            // Wide values (up to 33 bits) with plain arithmetic, beyond the 32-bit bit operators.
+            var got = 0;
+            while (got < w) {
+              var byteIndex = (bit + got) >> 3, shift = (bit + got) & 7;
+              var take = Math.min(8 - shift, w - got);
+              z += ((packed[byteIndex] >> shift) & ((1 << take) - 1)) * Math.pow(2, got);
+              got += take;
+            }
           }
           bit += w;
           var d = z % 2 === 0 ? z / 2 : -(z + 1) / 2;
@@ -321,6 +333,6 @@
     return found;
   }
 
-  root.SLog = { read: read, samplesOf: samplesOf, configAt: configAt, checkFooter: checkFooter,
+  root.SLog = { read: read, readRecord: readRecord, samplesOf: samplesOf, configAt: configAt, checkFooter: checkFooter,
                 LogfileError: LogfileError, isLogfile: function (b) { b = new Uint8Array(b); return startsWith(b, MAGIC2) || startsWith(b, MAGIC1); } };
 })(typeof self !== "undefined" ? self : this);

@@ -72,14 +72,17 @@ class Admin:
                 raise AdminError(f"no organisation {name_or_id!r}")
             return org
 
-    def create_user(self, org: str, email: str, role: str, name: str = "") -> User:
+    def create_user(self, org: str, email: str, role: str, name: str = "",
+                    customer: str | None = None) -> User:
         if role not in ROLES:
             raise ConfigError("role", f"{role!r} is not one of {', '.join(ROLES)}")
+        if customer is not None and role != "viewer":
+            raise ConfigError("customer", "only a viewer can be limited to a customer")
         if "@" not in email or len(email) > 320:
             raise ConfigError("email", f"{email!r} is not an email address")
         o = self.find_org(org)
         with self._session() as s:
-            user = User(org_id=o.id, email=email.lower(), name=name, role=role)
+            user = User(org_id=o.id, email=email.lower(), name=name, role=role, customer=customer)
             s.add(user)
             try:
                 s.commit()

@@ -10,8 +10,10 @@ docs at ``/api/docs``.
 Configuration keys: ``DATA_DIR`` (SQLite file, blobs, server key), ``DATABASE_URL``,
 ``DB_SCHEMA`` (PostgreSQL schema), ``FILES_DIR``, ``SERVER_KEY_PATH``, ``REDIS_URL``
 (jobs on RQ and a shared rate limit), ``MAX_CONTENT_LENGTH`` (bytes, upload limit),
-``RATE_LIMIT_PER_MINUTE`` (per token, 0 = off), ``CORS_ORIGIN`` (the companion app's
-origin; nothing else gets CORS headers), ``MIGRATE_ON_START``.
+``APP_DIR`` (the companion web app served at ``/app/``),
+``RATE_LIMIT_PER_MINUTE`` (per token, 0 = off), ``AUTH_CACHE_SECONDS`` (how long a
+validated token is trusted without a database lookup; 0 = never), ``CORS_ORIGIN`` (the companion app's
+origin; nothing else gets CORS headers), ``PROXY_FIX`` (number of trusted reverse proxies in front, 0 = none), ``MIGRATE_ON_START``.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from smartlogger import __version__
-from smartlogger.api import errors
-from smartlogger.api.auth import RateLimiter, check_endpoint_guarded
+from smartlogger.api import errors, webapp
+from smartlogger.api.auth import RateLimiter, TokenCache, check_endpoint_guarded
 from smartlogger.api.db import Database
 from smartlogger.api.filestore import LocalFileStore
 from smartlogger.api.jobs import ThreadRunner, make_runner, recover
@@ -35,7 +37,7 @@ from smartlogger.api.receipts import load_or_create_key
 
 DEFAULT_MAX_UPLOAD = 64 * 1024 * 1024  # bytes; a 10-year blackbox logfile is ~6 MB
 _ENV = ("DATA_DIR", "DATABASE_URL", "DB_SCHEMA", "FILES_DIR", "SERVER_KEY_PATH", "CORS_ORIGIN",
-        "RATE_LIMIT_PER_MINUTE", "MAX_CONTENT_LENGTH")
+        "RATE_LIMIT_PER_MINUTE", "MAX_CONTENT_LENGTH", "AUTH_CACHE_SECONDS", "PROXY_FIX")
 
 
 class SmartLoggerApi(Api):  # type: ignore[misc]
@@ -72,6 +74,8 @@ def _config(overrides: dict[str, Any] | None) -> dict[str, Any]:
     cfg.setdefault("SERVER_KEY_PATH", str(data / "server_key.pem"))
     cfg["MAX_CONTENT_LENGTH"] = int(cfg.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_UPLOAD)
     cfg["RATE_LIMIT_PER_MINUTE"] = int(cfg.get("RATE_LIMIT_PER_MINUTE", 600))
+    cfg["AUTH_CACHE_SECONDS"] = float(cfg.get("AUTH_CACHE_SECONDS", 5))
+    cfg["PROXY_FIX"] = int(cfg.get("PROXY_FIX") or 0)
     cfg.setdefault("CORS_ORIGIN", None)
     cfg.setdefault("REDIS_URL", None)
     cfg.setdefault("MIGRATE_ON_START", True)
@@ -98,11 +102,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask("smartlogger.api")
     app.url_map.converters["int"] = IdConverter
     app.config.update(_config(config))
+    if app.config["PROXY_FIX"]:
+        # Behind N reverse proxies: take client address and scheme from their X-Forwarded-* headers
+        # (audit log, rate limit); without this they would all be the proxy's.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["PROXY_FIX"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
 
     Database().init_app(app)
     app.extensions["smartlogger_files"] = LocalFileStore(app.config["FILES_DIR"])
     app.extensions["smartlogger_key"] = load_or_create_key(app.config["SERVER_KEY_PATH"])
+    app.extensions["smartlogger_tokencache"] = TokenCache(float(app.config["AUTH_CACHE_SECONDS"]))
     app.extensions["smartlogger_ratelimit"] = RateLimiter(app.config["RATE_LIMIT_PER_MINUTE"],
                                                           app.config["REDIS_URL"])
     app.extensions["smartlogger_jobs"] = runner = make_runner(app)
@@ -141,4 +153,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return Response(status=204)
 
     app.before_request(check_endpoint_guarded)
+    webapp.register(app)
     return app

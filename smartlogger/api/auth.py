@@ -34,7 +34,7 @@ DEFAULT_TOKEN_DAYS = 90
 #: Endpoints reachable without a token (the API description and the liveness probe).
 PUBLIC_ENDPOINTS = frozenset({
     "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "api-docs.openapi_redoc",
-    "api-docs.openapi_rapidoc", "health.health", "static", "app_index",
+    "api-docs.openapi_rapidoc", "health.health", "static", "app_index", "app_static", "app_redirect", "root",
 })
 
 P = ParamSpec("P")
@@ -71,6 +71,7 @@ class Principal:
     role: str
     email: str
     token_id: int
+    customer: str | None = None  # a viewer limited to this customer's sites
 
     def has(self, role: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(role)
@@ -120,38 +121,87 @@ class RateLimiter:
         return None
 
 
+class TokenCache:
+    """Recently validated tokens (hash -> principal, token expiry), kept ``ttl_s`` seconds.
+
+    Saves the token query on busy read paths. The price: a token revoked or a user
+    changed from *another process* is honoured for up to ``ttl_s`` more seconds
+    (this process forgets at once, see ``forget``). ``ttl_s`` 0 disables the cache.
+    """
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[float, Principal, dt.datetime]] = {}
+
+    def get(self, digest: str) -> tuple[Principal, dt.datetime] | None:
+        if self.ttl_s <= 0:
+            return None
+        with self._lock:
+            item = self._items.get(digest)
+        if item is None or item[0] < time.monotonic():
+            return None
+        return item[1], item[2]
+
+    def put(self, digest: str, p: Principal, expires: dt.datetime) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._items) > 10_000:
+                self._items.clear()
+            self._items[digest] = (time.monotonic() + self.ttl_s, p, expires)
+
+    def forget(self, *, token_id: int | None = None, user_id: int | None = None) -> None:
+        with self._lock:
+            self._items = {k: v for k, v in self._items.items()
+                           if v[1].token_id != token_id and v[1].user_id != user_id}
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
 def _authenticate() -> Principal:
     from smartlogger.api.db import database
 
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer slt_...)",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise _unauthorized("missing bearer token (Authorization: Bearer slt_...)")
+    digest = hash_token(token.strip())
+    cache: TokenCache = current_app.extensions["smartlogger_tokencache"]
     s = database(current_app).session
-    row = s.execute(
-        select(ApiToken, User).join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_sha256 == hash_token(token.strip()))
-    ).first()
-    if row is None:
-        raise ApiError(401, "unauthorized", "unknown token", headers={"WWW-Authenticate": "Bearer"})
-    tok, user = row
-    now = utcnow()
-    expires = tok.expires_at if tok.expires_at.tzinfo else tok.expires_at.replace(tzinfo=dt.UTC)
-    if tok.revoked_at is not None:
-        raise ApiError(401, "unauthorized", "token revoked", headers={"WWW-Authenticate": "Bearer"})
-    if expires <= now:
-        raise ApiError(401, "unauthorized", "token expired", headers={"WWW-Authenticate": "Bearer"})
-    if not user.active:
-        raise ApiError(401, "unauthorized", "user deactivated", headers={"WWW-Authenticate": "Bearer"})
-    p = Principal(user.id, user.org_id, user.role, user.email, tok.id)
+    cached = cache.get(digest)
+    if cached is not None:
+        p, expires = cached
+    else:
+        row = s.execute(
+            select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_sha256 == digest)
+        ).first()
+        if row is None:
+            raise _unauthorized("unknown token")
+        tok, user = row
+        expires = tok.expires_at if tok.expires_at.tzinfo else tok.expires_at.replace(tzinfo=dt.UTC)
+        if tok.revoked_at is not None:
+            raise _unauthorized("token revoked")
+        if not user.active:
+            raise _unauthorized("user deactivated")
+        p = Principal(user.id, user.org_id, user.role, user.email, tok.id,
+                      user.customer if user.role == "viewer" else None)
+        cache.put(digest, p, expires)
+    if expires <= utcnow():
+        raise _unauthorized("token expired")
     limiter: RateLimiter = current_app.extensions["smartlogger_ratelimit"]
-    wait = limiter.hit(tok.id)
+    wait = limiter.hit(p.token_id)
     if wait is not None:
         raise ApiError(429, "rate_limited", f"more than {limiter.limit} requests per minute on this token",
                        headers={"Retry-After": str(wait)})
     # From here on every ORM query of this request is limited to the caller's organisation.
-    s.info["org_id"] = user.org_id
+    s.info["org_id"] = p.org_id
+    if p.customer is not None:  # ...and, for a customer's viewer, to that customer's batteries
+        s.info["customer"] = p.customer
+        s.info["user_id"] = p.user_id
     g.principal = p
     return p
 

@@ -30,9 +30,57 @@ def _tenant_filter(state: ORMExecuteState) -> None:
     org_id = state.session.info.get("org_id")
     if org_id is None or not state.is_select:
         return
-    state.statement = state.statement.options(
-        with_loader_criteria(TenantScoped, lambda cls: cls.org_id == org_id, include_aliases=True)
+    options = [with_loader_criteria(TenantScoped, lambda cls: cls.org_id == org_id, include_aliases=True)]
+    customer = state.session.info.get("customer")
+    if customer is not None:
+        options += _customer_criteria(org_id, customer, state.session.info.get("user_id"))
+    state.statement = state.statement.options(*options)
+
+
+def _customer_criteria(org_id: int, customer: str, user_id: int | None) -> list[Any]:
+    """What a customer's viewer may see: their sites and everything that hangs below them.
+
+    Plain (non-lambda) criteria per entity; the subqueries name the rows the viewer may see.
+    """
+    from sqlalchemy import select
+
+    from smartlogger.api.models import (
+        ApiToken,
+        AuditEvent,
+        BatteryString,
+        BatterySystem,
+        BlockPosition,
+        CapacityTest,
+        Job,
+        Logfile,
+        Logger,
+        Report,
+        Result,
+        Site,
+        User,
     )
+
+    sites = select(Site.id).where(Site.org_id == org_id, Site.customer == customer).scalar_subquery()
+    systems = select(BatterySystem.id).where(BatterySystem.site_id.in_(sites)).scalar_subquery()
+    strings = select(BatteryString.id).where(BatteryString.system_id.in_(systems)).scalar_subquery()
+    tests = select(CapacityTest.id).where(CapacityTest.string_id.in_(strings)).scalar_subquery()
+    loggers = select(Logfile.logger_id).where(Logfile.test_id.in_(tests)).scalar_subquery()
+    crit = [
+        (Site, Site.customer == customer),
+        (BatterySystem, BatterySystem.site_id.in_(sites)),
+        (BatteryString, BatteryString.system_id.in_(systems)),
+        (BlockPosition, BlockPosition.string_id.in_(strings)),
+        (CapacityTest, CapacityTest.string_id.in_(strings)),
+        (Logfile, Logfile.test_id.in_(tests)),
+        (Result, Result.test_id.in_(tests)),
+        (Report, Report.test_id.in_(tests)),
+        (Job, Job.test_id.in_(tests)),
+        (Logger, Logger.id.in_(loggers)),
+        (User, User.id == user_id),
+        (ApiToken, ApiToken.user_id == user_id),
+        (AuditEvent, AuditEvent.user_id == user_id),
+    ]
+    return [with_loader_criteria(entity, cond, include_aliases=True) for entity, cond in crit]
 
 
 def normalise_url(url: str) -> str:

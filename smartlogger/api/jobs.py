@@ -153,7 +153,18 @@ def enqueue(app: Flask, org_id: int, kind: str, test_id: int, inputs: str) -> Jo
         s.flush()
         s.expunge(job)
     if submit:
-        app.extensions["smartlogger_jobs"].submit(job.id)
+        try:
+            app.extensions["smartlogger_jobs"].submit(job.id)
+        except Exception as err:  # e.g. Redis down: the upload that triggered this must not fail
+            log.exception("could not queue job %s", job.id)
+            with db.system_session() as s:
+                row = s.get(Job, job.id)
+                if row is not None:
+                    row.status, row.finished_at = "failed", utcnow()
+                    row.error = f"could not queue the job ({type(err).__name__}); ask again to retry"
+                    s.flush()
+                    s.expunge(row)
+                    job = row
     return job
 
 
@@ -210,7 +221,7 @@ def rq_entry(job_id: int) -> None:
     if _RQ_APP is None:
         from smartlogger.api.app import create_app
 
-        _RQ_APP = create_app({"JOBS_RUNNER": "rq", "MIGRATE_ON_START": False})
+        _RQ_APP = create_app({"MIGRATE_ON_START": False})
     run_job(_RQ_APP, job_id)
 
 

@@ -79,11 +79,14 @@ class Organisation(Base):
 
 
 class User(TenantScoped, Base):
+    """A person. A viewer with ``customer`` set sees only that customer's sites and what hangs below."""
+
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(20))  # one of ROLES
+    customer: Mapped[str | None] = mapped_column(String(200), default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -103,9 +106,12 @@ class ApiToken(TenantScoped, Base):
 
 
 class Site(TenantScoped, Base):
+    """A battery room; ``customer`` is the battery owner the service company works for."""
+
     __tablename__ = "sites"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    customer: Mapped[str] = mapped_column(String(200), default="", index=True)
     address: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

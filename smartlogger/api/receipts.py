@@ -4,9 +4,9 @@ Owns the server's Ed25519 key (a PEM file, created on first start) and the
 receipt format. A receipt body is canonical JSON (sorted keys, no spaces,
 UTF-8) of::
 
-    {"type": "smartlogger.receipt/1", "logfile_id", "organisation_id", "sha256" (hex),
-     "size" (bytes), "uploaded_at" (ISO 8601 UTC, ms resolution), "uploader": {"id", "email"},
-     "server_key" (hex SHA-256 of the raw public key)}
+    {"type": "smartlogger.receipt/1", "organisation_id", "sha256" (hex), "size" (bytes),
+     "uploaded_at" (ISO 8601 UTC, ms resolution), "uploader": {"id", "email"},
+     "serial" (the logger's), "server_key" (hex SHA-256 of the raw public key)}
 
 and the signature is Ed25519 over exactly those bytes (hex in the API). Anyone
 with the server's public key (``GET /api/server-key``) can check a receipt

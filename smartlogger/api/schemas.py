@@ -50,6 +50,8 @@ class UserSchema(ma.Schema):
     email = f.Email(required=True, validate=v.Length(max=320))
     name = f.String(load_default="", validate=v.Length(max=200))
     role = f.String(required=True, validate=v.OneOf(ROLES))
+    customer = f.String(load_default=None, allow_none=True, validate=v.Length(min=1, max=200),
+                        metadata={"description": "viewers only: limit them to the sites of this customer"})
     active = f.Boolean(dump_only=True)
     created_at = f.DateTime(dump_only=True)
 
@@ -57,6 +59,7 @@ class UserSchema(ma.Schema):
 class UserPatchSchema(ma.Schema):
     name = f.String(validate=v.Length(max=200))
     role = f.String(validate=v.OneOf(ROLES))
+    customer = f.String(allow_none=True, validate=v.Length(min=1, max=200))
     active = f.Boolean()
 
 
@@ -91,12 +94,15 @@ class MeSchema(ma.Schema):
 class SiteSchema(ma.Schema):
     id = f.Integer(dump_only=True)
     name = f.String(required=True, validate=_NAME)
+    customer = f.String(load_default="", validate=v.Length(max=200),
+                        metadata={"description": "the battery owner; their viewers see only their sites"})
     address = f.String(load_default="", validate=v.Length(max=2000))
     created_at = f.DateTime(dump_only=True)
 
 
 class SitePatchSchema(ma.Schema):
     name = f.String(validate=_NAME)
+    customer = f.String(validate=v.Length(max=200))
     address = f.String(validate=v.Length(max=2000))
 
 
@@ -187,7 +193,7 @@ class TestSchema(ma.Schema):
     blocks = f.Integer()
     metadata = f.Dict(attribute="meta")
     logfiles = f.Integer(metadata={"description": "logfiles attached so far"})
-    status = f.String(metadata={"description": "collecting | analysing | analysed | failed"})
+    status = f.String(metadata={"description": "collecting | complete | analysing | analysed | failed"})
     created_at = f.DateTime()
 
 

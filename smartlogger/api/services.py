@@ -89,10 +89,19 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
                          ident.simulated or ident.replayed)
     store.put(data)  # content-addressed: a blob whose row fails to commit is harmless
     now = utcnow()
+    # The receipt names the content (SHA-256), not the row: it is built before the INSERT so the
+    # row is written once, and it stays meaningful outside this database.
+    receipt = {
+        "type": RECEIPT_TYPE, "organisation_id": who.org_id, "sha256": digest, "size": len(data),
+        "uploaded_at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "uploader": {"id": who.user_id, "email": who.email}, "server_key": key.fingerprint,
+        "serial": ident.serial,
+    }
     row = Logfile(org_id=who.org_id, sha256=digest, size=len(data), logger_id=logger.id,
                   test_id=test.id if test else None, block_position=lf.metadata.block_position,
                   format_version=f"{lf.version[0]}.{lf.version[1]}", verification_status=report.status,
-                  verification=_jsonable(report.to_dict()), uploaded_by=who.user_id, uploaded_at=now)
+                  verification=_jsonable(report.to_dict()), uploaded_by=who.user_id, uploaded_at=now,
+                  receipt=receipt, receipt_signature=key.sign(receipt))
     session.add(row)
     try:
         session.flush()
@@ -103,13 +112,6 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
         if again is None:
             raise
         return _duplicate(session, again, test, who), False
-    row.receipt = {
-        "type": RECEIPT_TYPE, "logfile_id": row.id, "organisation_id": who.org_id, "sha256": digest,
-        "size": len(data), "uploaded_at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "uploader": {"id": who.user_id, "email": who.email}, "server_key": key.fingerprint,
-        "serial": ident.serial,
-    }
-    row.receipt_signature = key.sign(row.receipt)
     audit(session, who.org_id, who.user_id, "upload", "logfile", row.id, sha256=digest,
           remote_addr=who.remote_addr, detail=f"{len(data)} bytes, {ident.serial}, {report.status}")
     session.commit()
@@ -155,9 +157,15 @@ def _jsonable(obj: Any) -> Any:
 # ----------------------------------------------------------------------------- tests and their state
 
 
-def test_logfiles(session: Session, test: CapacityTest) -> list[Logfile]:
+def logfiles_of(session: Session, test: CapacityTest) -> list[Logfile]:
     return list(session.scalars(select(Logfile).where(Logfile.org_id == test.org_id,
                                                       Logfile.test_id == test.id).order_by(Logfile.id)))
+
+
+def shas_of(session: Session, test: CapacityTest) -> list[str]:
+    """SHA-256 of the test's logfiles (only that column: called on every upload to the test)."""
+    return list(session.scalars(select(Logfile.sha256).where(Logfile.org_id == test.org_id,
+                                                             Logfile.test_id == test.id)))
 
 
 def logfile_count(session: Session, test: CapacityTest) -> int:
@@ -173,11 +181,12 @@ def inputs_digest(test: CapacityTest, shas: list[str]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def test_status(session: Session, test: CapacityTest, n_logfiles: int | None = None) -> str:
+def status_of(session: Session, test: CapacityTest, n_logfiles: int | None = None) -> str:
     n = logfile_count(session, test) if n_logfiles is None else n_logfiles
     job = session.scalar(select(Job).where(Job.org_id == test.org_id, Job.test_id == test.id,
                                            Job.kind == "analyse").order_by(Job.id.desc()).limit(1))
-    result = session.scalar(select(Result).where(Result.org_id == test.org_id, Result.test_id == test.id))
+    # Only the id: the result JSON of a 240-block test is ~200 kB.
+    result = session.scalar(select(Result.id).where(Result.org_id == test.org_id, Result.test_id == test.id))
     if job is not None and job.status in ("queued", "running"):
         return "analysing"
     if job is not None and job.status == "failed":
@@ -226,7 +235,7 @@ def compute_result(session: Session, store: FileStore, test: CapacityTest) -> Re
     from smartlogger.analysis.analyze import analyze_test
     from smartlogger.analysis.loading import block_log_from_logfile
 
-    files = test_logfiles(session, test)
+    files = logfiles_of(session, test)
     if not files:
         raise ApiError(409, "conflict", "the test has no logfiles yet")
     logs = [block_log_from_logfile(store.get(lf.sha256)) for lf in files]
@@ -257,7 +266,7 @@ def build_report(session: Session, store: FileStore, test: CapacityTest) -> Repo
         return row
     with tempfile.TemporaryDirectory(prefix="sl-report-") as d:
         folder = Path(d)
-        for lf in test_logfiles(session, test):
+        for lf in logfiles_of(session, test):
             (folder / f"{lf.id:06d}-{lf.sha256[:12]}.slog").write_bytes(store.get(lf.sha256))
         (folder / "result.json").write_text(json.dumps(result.result), encoding="utf-8")
         inputs = load_test_dir(folder)

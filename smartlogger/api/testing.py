@@ -4,6 +4,9 @@ Owns: building an app on a throw-away database (a temporary SQLite file, or a
 fresh PostgreSQL schema when ``SMARTLOGGER_TEST_DATABASE_URL`` is set), seeding
 organisations/users/tokens, and real simulated logfiles of a small capacity test
 (firmware model + signed pull, exactly what the field tool uploads).
+
+Never imported by the app itself: only this module reaches into ``smartlogger.device``
+(lazily, to simulate loggers), which the API's own code must not depend on.
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ def seed_tenant(admin: Admin, name: str) -> Tenant:
 
 def make_app(data_dir: Path, url: str, schema: str | None, **config: Any) -> Flask:
     cfg: dict[str, Any] = {"DATA_DIR": str(data_dir), "DATABASE_URL": url, "DB_SCHEMA": schema,
-                           "RATE_LIMIT_PER_MINUTE": 0, "REDIS_URL": None}
+                           "RATE_LIMIT_PER_MINUTE": 0, "REDIS_URL": None,
+                           "AUTH_CACHE_SECONDS": 0}
     cfg.update(config)
     return create_app(cfg)
 

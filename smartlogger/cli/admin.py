@@ -67,12 +67,14 @@ def create_org(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.option("--email", required=True)
 @click.option("--role", required=True, type=click.Choice(["admin", "technician", "viewer"]))
 @click.option("--name", default="")
+@click.option("--customer", default=None, help="viewers only: limit them to this customer's sites")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def create_user(ctx: click.Context, org: str, email: str, role: str, name: str, as_json: bool) -> None:
+def create_user(ctx: click.Context, org: str, email: str, role: str, name: str, customer: str | None,
+                as_json: bool) -> None:
     """Create a user with a role in an organisation."""
     a = _admin(ctx)
-    user = a.create_user(org, email, role, name)
+    user = a.create_user(org, email, role, name, customer)
     a.close()
     _out(as_json, {"id": user.id, "email": user.email, "role": user.role, "org_id": user.org_id},
          f"user {user.id}: {user.email} ({user.role})")

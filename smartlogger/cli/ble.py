@@ -23,13 +23,18 @@ from smartlogger.field import ble as fb
 T = TypeVar("T")
 
 
-def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaitable[T]]) -> T:
-    """Run ``body(backends)`` in an event loop, inside a simulated radio if ``virtual``."""
+def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaitable[T]],
+         adapter: str | None = None) -> T:
+    """Run ``body(backends)`` in an event loop, inside a simulated radio if ``virtual``.
+
+    ``adapter`` picks the Bluetooth adapter of bleak's platform backend (BlueZ: ``hci1``).
+    """
 
     @contextlib.asynccontextmanager
     async def radio() -> AsyncIterator[dict[str, Any]]:
         if not virtual:
-            yield {"client": None, "scanner": None}
+            kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
+            yield {"client": None, "scanner": None, "kwargs": kwargs}
             return
         from smartlogger.device.gatt import serve_loggers
         from smartlogger.device.sim import simulate_string_test
@@ -42,7 +47,7 @@ def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaita
         sim = simulate_string_test(sim_blocks, weak=min(2, sim_blocks // 4))
         async with VirtualRadio() as r:
             await serve_loggers(r.link, sim.loggers)
-            yield {"client": VirtualBleakClient, "scanner": VirtualBleakScanner}
+            yield {"client": VirtualBleakClient, "scanner": VirtualBleakScanner, "kwargs": {}}
 
     async def main() -> T:
         async with radio() as backends:
@@ -53,6 +58,8 @@ def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaita
 
 _virtual = click.option("--virtual", is_flag=True,
                         help="Use the in-process virtual radio with a simulated string.")
+_adapter = click.option("--adapter", default=None, metavar="NAME",
+                        help="Bluetooth adapter to use (Linux/BlueZ, e.g. hci1); default: the system's.")
 _sim_blocks = click.option("--sim-blocks", default=24, show_default=True,
                            type=click.IntRange(1, 1000),
                            help="With --virtual: loggers in the simulated string.")
@@ -68,10 +75,12 @@ def ble() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_virtual
 @_sim_blocks
-def scan(timeout_s: float, as_json: bool, virtual: bool, sim_blocks: int) -> None:
+@_adapter
+def scan(timeout_s: float, as_json: bool, virtual: bool, sim_blocks: int, adapter: str | None) -> None:
     """List loggers advertising the smartlogger service."""
     found = _run(virtual, sim_blocks, lambda b: fb.scan(
-        timeout_s, backend=b["scanner"], until_count=sim_blocks if virtual else None))
+        timeout_s, backend=b["scanner"], backend_kwargs=b["kwargs"],
+        until_count=sim_blocks if virtual else None), adapter)
     if as_json:
         click.echo(json.dumps([{"name": f.name, "address": f.address} for f in found], indent=1))
         return
@@ -93,14 +102,16 @@ def scan(timeout_s: float, as_json: bool, virtual: bool, sim_blocks: int) -> Non
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress bars.")
 @_virtual
 @_sim_blocks
+@_adapter
 def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, full: bool,
-         scan_timeout: float, retries: int, as_json: bool, virtual: bool, sim_blocks: int) -> None:
+         scan_timeout: float, retries: int, as_json: bool, virtual: bool, sim_blocks: int,
+         adapter: str | None) -> None:
     """Pull SERIAL, or every logger with --all, into OUT as logfiles."""
     if bool(serial) == pull_all:
         raise click.UsageError("give either SERIAL or --all")
 
     async def body(b: dict[str, Any]) -> fb.FleetOutcome:
-        found = await fb.scan(scan_timeout, backend=b["scanner"],
+        found = await fb.scan(scan_timeout, backend=b["scanner"], backend_kwargs=b["kwargs"],
                               until_count=sim_blocks if virtual and pull_all else None,
                               until_name=serial)
         if serial:
@@ -108,12 +119,13 @@ def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, fu
                      or (f.name is not None and serial.startswith(f.name))]
             if not found:
                 raise TransportError("not found in a scan", serial=serial)
-        options = fb.PullOptions(full=full, retries=retries, backend=b["client"])
+        options = fb.PullOptions(full=full, retries=retries, backend=b["client"],
+                                 backend_kwargs=b["kwargs"])
         if as_json:
             return await fb.pull_many(found, out_dir, options, concurrency=concurrency)
         return await _pull_with_progress(found, out_dir, options, concurrency)
 
-    outcome = _run(virtual, sim_blocks, body)
+    outcome = _run(virtual, sim_blocks, body, adapter)
     if as_json:
         click.echo(json.dumps({
             "pulled": {s: {"records": len(r.streams[0].records), "verified": r.verified,
@@ -158,14 +170,18 @@ async def _pull_with_progress(found: list[Any], out_dir: Path, options: Any,
 @click.option("--scan-timeout", default=5.0, show_default=True, type=float)
 @_virtual
 @_sim_blocks
-def reset(serial: str, scan_timeout: float, virtual: bool, sim_blocks: int) -> None:
+@_adapter
+def reset(serial: str, scan_timeout: float, virtual: bool, sim_blocks: int,
+          adapter: str | None) -> None:
     """Reset SERIAL for reuse; the logger refuses unless everything was pulled and verified."""
     async def body(b: dict[str, Any]) -> None:
-        found = [f for f in await fb.scan(scan_timeout, backend=b["scanner"], until_name=serial)
+        found = [f for f in await fb.scan(scan_timeout, backend=b["scanner"],
+                                          backend_kwargs=b["kwargs"], until_name=serial)
                  if f.name == serial]
         if not found:
             raise TransportError("not found in a scan", serial=serial)
-        await fb.reset_logger(found[0].device, backend=b["client"], serial=serial)
+        await fb.reset_logger(found[0].device, backend=b["client"], backend_kwargs=b["kwargs"],
+                              serial=serial)
 
-    _run(virtual, sim_blocks, body)
+    _run(virtual, sim_blocks, body, adapter)
     click.echo(f"{serial}: reset for reuse")

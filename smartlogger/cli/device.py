@@ -13,7 +13,7 @@ import click
 
 from smartlogger.device.blackbox import BlackboxStore
 from smartlogger.device.replay import TraceFormat, read_trace, replay_identity, replay_trace
-from smartlogger.device.sim import write_events_csv, write_samples_csv
+from smartlogger.device.sim import write_events_csv, write_logger_logfile, write_samples_csv
 from smartlogger.model import BlockType
 
 
@@ -42,11 +42,13 @@ def device() -> None:
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False))
 @click.option("--flash-image", default=None, type=click.Path(dir_okay=False),
               help="Log into the NOR-flash blackbox and save its raw image to this file.")
+@click.option("--csv", "with_csv", is_flag=True, help="Also write the samples and the events as CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
 def replay(trace: str, time_column: str, time_format: str, voltage_column: str, voltage_unit: str,
            temperature_column: str | None, temperature_unit: str, current_column: str | None,
            delimiter: str, block_voltage: str | None, rated_ah: float, float_rate: int,
-           discharge_rate: int, serial: str, output: str, flash_image: str | None, as_json: bool) -> None:
+           discharge_rate: int, serial: str, output: str, flash_image: str | None, with_csv: bool,
+           as_json: bool) -> None:
     """Feed a recorded CSV TRACE through the firmware; write the logger's log (REPLAYED)."""
     fmt = TraceFormat(time_column=time_column, voltage_column=voltage_column, voltage_unit=voltage_unit,
                       temperature_column=temperature_column, temperature_unit=temperature_unit,
@@ -63,13 +65,26 @@ def replay(trace: str, time_column: str, time_format: str, voltage_column: str, 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     lg = result.logger
-    rows = write_samples_csv(lg, out / f"{lg.identity.serial}.csv")
-    events = write_events_csv([lg], out / "events.csv")
+    logfile = write_logger_logfile(lg, out / f"{lg.identity.serial}.slog")
+    rows = write_samples_csv(lg, out / f"{lg.identity.serial}.csv") if with_csv else 0
+    events = write_events_csv([lg], out / "events.csv") if with_csv else 0
     summary = {"output": str(out), "serial": lg.identity.serial, "markers": list(lg.identity.markers),
-               "trace_rows": parsed.rows, "samples": rows, "events": events,
+               "trace_rows": parsed.rows, "logfile": str(logfile), "records": lg.store.next_seq,
+               "csv_samples": rows, "csv_events": events,
                "block_type": lg.config.block_type.describe(), "flash_image": flash_image}
     (out / "replay.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(f"REPLAYED: {parsed.rows} trace rows -> {rows} samples, {events} events -> {out}")
+        click.echo(f"REPLAYED: {parsed.rows} trace rows -> {lg.store.next_seq} records -> {logfile}")
+
+
+def _add_flash_commands() -> None:
+    # The blackbox image commands live with the blackbox's CLI code (smartlogger.cli.flash).
+    from smartlogger.cli.flash import flash_info, flash_read
+
+    device.add_command(flash_read)
+    device.add_command(flash_info)
+
+
+_add_flash_commands()

@@ -21,6 +21,7 @@ from smartlogger.device.sim import (
     simulate_years,
     trace_truth,
     write_events_csv,
+    write_logger_logfile,
     write_samples_csv,
     write_truth_json,
 )
@@ -83,10 +84,11 @@ def sim() -> None:
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--flash-image", default=None, type=click.Path(dir_okay=False),
               help="Log into the NOR-flash blackbox and save its raw image here (a kit: FILE-SERIAL.ext).")
+@click.option("--csv", "with_csv", is_flag=True, help="Also write each logger's samples and the events as CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
 def string_cmd(blocks: int, weak: int, load: str, ambient: float, seed: int, block_voltage: int,
                chemistry: str, rated_ah: float, float_rate: int, discharge_rate: int, output: str,
-               flash_image: str | None, as_json: bool) -> None:
+               flash_image: str | None, with_csv: bool, as_json: bool) -> None:
     """Simulate a capacity test of a string: one logger per block, float, load, end voltage, rest."""
     bt = _block(block_voltage, chemistry)
     out = _out_dir(output)
@@ -99,23 +101,28 @@ def string_cmd(blocks: int, weak: int, load: str, ambient: float, seed: int, blo
         )
         task2 = bar.add_task("writing", total=blocks)
         rows = 0
+        # The phone's clock at the (full) pull right after the test, on virtual time.
+        pull_ms = result.start_ms + round(float(result.trace.t_s[-1]) * 1000)
+        test = {"load": load, "test_id": result.loggers[0].config.test_id if result.loggers else ""}
         for lg in result.loggers:
-            rows += write_samples_csv(lg, out / f"{lg.identity.serial}.csv")
+            write_logger_logfile(lg, out / f"{lg.identity.serial}.slog", phone_ms=pull_ms, test=test)
+            if with_csv:
+                rows += write_samples_csv(lg, out / f"{lg.identity.serial}.csv")
             bar.advance(task2)
-    events = write_events_csv(result.loggers, out / "events.csv")
+    events = write_events_csv(result.loggers, out / "events.csv") if with_csv else 0
     truth = trace_truth(result.trace, result.start_ms)
     truth.update(load=load, seed=seed, block_type=bt.describe(), rated_ah=rated_ah,
                  loggers=[lg.identity.serial for lg in result.loggers], markers=["SIMULATED"])
     write_truth_json(truth, out / "truth.json")
     summary: dict[str, Any] = {
-        "output": str(out), "loggers": blocks, "samples": rows, "events": events,
+        "output": str(out), "loggers": blocks, "logfiles": blocks, "csv_samples": rows, "csv_events": events,
         "duration_s": float(result.trace.t_s[-1]), "wall_s": round(result.wall_s, 3),
         "flash_images": _save_images(result.loggers, flash_image),
     }
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(f"SIMULATED: {blocks} loggers, {rows} samples, {events} events, "
+        click.echo(f"SIMULATED: {blocks} loggers ({blocks} logfiles), "
                    f"{summary['duration_s'] / 3600:.2f} h of virtual time in {result.wall_s:.1f} s -> {out}")
 
 
@@ -131,10 +138,11 @@ def string_cmd(blocks: int, weak: int, load: str, ambient: float, seed: int, blo
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--flash-image", default=None, type=click.Path(dir_okay=False),
               help="Log into the NOR-flash blackbox and save its raw image here (a kit: FILE-SERIAL.ext).")
+@click.option("--csv", "with_csv", is_flag=True, help="Also write the samples and the events as CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
 def years_cmd(years: float, log_rate: int, seed: int, ambient: float, block_voltage: int, chemistry: str,
               rated_ah: float, discharges_per_year: float, output: str, flash_image: str | None,
-              as_json: bool) -> None:
+              with_csv: bool, as_json: bool) -> None:
     """Simulate one logger through years of float life with occasional discharges."""
     bt = _block(block_voltage, chemistry)
     out = _out_dir(output)
@@ -146,16 +154,19 @@ def years_cmd(years: float, log_rate: int, seed: int, ambient: float, block_volt
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     lg = result.logger
-    rows = write_samples_csv(lg, out / f"{lg.identity.serial}.csv")
-    events = write_events_csv([lg], out / "events.csv")
+    pull_ms = result.start_ms + round(float(result.trace.t_s[-1]) * 1000)
+    logfile = write_logger_logfile(lg, out / f"{lg.identity.serial}.slog", phone_ms=pull_ms)
+    rows = write_samples_csv(lg, out / f"{lg.identity.serial}.csv") if with_csv else 0
+    events = write_events_csv([lg], out / "events.csv") if with_csv else 0
     truth = trace_truth(result.trace, result.start_ms)
     truth.update(years=years, seed=seed, block_type=bt.describe(), rated_ah=rated_ah,
                  loggers=[lg.identity.serial], markers=["SIMULATED"])
     write_truth_json(truth, out / "truth.json")
-    summary = {"output": str(out), "samples": rows, "events": events, "records": lg.store.next_seq,
+    summary = {"output": str(out), "logfile": str(logfile), "csv_samples": rows, "csv_events": events,
+               "records": lg.store.next_seq,
                "wall_s": round(result.wall_s, 3), "flash_images": _save_images([lg], flash_image)}
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(f"SIMULATED: {years:g} years, {rows} samples, {events} events, "
-                   f"{lg.store.next_seq} records in {result.wall_s:.1f} s -> {out}")
+        click.echo(f"SIMULATED: {years:g} years, {lg.store.next_seq} records in {result.wall_s:.1f} s "
+                   f"-> {logfile}")

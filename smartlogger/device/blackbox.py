@@ -182,6 +182,12 @@ class BlackboxStore:
     def save_image(self, path: str | os.PathLike[str]) -> None:
         self.flash.save(path)
 
+    def bind_serial(self, serial: str) -> None:
+        """Check that this blackbox was formatted for ``serial`` (its chains start there)."""
+        have = self.identity.serial if self.identity else None
+        if have != serial:
+            raise StoreError(f"blackbox belongs to logger {have}, not {serial}")
+
     # ------------------------------------------------------------------ LogStore
 
     @property

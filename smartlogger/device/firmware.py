@@ -214,7 +214,7 @@ class Logger:
         self.identity = identity
         self.config = config
         self.config_seq = 0
-        self.store: LogStore = store if store is not None else MemoryStore()
+        self.store: LogStore = store if store is not None else MemoryStore(serial=identity.serial)
         self.rtc = rtc if rtc is not None else Rtc.seeded(seed)
         self.sensor = sensor if sensor is not None else Sensor.seeded(config.block_type, seed)
         if self.sensor.range_mv != config.block_type.measuring_range_mv:

@@ -24,6 +24,11 @@ Fault injection, in the spirit of littlefs's ``lfs_emubd``:
   and programs fail with ``BadSectorError``; a failed erase leaves the sector
   partly erased.
 
+Memory: the cells are held inverted in a private anonymous mapping, so erased
+sectors are untouched zero pages and erasing hands pages back to the OS; a
+blank 8 MiB chip costs almost nothing and a simulated fleet of hundreds of
+loggers fits in memory.
+
 Image file format (``save``/``load``), all little-endian::
 
     magic      8s   b"SLNOR\\x00\\x01\\x00"
@@ -39,6 +44,7 @@ Image file format (``save``/``load``), all little-endian::
 
 from __future__ import annotations
 
+import mmap
 import os
 import random
 import struct
@@ -147,8 +153,13 @@ class NorFlash:
 
     def __init__(self, geometry: FlashGeometry = W25Q64, *, seed: int = 0) -> None:
         self.geometry = geometry
-        self._buf = bytearray(b"\xff" * geometry.size)
-        self._cells: npt.NDArray[np.uint8] = np.frombuffer(self._buf, dtype=np.uint8)
+        # The cells are kept inverted (a set bit = a programmed 0 on the chip) in anonymous
+        # memory: an erased sector is all zero pages, which the OS does not allocate until
+        # written, so a fleet of 8 MiB chips costs only the sectors actually in use.
+        # private: MADV_DONTNEED then really drops the pages (they read back as zero)
+        self._mem = mmap.mmap(-1, geometry.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._inv: npt.NDArray[np.uint8] = np.frombuffer(self._mem, dtype=np.uint8)
+        self._can_release = geometry.sector_size % mmap.PAGESIZE == 0
         self.erase_counts: npt.NDArray[np.uint32] = np.zeros(geometry.sectors, dtype=np.uint32)
         self.bad_sectors: set[int] = set()
         self.op_count = 0  # program + erase commands issued (the power-loss index)
@@ -172,22 +183,16 @@ class NorFlash:
 
     def read(self, addr: int, length: int) -> bytes:
         self._check_range(addr, length)
-        return bytes(self._buf[addr:addr + length])
-
-    def view(self) -> memoryview:
-        """A read-only view of all cells (no copy; reflects later writes)."""
-        return memoryview(self._buf).toreadonly()
-
-    def cells(self) -> npt.NDArray[np.uint8]:
-        """The cells as a read-only numpy array (no copy)."""
-        arr = self._cells.view()
-        arr.flags.writeable = False
-        return arr
+        return (~self._inv[addr:addr + length]).tobytes()
 
     def is_blank(self, sector: int) -> bool:
         """True if every byte of ``sector`` reads 0xFF."""
-        a = self._sector_slice(sector)
-        return bool(self._cells[a].min() == 0xFF)
+        return not self._inv[self._sector_slice(sector)].any()
+
+    def resident_sectors(self) -> int:
+        """Sectors holding any programmed bit (what the model's memory use scales with)."""
+        s = self.geometry.sector_size
+        return int(self._inv.reshape(-1, s).any(axis=1).sum())
 
     # ------------------------------------------------------------------ commands
 
@@ -206,13 +211,13 @@ class NorFlash:
             raise BadSectorError(sector, f"program at 0x{addr:06x} failed (bad sector)")
         new = np.frombuffer(data, dtype=np.uint8)
         if self.out_of_order:
-            self._unsynced.append((addr, bytes(self._buf[addr:addr + n])))
+            self._unsynced.append((addr, self.read(addr, n)))
         if op.index == self.power_loss_at:
             # torn program: each bit that should be cleared is cleared with probability 1/2
             noise = np.frombuffer(self._rng.randbytes(n), dtype=np.uint8)
-            self._cells[addr:addr + n] &= new | noise
+            self._inv[addr:addr + n] |= ~(new | noise)
             self._lose_power(op.index)
-        self._cells[addr:addr + n] &= new
+        self._inv[addr:addr + n] |= ~new
         self.program_ops += 1
         self.bytes_programmed += n
         self.busy_s += self.geometry.program_time_s(n)
@@ -230,7 +235,7 @@ class NorFlash:
             self.bad_sectors.add(sector)
             self._partial_erase(sl)
             raise BadSectorError(sector, f"erase failed after {int(self.erase_counts[sector])} cycles")
-        self._cells[sl] = 0xFF
+        self._erase_cells(sl)
         self.erase_ops += 1
 
     def sync(self) -> None:
@@ -253,7 +258,10 @@ class NorFlash:
     def clone(self) -> NorFlash:
         """An independent copy of the chip (cells, wear, faults), without hooks."""
         twin = NorFlash(self.geometry, seed=self._rng.randrange(1 << 30))
-        twin._buf[:] = self._buf
+        s = self.geometry.sector_size
+        src = self._inv.reshape(-1, s)
+        used = np.flatnonzero(src.any(axis=1))  # copy only sectors in use: keeps the twin sparse
+        twin._inv.reshape(-1, s)[used] = src[used]
         twin.erase_counts[:] = self.erase_counts
         twin.bad_sectors = set(self.bad_sectors)
         twin.op_count = self.op_count
@@ -278,7 +286,7 @@ class NorFlash:
             n = len(op.data)
             if (op.addr // self.geometry.sector_size) not in self.bad_sectors:
                 noise = np.frombuffer(rng.randbytes(n), dtype=np.uint8)
-                twin._cells[op.addr:op.addr + n] &= np.frombuffer(op.data, dtype=np.uint8) | noise
+                twin._inv[op.addr:op.addr + n] |= ~(np.frombuffer(op.data, dtype=np.uint8) | noise)
         else:
             sector = op.addr // self.geometry.sector_size
             twin.erase_counts[sector] += 1
@@ -287,7 +295,7 @@ class NorFlash:
             # newest first, so an undone earlier program restores the truly older bytes
             for addr, old in reversed(self._unsynced):
                 if rng.random() < 0.5:
-                    twin._buf[addr:addr + len(old)] = old
+                    twin._write_cells(addr, old)
         twin._unsynced.clear()
         return twin
 
@@ -304,7 +312,7 @@ class NorFlash:
             fh.write(head)
             fh.write(self.erase_counts.astype("<u4").tobytes())
             fh.write(bad)
-            fh.write(self._buf)
+            fh.write((~self._inv).tobytes())
         os.replace(tmp, path)
 
     @classmethod
@@ -334,7 +342,9 @@ class NorFlash:
         pos += 4 * n
         flash.bad_sectors = {i for i, b in enumerate(raw[pos:pos + n]) if b}
         pos += n
-        flash._buf[:] = raw[pos:pos + size]
+        cells = np.frombuffer(raw, dtype=np.uint8, count=size, offset=pos).reshape(-1, sector)
+        used = np.flatnonzero((cells != 0xFF).any(axis=1))
+        flash._inv.reshape(-1, sector)[used] = ~cells[used]
         return flash
 
     # ------------------------------------------------------------------ internals
@@ -352,7 +362,7 @@ class NorFlash:
         if self.out_of_order:
             for addr, old in reversed(self._unsynced):
                 if self._rng.random() < 0.5:
-                    self._buf[addr:addr + len(old)] = old
+                    self._write_cells(addr, old)
         self._unsynced.clear()
         self.powered = False
         raise PowerLoss(index)
@@ -362,10 +372,21 @@ class NorFlash:
         if self._rng.random() < 0.5:
             # erase stopped part way through the sector
             cut = sl.start + self._rng.randrange(n)
-            self._cells[sl.start:cut] = 0xFF
+            self._inv[sl.start:cut] = 0
         else:
             # every cell partly erased: random bits went back to 1
-            self._cells[sl] |= np.frombuffer(self._rng.randbytes(n), dtype=np.uint8)
+            self._inv[sl] &= ~np.frombuffer(self._rng.randbytes(n), dtype=np.uint8)
+
+    def _erase_cells(self, sl: slice) -> None:
+        if self._can_release:
+            # hand the pages back: they read as zero (= erased) and cost no memory until written
+            self._mem.madvise(mmap.MADV_DONTNEED, sl.start, sl.stop - sl.start)
+        else:
+            self._inv[sl] = 0
+
+    def _write_cells(self, addr: int, cells: bytes) -> None:
+        """Set cells to exactly ``cells`` (undo of an out-of-order program)."""
+        self._inv[addr:addr + len(cells)] = ~np.frombuffer(cells, dtype=np.uint8)
 
     def _sector_slice(self, sector: int) -> slice:
         if not 0 <= sector < self.geometry.sectors:

@@ -173,15 +173,13 @@ class Ring:
     def mount(self, floor_seq: int = 0) -> MountReport:
         """Rebuild the RAM state from the sectors of the region (bounded: one pass)."""
         rep = MountReport()
-        buf = self.flash.view()
         by_gen: dict[int, _Sector] = {}
         max_gen = -1
         for index in range(self.first_sector, self.first_sector + self.n_sectors):
-            base = index * self.sector_size
-            magic, version, region, _flags, gen, first_seq, anchor, crc = _SECTOR_HEADER.unpack_from(
-                buf, base)
+            raw = self.flash.read(index * self.sector_size, _SECTOR_HEADER.size)
+            magic, version, region, _flags, gen, first_seq, anchor, crc = _SECTOR_HEADER.unpack(raw)
             if (magic != RING_MAGIC or version != RING_VERSION or region != self.region
-                    or zlib.crc32(buf[base:base + _SECTOR_HEADER.size - 4]) != crc):
+                    or zlib.crc32(raw[:-4]) != crc):
                 if self.flash.is_blank(index):
                     rep.sectors_blank += 1
                 else:
@@ -220,10 +218,10 @@ class Ring:
     def _scan_sector(self, sec: _Sector, rep: MountReport) -> int:
         """Parse the entries of ``sec``; returns how many committed entries were corrupt (0 or 1)."""
         corrupt = 0
-        buf = self.flash.view()
         base = sec.index * self.sector_size
-        end = base + self.sector_size
-        pos = base + SECTOR_HEADER_SIZE
+        buf = self.flash.read(base, self.sector_size)  # positions below are relative to ``base``
+        end = self.sector_size
+        pos = SECTOR_HEADER_SIZE
         hdr = _ENTRY_HEADER
         while True:
             if pos + hdr.size > end:
@@ -231,8 +229,7 @@ class Ring:
                 break
             status, length, seq_off, crc = hdr.unpack_from(buf, pos)
             if status == STATUS_ERASED:
-                tail = self.flash.cells()[pos:end]
-                sec.writable = bool(tail.min() == 0xFF)
+                sec.writable = not buf[pos:].strip(b"\xff")
                 if not sec.writable:
                     rep.torn_entries += 1
                 break
@@ -241,7 +238,7 @@ class Ring:
             ok = (body + length <= end and seq_off == len(sec.offsets)
                   and zlib.crc32(buf[body:body + length], zlib.crc32(_CRC_PREFIX.pack(seq, length))) == crc)
             if status == STATUS_WRITE and ok:
-                sec.offsets.append(pos)
+                sec.offsets.append(base + pos)
                 pos = body + length
                 continue
             if status == STATUS_WRITE:
@@ -250,8 +247,8 @@ class Ring:
                 rep.torn_entries += 1
             sec.writable = False
             break
-        sec.end = pos
-        rep.bytes_scanned += pos - base
+        sec.end = base + pos
+        rep.bytes_scanned += pos
         return corrupt
 
     # ------------------------------------------------------------------ append
@@ -355,7 +352,6 @@ class Ring:
         Safe against appends between items: entries overwritten meanwhile are
         skipped (the iterator continues at the new oldest) and new ones are included.
         """
-        buf = self.flash.view()
         seq = from_seq
         while True:
             if seq < self.oldest_seq:
@@ -365,12 +361,16 @@ class Ring:
             k = bisect_right(self._firsts, seq) - 1
             sec = self._run[k]
             i = seq - sec.first_seq
+            base = sec.index * self.sector_size
+            # one read per sector; read again if the head sector grew meanwhile
+            buf, have = b"", 0
             while sec.alive and i < len(sec.offsets):
-                pos = sec.offsets[i]
+                if i >= have:
+                    buf, have = self.flash.read(base, self.sector_size), len(sec.offsets)
+                pos = sec.offsets[i] - base
                 length = int.from_bytes(buf[pos + 1:pos + 3], "little")
                 body = pos + ENTRY_HEADER_SIZE
-                data = bytes(buf[body:body + length])
-                yield seq, data
+                yield seq, buf[body:body + length]
                 seq += 1
                 i += 1
 

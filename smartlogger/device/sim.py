@@ -86,7 +86,7 @@ def sim_identity(index: int) -> LoggerIdentity:
 
 
 def _default_store(identity: LoggerIdentity) -> LogStore:
-    return MemoryStore()
+    return MemoryStore(serial=identity.serial)
 
 
 def _tap(logger: Logger, phone_ms: int, config: LoggerConfig, seq: int) -> None:
@@ -290,6 +290,39 @@ def logger_samples(logger: Logger) -> tuple[npt.NDArray[np.int64], npt.NDArray[n
 
 def _iso(ms: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
     return np.char.add(np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms"), "Z")
+
+
+def write_logger_logfile(logger: Logger, path: Path, *, phone_ms: int | None = None,
+                         test: dict[str, str] | None = None) -> Path:
+    """Write the logger's whole log as a logfile, as a full pull would give it.
+
+    Generation-2 loggers sign the pull with test-authority credentials, which are only
+    ever given to SIMULATED or REPLAYED identities (they can never verify as hardware
+    evidence); generation-1 loggers produce the unsigned generation-1 format.
+    ``phone_ms`` is the phone's clock at the pull (a clock observation for alignment).
+    """
+    from smartlogger.logfile import (
+        LogfileMetadata,
+        gen1_logfile_from_store,
+        pull_logfile,
+        simulated_credentials,
+        write_logfile,
+    )
+
+    ident = logger.identity
+    if not (ident.simulated or ident.replayed):
+        raise SimulationError(f"{ident.serial}: only simulated or replayed loggers get test credentials")
+    logger.flush()
+    if ident.generation is Generation.GEN1:
+        data = gen1_logfile_from_store(ident, logger.store)
+    else:
+        meta = LogfileMetadata(block_label=logger.config.block_label,
+                               block_position=logger.config.block_position,
+                               test=dict(test or {}), created_ms=phone_ms)
+        data = pull_logfile(simulated_credentials(ident), ident, logger.store,
+                            device_ms=logger.now_ms(), phone_ms=phone_ms, metadata=meta)
+    write_logfile(path, data)
+    return path
 
 
 def write_samples_csv(logger: Logger, path: Path) -> int:

@@ -13,7 +13,10 @@ by SHA-256: a file is uploaded exactly once however often it is copied or
 renamed, and the server returns the existing resource for bytes it already has.
 Transient failures (no network, 5xx, 429) are retried with exponential backoff
 and jitter, within a run and across runs; a logfile the server rejects (422) is
-marked rejected with the server's message and not retried.
+marked rejected with the server's message and not retried. Each test.json is
+sent once (POST, matched by its client key) and again as a PATCH whenever it is
+edited; while the server refuses a test.json, that folder's logfiles wait (they
+go up, attached to the test, once the file is fixed).
 
 No import of the API package: the client talks HTTP only (stdlib ``urllib``).
 """
@@ -59,6 +62,10 @@ class _Rejected(Exception):
     """The server refused this item for good (e.g. 422 invalid logfile)."""
 
 
+class _Held(Exception):
+    """The item waits for something else (its test.json refused or not yet on the server)."""
+
+
 @dataclass
 class SyncReport:
     uploaded: int = 0  # new on the server
@@ -91,7 +98,9 @@ class SyncQueue:
                 folder TEXT PRIMARY KEY,        -- relative to the work folder
                 meta_sha256 TEXT NOT NULL,      -- of test.json, to notice edits
                 client_key TEXT NOT NULL,
-                remote_id INTEGER               -- the API's test id once created
+                remote_id INTEGER,              -- the API's test id once created
+                dirty INTEGER NOT NULL DEFAULT 1,   -- 1: create (no remote_id) or PATCH the edit
+                error TEXT NOT NULL DEFAULT ''      -- the server's refusal of this test.json
             );
             CREATE TABLE IF NOT EXISTS logfiles (
                 sha256 TEXT PRIMARY KEY,        -- hex, of the file bytes
@@ -184,14 +193,18 @@ class SyncClient:
                 meta = json.loads(raw)
             except ValueError as err:
                 raise SyncError(f"{meta_path}: not JSON ({err})") from None
-            key = str(meta.get("client_key") or "sync-" + hashlib.sha256(
+            explicit = meta.get("client_key") if isinstance(meta, dict) else None
+            key = str(explicit or "sync-" + hashlib.sha256(
                 f"{socket.gethostname()}:{self.folder.resolve()}:{rel}".encode()).hexdigest()[:40])
             row = q.db.execute("SELECT meta_sha256 FROM tests WHERE folder=?", (rel,)).fetchone()
             if row is None:
                 q.db.execute("INSERT INTO tests(folder, meta_sha256, client_key) VALUES (?,?,?)",
                              (rel, digest, key))
-            elif row[0] != digest:  # edited: match the same test again, it is PATCHed below
-                q.db.execute("UPDATE tests SET meta_sha256=?, client_key=? WHERE folder=?", (digest, key, rel))
+            elif row[0] != digest:  # edited: sent again (PATCH once it exists), a refusal forgotten
+                q.db.execute("UPDATE tests SET meta_sha256=?, dirty=1, error='' WHERE folder=?", (digest, rel))
+                if explicit:
+                    q.db.execute("UPDATE tests SET client_key=? WHERE folder=? AND remote_id IS NULL",
+                                 (key, rel))
         for path in sorted(self.folder.rglob("*.slog")):
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             q.db.execute("INSERT OR IGNORE INTO logfiles(sha256, path, folder, status) VALUES (?,?,?, 'pending')",
@@ -201,25 +214,47 @@ class SyncClient:
 
     # ------------------------------------------------------------------ run
 
-    def _ensure_test(self, q: SyncQueue, folder: str, report: SyncReport) -> int | None:
-        row = q.db.execute("SELECT client_key, remote_id FROM tests WHERE folder=?", (folder,)).fetchone()
-        if row is None:
-            return None
-        key, remote = row
-        if remote is not None:
-            return int(remote)
+    def _test_body(self, folder: str) -> dict[str, Any]:
         meta = json.loads((self.folder / folder / TEST_FILE).read_bytes())
+        if not isinstance(meta, dict):
+            raise _Rejected(f"{folder}/{TEST_FILE}: not a JSON object")
         body = {k: meta[k] for k in ("load", "rated_time", "end_v_per_cell", "blocks", "name", "string_id",
                                      "reference_temperature_c", "datasheet_csv") if k in meta}
         body["metadata"] = {str(k): str(v) for k, v in (meta.get("metadata") or {}).items()}
-        body["client_key"] = key
-        payload = json.dumps(body).encode()
-        _, out = self._with_retries(lambda: self._request("POST", "/tests", body=payload,
-                                                          content_type="application/json"))
-        q.db.execute("UPDATE tests SET remote_id=? WHERE folder=?", (out["id"], folder))
+        return body
+
+    def _sync_test(self, q: SyncQueue, folder: str, key: str, remote: int | None, report: SyncReport) -> None:
+        """Create the test (POST, matched by client key) or send its edited metadata (PATCH)."""
+        try:
+            body = self._test_body(folder)
+            if remote is None:
+                payload = json.dumps({**body, "client_key": key}).encode()
+                _, out = self._with_retries(lambda: self._request(
+                    "POST", "/tests", body=payload, content_type="application/json"))
+                remote = int(out["id"])
+                report.tests += 1
+            else:
+                payload = json.dumps(body).encode()
+                rid = remote
+                self._with_retries(lambda: self._request(
+                    "PATCH", f"/tests/{rid}", body=payload, content_type="application/json"))
+        except _Rejected as err:
+            q.db.execute("UPDATE tests SET error=?, dirty=0 WHERE folder=?", (str(err), folder))
+            q.db.commit()
+            report.rejected.append({"path": f"{folder}/{TEST_FILE}".lstrip("/"), "sha256": "",
+                                    "message": str(err)})
+            return
+        q.db.execute("UPDATE tests SET remote_id=?, dirty=0, error='' WHERE folder=?", (remote, folder))
         q.db.commit()
-        report.tests += 1
-        return int(out["id"])
+
+    def _test_id(self, q: SyncQueue, folder: str) -> int | None:
+        """The API's id of the folder's test; ``_Held`` while its test.json is refused or unsent."""
+        row = q.db.execute("SELECT remote_id, error FROM tests WHERE folder=?", (folder,)).fetchone()
+        if row is None:
+            return None
+        if row[1] or row[0] is None:
+            raise _Held(f"waiting for {folder}/{TEST_FILE}: {row[1] or 'not sent yet'}")
+        return int(row[0])
 
     def run(self) -> SyncReport:
         """Scan, then upload everything due. Never raises for network trouble: it stays queued."""
@@ -227,12 +262,26 @@ class SyncClient:
         q = SyncQueue(self.folder)
         try:
             self.scan(q)
+            for folder, key, remote in q.db.execute(
+                    "SELECT folder, client_key, remote_id FROM tests WHERE dirty=1 ORDER BY folder").fetchall():
+                try:
+                    self._sync_test(q, folder, key, remote, report)
+                except _Transient as err:
+                    report.errors.append(f"{folder}/{TEST_FILE}: {err}")
+                    if "no connection" in str(err):
+                        # Network down: nothing else is tried now; every pending file backs off.
+                        q.db.execute("UPDATE logfiles SET attempts=attempts+1, next_attempt=?, last_error=? "
+                                     "WHERE status='pending'", (self.clock() + backoff_s(1, self.rng), str(err)))
+                        q.db.commit()
+                        break
             now = self.clock()
             due = q.db.execute("SELECT sha256, path, folder, attempts FROM logfiles "
                                "WHERE status='pending' AND next_attempt<=? ORDER BY path", (now,)).fetchall()
             for sha, rel, folder, attempts in due:
                 try:
                     self._upload_one(q, sha, rel, folder, report)
+                except _Held as err:
+                    report.errors.append(f"{rel}: {err}")
                 except _Transient as err:
                     n = attempts + 1
                     retry_at = self.clock() + backoff_s(n, self.rng)
@@ -262,8 +311,8 @@ class SyncClient:
             q.db.commit()
             report.rejected.append({"path": rel, "sha256": sha, "message": "file changed after queueing"})
             return
+        test_id = self._test_id(q, folder)
         try:
-            test_id = self._ensure_test(q, folder, report)
             query = f"?test_id={test_id}" if test_id is not None else ""
             status, out = self._with_retries(lambda: self._request(
                 "POST", "/logfiles" + query, body=data, content_type="application/vnd.smartlogger.slog"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, request
 from flask_smorest import Blueprint
 from marshmallow import fields
 
@@ -169,21 +169,12 @@ def receipt(logfile_id: int) -> dict[str, Any]:
 @require("admin")
 @blp.response(204)
 def delete_logfile(logfile_id: int) -> None:
-    """Delete a logfile record (admin, audited). The blob stays while another tenant holds it."""
+    """Delete a logfile record (admin, audited). The bytes stay in the append-only file store."""
     lf = get(Logfile, logfile_id, "logfile")
     s = session()
     audit(s, org_id(), current().user_id, "delete", "logfile", lf.id, sha256=lf.sha256,
           remote_addr=request.remote_addr or "")
-    sha = lf.sha256
     s.delete(lf)
     s.commit()
-    from sqlalchemy import func, select
-
-    from smartlogger.api.db import database
-    from smartlogger.api.models import Report
-
-    with database(current_app).system_session() as sys:
-        still = sys.scalar(select(func.count()).select_from(Logfile).where(Logfile.sha256 == sha))
-        reports = sys.scalar(select(func.count()).select_from(Report).where(Report.sha256 == sha))
-    if not still and not reports:
-        files().delete(sha)
+    # The blob stays in the file store: another tenant may hold (or be uploading right now) the
+    # same bytes, and a deleted record must not be able to take evidence with it.

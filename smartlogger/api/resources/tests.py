@@ -10,9 +10,12 @@ enqueued (and, when that finishes, its report). ``POST .../analyse`` and
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import OrderedDict
 from typing import Any
 
-from flask import Response, current_app, url_for
+from flask import Response, current_app, request, url_for
 from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +26,7 @@ from smartlogger.api.errors import ApiError, NotFound
 from smartlogger.api.models import BatteryString, CapacityTest, Job, Report, Result
 from smartlogger.api.resources.common import files, get, org_id, page, scoped, session, uploader
 from smartlogger.api.schemas import (
+    Id,
     JobSchema,
     LogfileSchema,
     PageArgs,
@@ -36,9 +40,10 @@ from smartlogger.api.services import (
     audit,
     inputs_digest,
     logfile_count,
+    logfiles_of,
     report_key,
-    test_logfiles,
-    test_status,
+    shas_of,
+    status_of,
     validate_test_metadata,
 )
 
@@ -54,25 +59,33 @@ def test_out(t: CapacityTest) -> dict[str, Any]:
                                       "end_v_per_cell", "reference_temperature_c", "blocks", "meta",
                                       "created_at")}
     out["logfiles"] = n
-    out["status"] = test_status(session(), t, n)
+    out["status"] = status_of(session(), t, n)
     return out
 
 
 def schedule_if_complete(t: CapacityTest) -> Job | None:
     """Enqueue the analysis when the test has all its logfiles (idempotent by input digest)."""
-    shas = [lf.sha256 for lf in test_logfiles(session(), t)]
-    if len(shas) < t.blocks:
+    if logfile_count(session(), t) < t.blocks:
         return None
+    shas = shas_of(session(), t)
     return jobq.enqueue(current_app._get_current_object(), t.org_id, "analyse", t.id,  # type: ignore[attr-defined]
                         inputs_digest(t, shas))
 
 
+class TestFilter(PageArgs):
+    __test__ = False
+    string_id = Id()
+
+
 @blp.route("", methods=["GET"])
 @require("viewer")
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(TestFilter, location="query")
 @blp.response(200, TestSchema(many=True))
 def list_tests(args: dict[str, Any]) -> list[dict[str, Any]]:
-    return [test_out(t) for t in page(scoped(CapacityTest), args, CapacityTest.id)]
+    q = scoped(CapacityTest)
+    if "string_id" in args:
+        q = q.where(CapacityTest.string_id == args["string_id"])
+    return [test_out(t) for t in page(q, args, CapacityTest.id)]
 
 
 @blp.route("", methods=["POST"])
@@ -142,7 +155,7 @@ def delete_test(test_id: int) -> None:
     """Delete a test with its result and reports (its logfiles stay, detached)."""
     t = get(CapacityTest, test_id, "test")
     s = session()
-    for lf in test_logfiles(s, t):
+    for lf in logfiles_of(s, t):
         lf.test_id = None
     audit(s, org_id(), current().user_id, "delete", "test", t.id, detail=t.name)
     s.delete(t)
@@ -156,7 +169,7 @@ def list_test_logfiles(test_id: int) -> list[dict[str, Any]]:
     from smartlogger.api.resources.logfiles import logfile_out
 
     t = get(CapacityTest, test_id, "test")
-    return [logfile_out(lf) for lf in test_logfiles(session(), t)]
+    return [logfile_out(lf) for lf in logfiles_of(session(), t)]
 
 
 @blp.route("/<int:test_id>/analyse", methods=["POST"])
@@ -165,23 +178,75 @@ def list_test_logfiles(test_id: int) -> list[dict[str, Any]]:
 def analyse(test_id: int) -> Job:
     """(Re-)analyse the test now with the logfiles it has (idempotent for the same inputs)."""
     t = get(CapacityTest, test_id, "test")
-    shas = [lf.sha256 for lf in test_logfiles(session(), t)]
+    shas = shas_of(session(), t)
     if not shas:
         raise ApiError(409, "conflict", "the test has no logfiles yet")
     return jobq.enqueue(current_app._get_current_object(), t.org_id, "analyse", t.id,  # type: ignore[attr-defined]
                         inputs_digest(t, shas))
 
 
+class _BodyCache:
+    """Serialized result bodies by (result id, inputs digest): a result never changes in place.
+
+    A hit still needs the tenant-filtered query for the id and digest, so the cache can only
+    answer a caller who may see the row. Bounded by entries and bytes (a 240-block result is
+    ~200 kB of JSON).
+    """
+
+    def __init__(self, max_entries: int = 64, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._items: OrderedDict[tuple[int, str], bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+
+    def get(self, key: tuple[int, str]) -> bytes | None:
+        with self._lock:
+            body = self._items.get(key)
+            if body is not None:
+                self._items.move_to_end(key)
+            return body
+
+    def put(self, key: tuple[int, str], body: bytes) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = body
+            self._bytes += len(body)
+            while self._items and (len(self._items) > self.max_entries or self._bytes > self.max_bytes):
+                _, old = self._items.popitem(last=False)
+                self._bytes -= len(old)
+
+
+_RESULT_BODIES = _BodyCache()
+
+
 @blp.route("/<int:test_id>/results", methods=["GET"])
 @require("viewer")
 @blp.response(200, ResultSchema)
-def get_results(test_id: int) -> Result:
-    """The analysis result (per-block capacity, SOH, exceedances; ``smartlogger test schema``)."""
-    t = get(CapacityTest, test_id, "test")
-    row = session().scalar(select(Result).where(Result.org_id == t.org_id, Result.test_id == t.id))
-    if row is None:
+@blp.alt_response(304, description="not modified (If-None-Match matched the ETag)")
+def get_results(test_id: int) -> Any:
+    """The analysis result (per-block capacity, SOH, exceedances; ``smartlogger test schema``).
+
+    The hot path reads only the row's id and digest; the serialized body is cached per result.
+    The ETag is the analysed inputs' digest, so a client polling with ``If-None-Match`` gets
+    304 until the test is re-analysed.
+    """
+    s = session()
+    meta = s.execute(select(Result.id, Result.inputs_sha256).where(
+        Result.org_id == org_id(), Result.test_id == test_id)).first()
+    if meta is None:
+        get(CapacityTest, test_id, "test")  # 404 for a test that is not there (or not ours)
         raise NotFound("result (the test is not analysed yet)")
-    return row
+    etag = f'"{meta.inputs_sha256}"'
+    if etag in request.headers.get("If-None-Match", ""):
+        return Response(status=304, headers={"ETag": etag})
+    key = (meta.id, meta.inputs_sha256)
+    body = _RESULT_BODIES.get(key)
+    if body is None:
+        row = s.get(Result, meta.id)
+        body = json.dumps(ResultSchema().dump(row), separators=(",", ":")).encode()
+        _RESULT_BODIES.put(key, body)
+    return Response(body, mimetype="application/json", headers={"ETag": etag})
 
 
 def _report_state(t: CapacityTest) -> dict[str, Any]:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from flask_smorest import Blueprint
 from sqlalchemy.exc import IntegrityError
 
-from smartlogger.api.auth import current, issue_token, require
+from smartlogger.api.auth import TokenCache, current, issue_token, require
 from smartlogger.api.errors import ApiError, Forbidden, NotFound
 from smartlogger.api.models import ApiToken, User, utcnow
 from smartlogger.api.resources.common import get, org_id, page, scoped, session
@@ -23,6 +24,18 @@ from smartlogger.api.schemas import (
     UserSchema,
 )
 from smartlogger.api.services import audit
+
+
+def _token_cache() -> TokenCache:
+    cache: TokenCache = current_app.extensions["smartlogger_tokencache"]
+    return cache
+
+
+def _check_customer(role: str, customer: str | None) -> None:
+    if customer is not None and role != "viewer":
+        raise ApiError(422, "validation", "customer: only a viewer can be limited to a customer",
+                       field="customer")
+
 
 blp = Blueprint("users", __name__, url_prefix="/api", description="Users, roles and tokens.")
 
@@ -41,8 +54,10 @@ def list_users(args: dict[str, Any]) -> list[User]:
 @blp.response(201, UserSchema)
 def create_user(data: dict[str, Any]) -> User:
     """Add a user with a role to your organisation (admin)."""
+    _check_customer(data["role"], data["customer"])
     s = session()
-    user = User(org_id=org_id(), email=data["email"].lower(), name=data["name"], role=data["role"])
+    user = User(org_id=org_id(), email=data["email"].lower(), name=data["name"], role=data["role"],
+                customer=data["customer"])
     s.add(user)
     try:
         s.flush()
@@ -70,10 +85,12 @@ def patch_user(data: dict[str, Any], user_id: int) -> User:
     user = get(User, user_id, "user")
     if user.id == current().user_id and (data.get("role", "admin") != "admin" or data.get("active") is False):
         raise Forbidden("you cannot demote or deactivate yourself")
+    _check_customer(data.get("role", user.role), data.get("customer", user.customer))
     for k, v in data.items():
         setattr(user, k, v)
     audit(session(), org_id(), current().user_id, "update", "user", user.id, detail=repr(sorted(data)))
     session().commit()
+    _token_cache().forget(user_id=user.id)  # a new role or deactivation applies at once here
     return user
 
 
@@ -127,4 +144,5 @@ def revoke_token(token_id: int) -> ApiToken:
         row.revoked_at = utcnow()
         audit(session(), p.org_id, p.user_id, "revoke_token", "token", row.id)
         session().commit()
+        _token_cache().forget(token_id=row.id)
     return row
