@@ -23,7 +23,9 @@ and hides an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -276,7 +278,7 @@ def _analyze(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
         "weakest": [
             {"position": b.position, "serial": b.serial,
              "capacity_pct": None if b.capacity_pct is None else round(b.capacity_pct, 1),
-             "replace": b.replace}
+             "lower_bound": b.lower_bound, "replace": b.replace}
             for b in sorted((b for b in result.blocks if b.rank is not None),
                             key=lambda b: b.rank or 0)[: max(3, opts.weak)]
         ],
@@ -317,12 +319,147 @@ def _workbooks(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
 
 
 def _api(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
-    from smartlogger.api.demo_sync import sync_demo_to_api
+    """Start the API on an embedded SQLite in OUT/api, sync the logs, wait for its own results."""
+    import threading
 
-    facts = sync_demo_to_api(opts.out, ctx["logfiles"], test_id=ctx["test_id"], load=opts.load,
-                             blocks=opts.blocks, rated_ah=opts.rated_ah, progress=progress)
-    summary.facts.update(facts)
-    summary.outputs["api_data"] = str(opts.out / "api")
+    from werkzeug.serving import make_server
+
+    from smartlogger.api import create_app
+    from smartlogger.api.admin import Admin, AdminError
+    from smartlogger.field.sync import sync_folder
+
+    data_dir = (opts.out / "api").resolve()
+    app = create_app({"DATA_DIR": str(data_dir)})
+    admin = Admin(app.config["DATABASE_URL"])
+    email = "technician@demo.invalid"
+    try:
+        try:
+            org = admin.create_org(DEMO_ORG)
+        except AdminError:  # a demo run into the same folder before: reuse its organisation
+            org = admin.find_org(DEMO_ORG)
+        with contextlib.suppress(AdminError):  # the user exists from an earlier demo run
+            admin.create_user(org.name, email, "technician", name="Demo technician")
+        issued = admin.issue_token(email, days=30, label="smartlogger demo")
+    finally:
+        admin.close()
+    token_file = data_dir / "demo-token.txt"
+    token_file.write_text(issued.token + "\n")
+    token_file.chmod(0o600)
+
+    # werkzeug logs every request at INFO; the demo shows its own progress instead. The API's
+    # own log (e.g. a job's traceback) goes to a file next to its data, not to the terminal.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server_log = data_dir / "server.log"
+    api_log = logging.getLogger("smartlogger.api")
+    handler = logging.FileHandler(server_log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    api_log.addHandler(handler)
+    api_log.propagate = False
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="smartlogger-demo-api", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    http = _Http(base, issued.token)
+    try:
+        site = http.find_or_create("/api/sites", {"name": "Demo data centre", "address": "Basement B2"})
+        system = http.find_or_create("/api/systems", {"site_id": site["id"], "name": "UPS A"},
+                                     query=f"site_id={site['id']}")
+        string = http.find_or_create(
+            "/api/strings", {"system_id": system["id"], "name": f"String 1 ({opts.blocks} blocks)",
+                             "blocks": opts.blocks, "rated_ah": opts.rated_ah},
+            query=f"system_id={system['id']}")
+        logs_dir = opts.out / "logs"
+        (logs_dir / "test.json").write_text(json.dumps({
+            "name": f"Capacity test {ctx['test_id']}", "client_key": ctx["test_id"], "load": opts.load,
+            "blocks": opts.blocks, "string_id": string["id"], "datasheet_csv": DATASHEET.read_text(),
+            "metadata": {"source": "smartlogger demo", "markers": "SIMULATED"},
+        }, indent=1) + "\n")
+        report = sync_folder(base, issued.token, logs_dir)
+        if report.rejected or report.pending or report.errors:
+            raise DemoStepError("api", f"sync incomplete: {report.to_dict()}")
+        progress(1, 4)
+        test = next((t for t in http.get("/api/tests?limit=1000") if t.get("client_key") == ctx["test_id"]),
+                    None)
+        if test is None:
+            raise DemoStepError("api", "the synced test is not on the server")
+        test = http.wait(f"/api/tests/{test['id']}", lambda t: t["status"] in ("analysed", "failed"))
+        if test["status"] != "analysed":
+            raise DemoStepError("api", f"the server's analysis ended {test['status']} (see {server_log})")
+        progress(2, 4)
+        results = http.get(f"/api/tests/{test['id']}/results")
+        server_cap = results["result"]["capacity"]["capacity_pct"]
+        local_cap = ctx["result"].capacity.capacity_pct
+        if (server_cap is None) != (local_cap is None) or (
+                server_cap is not None and abs(server_cap - local_cap) > 1e-6):
+            raise DemoStepError("api", f"server capacity {server_cap} differs from the local {local_cap}")
+        http.post(f"/api/tests/{test['id']}/report", {})
+        rep = http.wait(f"/api/tests/{test['id']}/report", lambda r: r["status"] in ("ready", "failed"))
+        if rep["status"] != "ready":
+            error = (rep.get("job") or {}).get("error", "")
+            raise DemoStepError("api", f"the server's report job ended {rep['status']}: {error} "
+                                       f"(see {server_log})")
+        progress(4, 4)
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        api_log.removeHandler(handler)
+        api_log.propagate = True
+        handler.close()
+    summary.facts.update({"api_uploaded": report.uploaded, "api_duplicates": report.duplicates,
+                          "api_test_id": test["id"], "api_report_bytes": rep["size"],
+                          "api_app_url": f"http://127.0.0.1:8000/app/#/tests/{test['id']}"})
+    summary.outputs["api_data"] = str(data_dir)
+    summary.outputs["api_token"] = str(token_file)
+
+
+DEMO_ORG = "smartlogger demo"
+
+
+class _Http:
+    """Just enough of an HTTP client for the demo's checks against its own API (stdlib only)."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.token = token
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        import urllib.error
+        import urllib.request
+
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as rsp:
+                return json.loads(rsp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")[:300]
+            raise DemoStepError("api", f"{method} {path}: HTTP {err.code} {detail}") from None
+
+    def get(self, path: str) -> Any:
+        return self._call("GET", path)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self._call("POST", path, body)
+
+    def find_or_create(self, path: str, body: dict[str, Any], *, query: str = "") -> dict[str, Any]:
+        listing = self.get(path + (f"?{query}" if query else ""))
+        for item in listing:
+            if item.get("name") == body["name"]:
+                return dict(item)
+        return dict(self.post(path, body))
+
+    def wait(self, path: str, done: Callable[[Any], bool], *, timeout_s: float = 600.0) -> Any:
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        while True:
+            value = self.get(path)
+            if done(value):
+                return value
+            if time.monotonic() > deadline:
+                raise DemoStepError("api", f"{path} not done after {timeout_s:.0f} s: {value}")
+            time.sleep(delay)  # polling a background job of the server, not a test sleep
+            delay = min(delay * 2, 1.0)
 
 
 _STEP_FUNCS: dict[str, Callable[[DemoOptions, dict[str, Any], DemoSummary, ProgressHook], None]] = {

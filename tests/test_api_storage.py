@@ -30,7 +30,7 @@ def test_migrations_build_exactly_the_models(kind: str) -> None:
         try:
             upgrade(engine)
             upgrade(engine)  # idempotent
-            assert current_revision(engine) == "0002"
+            assert current_revision(engine) == "0003"
             with engine.connect() as conn:
                 diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diff == []

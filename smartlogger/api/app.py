@@ -11,7 +11,9 @@ Configuration keys: ``DATA_DIR`` (SQLite file, blobs, server key), ``DATABASE_UR
 ``DB_SCHEMA`` (PostgreSQL schema), ``FILES_DIR``, ``SERVER_KEY_PATH``, ``REDIS_URL``
 (jobs on RQ and a shared rate limit), ``MAX_CONTENT_LENGTH`` (bytes, upload limit),
 ``APP_DIR`` (the companion web app served at ``/app/``),
-``RATE_LIMIT_PER_MINUTE`` (per token, 0 = off), ``AUTH_CACHE_SECONDS`` (how long a
+``RATE_LIMIT_PER_MINUTE`` (per token, 0 = off), ``CHECK_IDLE_SECONDS`` / ``CHECK_MAX_DELAY_SECONDS``
+(in-process runner: a logfile check job waits until no request came for that long, at most
+the max delay; defaults 0.5 and 60), ``AUTH_CACHE_SECONDS`` (how long a
 validated token is trusted without a database lookup; 0 = never), ``CORS_ORIGIN`` (the companion app's
 origin; nothing else gets CORS headers), ``PROXY_FIX`` (number of trusted reverse proxies in front, 0 = none), ``MIGRATE_ON_START``.
 """
@@ -37,7 +39,8 @@ from smartlogger.api.receipts import load_or_create_key
 
 DEFAULT_MAX_UPLOAD = 64 * 1024 * 1024  # bytes; a 10-year blackbox logfile is ~6 MB
 _ENV = ("DATA_DIR", "DATABASE_URL", "DB_SCHEMA", "FILES_DIR", "SERVER_KEY_PATH", "CORS_ORIGIN",
-        "RATE_LIMIT_PER_MINUTE", "MAX_CONTENT_LENGTH", "AUTH_CACHE_SECONDS", "PROXY_FIX")
+        "RATE_LIMIT_PER_MINUTE", "MAX_CONTENT_LENGTH", "AUTH_CACHE_SECONDS", "PROXY_FIX",
+        "CHECK_IDLE_SECONDS", "CHECK_MAX_DELAY_SECONDS")
 
 
 class SmartLoggerApi(Api):  # type: ignore[misc]
@@ -115,11 +118,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["smartlogger_files"] = LocalFileStore(app.config["FILES_DIR"])
     app.extensions["smartlogger_key"] = load_or_create_key(app.config["SERVER_KEY_PATH"])
     app.extensions["smartlogger_tokencache"] = TokenCache(float(app.config["AUTH_CACHE_SECONDS"]))
+    app.extensions["smartlogger_logger_ids"] = {}  # services.LoggerIds: (org id, serial) -> logger id
     app.extensions["smartlogger_ratelimit"] = RateLimiter(app.config["RATE_LIMIT_PER_MINUTE"],
                                                           app.config["REDIS_URL"])
     app.extensions["smartlogger_jobs"] = runner = make_runner(app)
     if isinstance(runner, ThreadRunner):
         recover(app)
+        # Background checks yield to requests (ThreadRunner): tell the runner when one starts.
+        app.before_request(runner.request_started)
 
     api = SmartLoggerApi(app)
     errors.register(app)

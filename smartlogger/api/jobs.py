@@ -12,52 +12,100 @@ seam (``JobRunner``) with two backends chosen by configuration:
 A job only records its state in the database; its output (a ``Result`` or a
 ``Report`` row) is what the API serves. An analysis that finishes enqueues the
 report, so "results and report ready" follows the last upload by itself.
+
+A "check" job (one per uploaded logfile, committed with the logfile's row, see
+``services.ingest_logfile``) decodes every sample payload of that logfile off the
+request path and marks the logfile ``unreadable`` if they do not decode.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import queue
 import threading
+import time
+from collections import deque
 from typing import Any, Protocol
 
 from flask import Flask
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from smartlogger.api.models import CapacityTest, Job, utcnow
+from smartlogger.api.models import CapacityTest, Job, Logfile, utcnow
 from smartlogger.errors import SmartLoggerError
 
 log = logging.getLogger("smartlogger.api.jobs")
-KINDS = ("analyse", "report")
+KINDS = ("analyse", "report", "check")
 
 
 class JobRunner(Protocol):
     def submit(self, job_id: int) -> None: ...
 
+    def submit_background(self, job_id: int) -> None: ...
+
     def close(self) -> None: ...
 
 
 class ThreadRunner:
-    """One daemon thread executing jobs in submission order (the CPU has 2 cores: one is plenty)."""
+    """One daemon thread executing jobs (the CPU has 2 cores: one is plenty).
 
-    def __init__(self, app: Flask) -> None:
+    Analyses and reports (``submit``) run in submission order, ahead of background work.
+    Background jobs (``submit_background``: logfile checks) run when this process has
+    served no request for ``idle_s`` seconds, or at the latest ``max_delay_s`` after
+    submission: the GIL is shared with the request threads, so a check that runs during
+    an upload burst takes its CPU from the uploads; under sustained load the checks
+    still run (``max_delay_s``), they never wait forever.
+    """
+
+    def __init__(self, app: Flask, *, idle_s: float = 0.5, max_delay_s: float = 60.0) -> None:
         self.app = app
-        self._q: queue.Queue[int | None] = queue.Queue()
-        self._idle = threading.Condition()
+        self.idle_s = idle_s
+        self.max_delay_s = max_delay_s
+        self._urgent: deque[int] = deque()
+        self._background: deque[tuple[float, int]] = deque()  # (monotonic submit time, job id)
+        self._cond = threading.Condition()
         self._pending = 0
+        self._closed = False
+        self._last_request = 0.0  # time.monotonic() of the last request start
         self._thread = threading.Thread(target=self._loop, name="smartlogger-jobs", daemon=True)
         self._thread.start()
 
     def submit(self, job_id: int) -> None:
-        with self._idle:
+        with self._cond:
             self._pending += 1
-        self._q.put(job_id)
+            self._urgent.append(job_id)
+            self._cond.notify_all()
+
+    def submit_background(self, job_id: int) -> None:
+        with self._cond:
+            self._pending += 1
+            self._background.append((time.monotonic(), job_id))
+            self._cond.notify_all()
+
+    def request_started(self) -> None:
+        """Note request activity (a ``before_request`` hook; one float store, no lock needed)."""
+        self._last_request = time.monotonic()
+
+    def _next(self) -> int | None:
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                if self._urgent:
+                    return self._urgent.popleft()
+                if not self._background:
+                    self._cond.wait()
+                    continue
+                now = time.monotonic()
+                quiet_in = self._last_request + self.idle_s - now
+                due_in = self._background[0][0] + self.max_delay_s - now
+                if quiet_in <= 0 or due_in <= 0:
+                    return self._background.popleft()[1]
+                self._cond.wait(min(quiet_in, due_in))
 
     def _loop(self) -> None:
         while True:
-            job_id = self._q.get()
+            job_id = self._next()
             if job_id is None:
                 return
             try:
@@ -65,17 +113,19 @@ class ThreadRunner:
             except Exception:  # run_job records failures; this is a bug guard only
                 log.exception("job %s crashed the runner loop", job_id)
             finally:
-                with self._idle:
+                with self._cond:
                     self._pending -= 1
-                    self._idle.notify_all()
+                    self._cond.notify_all()
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Block until every submitted job (and the jobs they enqueued) ran; False on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self) -> None:
-        self._q.put(None)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 class RQRunner:
@@ -92,6 +142,10 @@ class RQRunner:
         # RQ's own job id; ours (the row id) is the argument, and the row holds the state.
         self.queue.enqueue("smartlogger.api.jobs.rq_entry", job_id, job_timeout=1800)
 
+    def submit_background(self, job_id: int) -> None:
+        # Same queue: RQ workers are other processes, they take no CPU time from a request's GIL.
+        self.submit(job_id)
+
     def close(self) -> None:
         self.connection.close()
 
@@ -100,7 +154,8 @@ def make_runner(app: Flask) -> JobRunner:
     url = app.config.get("REDIS_URL")
     if url:
         return RQRunner(url, app.config.get("RQ_QUEUE", "smartlogger"))
-    runner = ThreadRunner(app)
+    runner = ThreadRunner(app, idle_s=float(app.config.get("CHECK_IDLE_SECONDS", 0.5)),
+                          max_delay_s=float(app.config.get("CHECK_MAX_DELAY_SECONDS", 60)))
     return runner
 
 
@@ -116,10 +171,10 @@ def recover(app: Flask) -> int:
         lost = list(s.scalars(select(Job).where(Job.status.in_(("queued", "running"))).order_by(Job.id)))
         for job in lost:
             job.status = "queued"
-        ids = [job.id for job in lost]
+        ids = [(job.id, job.kind == "check") for job in lost]
     runner = app.extensions["smartlogger_jobs"]
-    for job_id in ids:
-        runner.submit(job_id)
+    for job_id, background in ids:
+        (runner.submit_background if background else runner.submit)(job_id)
     return len(ids)
 
 
@@ -168,6 +223,24 @@ def enqueue(app: Flask, org_id: int, kind: str, test_id: int, inputs: str) -> Jo
     return job
 
 
+def submit_check(app: Flask, job_id: int) -> None:
+    """Run the (committed) check job ``job_id``; if it cannot be queued, say so in its row.
+
+    Never raises: the upload that created the job has already succeeded.
+    """
+    try:
+        app.extensions["smartlogger_jobs"].submit_background(job_id)
+    except Exception as err:  # e.g. Redis down
+        log.exception("could not queue job %s", job_id)
+        from smartlogger.api.db import database
+
+        with database(app).system_session() as s:
+            row = s.get(Job, job_id)
+            if row is not None:
+                row.status, row.finished_at = "failed", utcnow()
+                row.error = f"could not queue the job ({type(err).__name__})"
+
+
 def run_job(app: Flask, job_id: int) -> None:
     """Execute job ``job_id`` (any process); records running/finished/failed in its row."""
     from smartlogger.api import services
@@ -188,6 +261,16 @@ def run_job(app: Flask, job_id: int) -> None:
         with db.system_session() as s:
             job = s.get(Job, job_id)
             assert job is not None
+            test_id = job.test_id
+            if job.kind == "check":
+                logfile = s.get(Logfile, job.logfile_id) if job.logfile_id is not None else None
+                if logfile is None:
+                    raise SmartLoggerError("the logfile was deleted")
+                problem = services.check_logfile_samples(s, store, logfile)
+                # The job did its work either way; its verdict is on the logfile, echoed here.
+                job.status, job.finished_at = "finished", utcnow()
+                job.error = "" if problem is None else f"logfile marked unreadable: {problem}"[:2000]
+                return
             test = s.get(CapacityTest, job.test_id)
             if test is None:
                 raise SmartLoggerError("the test was deleted")
@@ -197,7 +280,6 @@ def run_job(app: Flask, job_id: int) -> None:
             else:
                 services.build_report(s, store, test)
             job.status, job.finished_at, job.error = "finished", utcnow(), ""
-            test_id = test.id
     except Exception as err:
         if not isinstance(err, SmartLoggerError):
             log.exception("job %s failed", job_id)
@@ -208,7 +290,7 @@ def run_job(app: Flask, job_id: int) -> None:
             if job is not None:
                 job.status, job.finished_at, job.error = "failed", utcnow(), message[:2000]
         return
-    if follow_up is not None:
+    if follow_up is not None and test_id is not None:
         enqueue(app, follow_up[0], "report", test_id, follow_up[1])
 
 
@@ -227,4 +309,4 @@ def rq_entry(job_id: int) -> None:
 
 def job_dict(job: Job | None) -> dict[str, Any] | None:
     return None if job is None else {c: getattr(job, c) for c in (
-        "id", "kind", "test_id", "status", "error", "attempts", "created_at", "started_at", "finished_at")}
+        "id", "kind", "test_id", "logfile_id", "status", "error", "attempts", "created_at", "started_at", "finished_at")}

@@ -235,13 +235,16 @@ class Report(TenantScoped, Base):
 
 
 class Job(TenantScoped, Base):
-    """A background job (analysis or report). ``key`` makes enqueueing idempotent."""
+    """A background job (analysis, report or logfile check). ``key`` makes enqueueing idempotent."""
 
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
-    kind: Mapped[str] = mapped_column(String(20))  # "analyse" | "report"
+    kind: Mapped[str] = mapped_column(String(20))  # "analyse" | "report" | "check"
     test_id: Mapped[int | None] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"), index=True)
+    # "check" jobs: the logfile whose sample payloads the job decodes (migration 0003)
+    logfile_id: Mapped[int | None] = mapped_column(ForeignKey("logfiles.id", ondelete="CASCADE"), default=None,
+                                                   index=True)
     status: Mapped[str] = mapped_column(String(20), default="queued")  # queued/running/finished/failed
     error: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -192,7 +192,7 @@ class TestSchema(ma.Schema):
     reference_temperature_c = f.Float()
     blocks = f.Integer()
     metadata = f.Dict(attribute="meta")
-    logfiles = f.Integer(metadata={"description": "logfiles attached so far"})
+    logfiles = f.Integer(metadata={"description": "loggers with a logfile attached so far (a logger pulled twice counts once)"})
     status = f.String(metadata={"description": "collecting | complete | analysing | analysed | failed"})
     created_at = f.DateTime()
 
@@ -248,8 +248,9 @@ class VerificationSchema(ma.Schema):
 
 class JobSchema(ma.Schema):
     id = f.Integer()
-    kind = f.String()
+    kind = f.String(metadata={"description": "analyse | report | check (the deferred sample decode of a logfile)"})
     test_id = Id(allow_none=True)
+    logfile_id = Id(allow_none=True, metadata={"description": "the logfile a check job decodes"})
     status = f.String(metadata={"description": "queued | running | finished | failed"})
     error = f.String()
     attempts = f.Integer()

@@ -81,7 +81,7 @@ def seed_tenant(admin: Admin, name: str) -> Tenant:
 def make_app(data_dir: Path, url: str, schema: str | None, **config: Any) -> Flask:
     cfg: dict[str, Any] = {"DATA_DIR": str(data_dir), "DATABASE_URL": url, "DB_SCHEMA": schema,
                            "RATE_LIMIT_PER_MINUTE": 0, "REDIS_URL": None,
-                           "AUTH_CACHE_SECONDS": 0}
+                           "AUTH_CACHE_SECONDS": 0, "CHECK_IDLE_SECONDS": 0}
     cfg.update(config)
     return create_app(cfg)
 

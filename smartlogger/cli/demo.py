@@ -78,9 +78,13 @@ def _print_summary(console: object, summary: DemoSummary) -> None:
         table.add_column(col)
     for i, b in enumerate(f["weakest"]):
         pct = "n/a" if b["capacity_pct"] is None else f"{b['capacity_pct']:.1f}"
+        if b["lower_bound"] and b["capacity_pct"] is not None:
+            pct = ">=" + pct  # the block outlasted the string: its capacity is at least this
         table.add_row(str(i + 1), str(b["position"]), b["serial"], pct,
                       "[red]REPLACE (< 80 %)[/]" if b["replace"] else "ok")
     console.print(table)
+    if any(b["lower_bound"] for b in f["weakest"]):
+        console.print("  >= : the block had not reached its end voltage when the string test ended")
     console.print(f"  exceedances: [yellow]{f['yellow']} yellow[/] (warning), [red]{f['red']} red[/] (alarm)")
     console.print(f"  weak blocks in the simulation (truth): {f['weak_blocks_truth']}")
     console.print()

@@ -295,15 +295,19 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: str | None = None,
     files = sorted(d.glob("*.slog"))
     if not files:
         raise ExportError(f"{d}: no .slog logfiles in the directory")
-    logs = []
+    from smartlogger.analysis.loading import block_logs_from_logfiles
+
+    decoded = []
     evidence = []
     test_meta: dict[str, str] = {}
     for f in files:
         lf = read_logfile(f)
         evidence.append(evidence_from_report(verify_logfile(lf), f.name))
-        logs.append(block_log_from_logfile(lf, source=f.name))
+        decoded.append(lf)
         for k, v in lf.metadata.test.items():
             test_meta.setdefault(k, v)
+    # One log per logger: several pulls of one logger are merged by sequence number.
+    logs = block_logs_from_logfiles(decoded)
     result_file = d / "result.json"
     if result_file.exists():
         result = TestResult.from_json(result_file.read_text(encoding="utf-8"))
@@ -316,7 +320,7 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: str | None = None,
             float(test_meta["end_v_per_cell"]) if "end_v_per_cell" in test_meta else None)
         meta = TestMetadata(parse_load(load_text), rated_time_s=parse_duration_s(rt) if rt else None,
                             end_v_per_cell=ev, test_id=test_meta.get("test_id", ""))
-        result = analyze_test(logs, meta)  # type: ignore[arg-type]
+        result = analyze_test(logs, meta)
     outcome, series, exceed = string_report_inputs(result, logs, evidence)
     if test_meta.get("site"):
         outcome = StringTestOutcome(**{**outcome.__dict__, "site": test_meta["site"]})

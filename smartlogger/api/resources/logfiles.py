@@ -4,7 +4,9 @@ Upload is the raw file as the request body (``Content-Type:
 application/octet-stream`` or ``application/vnd.smartlogger.slog``), at most
 ``MAX_CONTENT_LENGTH`` bytes. The same bytes again answer 200 with the existing
 logfile (201 the first time). A body that is not a logfile, or that the decoder
-rejects, is answered 422 with the decoder's message and nothing is stored.
+rejects, is answered 422 with the decoder's message and nothing is stored. The
+sample payloads are decoded after the response by the logfile's "check" job,
+which marks a file whose payloads do not decode ``unreadable`` (docs/API.md).
 """
 
 # mypy: disable-error-code="untyped-decorator"
@@ -14,12 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from marshmallow import fields
 
 from smartlogger.api.auth import current, require
 from smartlogger.api.errors import ApiError
+from smartlogger.api.jobs import submit_check
 from smartlogger.api.models import CapacityTest, Logfile, Logger
 from smartlogger.api.resources.common import (
     files,
@@ -99,8 +102,10 @@ def upload(args: dict[str, Any]) -> Any:
     data = request.get_data(cache=False)
     if not data:
         raise ApiError(422, "invalid_logfile", "empty body: not a logfile", field="body")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the real app, for after the request
     row, created = ingest_logfile(session(), files(), server_key(), uploader(), data,
-                                  test_id=args["test_id"])
+                                  test_id=args["test_id"], logger_ids=app.extensions["smartlogger_logger_ids"],
+                                  on_check_job=lambda job_id: submit_check(app, job_id))
     if row.test_id is not None:
         t = session().get(CapacityTest, row.test_id)
         if t is not None:
