@@ -127,9 +127,69 @@ def run_concurrent(port: int, token: str, jobs: list[tuple[str, str, bytes | Non
     return time.perf_counter() - t0, latencies, codes
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` so far (Linux /proc; vanished processes count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+
+
+def postgres_pids() -> list[int]:
+    """Every postgres process on this machine (the server under test is local)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/comm") as f:
+                    comm = f.read().strip()
+                if comm == "postgres":
+                    out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def wait_checks(url: str, schema: str | None, n: int, timeout_s: float = 600) -> float:
+    """Seconds until ``n`` logfile check jobs have finished (polling the database)."""
+    from sqlalchemy import func, select
+
+    from smartlogger.api.db import make_engine
+    from smartlogger.api.models import Job
+
+    engine = make_engine(url, schema=schema)
+    t0 = time.perf_counter()
+    try:
+        with engine.connect() as conn:
+            while True:
+                done = conn.scalar(select(func.count()).select_from(Job).where(
+                    Job.kind == "check", Job.status.in_(("finished", "failed"))))
+                conn.rollback()
+                if (done or 0) >= n:
+                    return round(time.perf_counter() - t0, 2)
+                if time.perf_counter() - t0 > timeout_s:
+                    raise RuntimeError(f"only {done} of {n} check jobs done after {timeout_s} s")
+                time.sleep(0.1)
+    finally:
+        engine.dispose()
 
 
 def main() -> None:
@@ -181,13 +241,25 @@ def main() -> None:
                     raise RuntimeError("gunicorn did not start")
                 time.sleep(0.2)
 
-            # --- uploads
+            # --- uploads (CPU per upload split by process: server workers, PostgreSQL, this client)
+            workers = children(server.pid)
+            pg = postgres_pids()
+            cpu0 = (cpu_seconds(workers), cpu_seconds(pg), time.process_time())
             wall, lat, codes = run_concurrent(port, token, [
                 ("POST", "/api/logfiles", d, "application/vnd.smartlogger.slog") for d in uploads])
+            cpu1 = (cpu_seconds(workers), cpu_seconds(pg + postgres_pids()[len(pg):]), time.process_time())
             out["upload_errors"] = sum(1 for c in codes if c != 201)
             out["upload_per_s"] = round(n_upload / wall, 1)
             out["upload_p50_ms"] = round(pct(lat, 50) * 1000, 1)
             out["upload_p99_ms"] = round(pct(lat, 99) * 1000, 1)
+            out["upload_cpu_ms"] = {k: round((b - a) / n_upload * 1000, 2)
+                                    for k, a, b in zip(("server", "postgres", "client"), cpu0, cpu1, strict=True)}
+            # The sample payloads are decoded by each logfile's check job, after the response
+            # (deferred while requests keep coming): time until every check has run, and the
+            # upload rate that includes that work.
+            t_done = time.perf_counter()
+            out["checks_done_s"] = wait_checks(url, schema, n_upload)
+            out["upload_with_checks_per_s"] = round(n_upload / (wall + time.perf_counter() - t_done), 1)
 
             # --- the N-block test: create, upload, wait for results + report
             c = Client(port, token)

@@ -7,7 +7,13 @@ import pytest
 from smartlogger.analysis.inputs import MetadataError
 from smartlogger.analysis.loading import block_log_from_logfile, block_logs_from_logfiles
 from smartlogger.device.sim import simulate_string_test
-from smartlogger.logfile import LogfileMetadata, build_logfile, pull_logfile, read_logfile, simulated_credentials
+from smartlogger.logfile import (
+    LogfileMetadata,
+    build_logfile,
+    pull_logfile,
+    read_logfile,
+    simulated_credentials,
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +37,7 @@ def test_a_repeated_full_pull_merges_into_the_same_log(logger_and_full_pull: tup
 
 
 def test_split_pulls_merge_to_the_whole_log(logger_and_full_pull: tuple[object, bytes]) -> None:
-    lg, whole = logger_and_full_pull
+    _, whole = logger_and_full_pull
     lf = read_logfile(whole)
     main, summary = lf.streams[0], lf.streams[1]
     cut = len(main.records) // 2
@@ -47,7 +53,7 @@ def test_split_pulls_merge_to_the_whole_log(logger_and_full_pull: tuple[object, 
 
 
 def test_conflicting_records_for_one_seq_are_refused(logger_and_full_pull: tuple[object, bytes]) -> None:
-    lg, whole = logger_and_full_pull
+    _, whole = logger_and_full_pull
     lf = read_logfile(whole)
     main, summary = lf.streams[0], lf.streams[1]
     recs = [(r.seq, r.data) for r in main.records]

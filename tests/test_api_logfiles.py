@@ -206,3 +206,132 @@ def test_concurrent_uploads_of_one_new_logger_and_of_the_same_bytes(env: ApiEnv,
     assert sorted(code for code, _ in results).count(201) == 6
     assert len({i for _, i in results}) == 6
     assert _count(env, Logfile) == 6 and _count(env, Logger) == 1
+
+
+class _RawPull:
+    """A ``ChainedStore`` over given record bytes: lets a test sign a pull of records no
+    firmware would write (the device signs whatever its flash holds)."""
+
+    def __init__(self, streams: list[list[tuple[int, bytes]]], anchors: list[tuple[int, bytes]]) -> None:
+        from smartlogger.logfile import chain
+
+        self.streams, self.anchors = streams, anchors
+        self.heads = []
+        for records, (anchor_seq, anchor_hash) in zip(streams, anchors, strict=True):
+            h = anchor_hash
+            for seq, data in records:
+                h = chain.chain_next(h, seq, data)
+            self.heads.append((records[-1][0] + 1 if records else anchor_seq, h))
+
+    def chain_anchor(self, stream: int = 0) -> tuple[int, bytes]:
+        return self.anchors[stream]
+
+    def chain_head(self, stream: int = 0) -> tuple[int, bytes]:
+        return self.heads[stream]
+
+    def records(self, from_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        return iter(self.streams[0])
+
+    def summary_records(self, from_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        return iter(self.streams[1])
+
+
+def _signed_with_bad_sample(good: bytes, how: str) -> bytes:
+    """``good`` re-signed with its first SampleBlock changed: CRCs, footer hash, chain and
+    signature are all valid. ``how``: "payload" drops the bit-packed channels behind a valid
+    head (only a full decode notices); "codec" names an unknown codec in the head."""
+    from smartlogger.logfile import pull_logfile, read_logfile, simulated_credentials
+    from smartlogger.logfile.records import SAMPLE_HEAD, RecordType
+
+    lf = read_logfile(good, decode=False)
+    payload_at = 1 + SAMPLE_HEAD.size
+    streams = [[(r.seq, r.data) for r in st.records] for st in lf.streams]
+    i = next(i for i, (_, d) in enumerate(streams[0]) if d[0] == RecordType.SAMPLE_BLOCK)
+    seq, data = streams[0][i]
+    assert int.from_bytes(data[payload_at + 1:payload_at + 5], "little") > 0  # declares samples
+    bad = data[:payload_at + 5] if how == "payload" else data[:payload_at] + b"\x07" + data[payload_at + 1:]
+    streams[0][i] = (seq, bad)
+    pull = _RawPull(streams, [(st.anchor_seq, st.anchor_hash) for st in lf.streams])
+    att = lf.latest_attestation
+    assert att is not None
+    # ChainedStore is typed with Record; build_logfile also takes (and keeps verbatim) record bytes.
+    return pull_logfile(simulated_credentials(lf.identity), lf.identity, pull,  # type: ignore[arg-type]
+                        device_ms=att.device_ms, nonce=att.nonce, metadata=lf.metadata)
+
+
+def test_logfile_whose_sample_payload_does_not_decode_is_stored_then_marked_unreadable(
+        env: ApiEnv, logfiles: list[bytes]) -> None:
+    """The payload decode runs in the check job: the file is kept (never dropped) and flagged."""
+    from smartlogger.errors import LogfileError
+    from smartlogger.logfile import read_logfile, verify_logfile
+
+    data = _signed_with_bad_sample(logfiles[0], "payload")
+    assert verify_logfile(read_logfile(data, decode=False)).status == "verified"  # CRC/hash/chain/signature
+    with pytest.raises(LogfileError) as decoder:
+        read_logfile(data)
+    c, tech = env.client, env.a.headers("technician")
+    r = c.post("/api/logfiles", headers=tech, data=data, content_type=OCTET)
+    assert r.status_code == 201, r.get_json()
+    lf_id = r.get_json()["id"]
+    env.wait_jobs()
+    got = c.get(f"/api/logfiles/{lf_id}", headers=tech).get_json()
+    assert got["verification_status"] == "unreadable"
+    report = c.get(f"/api/logfiles/{lf_id}/verification", headers=tech).get_json()["report"]
+    assert report["status"] == "unreadable" and not report["verified"]
+    problem = report["problems"][-1]
+    assert problem["kind"] == "unreadable" and problem["message"] == str(decoder.value)
+    assert problem["offset"] == decoder.value.offset and "at byte" in problem["message"]
+    assert c.get(f"/api/logfiles/{lf_id}/content", headers=tech).data == data  # kept, byte for byte
+    with database(env.app).system_session() as s:
+        from smartlogger.api.models import Job
+
+        job = s.scalar(select(Job).where(Job.logfile_id == lf_id))
+        assert job is not None and job.kind == "check" and job.status == "finished"
+        assert str(decoder.value) in job.error
+    job_out = c.get(f"/api/jobs/{job.id}", headers=tech).get_json()
+    assert job_out["logfile_id"] == lf_id and job_out["kind"] == "check"
+    audit = c.get("/api/audit?action=logfile_unreadable", headers=env.a.headers("admin")).get_json()
+    assert [e["object_id"] for e in audit] == [lf_id]
+    # A good file's check job leaves its verdict alone.
+    ok = c.post("/api/logfiles", headers=tech, data=logfiles[1], content_type=OCTET).get_json()
+    env.wait_jobs()
+    assert c.get(f"/api/logfiles/{ok['id']}", headers=tech).get_json()["verification_status"] == "verified"
+
+
+def test_sample_head_naming_an_unknown_codec_is_rejected_at_upload(env: ApiEnv, logfiles: list[bytes]) -> None:
+    """Heads (codec, declared sample count) are checked in the request, CRCs valid or not."""
+    data = _signed_with_bad_sample(logfiles[0], "codec")
+    r = env.client.post("/api/logfiles", headers=env.a.headers("technician"), data=data, content_type=OCTET)
+    assert r.status_code == 422, r.get_json()
+    err = r.get_json()["error"]
+    assert err["code"] == "invalid_logfile" and "unknown sample codec 7" in err["message"]
+    assert "at byte" in err["message"]
+    assert _count(env, Logfile) == 0 and _count(env, Logger) == 0 and _blobs(env) == []
+
+
+def test_background_checks_wait_for_a_quiet_moment_but_not_for_ever(env: ApiEnv) -> None:
+    """ThreadRunner: urgent jobs first; a check waits for idle_s without requests, at most max_delay_s."""
+    from smartlogger.api.jobs import ThreadRunner
+
+    busy = ThreadRunner(env.app, idle_s=3600, max_delay_s=3600)
+    try:
+        busy.request_started()
+        busy.submit_background(10**6)  # no such job: run_job claims nothing and returns
+        assert not busy.wait_idle(0.2)  # held back: a request came in just now
+        busy.submit(10**6 + 1)  # an urgent job runs at once, the check still waits
+        assert not busy.wait_idle(0.2)
+        with busy._cond:
+            assert busy._pending == 1 and [j for _, j in busy._background] == [10**6]
+        busy._last_request -= 3600  # ...and the server has been quiet since
+        with busy._cond:
+            busy._cond.notify_all()
+        assert busy.wait_idle(10)
+    finally:
+        busy.close()
+    due = ThreadRunner(env.app, idle_s=3600, max_delay_s=0)
+    try:
+        due.request_started()
+        due.submit_background(10**6)
+        assert due.wait_idle(10)  # overdue: runs although requests keep coming
+    finally:
+        due.close()

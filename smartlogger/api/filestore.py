@@ -43,6 +43,9 @@ class LocalFileStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        # Fan-out directories known to exist: saves two mkdir system calls per put. (A directory
+        # removed behind our back makes mkstemp fail with FileNotFoundError; put then retries.)
+        self._dirs: set[Path] = set()
 
     def _path(self, sha256: str) -> Path:
         if not _SHA_RE.match(sha256):
@@ -54,12 +57,21 @@ class LocalFileStore:
         path = self._path(digest)
         if path.exists():
             return digest
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        except FileNotFoundError:
+            self._dirs.discard(path.parent)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
+                # One fsync per new blob, before the database row that names it is committed: a
+                # receipt must never name bytes a crash can lose. (Known blobs return above.)
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:

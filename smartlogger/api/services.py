@@ -214,9 +214,16 @@ def check_logfile_samples(session: Session, store: FileStore, row: Logfile) -> s
     """
     from smartlogger.errors import LogfileError
     from smartlogger.logfile import read_logfile
+    from smartlogger.logfile.format import decode_sample_records
+    from smartlogger.logfile.records import RecordType
 
     try:
-        read_logfile(store.get(row.sha256))
+        lf = read_logfile(store.get(row.sha256), decode=False)
+        for st in lf.streams:
+            # What read_logfile(decode=True) does per stream, without building SampleBlock objects.
+            raws = [raw for raw in st.records if raw.record_type == RecordType.SAMPLE_BLOCK]
+            if raws:
+                decode_sample_records(raws)
     except LogfileError as err:
         message, offset = str(err), err.offset
     else:
