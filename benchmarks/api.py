@@ -8,8 +8,13 @@ Prints ONE JSON object:
 - ``read_per_s``: ``GET /api/tests/<id>/results`` at concurrency 16.
 - ``results_ready_s``: from the response to the last upload of an N-block test (240; 24 with
   ``--quick``) until both its results and its report workbook are available.
+- ``upload_cpu_ms``: CPU milliseconds per upload during the upload burst, split into the gunicorn
+  workers, PostgreSQL and this load generator (all share the machine's cores).
+- ``checks_done_s`` / ``upload_with_checks_per_s``: each upload's sample payloads are decoded
+  by its "check" job after the response (deferred while requests keep coming): seconds from
+  the last upload until every check has run, and the upload rate counting that work.
 
-Usage: ``python benchmarks/api.py [--quick] [--workers 2] [--threads 4] [--database-url URL]``.
+Usage: ``python benchmarks/api.py [--quick] [--workers 3] [--threads 4] [--database-url URL]``.
 The database is a fresh schema in ``--database-url`` (default: ``SMARTLOGGER_TEST_DATABASE_URL``
 or ``postgresql://postgres@127.0.0.1:5432/test``), dropped at the end.
 """
@@ -149,7 +154,8 @@ def children(pid: int) -> list[int]:
 
 
 def postgres_pids() -> list[int]:
-    """Every postgres process on this machine (the server under test is local)."""
+    """Every postgres process on this machine (the server under test is local; other clients of
+    the same server, e.g. a concurrent test run, are counted too)."""
     out = []
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -195,7 +201,12 @@ def wait_checks(url: str, schema: str | None, n: int, timeout_s: float = 600) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short run (fewer requests, 24-block test)")
-    ap.add_argument("--workers", type=int, default=2)
+    # 3 workers x 4 threads on this 2-core machine: a request spends part of its time off the
+    # GIL (PostgreSQL round trips and commit, the blob's fsync); a third process keeps both cores
+    # busy meanwhile, which 2 processes cannot (one GIL each). More threads per process (2 x 8)
+    # uploaded about as fast but halved read_per_s (more GIL hand-offs per 230 kB JSON answer).
+    # Measured: docs/API.md, "Deployment".
+    ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--database-url", default=os.environ.get("SMARTLOGGER_TEST_DATABASE_URL",
                                                               "postgresql://postgres@127.0.0.1:5432/test"))

@@ -335,3 +335,32 @@ def test_background_checks_wait_for_a_quiet_moment_but_not_for_ever(env: ApiEnv)
         assert due.wait_idle(10)  # overdue: runs although requests keep coming
     finally:
         due.close()
+
+
+def test_a_batch_of_checks_fails_only_the_job_whose_blob_is_gone(tmp_path: Path, logfiles: list[bytes]) -> None:
+    """run_checks: one transaction per batch, yet one job's failure does not undo the others."""
+    from smartlogger.api.jobs import run_checks
+    from smartlogger.api.models import Job
+
+    # Checks held back (a quiet hour never comes), so the test runs the batch itself.
+    with api_env("sqlite", tmp_path, CHECK_IDLE_SECONDS=3600, CHECK_MAX_DELAY_SECONDS=3600) as env:
+        h = env.a.headers("technician")
+        ids = [env.client.post("/api/logfiles", headers=h, data=d, content_type=OCTET).get_json()["id"]
+               for d in logfiles[:2]]
+        gone = hashlib.sha256(logfiles[0]).hexdigest()
+        Path(env.app.config["FILES_DIR"], gone[:2], gone[2:4], gone).unlink()
+        with database(env.app).system_session() as s:
+            jobs = {j.logfile_id: j.id for j in s.scalars(select(Job).where(Job.kind == "check"))
+                    if j.logfile_id is not None}
+        assert sorted(jobs) == sorted(ids)
+        run_checks(env.app, list(jobs.values()))
+        run_checks(env.app, list(jobs.values()))  # claimed already: runs nothing twice
+        with database(env.app).system_session() as s:
+            got = {j.logfile_id: (j.status, j.error, j.attempts) for j in s.scalars(select(Job))}
+        assert got[ids[0]][0] == "failed" and "not in the file store" in got[ids[0]][1]
+        assert got[ids[1]] == ("finished", "", 1) and got[ids[0]][2] == 1
+        runner = env.app.extensions["smartlogger_jobs"]
+        runner.idle_s = 0  # let the runner take its (already claimed, so no-op) copies now
+        with runner._cond:
+            runner._cond.notify_all()
+        assert runner.wait_idle(10)

@@ -36,6 +36,8 @@ from smartlogger.errors import SmartLoggerError
 
 log = logging.getLogger("smartlogger.api.jobs")
 KINDS = ("analyse", "report", "check")
+#: Check jobs the in-process runner runs in one transaction (amortises claim and commit).
+CHECK_BATCH = 32
 
 
 class JobRunner(Protocol):
@@ -86,13 +88,15 @@ class ThreadRunner:
         """Note request activity (a ``before_request`` hook; one float store, no lock needed)."""
         self._last_request = time.monotonic()
 
-    def _next(self) -> int | None:
+    def _next(self) -> tuple[bool, list[int]] | None:
+        """(background?, job ids) to run next; None once closed. Background jobs come in
+        batches of up to ``CHECK_BATCH`` (one database transaction for the batch)."""
         with self._cond:
             while True:
                 if self._closed:
                     return None
                 if self._urgent:
-                    return self._urgent.popleft()
+                    return False, [self._urgent.popleft()]
                 if not self._background:
                     self._cond.wait()
                     continue
@@ -100,21 +104,29 @@ class ThreadRunner:
                 quiet_in = self._last_request + self.idle_s - now
                 due_in = self._background[0][0] + self.max_delay_s - now
                 if quiet_in <= 0 or due_in <= 0:
-                    return self._background.popleft()[1]
+                    batch: list[int] = []
+                    while self._background and len(batch) < CHECK_BATCH and (
+                            quiet_in <= 0 or self._background[0][0] + self.max_delay_s <= now):
+                        batch.append(self._background.popleft()[1])
+                    return True, batch
                 self._cond.wait(min(quiet_in, due_in))
 
     def _loop(self) -> None:
         while True:
-            job_id = self._next()
-            if job_id is None:
+            nxt = self._next()
+            if nxt is None:
                 return
+            background, ids = nxt
             try:
-                run_job(self.app, job_id)
-            except Exception:  # run_job records failures; this is a bug guard only
-                log.exception("job %s crashed the runner loop", job_id)
+                if background:
+                    run_checks(self.app, ids)
+                else:
+                    run_job(self.app, ids[0])
+            except Exception:  # run_job/run_checks record failures; this is a bug guard only
+                log.exception("jobs %s crashed the runner loop", ids)
             finally:
                 with self._cond:
-                    self._pending -= 1
+                    self._pending -= len(ids)
                     self._cond.notify_all()
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
@@ -239,6 +251,49 @@ def submit_check(app: Flask, job_id: int) -> None:
             if row is not None:
                 row.status, row.finished_at = "failed", utcnow()
                 row.error = f"could not queue the job ({type(err).__name__})"
+
+
+def run_checks(app: Flask, job_ids: list[int]) -> None:
+    """Run several check jobs in one transaction (the in-process runner's batches).
+
+    Same effect as ``run_job`` on each: claimed atomically (a job another runner holds is
+    skipped), each job finished with its verdict on its logfile, or failed with the reason.
+    """
+    from smartlogger.api import services
+    from smartlogger.api.db import database
+
+    db = database(app)
+    store = app.extensions["smartlogger_files"]
+    with db.system_session() as s:
+        claimed = set(s.scalars(
+            update(Job).where(Job.id.in_(job_ids), Job.status == "queued", Job.kind == "check")
+            .values(status="running", started_at=utcnow(), attempts=Job.attempts + 1)
+            .returning(Job.id), execution_options={"synchronize_session": False}))
+    if not claimed:
+        return
+    with db.system_session() as s:
+        jobs = list(s.scalars(select(Job).where(Job.id.in_(claimed)).order_by(Job.id)))
+        ids = [j.logfile_id for j in jobs if j.logfile_id is not None]
+        logfiles = {lf.id: lf for lf in s.scalars(select(Logfile).where(Logfile.id.in_(ids)))}
+        for job in jobs:
+            logfile = logfiles.get(job.logfile_id) if job.logfile_id is not None else None
+            job.finished_at = utcnow()
+            if logfile is None:
+                job.status, job.error = "failed", "the logfile was deleted"
+                continue
+            try:
+                # Raises (e.g. StoreError: blob missing) before it changes anything in the session,
+                # so one job's failure leaves the others' verdicts to be committed.
+                problem = services.check_logfile_samples(s, store, logfile)
+            except Exception as err:
+                if not isinstance(err, SmartLoggerError):
+                    log.exception("check job %s failed", job.id)
+                job.status = "failed"
+                job.error = (str(err).splitlines()[0] if isinstance(err, SmartLoggerError) and str(err)
+                             else f"{type(err).__name__}: the job failed (see the server log)")[:2000]
+                continue
+            job.status = "finished"
+            job.error = "" if problem is None else f"logfile marked unreadable: {problem}"[:2000]
 
 
 def run_job(app: Flask, job_id: int) -> None:

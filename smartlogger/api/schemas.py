@@ -209,7 +209,9 @@ class LogfileSchema(ma.Schema):
     test_id = Id(allow_none=True)
     block_position = f.Integer()
     format_version = f.String()
-    verification_status = f.String(metadata={"description": "verified | unsigned | tampered"})
+    verification_status = f.String(metadata={
+        "description": "verified | unsigned | tampered; unreadable once the check job found sample payloads "
+                       "that do not decode"})
     uploaded_by = f.Integer(allow_none=True)
     uploaded_at = f.DateTime()
     created = f.Boolean(metadata={"description": "false when the same bytes were already here"})

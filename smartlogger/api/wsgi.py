@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 
+# The upload path imports these lazily: load them at worker boot, not in each worker's first upload.
+import smartlogger.logfile
+import smartlogger.logfile.verify  # noqa: F401
 from smartlogger.api.app import create_app
 
 app = create_app({"MIGRATE_ON_START": os.environ.get("SMARTLOGGER_MIGRATE_ON_START", "0") == "1"})
