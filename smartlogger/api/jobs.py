@@ -81,8 +81,12 @@ class ThreadRunner:
     def submit_background(self, job_id: int) -> None:
         with self._cond:
             self._pending += 1
+            wake = not self._background
             self._background.append((time.monotonic(), job_id))
-            self._cond.notify_all()
+            # Only the first waiting job changes when the runner must wake (later ones are due later,
+            # and requests only push "quiet" further out): no GIL hand-off to it on every upload.
+            if wake:
+                self._cond.notify_all()
 
     def request_started(self) -> None:
         """Note request activity (a ``before_request`` hook; one float store, no lock needed)."""

@@ -87,7 +87,7 @@ def list_logfiles(args: dict[str, Any]) -> list[dict[str, Any]]:
 
 @blp.route("", methods=["POST"])
 @require("technician")
-@blp.arguments(UploadArgs, location="query")
+@blp.arguments(UploadArgs(), location="query")  # an instance: webargs builds a class anew per request
 @blp.doc(requestBody={"required": True, "content": {
     t: {"schema": {"type": "string", "format": "binary"}} for t in UPLOAD_TYPES}})
 @blp.response(201, LogfileSchema)
