@@ -4,7 +4,7 @@ Prints ONE JSON object:
 
 - ``upload_per_s``, ``upload_p50_ms``, ``upload_p99_ms``: distinct ~40 kB signed logfiles
   (real simulated pulls; variants differ in their unsigned test metadata) POSTed at
-  concurrency 16 over keep-alive connections.
+  concurrency 16 (a connection per request by default; ``--keep-alive 30`` keeps them).
 - ``read_per_s``: ``GET /api/tests/<id>/results`` at concurrency 16.
 - ``results_ready_s``: from the response to the last upload of an N-block test (240; 24 with
   ``--quick``) until both its results and its report workbook are available.
@@ -14,7 +14,7 @@ Prints ONE JSON object:
   by its "check" job after the response (deferred while requests keep coming): seconds from
   the last upload until every check has run, and the upload rate counting that work.
 
-Usage: ``python benchmarks/api.py [--quick] [--workers 3] [--threads 4] [--database-url URL]``.
+Usage: ``python benchmarks/api.py [--quick] [--workers 3] [--threads 4] [--keep-alive 0] [--database-url URL]``.
 The database is a fresh schema in ``--database-url`` (default: ``SMARTLOGGER_TEST_DATABASE_URL``
 or ``postgresql://postgres@127.0.0.1:5432/test``), dropped at the end.
 """
@@ -208,6 +208,11 @@ def main() -> None:
     # Measured: docs/API.md, "Deployment".
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--threads", type=int, default=4)
+    # 0: a connection per request, as behind nginx (whose upstream connections are not kept alive
+    # by default) or with many phones syncing; the kernel then spreads accepts over the workers.
+    # Long-lived keep-alive connections stay with one worker and its GIL (docs/API.md, Deployment).
+    ap.add_argument("--keep-alive", type=int, default=0,
+                    help="gunicorn keep-alive seconds; 0 closes each connection after its response")
     ap.add_argument("--database-url", default=os.environ.get("SMARTLOGGER_TEST_DATABASE_URL",
                                                               "postgresql://postgres@127.0.0.1:5432/test"))
     args = ap.parse_args()
@@ -238,7 +243,7 @@ def main() -> None:
         env.pop("REDIS_URL", None)
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "--threads", str(args.threads),
-             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--keep-alive", "30",
+             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--keep-alive", str(args.keep_alive),
              "smartlogger.api.wsgi:app"], env=env)
         try:
             deadline = time.time() + 60
