@@ -31,11 +31,9 @@ from smartlogger.device.blackbox import (
     REGION_MAIN,
     BlackboxLayout,
     BlackboxStore,
-    MarkRead,
-    Reset,
     SweepResult,
-    WorkloadStep,
     power_loss_sweep,
+    sweep_workload,
 )
 from smartlogger.device.flash import W25Q64, FlashGeometry, NorFlash
 from smartlogger.device.replay import TraceFormat, read_trace, replay_trace
@@ -43,12 +41,7 @@ from smartlogger.device.ring import Ring
 from smartlogger.device.sim import sim_identity, simulate_string_test, simulate_years
 from smartlogger.model import (
     BlockType,
-    ClockSet,
-    Event,
-    EventKind,
-    Quantity,
     SampleBlock,
-    Side,
 )
 
 T0 = 1_767_225_600_000
@@ -192,33 +185,6 @@ def wear_wrapping(wraps: int) -> dict[str, Any]:
     counts = flash.erase_counts[first:first + n]
     return {"wear_ratio_wrapping": float(counts.max() / counts.min()),
             "wear_wraps": int(counts.min()), "wear_wrapping_wall_s": round(time.perf_counter() - t, 2)}
-
-
-def sweep_workload(n_blocks: int, seed: int, *, with_reset: bool = True) -> list[WorkloadStep]:
-    """Float samples in blocks of 60-255, threshold/discharge events, clock sets, read-outs, a reset."""
-    rng = np.random.default_rng(seed)
-    steps: list[WorkloadStep] = []
-    t = T0
-    for i in range(n_blocks):
-        n = int(rng.integers(60, 256))
-        mv = 13_500 + np.cumsum(rng.integers(-3, 4, n))
-        dc = 240 + rng.integers(-1, 2, n)
-        steps.append(SampleBlock(t, 60_000, array("i", mv.astype(np.int32).tobytes()),
-                                 array("i", dc.astype(np.int32).tobytes())))
-        t += n * 60_000
-        if i % 9 == 4:
-            steps.append(Event(t, EventKind.ENTER_ALARM, Quantity.TEMPERATURE, Side.HIGH, 461))
-        if i % 17 == 6:
-            steps.append(Event(t, EventKind.DISCHARGE_START, value=12_400))
-        if i % 17 == 11:
-            steps.append(Event(t, EventKind.DISCHARGE_END, value=10_800))
-        if i % 40 == 20:
-            steps.append(ClockSet(t, t - 700))
-        if i % 25 == 24:
-            steps.append(MarkRead(10**12))
-        if with_reset and i == n_blocks // 2:
-            steps.append(Reset(t, force=True))
-    return steps
 
 
 def powerloss(quick: bool) -> dict[str, Any]:

@@ -8,8 +8,6 @@ copies), appends a probe and remounts again.
 
 from __future__ import annotations
 
-from array import array
-
 import numpy as np
 import pytest
 
@@ -17,20 +15,14 @@ from smartlogger.device.blackbox import (
     MarkRead,
     Reset,
     SweepResult,
-    WorkloadStep,
     power_loss_sweep,
+    sweep_workload,
 )
 from smartlogger.device.flash import FlashGeometry
 from smartlogger.model import (
-    ClockSet,
-    Event,
-    EventKind,
     Generation,
     LoggerIdentity,
-    Quantity,
     Record,
-    SampleBlock,
-    Side,
 )
 
 IDENT = LoggerIdentity("SIM-0007", Generation.GEN2, "2.1.0", simulated=True)
@@ -38,51 +30,25 @@ GEOM = FlashGeometry(size=16 * 4096)  # meta 2, summary 2, main 12 sectors
 T0 = 1_767_225_600_000
 
 
-def _workload(n_blocks: int, seed: int, *, with_reset: bool = True) -> list[WorkloadStep]:
-    rng = np.random.default_rng(seed)
-    steps: list[WorkloadStep] = []
-    t = T0
-    for i in range(n_blocks):
-        n = int(rng.integers(60, 256))
-        mv = 13_500 + np.cumsum(rng.integers(-3, 4, n))
-        dc = 240 + rng.integers(-1, 2, n)
-        steps.append(SampleBlock(t, 60_000, array("i", mv.astype(np.int32).tobytes()),
-                                 array("i", dc.astype(np.int32).tobytes())))
-        t += n * 60_000
-        if i % 9 == 4:
-            steps.append(Event(t, EventKind.ENTER_ALARM, Quantity.TEMPERATURE, Side.HIGH, 461))
-        if i % 17 == 6:
-            steps.append(Event(t, EventKind.DISCHARGE_START, value=12_400))
-        if i % 17 == 11:
-            steps.append(Event(t, EventKind.DISCHARGE_END, value=10_800))
-        if i % 40 == 20:
-            steps.append(ClockSet(t, t - 700))
-        if i % 25 == 24:
-            steps.append(MarkRead(10**12))
-        if with_reset and i == n_blocks // 2:
-            steps.append(Reset(t, force=True))
-    return steps
-
-
 def _assert_clean(r: SweepResult) -> None:
     assert (r.lost_records, r.corrupt_records, r.invariant_failures) == (0, 0, 0), r.failures
 
 
 def test_linear_sweep_every_operation_with_wrap_mark_read_and_reset() -> None:
-    r = power_loss_sweep(_workload(420, seed=1), IDENT, geometry=GEOM, seed=1)
+    r = power_loss_sweep(sweep_workload(420, seed=1), IDENT, geometry=GEOM, seed=1)
     assert r.points == r.operations > 1500
     assert r.main_wraps > 2  # the main ring wrapped (sectors opened / sectors in the region)
     _assert_clean(r)
 
 
 def test_linear_sweep_out_of_order_completion() -> None:
-    r = power_loss_sweep(_workload(260, seed=2), IDENT, geometry=GEOM, out_of_order=True, seed=2)
+    r = power_loss_sweep(sweep_workload(260, seed=2), IDENT, geometry=GEOM, out_of_order=True, seed=2)
     assert r.points == r.operations > 900
     _assert_clean(r)
 
 
 def test_logarithmic_sweep_of_a_longer_run() -> None:
-    steps = _workload(2000, seed=3, with_reset=False)
+    steps = sweep_workload(2000, seed=3, with_reset=False)
     points = {int(x) for x in np.unique(np.geomspace(1, 8000, 60).astype(int))}
     r = power_loss_sweep(steps, IDENT, geometry=GEOM, points=points, seed=3)
     assert r.operations > 7000 and r.points == len(points)
@@ -93,7 +59,7 @@ def test_logarithmic_sweep_of_a_longer_run() -> None:
 @pytest.mark.parametrize("seed", [4, 5])
 def test_sweep_with_different_tearing(seed: int) -> None:
     """Other random torn-bit patterns at every point of a short workload."""
-    r = power_loss_sweep(_workload(120, seed=seed), IDENT, geometry=GEOM, seed=seed)
+    r = power_loss_sweep(sweep_workload(120, seed=seed), IDENT, geometry=GEOM, seed=seed)
     _assert_clean(r)
 
 
@@ -102,14 +68,14 @@ def test_sweep_detects_a_ring_without_write_barriers(monkeypatch: pytest.MonkeyP
     from smartlogger.device.flash import NorFlash
 
     monkeypatch.setattr(NorFlash, "sync", lambda self: None)
-    r = power_loss_sweep(_workload(60, seed=6, with_reset=False), IDENT, geometry=GEOM,
+    r = power_loss_sweep(sweep_workload(60, seed=6, with_reset=False), IDENT, geometry=GEOM,
                          out_of_order=True, seed=6, probe_every=0)
     assert r.lost_records + r.corrupt_records + r.invariant_failures > 0
 
 
 def test_sweep_with_bad_sectors() -> None:
     geom = FlashGeometry(size=20 * 4096)  # meta 0-1, summary 2-3, main 4-19
-    r = power_loss_sweep(_workload(500, seed=8), IDENT, geometry=geom, seed=8,
+    r = power_loss_sweep(sweep_workload(500, seed=8), IDENT, geometry=geom, seed=8,
                          bad_sectors=frozenset({5, 12}), points=set(range(0, 4000, 3)))
     assert r.main_wraps > 1.5
     _assert_clean(r)
@@ -122,7 +88,7 @@ def test_real_power_loss_then_power_on_and_continue() -> None:
     from smartlogger.device.flash import NorFlash, PowerLoss
     from smartlogger.logfile.records import encode_record
 
-    steps: list[Record] = [s for s in _workload(40, seed=9, with_reset=False)
+    steps: list[Record] = [s for s in sweep_workload(40, seed=9, with_reset=False)
                            if not isinstance(s, MarkRead | Reset)]
     probe = NorFlash(GEOM)
     base = BlackboxStore.create(IDENT, flash=probe)

@@ -198,9 +198,9 @@ def check_sample_heads(lf: Any) -> None:
     from smartlogger.errors import LogfileError
     from smartlogger.logfile.format import MAX_FILE_SAMPLES
     from smartlogger.logfile.records import SAMPLE_HEAD, RecordType
-    from smartlogger.logfile.samples import CODEC_V1, MAX_BLOCK_SAMPLES
+    from smartlogger.logfile.samples import read_head
 
-    payload_at = 1 + SAMPLE_HEAD.size  # type byte, then start_ms:i64 interval_ms:u32 (or as SAMPLE_HEAD)
+    payload_at = 1 + SAMPLE_HEAD.size  # type byte, start_ms, interval_ms, then the sample payload
     total = 0
     for st in lf.streams:
         for raw in st.records:
@@ -208,19 +208,17 @@ def check_sample_heads(lf: Any) -> None:
             if d[0] != RecordType.SAMPLE_BLOCK:
                 continue
             where = f"record seq {raw.seq}: sample block"
-            if len(d) < payload_at + 5:  # + codec:u8 count:u32
-                raise LogfileError(f"{where} is {len(d)} bytes, its head needs {payload_at + 5}",
+            if len(d) < payload_at:
+                raise LogfileError(f"{where} is {len(d)} bytes, its head needs {payload_at}",
                                    offset=raw.offset)
             _, interval = SAMPLE_HEAD.unpack_from(d, 1)
             if interval == 0:
                 raise LogfileError(f"{where} has interval 0 ms", offset=raw.offset + 1)
-            if d[payload_at] != CODEC_V1:
-                raise LogfileError(f"{where}: unknown sample codec {d[payload_at]} (this reader knows "
-                                   f"codec {CODEC_V1})", offset=raw.offset + payload_at)
-            n = int.from_bytes(d[payload_at + 1:payload_at + 5], "little")
-            if n > MAX_BLOCK_SAMPLES:
-                raise LogfileError(f"{where}: sample count {n} exceeds the block limit {MAX_BLOCK_SAMPLES}",
-                                   offset=raw.offset + payload_at + 1)
+            try:
+                n, _ = read_head(d, payload_at)  # the codec and count checks the decoder makes
+            except LogfileError as err:
+                raise LogfileError(f"{where}: {err.message}",
+                                   offset=raw.offset + (err.offset or 0)) from None
             total += n
     if total > MAX_FILE_SAMPLES:
         raise LogfileError(f"the sample blocks declare {total} samples, more than the "

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -50,8 +51,10 @@ from smartlogger.model import (
     EventKind,
     Generation,
     LoggerIdentity,
+    Quantity,
     Record,
     SampleBlock,
+    Side,
 )
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "BlackboxLayout",
     "BlackboxStore",
     "NotFormattedError",
+    "sweep_workload",
 ]
 
 REGION_META = 0
@@ -559,6 +563,35 @@ class SweepResult:
             self.failures = []
         if len(self.failures) < 20:
             self.failures.append(text)
+
+
+def sweep_workload(n_blocks: int, seed: int, *, with_reset: bool = True,
+                   start_ms: int = 1_767_225_600_000) -> list[WorkloadStep]:
+    """A power-loss workload: float samples in blocks of 60-255 (1 min), threshold and discharge
+    events, clock sets, read-outs and (``with_reset``) a forced reset half-way. Seeded."""
+    rng = np.random.default_rng(seed)
+    steps: list[WorkloadStep] = []
+    t = start_ms
+    for i in range(n_blocks):
+        n = int(rng.integers(60, 256))
+        mv = 13_500 + np.cumsum(rng.integers(-3, 4, n))
+        dc = 240 + rng.integers(-1, 2, n)
+        steps.append(SampleBlock(t, 60_000, array("i", mv.astype(np.int32).tobytes()),
+                                 array("i", dc.astype(np.int32).tobytes())))
+        t += n * 60_000
+        if i % 9 == 4:
+            steps.append(Event(t, EventKind.ENTER_ALARM, Quantity.TEMPERATURE, Side.HIGH, 461))
+        if i % 17 == 6:
+            steps.append(Event(t, EventKind.DISCHARGE_START, value=12_400))
+        if i % 17 == 11:
+            steps.append(Event(t, EventKind.DISCHARGE_END, value=10_800))
+        if i % 40 == 20:
+            steps.append(ClockSet(t, t - 700))
+        if i % 25 == 24:
+            steps.append(MarkRead(10**12))
+        if with_reset and i == n_blocks // 2:
+            steps.append(Reset(t, force=True))
+    return steps
 
 
 def power_loss_sweep(workload: list[WorkloadStep], identity: LoggerIdentity, *,

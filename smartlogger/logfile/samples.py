@@ -69,23 +69,34 @@ def encode_samples(mv: Sequence[int] | npt.ArrayLike, dc: Sequence[int] | npt.Ar
     return b"".join(parts)
 
 
-def decode_samples(data: _Bytes, offset: int = 0) -> tuple[Int32Array, Int32Array, int]:
-    """Decode a payload starting at ``offset``: ``(mv, dc, end offset)``.
+def read_head(data: _Bytes, offset: int = 0) -> tuple[int, int]:
+    """Check the payload head at ``offset``: ``(sample count, offset of the first channel)``.
 
-    Raises ``LogfileError`` with the byte offset of the first bad field.
+    The head is codec:u8 and count:u32; a known codec and at most ``MAX_BLOCK_SAMPLES``
+    are required, so a caller can bound the decode before doing it. Raises
+    ``LogfileError`` with the byte offset of the bad field.
     """
-    buf = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-    if offset + _HEAD.size > len(buf):
+    size = len(data)
+    if offset + _HEAD.size > size:
         raise LogfileError(f"sample payload header needs {_HEAD.size} bytes, "
-                           f"{max(0, len(buf) - offset)} left", offset=offset)
-    codec, n = _HEAD.unpack_from(buf, offset)
+                           f"{max(0, size - offset)} left", offset=offset)
+    codec, n = _HEAD.unpack_from(data, offset)
     if codec != CODEC_V1:
         raise LogfileError(f"unknown sample codec {codec} (this reader knows codec {CODEC_V1})",
                            offset=offset)
     if n > MAX_BLOCK_SAMPLES:
         raise LogfileError(f"sample count {n} exceeds the block limit {MAX_BLOCK_SAMPLES}",
                            offset=offset + 1)
-    pos = offset + _HEAD.size
+    return int(n), offset + _HEAD.size
+
+
+def decode_samples(data: _Bytes, offset: int = 0) -> tuple[Int32Array, Int32Array, int]:
+    """Decode a payload starting at ``offset``: ``(mv, dc, end offset)``.
+
+    Raises ``LogfileError`` with the byte offset of the first bad field.
+    """
+    buf = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    n, pos = read_head(buf, offset)
     if n == 0:
         empty = np.zeros(0, dtype=np.int32)
         return empty, empty.copy(), pos
@@ -282,17 +293,7 @@ def decode_many(buf: _Bytes, offsets: Sequence[int]) -> tuple[Int32Array, Int32A
     counts: list[int] = []
     ends: list[int] = []
     for offset in offsets:
-        if offset + _HEAD.size > size:
-            raise LogfileError(f"sample payload header needs {_HEAD.size} bytes, "
-                               f"{max(0, size - offset)} left", offset=offset)
-        codec, n = _HEAD.unpack_from(data, offset)
-        if codec != CODEC_V1:
-            raise LogfileError(f"unknown sample codec {codec} (this reader knows codec {CODEC_V1})",
-                               offset=offset)
-        if n > MAX_BLOCK_SAMPLES:
-            raise LogfileError(f"sample count {n} exceeds the block limit {MAX_BLOCK_SAMPLES}",
-                               offset=offset + 1)
-        pos = offset + _HEAD.size
+        n, pos = read_head(data, offset)
         counts.append(n)
         for name in ("mv", "dc") if n else ():
             if pos + _CH_HEAD.size > size:
