@@ -263,7 +263,7 @@ def main() -> None:
             cpu0 = (cpu_seconds(workers), cpu_seconds(pg), time.process_time())
             wall, lat, codes = run_concurrent(port, token, [
                 ("POST", "/api/logfiles", d, "application/vnd.smartlogger.slog") for d in uploads])
-            cpu1 = (cpu_seconds(workers), cpu_seconds(pg + postgres_pids()[len(pg):]), time.process_time())
+            cpu1 = (cpu_seconds(workers), cpu_seconds(sorted(set(pg) | set(postgres_pids()))), time.process_time())
             out["upload_errors"] = sum(1 for c in codes if c != 201)
             out["upload_per_s"] = round(n_upload / wall, 1)
             out["upload_p50_ms"] = round(pct(lat, 50) * 1000, 1)

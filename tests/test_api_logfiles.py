@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from smartlogger.api.db import database
-from smartlogger.api.models import Logfile, Logger
+from smartlogger.api.models import Job, Logfile, Logger
 from smartlogger.api.receipts import verify_receipt
 from smartlogger.api.testing import ApiEnv, api_env, backends, simulated_logfiles
 
@@ -61,8 +61,16 @@ def test_upload_is_content_addressed_receipted_and_audited(env: ApiEnv, logfiles
     assert not verify_receipt({**body, "sha256": "0" * 64}, rc["signature"], key["public_key_pem"])
     ver = c.get(f"/api/logfiles/{lf['id']}/verification", headers=env.a.headers("viewer")).get_json()
     assert ver["report"]["status"] == "verified" and ver["report"]["serial"] == "SIM-0001"
-    actions = [e["action"] for e in c.get("/api/audit", headers=env.a.headers("admin")).get_json()]
-    assert actions[:3] == ["download", "upload_duplicate", "upload"]
+    events = c.get("/api/audit", headers=env.a.headers("admin")).get_json()
+    assert [e["action"] for e in events[:3]] == ["download", "upload_duplicate", "upload"]
+    upload = events[2]  # written with the row (one statement on PostgreSQL, one transaction on SQLite)
+    assert upload["object_type"] == "logfile" and upload["object_id"] == lf["id"]
+    assert upload["sha256"] == lf["sha256"] and upload["user_id"] == env.a.user_ids["technician"]
+    assert upload["detail"] == f"{len(data)} bytes, SIM-0001, verified"
+    env.wait_jobs()  # its check job ran (and found the sample payloads fine)
+    with database(env.app).system_session() as s:
+        job = s.scalars(select(Job).where(Job.logfile_id == lf["id"])).one()
+        assert (job.kind, job.status, job.org_id) == ("check", "finished", env.a.org_id)
 
 
 @pytest.mark.parametrize("case", ["no_magic", "garbage_after_magic", "truncated", "bitflip_in_header", "empty"])
@@ -348,7 +356,7 @@ def test_a_batch_of_checks_fails_only_the_job_whose_blob_is_gone(tmp_path: Path,
         ids = [env.client.post("/api/logfiles", headers=h, data=d, content_type=OCTET).get_json()["id"]
                for d in logfiles[:2]]
         gone = hashlib.sha256(logfiles[0]).hexdigest()
-        Path(env.app.config["FILES_DIR"], gone[:2], gone[2:4], gone).unlink()
+        Path(env.app.config["FILES_DIR"], gone[:2], gone).unlink()
         with database(env.app).system_session() as s:
             jobs = {j.logfile_id: j.id for j in s.scalars(select(Job).where(Job.kind == "check"))
                     if j.logfile_id is not None}

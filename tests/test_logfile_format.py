@@ -204,3 +204,52 @@ def test_sample_bombs_are_refused_before_decoding() -> None:
     with pytest.raises(LogfileError, match="more than the 67108864"):
         read_logfile(data)
     assert read_logfile(data, decode=False).streams[0].records[0].record_type == 1
+
+
+def _stream_section(heads_and_bodies: list[bytes], count: int | None = None, anchor: int = 5) -> bytes:
+    body = b"".join(heads_and_bodies)
+    n = len(heads_and_bodies) if count is None else count
+    return bytes([0]) + struct.pack("<Q", anchor) + bytes(32) + struct.pack("<I", n) + body
+
+
+def _read_section(section: bytes) -> object:
+    from smartlogger.logfile.bytereader import ByteReader
+    from smartlogger.logfile.format import _read_stream
+
+    return _read_stream(ByteReader(section), 0, 0, False)
+
+
+def test_record_heads_fast_path_and_checked_reader_agree() -> None:
+    """Record heads are parsed without per-field error text when well formed; anything else is
+    re-read by the checked reader, which names the field and its offset."""
+    from smartlogger.logfile.bytereader import leb128
+    from smartlogger.logfile.format import MAX_RECORD_BYTES, record_crc
+    from smartlogger.logfile.records import RecordType
+
+    head_at = 1 + 8 + 32 + 4
+    rec = bytes([RecordType.SAMPLE_BLOCK]) + bytes(range(200))  # a 2-byte LEB128 length
+    # Well formed, with multi-byte seq deltas and lengths: parsed, seq and CRC kept.
+    ok = [leb128(0) + leb128(len(rec)) + struct.pack("<I", record_crc(5, rec)) + rec,
+          leb128(70_000) + leb128(len(rec)) + struct.pack("<I", 7) + rec]
+    stream = _read_section(_stream_section(ok))
+    assert [(r.seq, r.offset, r.crc) for r in stream.records] == [  # type: ignore[attr-defined]
+        (5, head_at + 7, record_crc(5, rec)), (70_005, head_at + len(ok[0]) + 3 + 2 + 4, 7)]
+    cases = {
+        "over-long seq delta": (b"\x81\x00" + leb128(1) + bytes(5),
+                                "stream 0 record 0 seq delta: over-long LEB128 encoding", head_at),
+        "over-long length": (leb128(1) + b"\x85\x80\x00" + bytes(5),
+                             "stream 0 record 0 length: over-long LEB128 encoding", head_at + 1),
+        "endless LEB128": (b"\xff" * 12, "stream 0 record 0 seq delta: LEB128 longer than 10 bytes", head_at),
+        "huge length": (leb128(1) + leb128(MAX_RECORD_BYTES + 1) + bytes(5),
+                        f"declares {MAX_RECORD_BYTES + 1} bytes", None),
+        "truncated body": (leb128(1) + leb128(10) + bytes(4) + b"abc",
+                           "stream 0 record 0 (seq 6) needs 10 bytes, 3 left", head_at + 6),
+        "truncated crc": (ok[0] + leb128(1) + leb128(1) + b"\x00\x00",
+                          "stream 0 record 1 crc needs 4 bytes, 2 left", head_at + len(ok[0]) + 2),
+    }
+    for name, (records, message, offset) in cases.items():
+        with pytest.raises(LogfileError) as info:
+            _read_section(_stream_section([records], count=2 if records.startswith(ok[0]) else 1))
+        assert message in info.value.message, name
+        if offset is not None:
+            assert info.value.offset == offset, name

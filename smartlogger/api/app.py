@@ -15,7 +15,8 @@ Configuration keys: ``DATA_DIR`` (SQLite file, blobs, server key), ``DATABASE_UR
 (in-process runner: a logfile check job waits until no request came for that long, at most
 the max delay; defaults 0.5 and 60), ``AUTH_CACHE_SECONDS`` (how long a
 validated token is trusted without a database lookup; 0 = never), ``CORS_ORIGIN`` (the companion app's
-origin; nothing else gets CORS headers), ``PROXY_FIX`` (number of trusted reverse proxies in front, 0 = none), ``MIGRATE_ON_START``.
+origin; nothing else gets CORS headers), ``DB_PING_AFTER_IDLE_SECONDS`` (a pooled PostgreSQL
+connection unused for longer is tested before use; default 10), ``PROXY_FIX`` (number of trusted reverse proxies in front, 0 = none), ``MIGRATE_ON_START``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from smartlogger.api.receipts import load_or_create_key
 DEFAULT_MAX_UPLOAD = 64 * 1024 * 1024  # bytes; a 10-year blackbox logfile is ~6 MB
 _ENV = ("DATA_DIR", "DATABASE_URL", "DB_SCHEMA", "FILES_DIR", "SERVER_KEY_PATH", "CORS_ORIGIN",
         "RATE_LIMIT_PER_MINUTE", "MAX_CONTENT_LENGTH", "AUTH_CACHE_SECONDS", "PROXY_FIX",
-        "CHECK_IDLE_SECONDS", "CHECK_MAX_DELAY_SECONDS")
+        "CHECK_IDLE_SECONDS", "CHECK_MAX_DELAY_SECONDS", "DB_PING_AFTER_IDLE_SECONDS")
 
 
 class SmartLoggerApi(Api):  # type: ignore[misc]

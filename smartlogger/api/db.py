@@ -93,7 +93,12 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 5, schema: str | None = None) -> Engine:
+#: Seconds a pooled PostgreSQL connection may sit unused before it is tested on checkout.
+PING_AFTER_IDLE_S = 10.0
+
+
+def make_engine(url: str, *, pool_size: int = 5, schema: str | None = None,
+                ping_after_idle_s: float = PING_AFTER_IDLE_S, isolation_level: str | None = None) -> Engine:
     """An engine for ``url``; SQLite gets WAL and a busy timeout so the worker thread can write.
 
     ``schema`` (PostgreSQL only) puts every table in that schema via ``search_path``
@@ -101,7 +106,8 @@ def make_engine(url: str, *, pool_size: int = 5, schema: str | None = None) -> E
     """
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               **({"isolation_level": isolation_level} if isolation_level else {}))
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -112,8 +118,45 @@ def make_engine(url: str, *, pool_size: int = 5, schema: str | None = None) -> E
 
         return engine
     connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                         connect_args=connect_args)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args,
+                           **({"isolation_level": isolation_level} if isolation_level else {}))
+    _ping_when_idle(engine, ping_after_idle_s)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, after_s: float) -> None:
+    """Test a pooled connection on checkout if it sat idle in the pool for more than ``after_s``.
+
+    A connection the server dropped (restart, failover, idle timeout) is then replaced before a
+    request uses it: raising ``DisconnectionError`` in ``checkout`` makes the pool discard it and
+    take another (SQLAlchemy's pessimistic disconnect handling). Unlike ``pool_pre_ping`` this
+    costs no round trip for a connection in steady use, i.e. on every request under load. A
+    connection that fails while in use (the server went away in the last ``after_s``) fails that
+    request (503, see ``errors``); SQLAlchemy then invalidates the whole pool, so the next
+    requests get new connections.
+    """
+    import time
+
+    from sqlalchemy import exc
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["sl_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("sl_idle_since")
+        if since is None or time.monotonic() - since <= after_s:
+            return  # a new connection, or one in steady use
+        try:
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute("SELECT 1")
+            finally:
+                cur.close()
+            dbapi_conn.rollback()  # leave no transaction open for the request to inherit
+        except Exception as err:
+            raise exc.DisconnectionError(f"pooled connection is gone: {err}") from err
 
 
 class Database:
@@ -121,13 +164,25 @@ class Database:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
+        self.autocommit: Engine | None = None
         self.factory: sessionmaker[TenantSession] | None = None
 
     def init_app(self, app: Flask) -> None:
         url = app.config["DATABASE_URL"]
-        self.engine = make_engine(url, pool_size=int(app.config.get("DB_POOL_SIZE", 5)),
-                                  schema=app.config.get("DB_SCHEMA"))
+        pool_size = int(app.config.get("DB_POOL_SIZE", 5))
+        self.engine = make_engine(url, pool_size=pool_size,
+                                  schema=app.config.get("DB_SCHEMA"),
+                                  ping_after_idle_s=float(app.config.get("DB_PING_AFTER_IDLE_SECONDS",
+                                                                         PING_AFTER_IDLE_S)))
         self.factory = sessionmaker(self.engine, class_=TenantSession, expire_on_commit=False)
+        # Connections that stay in autocommit mode, for ``read_row`` and the one-statement upload (their
+        # own pool: switching a pooled connection in and out of autocommit costs two driver calls per
+        # use). As large as the main pool: connections beyond ``pool_size`` are closed on return, and
+        # opening one per request would cost far more than it saves.
+        self.autocommit = make_engine(url, pool_size=pool_size, schema=app.config.get("DB_SCHEMA"),
+                                      ping_after_idle_s=float(app.config.get("DB_PING_AFTER_IDLE_SECONDS",
+                                                                             PING_AFTER_IDLE_S)),
+                                      isolation_level="AUTOCOMMIT")
         app.extensions["smartlogger_db"] = self
         if app.config.get("MIGRATE_ON_START", True):
             from smartlogger.api.migrate import upgrade
@@ -159,14 +214,26 @@ class Database:
         finally:
             s.close()
 
+    def read_row(self, statement: Any, params: dict[str, Any]) -> Any:
+        """The first row of one read-only ``statement``, outside the request's transaction.
+
+        Autocommit: a single SELECT is atomic by itself, and PostgreSQL is spared the BEGIN and
+        the ROLLBACK round trips a transaction costs (two of the three of a cached read). Only for
+        Core statements that name their organisation themselves (no session, no tenant filter).
+        """
+        assert self.autocommit is not None, "Database.init_app was not called"
+        with self.autocommit.connect() as conn:
+            return conn.execute(statement, params).first()
+
     def _teardown(self, _exc: BaseException | None) -> None:
         s: TenantSession | None = g.pop("_sl_session", None)
         if s is not None:
             s.close()
 
     def dispose(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
+        for engine in (self.engine, self.autocommit):
+            if engine is not None:
+                engine.dispose()
 
 
 def database(app: Flask) -> Database:

@@ -29,6 +29,7 @@ _CODES: dict[int, str] = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
     415: "unsupported_media_type", 422: "validation", 429: "rate_limited", 500: "internal",
+    503: "unavailable",
 }
 
 
@@ -112,6 +113,14 @@ def http_exception_payload(error: HTTPException) -> Response:
     return error_response(status, code, str(message), None, headers)
 
 
+def _database_unreachable(err: Exception) -> bool:
+    """A lost or refused database connection (not a bad statement): answered 503, not 500."""
+    from sqlalchemy import exc
+
+    return isinstance(err, exc.DisconnectionError) or (
+        isinstance(err, exc.DBAPIError) and (err.connection_invalidated or isinstance(err, exc.OperationalError)))
+
+
 def register(app: Flask) -> None:
     """Install the handlers for non-HTTP exceptions (HTTP ones go through ``Api``)."""
 
@@ -137,5 +146,10 @@ def register(app: Flask) -> None:
     def _unexpected(err: Exception) -> Response:
         if isinstance(err, HTTPException):
             return http_exception_payload(err)
+        if _database_unreachable(err):
+            # The pool replaces broken connections (db._ping_when_idle); the client retries.
+            log.warning("database unavailable: %s", err)
+            return error_response(503, "unavailable", "the database is unavailable; retry shortly",
+                                  headers={"Retry-After": "1"})
         log.exception("unhandled error")
         return error_response(500, "internal", "internal server error")

@@ -19,9 +19,9 @@ def genesis(serial: str) -> bytes:
     return hashlib.sha256(b"smartlogger-chain-v1\x00" + serial.encode("ascii")).digest()
 
 
+_SEQ = struct.Struct("<Q")
+
+
 def chain_next(prev: bytes, seq: int, record_bytes: bytes) -> bytes:
     """The chain value after appending record ``seq`` whose canonical bytes are ``record_bytes``."""
-    h = hashlib.sha256(prev)
-    h.update(struct.pack("<Q", seq))
-    h.update(record_bytes)
-    return h.digest()
+    return hashlib.sha256(b"".join((prev, _SEQ.pack(seq), record_bytes))).digest()

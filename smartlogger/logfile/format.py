@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from smartlogger.errors import LogfileError
 from smartlogger.logfile import chain
-from smartlogger.logfile.bytereader import ByteReader, leb128, str8, str16
+from smartlogger.logfile.bytereader import MAX_LEB128_BYTES, ByteReader, leb128, str8, str16
 from smartlogger.logfile.evidence import (
     STREAMS,
     Certificate,
@@ -194,9 +194,12 @@ def config_changes_of(streams: Iterable[LogStream]) -> list[ConfigChange]:
     return sorted(seen.values(), key=lambda c: (c.t_ms, c.seq))
 
 
+_SEQ = struct.Struct("<Q")
+
+
 def record_crc(seq: int, data: bytes) -> int:
     """CRC-32 (zlib) over the seq as u64 little-endian followed by the record bytes."""
-    return zlib.crc32(data, zlib.crc32(struct.pack("<Q", seq)))
+    return zlib.crc32(data, zlib.crc32(_SEQ.pack(seq)))
 
 
 # --------------------------------------------------------------------------- writer
@@ -434,6 +437,39 @@ def _read_header(r: ByteReader) -> tuple[LoggerIdentity, LogfileMetadata]:
                                      history)
 
 
+_CRC = struct.Struct("<I")
+
+
+def _leb128_fast(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
+    """``(value, next pos)`` of a canonical unsigned LEB128 at ``pos``; value -1 if it is not one
+    (truncated, over-long or too long): the caller then re-reads it with ``ByteReader.leb128``."""
+    value = shift = 0
+    while pos < end and shift < 7 * MAX_LEB128_BYTES:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (-1 if shift and byte == 0 else value), pos
+        shift += 7
+    return -1, pos
+
+
+def _record_head(r: ByteReader, index: int, i: int, seq: int) -> tuple[int, int, int]:
+    """Record ``i``'s head read field by field with the checked reader: ``(seq, length, crc)``,
+    or the ``LogfileError`` naming what is wrong (the slow path of ``_read_stream``)."""
+    delta = r.leb128(f"stream {index} record {i} seq delta")
+    seq += delta
+    if seq >= 1 << 64:
+        raise LogfileError(f"stream {index} record {i}: seq beyond u64", offset=r.pos)
+    length = r.leb128(f"stream {index} record {i} length")
+    if length > MAX_RECORD_BYTES:
+        raise LogfileError(f"stream {index} record {i} declares {length} bytes "
+                           f"(limit {MAX_RECORD_BYTES})", offset=r.pos - 1)
+    crc = r.u32(f"stream {index} record {i} crc")
+    r.need(length, f"stream {index} record {i} (seq {seq})")
+    return seq, length, crc
+
+
 def _read_stream(r: ByteReader, expected: int, section_at: int, decode: bool) -> LogStream:
     at = r.pos
     index = r.u8("stream number")
@@ -449,22 +485,25 @@ def _read_stream(r: ByteReader, expected: int, section_at: int, decode: bool) ->
                            f"{r.remaining // 7}", offset=count_at)
     records: list[RawRecord] = []
     seq = anchor_seq
+    data, end = r.data, r.end
     for i in range(count):
-        delta = r.leb128(f"stream {index} record {i} seq delta")
-        seq += delta
-        if seq >= 1 << 64:
-            raise LogfileError(f"stream {index} record {i}: seq beyond u64", offset=r.pos)
-        length = r.leb128(f"stream {index} record {i} length")
-        if length > MAX_RECORD_BYTES:
-            raise LogfileError(f"stream {index} record {i} declares {length} bytes "
-                               f"(limit {MAX_RECORD_BYTES})", offset=r.pos - 1)
-        crc = r.u32(f"stream {index} record {i} crc")
-        r.need(length, f"stream {index} record {i} (seq {seq})")
+        # Fast path: the record head (seq delta, length, CRC) of a well-formed file, parsed with
+        # no per-field error text. Anything unusual re-reads the head with the checked reader,
+        # which names the field and offset of the problem (same result, same messages).
+        head_at = r.pos
+        delta, pos = _leb128_fast(data, head_at, end)
+        length, pos = _leb128_fast(data, pos, end) if delta >= 0 else (-1, pos)
+        if 0 <= length <= MAX_RECORD_BYTES and seq + delta < 1 << 64 and pos + 4 + length <= end:
+            seq += delta
+            (crc,) = _CRC.unpack_from(data, pos)
+            r.pos = pos + 4
+        else:
+            seq, length, crc = _record_head(r, index, i, seq)
         start = r.pos
-        raw = bytes(r.data[start:start + length])
+        raw = bytes(data[start:start + length])
         record = None
         if not raw or raw[0] != RecordType.SAMPLE_BLOCK:
-            record = decode_record(r.data, offset=start, length=length)  # errors at file offsets
+            record = decode_record(data, offset=start, length=length)  # errors at file offsets
         records.append(RawRecord(seq, raw, start, crc, record))
         r.pos += length
     r.expect_end(f"stream {index}")

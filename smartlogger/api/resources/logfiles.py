@@ -21,6 +21,7 @@ from flask_smorest import Blueprint
 from marshmallow import fields
 
 from smartlogger.api.auth import current, require
+from smartlogger.api.db import database
 from smartlogger.api.errors import ApiError
 from smartlogger.api.jobs import submit_check
 from smartlogger.api.models import CapacityTest, Logfile, Logger
@@ -85,6 +86,12 @@ def list_logfiles(args: dict[str, Any]) -> list[dict[str, Any]]:
     return [logfile_out(lf) for lf in page(q, args, Logfile.id)]
 
 
+def upload_engine(app: Any) -> Any:
+    """The autocommit engine for the one-statement upload on PostgreSQL; None elsewhere (SQLite)."""
+    engine = database(app).autocommit
+    return engine if engine is not None and engine.dialect.name == "postgresql" else None
+
+
 @blp.route("", methods=["POST"])
 @require("technician")
 @blp.arguments(UploadArgs(), location="query")  # an instance: webargs builds a class anew per request
@@ -105,7 +112,8 @@ def upload(args: dict[str, Any]) -> Any:
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # the real app, for after the request
     row, created = ingest_logfile(session(), files(), server_key(), uploader(), data,
                                   test_id=args["test_id"], logger_ids=app.extensions["smartlogger_logger_ids"],
-                                  on_check_job=lambda job_id: submit_check(app, job_id))
+                                  on_check_job=lambda job_id: submit_check(app, job_id),
+                                  autocommit=upload_engine(app))
     if row.test_id is not None:
         t = session().get(CapacityTest, row.test_id)
         if t is not None:

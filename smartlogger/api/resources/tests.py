@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from smartlogger.api import jobs as jobq
 from smartlogger.api.auth import current, require
+from smartlogger.api.db import database
 from smartlogger.api.errors import ApiError, NotFound
 from smartlogger.api.models import BatteryString, CapacityTest, Job, Report, Result
 from smartlogger.api.resources.common import files, get, org_id, page, scoped, session, uploader
@@ -242,7 +243,7 @@ def get_results(test_id: int) -> Any:
         meta = s.execute(select(Result.id, Result.inputs_sha256).where(
             Result.org_id == org_id(), Result.test_id == test_id)).first()
     else:  # the hot path: one prebuilt Core statement naming the organisation itself
-        meta = s.connection().execute(_RESULT_META, {"org_id": org_id(), "test_id": test_id}).first()
+        meta = database(current_app).read_row(_RESULT_META, {"org_id": org_id(), "test_id": test_id})
     if meta is None:
         get(CapacityTest, test_id, "test")  # 404 for a test that is not there (or not ours)
         raise NotFound("result (the test is not analysed yet)")
