@@ -391,7 +391,9 @@ def _decode_channels(data: bytes, firsts: list[int], ns: list[int], tables: list
     chan_bits0 = excl[np.minimum(vbase, max(per_value.size - 1, 0))] if per_value.size else vbase
     # absolute bit position = position inside the channel's stream + the stream's first bit
     starts = excl + np.repeat(np.array(packed, dtype=np.int64) * 8 - chan_bits0, ndelta)
-    words = np.ndarray(shape=(len(data) + 1,), dtype="<u8", buffer=padded.data, strides=(1,))
+    # An unaligned little-endian u64 at every byte offset, copied into one contiguous array first:
+    # gathering from the stride-1 view directly is about twice as slow.
+    words = np.ndarray(shape=(len(data) + 1,), dtype="<u8", buffer=padded.data, strides=(1,)).copy()
     zz = (words[starts >> 3] >> (starts & 7).astype(np.uint64)) & _MASKS[per_value]
     # canonical: each width is the bit length of its group's largest value; padding bits are 0
     if total_groups:
@@ -412,17 +414,24 @@ def _decode_channels(data: bytes, firsts: list[int], ns: list[int], tables: list
             c = int(has_pad[nz[0]])
             raise LogfileError("padding bits of the last packed byte are not zero",
                                offset=packed[c] + bits[c] // 8)
-    deltas = (zz >> np.uint64(1)).astype(np.int64) ^ -(zz & np.uint64(1)).astype(np.int64)
-    # segmented running sum: each channel starts at its first value
+    z = zz.view(np.int64)  # < 2**33: the same bits either way
+    deltas = (z >> 1) ^ -(z & 1)
+    # Segmented running sum in one cumsum: each channel's first step jumps from the previous
+    # channel's last value to its own first value. (Modulo 2**64 for hostile input: values are
+    # exact whenever they are in int32, which is checked below.)
     steps = np.empty(int(n.sum()), dtype=np.int64)
     cstart = np.cumsum(n) - n
     is_first = np.zeros(steps.size, dtype=bool)
     is_first[cstart] = True
-    steps[is_first] = np.array(firsts, dtype=np.int64)
     steps[~is_first] = deltas
-    run = np.cumsum(steps)  # wraps modulo 2**64 only for hostile input; differences stay exact
-    before = run[cstart] - steps[cstart]
-    values = run - np.repeat(before, n)
+    first_a = np.array(firsts, dtype=np.int64)
+    totals = np.zeros(n.size, dtype=np.int64)  # per channel: sum of its deltas
+    has_delta = ndelta > 0
+    if has_delta.any():
+        totals[has_delta] = np.add.reduceat(deltas, vbase[has_delta])
+    last = first_a + totals
+    steps[cstart] = first_a - np.concatenate(([0], last[:-1]))
+    values = np.cumsum(steps)
     out_of_range = (values < _I32_MIN) | (values > _I32_MAX)
     if out_of_range.any():
         i = int(np.flatnonzero(out_of_range)[0])
