@@ -5,7 +5,10 @@ Prints ONE JSON object:
 - ``upload_per_s``, ``upload_p50_ms``, ``upload_p99_ms``: distinct ~40 kB signed logfiles
   (real simulated pulls; variants differ in their unsigned test metadata) POSTed at
   concurrency 16 (a connection per request by default; ``--keep-alive 30`` keeps them).
-- ``read_per_s``: ``GET /api/tests/<id>/results`` at concurrency 16.
+- ``read_per_s``, ``read_p50_ms``, ``read_p99_ms``: ``GET /api/tests/<id>/results`` at concurrency
+  16, driven by wrk when it is installed (``apt-get install wrk``; ``read_client`` says which),
+  for 5 s; ``read_cpu_ms`` splits the CPU per read like ``upload_cpu_ms``. The same reads by this
+  script's own Python client are reported too (``*_python_client``; the only figures without wrk).
 - ``results_ready_s``: from the response to the last upload of an N-block test (240; 24 with
   ``--quick``) until both its results and its report workbook are available.
 - ``upload_cpu_ms``: CPU milliseconds per upload during the upload burst, split into the gunicorn
@@ -13,6 +16,8 @@ Prints ONE JSON object:
 - ``checks_done_s`` / ``upload_with_checks_per_s``: each upload's sample payloads are decoded
   by its "check" job after the response (deferred while requests keep coming): seconds from
   the last upload until every check has run, and the upload rate counting that work.
+- ``test_checks_done_s``: seconds after the report was ready until the N-block test's own
+  check jobs had run too; the read phase starts then (they would take CPU from the reads).
 
 Usage: ``python benchmarks/api.py [--quick] [--workers 3] [--threads 4] [--keep-alive 0] [--database-url URL]``.
 The database is a fresh schema in ``--database-url`` (default: ``SMARTLOGGER_TEST_DATABASE_URL``
@@ -26,6 +31,8 @@ import http.client
 import json
 import os
 import queue
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -169,6 +176,37 @@ def postgres_pids() -> list[int]:
     return out
 
 
+def wrk(port: int, token: str, path: str, seconds: int = 5) -> dict[str, Any]:
+    """``GET path`` with wrk (2 threads, ``CONCURRENCY`` connections) for ``seconds``.
+
+    Returns read_per_s, read_p50_ms, read_p99_ms (wrk's latency distribution), read_requests,
+    read_errors (non-2xx responses and socket errors), client (wrk's version) and client_cpu_s.
+    """
+    import resource
+
+    cmd = ["wrk", "-t2", f"-c{CONCURRENCY}", f"-d{seconds}s", "--latency",
+           "-H", f"Authorization: Bearer {token}", f"http://127.0.0.1:{port}{path}"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+
+    def ms(label: str) -> float:
+        value = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if value is None:
+            raise RuntimeError(f"wrk printed no {label} latency:\n{text}")
+        return round(float(value[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[value[2]], 1)
+
+    requests = int(re.search(r"(\d+) requests in", text)[1])  # type: ignore[index]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
+    return {"read_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", text)[1]),  # type: ignore[index]
+            "read_p50_ms": ms("50%"), "read_p99_ms": ms("99%"), "read_requests": requests,
+            # the server closes every connection (keep-alive 0): wrk counts those as read errors
+            "read_errors": (int(non2xx[1]) if non2xx else 0) + (int(sock[1]) + int(sock[4]) if sock else 0),
+            "client": version, "client_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
@@ -299,13 +337,29 @@ def main() -> None:
             assert status == 200 and len(json.loads(body)["result"]["blocks"]) == n_blocks
             out["read_body_bytes"] = len(body)
 
-            # --- reads
-            wall, lat, codes = run_concurrent(port, token, [
-                ("GET", f"/api/tests/{tid}/results", None, None)] * n_read)
-            out["read_errors"] = sum(1 for c in codes if c != 200)
-            out["read_per_s"] = round(n_read / wall, 1)
-            out["read_p50_ms"] = round(pct(lat, 50) * 1000, 1)
-            out["read_p99_ms"] = round(pct(lat, 99) * 1000, 1)
+            # --- reads, once the test's own check jobs have run: left over from the upload phase,
+            # they would take CPU from the reads (measured separately, as checks_done_s above).
+            out["test_checks_done_s"] = wait_checks(url, schema, n_upload + n_blocks)
+
+            # --- reads: with wrk when installed (a C load generator: ~0.05 ms of CPU per request
+            # where this Python client takes ~0.25, on the same two cores as the server), and with
+            # this client in any case.
+            path = f"/api/tests/{tid}/results"
+            workers = children(server.pid)
+            if shutil.which("wrk"):
+                cpu0 = (cpu_seconds(workers), cpu_seconds(postgres_pids()))
+                w = wrk(port, token, path, seconds=3 if args.quick else 5)
+                cpu1 = (cpu_seconds(workers), cpu_seconds(postgres_pids()), w.pop("client_cpu_s"))
+                out.update({"read_client": w.pop("client"), **w})
+                out["read_cpu_ms"] = {k: round((b - a) / max(1, w["read_requests"]) * 1000, 2) for k, a, b in
+                                      zip(("server", "postgres", "client"), (*cpu0, 0.0), cpu1, strict=True)}
+            wall, lat, codes = run_concurrent(port, token, [("GET", path, None, None)] * n_read)
+            py = {"read_errors": sum(1 for c in codes if c != 200), "read_per_s": round(n_read / wall, 1),
+                  "read_p50_ms": round(pct(lat, 50) * 1000, 1), "read_p99_ms": round(pct(lat, 99) * 1000, 1)}
+            if "read_client" in out:
+                out.update({f"{k}_python_client": v for k, v in py.items()})
+            else:
+                out.update({"read_client": "python http.client", **py})
         finally:
             server.terminate()
             server.wait(30)
