@@ -30,7 +30,7 @@ def test_migrations_build_exactly_the_models(kind: str) -> None:
         try:
             upgrade(engine)
             upgrade(engine)  # idempotent
-            assert current_revision(engine) == "0003"
+            assert current_revision(engine) == "0004"
             with engine.connect() as conn:
                 diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diff == []
@@ -199,3 +199,91 @@ def test_api_answers_503_when_the_database_connection_is_lost(tmp_path: Path) ->
             else:
                 assert r.status_code == 200
             assert c.get("/api/sites", headers=h).status_code == 200
+
+
+@pytest.mark.parametrize("kind", backends())
+def test_upgrade_to_0004_keeps_every_row_and_reference(kind: str) -> None:
+    """0004 rebuilds every SQLite table (AUTOINCREMENT): rows, ids and references survive, and no
+    ON DELETE action of the old tables runs (jobs of logfiles, logfiles' test ids)."""
+    from sqlalchemy import func, select, text
+    from sqlalchemy.orm import Session
+
+    from smartlogger.api.models import (
+        AuditEvent,
+        BatteryString,
+        BatterySystem,
+        CapacityTest,
+        Job,
+        Logfile,
+        Logger,
+        Organisation,
+        Site,
+        User,
+    )
+
+    with database_url(kind) as (url, schema):
+        engine = make_engine(url, schema=schema)
+        try:
+            upgrade(engine, "0003")
+            with Session(engine) as s:  # the columns did not change in 0004: today's models fit
+                org = Organisation(name="Acme")
+                s.add(org)
+                s.flush()
+                user = User(org_id=org.id, email="t@acme.example", role="technician")
+                site = Site(org_id=org.id, name="Plant")
+                s.add_all([user, site])
+                s.flush()
+                system = BatterySystem(org_id=org.id, site_id=site.id, name="UPS 1")
+                s.add(system)
+                s.flush()
+                string = BatteryString(org_id=org.id, system_id=system.id, name="A", blocks=2)
+                s.add(string)
+                s.flush()
+                test = CapacityTest(org_id=org.id, string_id=string.id, load="50A", blocks=2)
+                logger = Logger(org_id=org.id, serial="SIM-0001", generation=2)
+                s.add_all([test, logger])
+                s.flush()
+                lf = Logfile(org_id=org.id, sha256="ab" * 32, size=10, logger_id=logger.id, test_id=test.id,
+                             verification_status="verified", uploaded_by=user.id)
+                s.add(lf)
+                s.flush()
+                s.add_all([Job(org_id=org.id, key="k" * 64, kind="check", logfile_id=lf.id),
+                           AuditEvent(org_id=org.id, user_id=user.id, action="upload", object_type="logfile",
+                                      object_id=lf.id)])
+                s.commit()
+                ids = (test.id, logger.id, user.id)
+                before = {m.__tablename__: s.scalar(select(func.count()).select_from(m))
+                          for m in (Organisation, User, Site, BatterySystem, BatteryString, CapacityTest, Logger,
+                                    Logfile, Job, AuditEvent)}
+            upgrade(engine)
+            assert current_revision(engine) == "0004"
+            with Session(engine) as s:
+                after = {m.__tablename__: s.scalar(select(func.count()).select_from(m))
+                         for m in (Organisation, User, Site, BatterySystem, BatteryString, CapacityTest, Logger,
+                                   Logfile, Job, AuditEvent)}
+                assert after == before and set(after.values()) == {1}
+                row = s.scalars(select(Logfile)).one()
+                assert (row.test_id, row.logger_id, row.uploaded_by) == ids
+                assert s.scalars(select(Job)).one().logfile_id == row.id
+            if kind == "sqlite":
+                with engine.connect() as conn:
+                    sql = dict(conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")).all())
+                    assert all("AUTOINCREMENT" in sql[t] for t in after), sql
+                    assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1  # on again
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.parametrize("kind", backends())
+def test_a_deleted_logfiles_id_is_never_given_to_another(kind: str, tmp_path: Path) -> None:
+    from smartlogger.api.testing import api_env, simulated_logfiles
+
+    with api_env(kind, tmp_path) as env:
+        c, h = env.client, {**env.a.headers("admin"), "Content-Type": "application/octet-stream"}
+        first, second = simulated_logfiles(2)
+        newest = c.post("/api/logfiles", data=first, headers=h).get_json()["id"]
+        env.wait_jobs()
+        assert c.delete(f"/api/logfiles/{newest}", headers=h).status_code == 204
+        again = c.post("/api/logfiles", data=second, headers=h).get_json()["id"]
+        assert again > newest
+        assert c.get(f"/api/logfiles/{newest}", headers=h).status_code == 404

@@ -272,3 +272,10 @@ TENANT_MODELS: tuple[type[Base], ...] = (
     User, ApiToken, Site, BatterySystem, BatteryString, BlockPosition, Logger, CapacityTest, Logfile,
     Result, Report, Job, AuditEvent,
 )
+
+# SQLite: ids are never reused. Without AUTOINCREMENT SQLite gives a new row the largest id + 1, so
+# deleting the newest logfile (or test, site, ...) would hand its id to the next one: an old link,
+# a client's cached id or the audit log's "deleted logfile 7" would then name a different object.
+# PostgreSQL's sequences never reuse ids. (Migration 0004 rebuilds existing SQLite tables so.)
+for _table in Base.metadata.tables.values():
+    _table.dialect_options["sqlite"]["autoincrement"] = True
