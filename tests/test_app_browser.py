@@ -94,6 +94,7 @@ class Live:
     logfiles: list[bytes]
     spare: list[bytes]
     files: Path
+    string_id: int = 0
 
     def api(self, method: str, path: str, body: bytes | dict[str, Any] | None = None,
             ctype: str = "application/json") -> tuple[int, Any]:
@@ -178,7 +179,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                                                   "load": "50A", "rated_time": "2h"})
         _, spare_test = live.api("POST", "/api/tests", {"string_id": string["id"], "name": "Spot check",
                                                         "load": "50A", "blocks": 2})
-        live.test_id, live.spare_test_id = test["id"], spare_test["id"]
+        # A test on another string: the string view must not list it (GET /api/tests?string_id=).
+        _, other = live.api("POST", "/api/strings", {"system_id": system["id"], "name": "String 2", "blocks": 6,
+                                                     "block_voltage_v": 12.0, "rated_ah": 100.0})
+        live.api("POST", "/api/tests", {"string_id": other["id"], "name": "Test on string 2", "load": "50A"})
+        live.test_id, live.spare_test_id, live.string_id = test["id"], spare_test["id"], string["id"]
         for blob in logfiles:
             status, body = live.api("POST", f"/api/logfiles?test_id={test['id']}", blob, "application/octet-stream")
             assert status == 201, body
@@ -255,9 +260,11 @@ def test_sign_in_and_walk_sites_strings_tests(page: Any, live: Live) -> None:
     page.locator("#sites").get_by_text("Plant North").click()
     page.get_by_role("heading", name="UPS A").wait_for()
     shot(page, "site")
-    page.get_by_text("String 1").click()
+    with page.expect_request(lambda r: f"/api/tests?string_id={live.string_id}&" in r.url):
+        page.get_by_text("String 1").click()  # one request for the string's tests, not all tests
     page.get_by_text("Annual capacity test").wait_for()
     assert page.get_by_text("Spot check").is_visible()
+    assert page.get_by_text("Test on string 2").count() == 0
     shot(page, "string")
     page.get_by_text("Annual capacity test").click()
     page.locator("#grid .block").first.wait_for()

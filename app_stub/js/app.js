@@ -209,10 +209,9 @@
 
   function viewString(tok, stringId) {
     loading();
-    return fetchAll(["/api/strings/" + stringId, "/api/tests?limit=1000"]).then(function (r) {
-      var st = r.data[0];
-      // GET /api/tests has no string filter: the string's tests are picked here.
-      var tests = r.data[1].filter(function (t) { return t.string_id === st.id; });
+    var sid = encodeURIComponent(stringId);
+    return fetchAll(["/api/strings/" + sid, "/api/tests?string_id=" + sid + "&limit=1000"]).then(function (r) {
+      var st = r.data[0], tests = r.data[1];
       return stringCrumbs(st).then(function (cr) {
         if (tok !== renderToken) return;
         setCrumbs(cr.concat([{ text: st.name }]));
