@@ -372,3 +372,20 @@ def test_a_batch_of_checks_fails_only_the_job_whose_blob_is_gone(tmp_path: Path,
         with runner._cond:
             runner._cond.notify_all()
         assert runner.wait_idle(10)
+
+
+def test_an_insert_that_fails_on_another_constraint_is_a_409_and_stores_no_row(env: ApiEnv,
+                                                                               logfiles: list[bytes]) -> None:
+    """Not a duplicate: e.g. the uploader (or the test) was deleted between the checks and the INSERT.
+    The one-statement insert (PostgreSQL) and the transaction (SQLite) store nothing, and say so."""
+    from smartlogger.api.errors import ApiError
+    from smartlogger.api.resources.logfiles import upload_engine
+    from smartlogger.api.services import Uploader, ingest_logfile
+
+    app = env.app
+    with app.app_context(), database(app).system_session() as s, pytest.raises(ApiError) as info:
+        ingest_logfile(s, app.extensions["smartlogger_files"], app.extensions["smartlogger_key"],
+                       Uploader(user_id=2**31 - 1, org_id=env.a.org_id, email="gone@acme.example"),
+                       logfiles[2], autocommit=upload_engine(app))
+    assert info.value.status == 409 and "the logfile was not stored" in info.value.message
+    assert _count(env, Logfile) == 0 and _count(env, Job) == 0

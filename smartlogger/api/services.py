@@ -167,10 +167,13 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
         # organisation already has (ON CONFLICT DO NOTHING: the duplicate is answered below).
         if session.in_transaction():
             session.commit()
-        with autocommit.connect() as conn:
-            ids = conn.execute(_INSERT_UPLOAD_PG, {**_prefixed("lf_", values), **_prefixed("au_", audit_values),
-                                                  **_prefixed("job_", job_values), "au_at": now,
-                                                  "job_created_at": now}).first()
+        try:
+            with autocommit.connect() as conn:
+                ids = conn.execute(_INSERT_UPLOAD_PG, {
+                    **_prefixed("lf_", values), **_prefixed("au_", audit_values), **_prefixed("job_", job_values),
+                    "au_at": now, "job_created_at": now}).first()
+        except IntegrityError:  # not a duplicate (that is DO NOTHING): e.g. the test was deleted meanwhile
+            raise _conflict() from None
         if ids is None:
             return _answer_duplicate(session, digest, test, who), False
         logfile_id, job_id = ids
@@ -196,10 +199,15 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
     return row, True
 
 
+def _conflict() -> ApiError:
+    return ApiError(409, "conflict", "the upload conflicted with a concurrent change (the test or uploader "
+                                     "was deleted?); the logfile was not stored, retry")
+
+
 def _answer_duplicate(session: Session, digest: str, test: CapacityTest | None, who: Uploader) -> Logfile:
     again = _existing(session, who.org_id, digest)
-    if again is None:  # pragma: no cover - the conflict was on these bytes, so they are there
-        raise ApiError(409, "conflict", "the upload conflicted with a concurrent change; retry")
+    if again is None:  # the INSERT's conflict was another constraint than these bytes
+        raise _conflict()
     return _duplicate(session, again, test, who)
 
 
