@@ -16,6 +16,9 @@ Prints ONE JSON object:
 - ``checks_done_s`` / ``upload_with_checks_per_s``: each upload's sample payloads are decoded
   by its "check" job after the response (deferred while requests keep coming): seconds from
   the last upload until every check has run, and the upload rate counting that work.
+- ``series_ms``, ``series_body_bytes``: ``GET /api/logfiles/<id>/series?max_points=2000`` of a
+  blackbox logfile (10 years of 1-minute samples, ``blackbox_logfile_bytes``; 1 year with
+  ``--quick``): the median of 5 requests and the answer's size.
 - ``test_checks_done_s``: seconds after the report was ready until the N-block test's own
   check jobs had run too; the read phase starts then (they would take CPU from the reads).
 
@@ -65,6 +68,16 @@ def base_logfile() -> bytes:
     st = simulate_string_test(1, weak=0, load="8A", rest_before_s=600, rest_after_s=1500,
                               store_factory=lambda ident: MemoryStore(serial=ident.serial))
     lg = st.loggers[0]
+    return pull_logfile(simulated_credentials(lg.identity), lg.identity, lg.store, device_ms=lg.now_ms(),
+                        nonce=bytes(16))
+
+
+def blackbox_logfile(years: float) -> bytes:
+    """The signed pull of a logger left on a floating battery for ``years`` (1-minute samples)."""
+    from smartlogger.device.sim import simulate_years
+    from smartlogger.logfile import pull_logfile, simulated_credentials
+
+    lg = simulate_years(years, seed=1).logger
     return pull_logfile(simulated_credentials(lg.identity), lg.identity, lg.store, device_ms=lg.now_ms(),
                         nonce=bytes(16))
 
@@ -360,6 +373,22 @@ def main() -> None:
                 out.update({f"{k}_python_client": v for k, v in py.items()})
             else:
                 out.update({"read_client": "python http.client", **py})
+
+            # --- the chart series of a blackbox logfile (10 years at 1 min; 1 year with --quick)
+            blackbox = blackbox_logfile(1.0 if args.quick else 10.0)
+            status, body = c.request("POST", "/api/logfiles", blackbox, "application/vnd.smartlogger.slog")
+            assert status == 201, body
+            lid = json.loads(body)["id"]
+            times = []
+            for _ in range(5):
+                t = time.perf_counter()
+                status, body = c.request("GET", f"/api/logfiles/{lid}/series?max_points=2000")
+                times.append(time.perf_counter() - t)
+                assert status == 200, body
+            series = json.loads(body)
+            out.update({"blackbox_years": 1.0 if args.quick else 10.0, "blackbox_logfile_bytes": len(blackbox),
+                        "series_samples": series["samples"], "series_points": len(series["t_ms"]),
+                        "series_body_bytes": len(body), "series_ms": round(statistics.median(times) * 1000, 1)})
         finally:
             server.terminate()
             server.wait(30)

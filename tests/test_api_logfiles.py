@@ -290,6 +290,8 @@ def test_logfile_whose_sample_payload_does_not_decode_is_stored_then_marked_unre
     assert problem["kind"] == "unreadable" and problem["message"] == str(decoder.value)
     assert problem["offset"] == decoder.value.offset and "at byte" in problem["message"]
     assert c.get(f"/api/logfiles/{lf_id}/content", headers=tech).data == data  # kept, byte for byte
+    series = c.get(f"/api/logfiles/{lf_id}/series", headers=tech)  # no chart of what does not decode
+    assert series.status_code == 409 and str(decoder.value) in series.get_json()["error"]["message"]
     with database(env.app).system_session() as s:
         from smartlogger.api.models import Job
 
@@ -389,3 +391,43 @@ def test_an_insert_that_fails_on_another_constraint_is_a_409_and_stores_no_row(e
                        logfiles[2], autocommit=upload_engine(app))
     assert info.value.status == 409 and "the logfile was not stored" in info.value.message
     assert _count(env, Logfile) == 0 and _count(env, Job) == 0
+
+
+def test_series_is_every_sample_or_a_min_max_envelope_of_a_window(env: ApiEnv, logfiles: list[bytes]) -> None:
+    """What a chart needs: the samples (or per time bucket their min and max, so no peak or dip is
+    lost) of a window of device time, and the log's configurations for the threshold lines."""
+    import dataclasses
+
+    import numpy as np
+
+    from smartlogger.logfile import config_history
+    from smartlogger.logfile.convert import load_samples
+
+    c, tech, viewer = env.client, env.a.headers("technician"), env.a.headers("viewer")
+    data = logfiles[0]
+    lf_id = c.post("/api/logfiles", headers=tech, data=data, content_type=OCTET).get_json()["id"]
+    t, mv, dc = load_samples(data)
+    order = np.argsort(t, kind="stable")
+    t, mv, dc = t[order], mv[order], dc[order]
+    # Everything, unreduced: exactly the samples, in time order, and every configuration.
+    full = c.get(f"/api/logfiles/{lf_id}/series?max_points=20000", headers=viewer).get_json()
+    assert not full["reduced"] and full["samples"] == t.size and full["serial"] == "SIM-0001"
+    assert full["t_ms"] == t.tolist() and full["mv"] == mv.tolist() and full["dc"] == dc.tolist()
+    assert full["configs"] == [{"t_ms": ch.t_ms, **dataclasses.asdict(ch.config.thresholds)}
+                               for ch in config_history(data)]
+    # A window, reduced: at most max_points, inside the window, in time order, extremes kept.
+    lo, hi = int(t[t.size // 4]), int(t[3 * t.size // 4])
+    inside = (t >= lo) & (t <= hi)
+    win = c.get(f"/api/logfiles/{lf_id}/series?from_ms={lo}&to_ms={hi}&max_points=100", headers=viewer).get_json()
+    assert win["reduced"] and win["samples"] == int(inside.sum()) and (win["from_ms"], win["to_ms"]) == (lo, hi)
+    assert 0 < len(win["t_ms"]) <= 100 and len(win["mv"]) == len(win["dc"]) == len(win["t_ms"])
+    assert win["t_ms"] == sorted(win["t_ms"]) and lo <= win["t_ms"][0] and win["t_ms"][-1] <= hi
+    assert (min(win["mv"]), max(win["mv"])) == (int(mv[inside].min()), int(mv[inside].max()))
+    assert (min(win["dc"]), max(win["dc"])) == (int(dc[inside].min()), int(dc[inside].max()))
+    # Bad windows name the field; another organisation sees nothing; reading it is audited.
+    bad = c.get(f"/api/logfiles/{lf_id}/series?from_ms=10&to_ms=5", headers=viewer)
+    assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "query.to_ms"
+    assert c.get(f"/api/logfiles/{lf_id}/series?max_points=5", headers=viewer).status_code == 422
+    assert c.get(f"/api/logfiles/{lf_id}/series", headers=env.b.headers("viewer")).status_code == 404
+    events = c.get("/api/audit?action=download", headers=env.a.headers("admin")).get_json()
+    assert {(e["object_type"], e["object_id"]) for e in events} == {("logfile_series", lf_id)}

@@ -311,7 +311,15 @@ def test_block_chart_shows_the_loggers_threshold_lines(page: Any, live: Live) ->
     _, res = live.api("GET", f"/api/tests/{live.test_id}/results")
     red = next(b for b in res["result"]["blocks"] if b["red"])
     page.goto(f"{live.base}/app/#/tests/{live.test_id}")
-    page.locator(f"#grid .block[data-serial='{red['serial']}']").click()
+    urls: list[str] = []
+
+    def seen(request: Any) -> None:
+        urls.append(request.url)
+
+    page.on("request", seen)
+    # The discharge window's series, reduced by the server: the logfile itself is not downloaded.
+    with page.expect_request(lambda r: "/series?max_points=" in r.url and "from_ms=" in r.url):
+        page.locator(f"#grid .block[data-serial='{red['serial']}']").click()
     page.locator("#chart-voltage line.threshold").first.wait_for(state="attached")
     blob = next(b for b in live.logfiles if read_logfile(b).identity.serial == red["serial"])
     th = config_history(blob)[-1].config.thresholds
@@ -334,6 +342,16 @@ def test_block_chart_shows_the_loggers_threshold_lines(page: Any, live: Live) ->
     assert page.locator("#chart-voltage rect.span-red").count() >= 1
     shot(page, "block")
     shot(page, "block_charts", at="#charts")
+    # The whole log on demand: one more series request (the whole range), drawn the same way.
+    with page.expect_request(lambda r: "/series?max_points=" in r.url and "from_ms=" not in r.url):
+        page.click("#window-toggle")
+    expect(page.locator("#window-toggle")).to_have_text("Show the discharge")
+    expect(page.locator("#series-note")).to_contain_text("samples")
+    assert int(page.get_attribute("#chart-voltage polyline.series", "data-points") or 0) > 100
+    assert not [u for u in urls if "/content" in u]
+    page.click("#window-toggle")
+    expect(page.locator("#window-toggle")).to_have_text("Show the whole log")
+    page.remove_listener("request", seen)
 
 
 def test_report_request_shows_progress_and_downloads(page: Any, browser: Any, live: Live, tmp_path: Path) -> None:
@@ -469,7 +487,7 @@ def test_what_was_loaded_works_offline(page: Any, browser: Any, live: Live) -> N
         _, res = live.api("GET", f"/api/tests/{live.test_id}/results")
         serial = next(b["serial"] for b in res["result"]["blocks"] if b["red"])
         page.locator(f"#grid .block[data-serial='{serial}']").click()
-        page.locator("#chart-voltage line.threshold").first.wait_for(state="attached")  # logfile bytes from the cache
+        page.locator("#chart-voltage line.threshold").first.wait_for(state="attached")  # the series from the cache
     finally:
         browser.set_offline(False)
 

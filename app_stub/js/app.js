@@ -423,7 +423,7 @@
         if (tok === renderToken) setCrumbs(cr.concat([{ text: test.name || "Test " + test.id, href: "#/tests/" + test.id }, { text: block.label || serial }]));
       });
       var sev = severityOf(block);
-      var charts = h("div", { id: "charts" }, h("p", { class: "loading", role: "status" }, "Loading the logfile\u2026"));
+      var charts = h("div", { id: "charts" }, h("p", { class: "loading", role: "status" }, "Loading the series\u2026"));
       var figures = h("dl", { class: "figures" },
         [["Capacity", block.capacity_pct === null ? "\u2013" : (block.lower_bound ? "\u2265 " : "") + block.capacity_pct.toFixed(1) + " %"],
          ["SOH", fmtNum(block.soh_pct, 1, "%")], ["Delivered", fmtNum(block.delivered_ah, 2, "Ah")],
@@ -445,28 +445,54 @@
         figures, h("h2", {}, "Exceedances"), exc, h("h2", {}, "Charts"), charts);
       var lf = logfiles.filter(function (l) { return l.serial === serial; })[0];
       if (!lf) { charts.textContent = "No logfile of " + serial + " is attached to this test."; return; }
-      return SLApi.raw("/api/logfiles/" + lf.id + "/content").then(function (resp) { return resp.arrayBuffer(); }).then(function (buf) {
+      var offset = block.clock ? block.clock.offset_ms : 0; // true = device + offset (analysis clock fit)
+      var pad = 5 * 60000; // 5 minutes of context around the discharge, device ms
+      var series = {
+        // The server reduces each window to <= SERIES_POINTS min/max points: no whole-logfile download.
+        discharge: seriesOf(lf.id, result.discharge.start_ms - offset - pad, result.discharge.end_ms - offset + pad),
+        whole: function () { return seriesOf(lf.id); }
+      };
+      return series.discharge.then(function (win) {
         if (tok !== renderToken) return;
-        drawBlockCharts(charts, SLog.read(buf), block, result);
+        drawBlockCharts(charts, win, series.whole, block, result);
       }).catch(function (err) { charts.textContent = ""; charts.appendChild(errorBox(err)); });
     });
   }
 
-  function drawBlockCharts(container, lf, block, result) {
-    var s = SLog.samplesOf(lf);
+  var SERIES_POINTS = 2000; // per quantity: a min and a max per ~1.5 px column of a phone chart
+
+  function seriesOf(logfileId, fromMs, toMs) {
+    var q = "?max_points=" + SERIES_POINTS;
+    if (fromMs !== undefined) q += "&from_ms=" + Math.floor(fromMs) + "&to_ms=" + Math.ceil(toMs);
+    return SLApi.get("/api/logfiles/" + logfileId + "/series" + q);
+  }
+
+  /** Chart arrays of a series answer: minutes from the discharge start (true time), V, degC. */
+  function chartArrays(sr, offset, t0) {
+    var n = sr.t_ms.length, x = new Float64Array(n), v = new Float64Array(n), t = new Float64Array(n);
+    for (var i = 0; i < n; i++) {
+      x[i] = (sr.t_ms[i] + offset - t0) / 60000;
+      v[i] = sr.mv[i] / 1000; // mV -> V
+      t[i] = sr.dc[i] / 10; // dC -> degC
+    }
+    return { x: x, v: v, t: t, n: n, samples: sr.samples, reduced: sr.reduced };
+  }
+
+  /** The configuration in force at device time ``t_ms`` (the latest one written before it). */
+  function configAt(configs, t_ms) {
+    var found = configs.length ? configs[0] : null;
+    configs.forEach(function (c) { if (c.t_ms <= t_ms) found = c; });
+    return found;
+  }
+
+  function drawBlockCharts(container, win, loadWhole, block, result) {
     var offset = block.clock ? block.clock.offset_ms : 0; // true = device + offset (analysis clock fit)
     var t0 = result.discharge.start_ms;
-    var n = s.t_ms.length;
-    var x = new Float64Array(n), v = new Float64Array(n), t = new Float64Array(n);
-    for (var i = 0; i < n; i++) {
-      x[i] = (s.t_ms[i] + offset - t0) / 60000; // minutes from the discharge start
-      v[i] = s.mv[i] / 1000; // mV -> V
-      t[i] = s.dc[i] / 10; // dC -> degC
-    }
     var pad = 5; // minutes of context around the discharge
-    var win = [-pad, (result.discharge.end_ms - t0) / 60000 + pad];
+    var range = [-pad, (result.discharge.end_ms - t0) / 60000 + pad];
+    var views = { discharge: chartArrays(win, offset, t0), whole: null };
     var whole = false;
-    var cfg = SLog.configAt(lf, t0 - offset);
+    var cfg = configAt(win.configs, t0 - offset);
     var spans = { voltage: [], temperature: [] };
     block.exceedances.forEach(function (e) {
       var a = (e.start_ms - t0) / 60000;
@@ -475,13 +501,12 @@
     var vBox = h("figure", { class: "chart-box", id: "chart-voltage" });
     var tBox = h("figure", { class: "chart-box", id: "chart-temperature" });
     var toggle = h("button", { type: "button", class: "button small", id: "window-toggle" }, "Show the whole log");
-    function range() {
-      if (!whole) return win;
-      return n ? [x[0], x[n - 1]] : win;
-    }
+    var note = h("p", { class: "legend", id: "series-note" });
     function draw() {
-      var xr = range();
+      var d = whole ? views.whole : views.discharge;
+      var xr = whole ? (d.n ? [d.x[0], d.x[d.n - 1]] : range) : range;
       var xl = "min from discharge start";
+      var x = d.x, v = d.v, t = d.t;
       SLChart.render(vBox, { title: "Voltage of " + (block.label || block.serial), unit: "V", digits: 2, x: x, y: v, xRange: xr, xLabel: xl,
         thresholds: cfg ? [
           { value: cfg.v_low_alarm_mv / 1000, kind: "alarm", side: "low" }, { value: cfg.v_low_warn_mv / 1000, kind: "warning", side: "low" },
@@ -495,14 +520,23 @@
         spans: spans.temperature });
       tBox.appendChild(h("figcaption", {}, "Temperature, \u00b0C"));
       toggle.textContent = whole ? "Show the discharge" : "Show the whole log";
+      note.textContent = d.samples + " samples" + (d.reduced ? ", drawn as the lowest and highest value of each of " + d.n / 2 +
+        " time slices (no peak is lost)." : ".");
     }
-    toggle.addEventListener("click", function () { whole = !whole; draw(); });
+    toggle.addEventListener("click", function () {
+      whole = !whole;
+      if (!whole || views.whole) { draw(); return; }
+      toggle.disabled = true;
+      loadWhole().then(function (sr) { views.whole = chartArrays(sr, offset, t0); draw(); })
+        .catch(function (err) { whole = false; container.appendChild(errorBox(err)); })
+        .then(function () { toggle.disabled = false; });
+    });
     container.textContent = "";
     append(container, [toggle, vBox, tBox,
       h("p", { class: "legend" }, h("span", { class: "line-key line-warning", "aria-hidden": "true" }), " \u26a0 warning level (orange, dashed) \u00b7 ",
         h("span", { class: "line-key line-alarm", "aria-hidden": "true" }), " \u2716 alarm level (red, solid). Levels from the logger's configuration" +
-        (lf.configs.length > 1 ? " in force at the discharge start (" + lf.configs.length + " configurations in the log)." : ".") +
-        " " + n + " samples.")]);
+        (win.configs.length > 1 ? " in force at the discharge start (" + win.configs.length + " configurations in the log)." : ".")),
+      note]);
     draw();
   }
 

@@ -245,6 +245,49 @@ class VerificationSchema(ma.Schema):
     report = f.Dict(metadata={"description": "logfile.verify.VerifyReport as JSON"})
 
 
+MAX_SERIES_POINTS = 20_000
+
+
+class SeriesArgs(ma.Schema):
+    from_ms = f.Integer(load_default=None, allow_none=True, validate=v.Range(-(2**62), 2**62),
+                        metadata={"description": "window start, device ms (default: the first sample)"})
+    to_ms = f.Integer(load_default=None, allow_none=True, validate=v.Range(-(2**62), 2**62),
+                      metadata={"description": "window end, device ms, inclusive (default: the last sample)"})
+    max_points = f.Integer(load_default=2000, validate=v.Range(10, MAX_SERIES_POINTS),
+                           metadata={"description": "at most this many points per quantity"})
+
+    @ma.validates_schema
+    def _window(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("from_ms") is not None and data.get("to_ms") is not None and data["to_ms"] < data["from_ms"]:
+            raise ma.ValidationError("to_ms is before from_ms", field_name="to_ms")
+
+
+class SeriesConfigSchema(ma.Schema):
+    t_ms = f.Integer(metadata={"description": "device time the configuration was written"})
+    v_low_alarm_mv = f.Integer()
+    v_low_warn_mv = f.Integer()
+    v_high_warn_mv = f.Integer()
+    v_high_alarm_mv = f.Integer()
+    t_low_alarm_dc = f.Integer()
+    t_low_warn_dc = f.Integer()
+    t_high_warn_dc = f.Integer()
+    t_high_alarm_dc = f.Integer()
+
+
+class SeriesSchema(ma.Schema):
+    logfile_id = f.Integer()
+    serial = f.String()
+    from_ms = f.Integer(allow_none=True)
+    to_ms = f.Integer(allow_none=True)
+    samples = f.Integer(metadata={"description": "samples in the window, before any reduction"})
+    reduced = f.Boolean(metadata={"description": "min and max per time bucket instead of every sample"})
+    t_ms = f.List(f.Integer(), metadata={"description": "device ms of each point (in time order)"})
+    mv = f.List(f.Integer(), metadata={"description": "voltage, mV, at each point"})
+    dc = f.List(f.Integer(), metadata={"description": "temperature, 0.1 degC, at each point"})
+    configs = f.List(f.Nested(SeriesConfigSchema),
+                     metadata={"description": "every configuration in the log (thresholds), oldest first"})
+
+
 # ----------------------------------------------------------------------------- results, reports, jobs
 
 

@@ -377,6 +377,48 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.hex() if isinstance(o, bytes) else str(o)))
 
 
+def logfile_series(data: bytes, *, from_ms: int | None = None, to_ms: int | None = None,
+                   max_points: int = 2000) -> dict[str, Any]:
+    """A logfile's voltage and temperature over a window of device time, for a chart.
+
+    At most ``max_points`` points per quantity: every sample if the window holds no more,
+    else per time bucket the minimum and the maximum of each quantity, in the order they
+    occurred (``export.reduce.minmax_envelope``, as in the Excel charts), so no peak or dip
+    is lost; empty buckets (gaps) are left out. Also every configuration in the log, for the
+    threshold lines. Raises ``LogfileError`` if the samples do not decode.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from smartlogger.export.reduce import make_buckets, minmax_envelope
+    from smartlogger.logfile import read_logfile
+    from smartlogger.logfile.convert import load_samples
+
+    lf = read_logfile(data, decode=False)
+    t, mv, dc = load_samples(lf)
+    order = np.argsort(t, kind="stable")  # record order; a clock set can put a later block earlier
+    t, mv, dc = t[order], mv[order], dc[order]
+    lo = int(t[0]) if from_ms is None and t.size else from_ms
+    hi = int(t[-1]) if to_ms is None and t.size else to_ms
+    if lo is not None and hi is not None:
+        a, b = np.searchsorted(t, lo, side="left"), np.searchsorted(t, hi, side="right")
+        t, mv, dc = t[a:b], mv[a:b], dc[a:b]
+    out: dict[str, Any] = {"serial": lf.identity.serial, "from_ms": lo, "to_ms": hi, "samples": int(t.size),
+                           "reduced": t.size > max_points}
+    if t.size > max_points:
+        # Buckets over the samples' own span (the requested window may be far wider).
+        buckets = make_buckets(int(t[0]), int(t[-1]), max_points)
+        pts = buckets.point_times_ms()
+        env_mv, env_dc = minmax_envelope(t, mv, buckets), minmax_envelope(t, dc, buckets)
+        keep = ~np.isnan(env_mv)  # the same buckets are empty for both quantities
+        t, mv, dc = pts[keep], env_mv[keep].astype(np.int64), env_dc[keep].astype(np.int64)
+    out.update({"t_ms": t.tolist(), "mv": mv.tolist(), "dc": dc.tolist(),
+                "configs": [{"t_ms": c.t_ms, **dataclasses.asdict(c.config.thresholds)}
+                            for c in lf.config_history]})
+    return out
+
+
 # ----------------------------------------------------------------------------- tests and their state
 
 
