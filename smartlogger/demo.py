@@ -286,6 +286,7 @@ def _analyze(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
         "yellow": sum(b.yellow for b in result.blocks),
         "red": sum(b.red for b in result.blocks),
         "alignment_uncertainty_ms": result.alignment_uncertainty_ms,
+        "warnings": list(result.warnings),
     })
 
 

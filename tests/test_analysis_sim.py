@@ -89,3 +89,20 @@ def test_alignment_after_10h_test_with_50ppm_clocks() -> None:
     r = analyze_test(logs, TestMetadata(ConstantCurrent(9.5)))
     assert r.alignment_uncertainty_ms is not None and r.alignment_uncertainty_ms <= 100.0
     assert [b.clock.drift_ppm for b in r.blocks] == [pytest.approx(50.0, abs=1.0), pytest.approx(-50.0, abs=1.0)]
+
+
+def test_a_collapsed_block_in_a_short_string_is_not_reported_as_an_abort() -> None:
+    """Six blocks, one weak, 20 A (the CI demo): the weak block collapses below its logger's range
+    floor, the test set's cutoff (on the real string voltage) stops the test while the logged string
+    voltage is still above the end voltage. The result says so instead of "test aborted"."""
+    st = simulate_string_test(6, weak=1, load="20A", seed=1)
+    logs = [_pulled(lg, st.start_ms) for lg in st.loggers]
+    r = analyze_test(logs, TestMetadata(ConstantCurrent(20.0)))
+    assert r.discharge.end_reason == "load_removed"
+    weak = next(f"SIM-{t.index + 1:04d}" for t in st.trace.truth if t.weak)
+    assert any(weak in w and "end-voltage cutoff" in w for w in r.warnings), r.warnings
+    assert not any(w.startswith("test aborted") for w in r.warnings)
+    # A healthy string whose test really was stopped early keeps the "aborted" warning.
+    st = simulate_string_test(4, weak=0, load="10A", seed=2, max_duration_s=3600)
+    r = analyze_test([_pulled(lg, st.start_ms) for lg in st.loggers], TestMetadata(ConstantCurrent(10.0)))
+    assert r.discharge.end_reason == "load_removed" and "test aborted" in " ".join(r.warnings)

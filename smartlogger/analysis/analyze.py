@@ -145,9 +145,11 @@ def _kt(temps: FloatArray, reference_c: float, chem: Chemistry, warnings: list[s
 
 
 def _saturation_warnings(aligned: list[AlignedBlock], span: DischargeSpan, grid: Grid,
-                         warnings: list[str]) -> None:
-    """Blocks pinned at their measuring-range floor make the string voltage an upper bound."""
+                         warnings: list[str]) -> list[str]:
+    """Blocks pinned at their measuring-range floor make the string voltage an upper bound.
+    Returns their serials."""
     t0, t1 = float(grid.t_ms[span.start_idx]), float(grid.t_ms[span.end_idx])
+    floored = []
     for al in aligned:
         lo_mv = al.log.config.block_type.measuring_range_mv[0]
         i0, i1 = np.searchsorted(al.true_ms, [t0, t1])
@@ -156,6 +158,8 @@ def _saturation_warnings(aligned: list[AlignedBlock], span: DischargeSpan, grid:
                 f"{al.log.serial} hit the measuring-range floor {lo_mv / 1000:g} V: the string voltage "
                 "estimate is an upper bound (the string may have reached its end voltage earlier)"
             )
+            floored.append(al.log.serial)
+    return floored
 
 
 def _opt(x: float) -> float | None:
@@ -195,7 +199,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         off_idx = span.start_idx + int(profile.t_s[on[-1]] * 1000 // step)
         if off_idx < span.end_idx:
             span = replace(span, end_idx=off_idx, end_reason=EndReason.LOAD_REMOVED)
-    _saturation_warnings(aligned, span, grid, warnings)
+    floored = _saturation_warnings(aligned, span, grid, warnings)
 
     s, e = span.start_idx, span.end_idx
     t_rel = (grid.t_ms[s:e + 1] - grid.t_ms[s]).astype(np.float64) / 1000.0
@@ -204,7 +208,13 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
     if t_rel.size > 1:
         cum_ah[1:] = np.cumsum((current[1:] + current[:-1]) * np.diff(t_rel)) / 2.0 / 3600.0
     duration_s = float(t_rel[-1])
-    if span.end_reason is EndReason.LOAD_REMOVED:
+    if span.end_reason is EndReason.LOAD_REMOVED and floored:
+        # The logged string voltage is an upper bound: the test set, which measures the real one,
+        # has most likely stopped the test at its end-voltage cutoff.
+        warnings.append(f"the load was removed before the logged string voltage reached its end voltage, "
+                        f"after {', '.join(floored)} had read below the logger's measuring range: most likely the "
+                        "test set's end-voltage cutoff stopped the test, not an abort")
+    elif span.end_reason is EndReason.LOAD_REMOVED:
         warnings.append("test aborted: the load was removed before the string reached its end voltage")
     elif span.end_reason is EndReason.DATA_ENDED:
         warnings.append("the logs end before the string reached its end voltage")

@@ -62,6 +62,7 @@ def demo(blocks: int, weak: int, out: Path, seed: int, load: str, concurrency: i
 
 def _print_summary(console: object, summary: DemoSummary) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     assert isinstance(console, Console)
@@ -71,6 +72,8 @@ def _print_summary(console: object, summary: DemoSummary) -> None:
     console.print(f"[bold]String result[/]  (SIMULATED data - {summary.options['blocks']} blocks, "
                   f"load {summary.options['load']})")
     console.print(f"  discharge: {f['discharge_h']:.2f} h, ended by {f['end_reason'].replace('_', ' ')}")
+    for warning in f.get("warnings", []):
+        console.print(f"  [yellow]note:[/] {escape(warning)}")
     console.print(f"  string capacity: {'n/a' if cap is None else f'{cap:.1f} %'} "
                   f"({f['capacity_method'].replace('_', '-')} method)")
     table = Table(title="Weakest blocks", show_edge=False)
