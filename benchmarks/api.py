@@ -18,7 +18,8 @@ Prints ONE JSON object:
   the last upload until every check has run, and the upload rate counting that work.
 - ``series_ms``, ``series_body_bytes``: ``GET /api/logfiles/<id>/series?max_points=2000`` of a
   blackbox logfile (10 years of 1-minute samples, ``blackbox_logfile_bytes``; 1 year with
-  ``--quick``): the median of 5 requests and the answer's size.
+  ``--quick``): the median of 5 requests and the answer's size; ``series_day_ms``: the same for
+  one day in the middle of that log (only its sample blocks are decoded).
 - ``test_checks_done_s``: seconds after the report was ready until the N-block test's own
   check jobs had run too; the read phase starts then (they would take CPU from the reads).
 
@@ -389,6 +390,16 @@ def main() -> None:
             out.update({"blackbox_years": 1.0 if args.quick else 10.0, "blackbox_logfile_bytes": len(blackbox),
                         "series_samples": series["samples"], "series_points": len(series["t_ms"]),
                         "series_body_bytes": len(body), "series_ms": round(statistics.median(times) * 1000, 1)})
+            # one day in the middle of it: only that day's sample blocks are decoded
+            mid = (series["t_ms"][0] + series["t_ms"][-1]) // 2
+            times = []
+            for _ in range(5):
+                t = time.perf_counter()
+                status, body = c.request("GET", f"/api/logfiles/{lid}/series?from_ms={mid}&to_ms={mid + 86_400_000}")
+                times.append(time.perf_counter() - t)
+                assert status == 200, body
+            out.update({"series_day_samples": json.loads(body)["samples"],
+                        "series_day_ms": round(statistics.median(times) * 1000, 1)})
         finally:
             server.terminate()
             server.wait(30)

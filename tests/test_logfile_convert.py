@@ -36,6 +36,23 @@ def test_load_samples_matches_the_records() -> None:
     assert mv.tolist() == [v for b in blocks for v in b.mv]
 
 
+def test_load_samples_of_a_window_decodes_only_the_blocks_that_reach_into_it() -> None:
+    lf = read_logfile(_latest())
+    t, mv, dc = load_samples(lf)
+    blocks = [r.record for r in lf.streams[0].records if isinstance(r.record, SampleBlock)]
+    # A window inside the 1 Hz discharge (blocks 4 onwards): the float blocks before it are skipped.
+    lo, hi = int(t[300]), int(t[400])
+    tw, mvw, dcw = load_samples(lf, from_ms=lo, to_ms=hi)
+    reaching = [b for b in blocks if b.end_ms >= lo and b.start_ms <= hi]
+    assert 0 < len(reaching) < len(blocks) and tw.size == sum(len(b) for b in reaching) < t.size
+    inside, inside_w = (t >= lo) & (t <= hi), (tw >= lo) & (tw <= hi)
+    assert tw[inside_w].tolist() == t[inside].tolist() and mvw[inside_w].tolist() == mv[inside].tolist()
+    assert dcw[inside_w].tolist() == dc[inside].tolist()
+    # Open-ended windows, and one outside the log.
+    assert load_samples(lf, to_ms=int(t[-1]))[0].size == t.size == load_samples(lf, from_ms=int(t[0]))[0].size
+    assert load_samples(lf, from_ms=int(t[-1]) + 1)[0].size == 0
+
+
 def test_events_history_and_clock_observations() -> None:
     lf = read_logfile(_latest())
     kinds = [e.kind for e in load_events(lf)]

@@ -385,7 +385,8 @@ def logfile_series(data: bytes, *, from_ms: int | None = None, to_ms: int | None
     else per time bucket the minimum and the maximum of each quantity, in the order they
     occurred (``export.reduce.minmax_envelope``, as in the Excel charts), so no peak or dip
     is lost; empty buckets (gaps) are left out. Also every configuration in the log, for the
-    threshold lines. Raises ``LogfileError`` if the samples do not decode.
+    threshold lines. Only the sample blocks that reach into the window are decoded. Raises
+    ``LogfileError`` if their samples do not decode.
     """
     import dataclasses
 
@@ -396,7 +397,7 @@ def logfile_series(data: bytes, *, from_ms: int | None = None, to_ms: int | None
     from smartlogger.logfile.convert import load_samples
 
     lf = read_logfile(data, decode=False)
-    t, mv, dc = load_samples(lf)
+    t, mv, dc = load_samples(lf, from_ms=from_ms, to_ms=to_ms)  # only the blocks in the window
     order = np.argsort(t, kind="stable")  # record order; a clock set can put a later block earlier
     t, mv, dc = t[order], mv[order], dc[order]
     lo = int(t[0]) if from_ms is None and t.size else from_ms

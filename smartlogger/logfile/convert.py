@@ -13,6 +13,7 @@ shows up as a jump, listed by ``clock_observations``.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -22,7 +23,8 @@ import numpy.typing as npt
 
 from smartlogger.errors import LogfileError
 from smartlogger.logfile.format import Logfile, decode_sample_records, read_logfile
-from smartlogger.logfile.records import RecordType
+from smartlogger.logfile.records import SAMPLE_HEAD, RecordType
+from smartlogger.logfile.samples import read_head
 from smartlogger.model import ClockSet, ConfigChange, Event
 
 if TYPE_CHECKING:
@@ -35,14 +37,20 @@ def _logfile(source: Source) -> Logfile:
     return source if isinstance(source, Logfile) else read_logfile(source)
 
 
-def load_samples(source: Source) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32],
-                                          npt.NDArray[np.int16]]:
+def load_samples(source: Source, *, from_ms: int | None = None, to_ms: int | None = None,
+                 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int16]]:
     """All samples of the main stream: ``t_ms`` (int64, device ms), ``mv`` (int32), ``dc`` (int16).
 
     The sample payloads of all blocks are decoded in one vectorised pass (``samples.decode_many``).
+    ``from_ms``/``to_ms`` (device time, inclusive): decode only the blocks whose samples reach
+    into that window, read from the block heads (a day of a 10-year log decodes a day's blocks).
+    Their samples outside the window are returned too; a block whose head does not read is
+    decoded anyway, so its error is raised as without a window.
     """
     lf = _logfile(source)
     raws = [raw for raw in lf.streams[0].records if raw.record_type == RecordType.SAMPLE_BLOCK]
+    if from_ms is not None or to_ms is not None:
+        raws = [raw for raw in raws if _reaches(raw.data, from_ms, to_ms)]
     if not raws:
         return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int16)
     starts, intervals, mv, dc32, counts = decode_sample_records(raws)
@@ -52,6 +60,18 @@ def load_samples(source: Source) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.
     if dc32.size and (int(dc32.min()) < -32768 or int(dc32.max()) > 32767):
         raise LogfileError("a temperature sample does not fit int16 dC")
     return t_ms, mv, dc32.astype(np.int16)
+
+
+def _reaches(record: bytes, from_ms: int | None, to_ms: int | None) -> bool:
+    """Whether a SampleBlock record's samples reach into ``[from_ms, to_ms]`` (True if its head
+    does not read: the decoder then says what is wrong)."""
+    try:
+        start, interval = SAMPLE_HEAD.unpack_from(record, 1)
+        count, _ = read_head(record, 1 + SAMPLE_HEAD.size)
+    except (struct.error, LogfileError):
+        return True
+    last = start + max(count - 1, 0) * interval
+    return (from_ms is None or last >= from_ms) and (to_ms is None or start <= to_ms)
 
 
 def load_events(source: Source, *, stream: int | None = None) -> list[Event]:
