@@ -287,3 +287,36 @@ def test_a_deleted_logfiles_id_is_never_given_to_another(kind: str, tmp_path: Pa
         again = c.post("/api/logfiles", data=second, headers=h).get_json()["id"]
         assert again > newest
         assert c.get(f"/api/logfiles/{newest}", headers=h).status_code == 404
+
+
+def test_a_sqlite_migration_that_fails_its_reference_check_is_rolled_back_entirely(tmp_path: Path) -> None:
+    """One transaction covers the rebuilds (DDL too): a dangling reference found before the commit
+    leaves the database exactly as it was (revision, tables, rows)."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    path = tmp_path / "api.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine, "0003")
+        raw = sqlite3.connect(path)  # foreign keys off: as a careless tool could leave a database
+        raw.execute("INSERT INTO organisations (id, name, created_at) VALUES (1, 'Acme', '2026-01-01')")
+        raw.execute("INSERT INTO loggers (id, org_id, serial, generation, firmware, simulated, created_at) "
+                    "VALUES (1, 1, 'SIM-0001', 2, '', 0, '2026-01-01')")
+        raw.execute("INSERT INTO logfiles (id, org_id, sha256, size, logger_id, block_position, format_version, "
+                    "verification_status, verification, uploaded_at, receipt, receipt_signature) "
+                    "VALUES (1, 1, :sha, 1, 99, 0, '', 'verified', '{}', '2026-01-01', '{}', '')",
+                    {"sha": "ab" * 32})  # logger 99 does not exist
+        raw.commit()
+        before = raw.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+        raw.close()
+        with pytest.raises(StoreError, match="broken references"):
+            upgrade(engine)
+        assert current_revision(engine) == "0003"
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT name, sql FROM sqlite_master ORDER BY name")).all() == before
+            assert conn.execute(text("SELECT count(*) FROM logfiles")).scalar() == 1
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        engine.dispose()
