@@ -169,6 +169,7 @@ def test_customer_viewer_sees_only_that_customers_batteries(kind: str, tmp_path:
                      "/api/strings/{string_id}/positions", "/api/tests/{test_id}", "/api/tests/{test_id}/results",
                      "/api/tests/{test_id}/logfiles", "/api/logfiles/{logfile_id}",
                      "/api/logfiles/{logfile_id}/content", "/api/logfiles/{logfile_id}/receipt",
+                     "/api/logfiles/{logfile_id}/series",
                      "/api/loggers/{logger_id}", "/api/tests/{test_id}/report"):
             assert c.get(path.format(**mine), headers=h).status_code == 200, path
             r = c.get(path.format(**theirs), headers=h)
