@@ -295,6 +295,9 @@ def test_grid_colours_match_the_api_results(page: Any, live: Live) -> None:
         assert words[sev] in c["text"] and icons[sev] in c["text"], c
         api_block = next(b for b in blocks if b["serial"] == c["serial"])
         assert f"{api_block['capacity_pct']:.0f} %" in c["text"]
+    # The analysis' warnings are shown as they are (how the test ended, bounds, missing loggers).
+    notes = page.locator("#analysis-notes li").all_inner_texts()
+    assert res["result"]["warnings"] and [n.lstrip("⚠ ").strip() for n in notes] == res["result"]["warnings"]
     shot(page, "grid")
     page.click("button[data-sort=capacity]")
     weakest = page.eval_on_selector_all("#grid .block", "els => els.map(e => e.dataset.serial)")

@@ -311,7 +311,11 @@
         h("span", { class: "count" }, severityTag("green"), " " + counts.green)));
     var markers = result.markers.length ? h("p", { class: "notice" }, "\u26a0 " + result.markers.join(", ") +
       ": these logs come from simulated or replayed loggers and are not evidence from real hardware.") : null;
-    show(head, markers, summary, h("h2", {}, "Blocks"), sortBar, grid,
+    // What the analysis wants the reader to know (missing loggers, bounds, how the test ended).
+    var notes = result.warnings.length ? h("div", { class: "card notes", id: "analysis-notes" },
+      h("h2", {}, "Analysis notes"),
+      h("ul", { class: "list" }, result.warnings.map(function (w) { return h("li", { class: "note" }, "\u26a0 " + w); }))) : null;
+    show(head, markers, summary, notes, h("h2", {}, "Blocks"), sortBar, grid,
       h("p", { class: "legend" }, severityTag("green"), " no exceedance \u00b7 ", severityTag("yellow"), " slight or brief \u00b7 ",
         severityTag("red"), " massive or long. \u2265 = lower bound (end voltage not reached)."),
       reportSection(test));
