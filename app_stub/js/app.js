@@ -489,6 +489,14 @@
     return found;
   }
 
+  /** A configuration's four levels of one quantity (fields ``<q>low_alarm<unit>`` ...) as chart lines. */
+  function levels(cfg, q, unit, scale) {
+    if (!cfg) return [];
+    return [["low", "alarm"], ["low", "warn"], ["high", "warn"], ["high", "alarm"]].map(function (sk) {
+      return { value: cfg[q + sk[0] + "_" + sk[1] + unit] / scale, kind: sk[1] === "warn" ? "warning" : "alarm", side: sk[0] };
+    });
+  }
+
   function drawBlockCharts(container, win, loadWhole, block, result) {
     var offset = block.clock ? block.clock.offset_ms : 0; // true = device + offset (analysis clock fit)
     var t0 = result.discharge.start_ms;
@@ -510,18 +518,11 @@
       var d = whole ? views.whole : views.discharge;
       var xr = whole ? (d.n ? [d.x[0], d.x[d.n - 1]] : range) : range;
       var xl = "min from discharge start";
-      var x = d.x, v = d.v, t = d.t;
-      SLChart.render(vBox, { title: "Voltage of " + (block.label || block.serial), unit: "V", digits: 2, x: x, y: v, xRange: xr, xLabel: xl,
-        thresholds: cfg ? [
-          { value: cfg.v_low_alarm_mv / 1000, kind: "alarm", side: "low" }, { value: cfg.v_low_warn_mv / 1000, kind: "warning", side: "low" },
-          { value: cfg.v_high_warn_mv / 1000, kind: "warning", side: "high" }, { value: cfg.v_high_alarm_mv / 1000, kind: "alarm", side: "high" }] : [],
-        spans: spans.voltage });
+      SLChart.render(vBox, { title: "Voltage of " + (block.label || block.serial), unit: "V", digits: 2, x: d.x, y: d.v, xRange: xr, xLabel: xl,
+        thresholds: levels(cfg, "v_", "_mv", 1000), spans: spans.voltage });
       vBox.appendChild(h("figcaption", {}, "Voltage, V"));
-      SLChart.render(tBox, { title: "Temperature of " + (block.label || block.serial), unit: "\u00b0C", digits: 1, x: x, y: t, xRange: xr, xLabel: xl,
-        thresholds: cfg ? [
-          { value: cfg.t_low_alarm_dc / 10, kind: "alarm", side: "low" }, { value: cfg.t_low_warn_dc / 10, kind: "warning", side: "low" },
-          { value: cfg.t_high_warn_dc / 10, kind: "warning", side: "high" }, { value: cfg.t_high_alarm_dc / 10, kind: "alarm", side: "high" }] : [],
-        spans: spans.temperature });
+      SLChart.render(tBox, { title: "Temperature of " + (block.label || block.serial), unit: "\u00b0C", digits: 1, x: d.x, y: d.t, xRange: xr, xLabel: xl,
+        thresholds: levels(cfg, "t_", "_dc", 10), spans: spans.temperature });
       tBox.appendChild(h("figcaption", {}, "Temperature, \u00b0C"));
       toggle.textContent = whole ? "Show the discharge" : "Show the whole log";
       note.textContent = d.samples + " samples" + (d.reduced ? ", drawn as the lowest and highest value of each of " + d.n / 2 +

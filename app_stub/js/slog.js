@@ -326,13 +326,6 @@
     return { t_ms: t, mv: mv, dc: dc };
   }
 
-  /** The configuration in force at device time ``t_ms`` (the latest one written before it). */
-  function configAt(lf, t_ms) {
-    var found = lf.configs.length ? lf.configs[0].config : null;
-    lf.configs.forEach(function (x) { if (x.t_ms <= t_ms) found = x.config; });
-    return found;
-  }
-
-  root.SLog = { read: read, readRecord: readRecord, samplesOf: samplesOf, configAt: configAt, checkFooter: checkFooter,
+  root.SLog = { read: read, readRecord: readRecord, samplesOf: samplesOf, checkFooter: checkFooter,
                 LogfileError: LogfileError, isLogfile: function (b) { b = new Uint8Array(b); return startsWith(b, MAGIC2) || startsWith(b, MAGIC1); } };
 })(typeof self !== "undefined" ? self : this);

@@ -105,9 +105,9 @@ def make_engine(url: str, *, pool_size: int = 5, schema: str | None = None,
     (tests use a fresh schema per session).
     """
     url = normalise_url(url)
+    isolation: dict[str, Any] = {"isolation_level": isolation_level} if isolation_level else {}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               **({"isolation_level": isolation_level} if isolation_level else {}))
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **isolation)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -119,7 +119,7 @@ def make_engine(url: str, *, pool_size: int = 5, schema: str | None = None,
         return engine
     connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args,
-                           **({"isolation_level": isolation_level} if isolation_level else {}))
+                           **isolation)
     _ping_when_idle(engine, ping_after_idle_s)
     return engine
 
@@ -170,18 +170,15 @@ class Database:
     def init_app(self, app: Flask) -> None:
         url = app.config["DATABASE_URL"]
         pool_size = int(app.config.get("DB_POOL_SIZE", 5))
-        self.engine = make_engine(url, pool_size=pool_size,
-                                  schema=app.config.get("DB_SCHEMA"),
-                                  ping_after_idle_s=float(app.config.get("DB_PING_AFTER_IDLE_SECONDS",
-                                                                         PING_AFTER_IDLE_S)))
+        schema = app.config.get("DB_SCHEMA")
+        ping_s = float(app.config.get("DB_PING_AFTER_IDLE_SECONDS", PING_AFTER_IDLE_S))
+        self.engine = make_engine(url, pool_size=pool_size, schema=schema, ping_after_idle_s=ping_s)
         self.factory = sessionmaker(self.engine, class_=TenantSession, expire_on_commit=False)
         # Connections that stay in autocommit mode, for ``read_row`` and the one-statement upload (their
         # own pool: switching a pooled connection in and out of autocommit costs two driver calls per
         # use). As large as the main pool: connections beyond ``pool_size`` are closed on return, and
         # opening one per request would cost far more than it saves.
-        self.autocommit = make_engine(url, pool_size=pool_size, schema=app.config.get("DB_SCHEMA"),
-                                      ping_after_idle_s=float(app.config.get("DB_PING_AFTER_IDLE_SECONDS",
-                                                                             PING_AFTER_IDLE_S)),
+        self.autocommit = make_engine(url, pool_size=pool_size, schema=schema, ping_after_idle_s=ping_s,
                                       isolation_level="AUTOCOMMIT")
         app.extensions["smartlogger_db"] = self
         if app.config.get("MIGRATE_ON_START", True):
