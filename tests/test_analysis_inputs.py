@@ -15,12 +15,11 @@ from smartlogger.analysis.inputs import (
     MetadataError,
     TestMetadata,
     block_log_from_records,
-    parse_duration_s,
-    parse_load,
+    load_from_quantity,
     read_current_csv,
     read_datasheet_csv,
 )
-from smartlogger.errors import AnalysisError, InputFileError
+from smartlogger.errors import InputFileError
 from smartlogger.model import (
     BlockType,
     Chemistry,
@@ -34,6 +33,7 @@ from smartlogger.model import (
     Record,
     SampleBlock,
 )
+from smartlogger.quantities import parse_load
 
 DATA = Path(__file__).parent / "data"
 DATASHEET = DATA / "datasheet_synthetic_12v100.csv"
@@ -42,30 +42,17 @@ DATASHEET = DATA / "datasheet_synthetic_12v100.csv"
 @pytest.mark.parametrize(("text", "expected"), [
     ("20A", ConstantCurrent(20.0)),
     ("20 a", ConstantCurrent(20.0)),
+    ("500mA", ConstantCurrent(0.5)),
     ("4800W", ConstantPower(4800.0)),
     ("4.8kW", ConstantPower(4800.0)),
-    ("1.5e1A", ConstantCurrent(15.0)),
 ])
-def test_parse_load(text: str, expected: object) -> None:
-    assert parse_load(text) == expected
+def test_loads_come_from_the_one_quantity_parser(text: str, expected: object) -> None:
+    assert load_from_quantity(parse_load(text)) == expected
 
 
-@pytest.mark.parametrize("text", ["", "A", "-5A", "0A", "20V", "twenty amps"])
-def test_parse_load_rejects_with_field(text: str) -> None:
-    with pytest.raises(MetadataError) as info:
-        parse_load(text)
-    assert info.value.field == "load"
-    assert isinstance(info.value, AnalysisError)
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("3h", 10800), ("90min", 5400), ("45 s", 45), ("1.5", 5400)])
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration_s(text) == seconds
-
-
-def test_parse_duration_rejects_unknown_unit() -> None:
-    with pytest.raises(MetadataError, match="rated_time"):
-        parse_duration_s("3 days")
+def test_load_from_quantity_refuses_other_things() -> None:
+    with pytest.raises(TypeError):
+        load_from_quantity(3.0)  # type: ignore[arg-type]
 
 
 def test_datasheet_import_and_interpolation() -> None:

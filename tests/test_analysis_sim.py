@@ -22,7 +22,7 @@ from smartlogger.analysis.inputs import (
 from smartlogger.device.battery import build_string
 from smartlogger.device.clock import Rtc
 from smartlogger.device.firmware import Logger
-from smartlogger.device.load import parse_load
+from smartlogger.device.load import load_from_text
 from smartlogger.device.sensors import TraceSource
 from smartlogger.device.sim import DEFAULT_TEST_START_MS, sim_identity, simulate_string_test
 from smartlogger.model import BlockType, LoggerConfig
@@ -65,7 +65,7 @@ def test_weak_blocks_match_battery_model_truth() -> None:
 def test_alignment_after_10h_test_with_50ppm_clocks() -> None:
     bt = BlockType.lead_acid(12)
     string = build_string(2, bt, 100.0, weak=0, seed=11)
-    trace = string.discharge(parse_load("9.5A"), rest_before_s=300.0, rest_after_s=300.0)
+    trace = string.discharge(load_from_text("9.5A"), rest_before_s=300.0, rest_after_s=300.0)
     assert trace.load_off_s - trace.load_on_s >= 10 * 3600  # a 10-h test
     cfg = LoggerConfig.default_for(bt, 100.0)
     logs = []

@@ -131,11 +131,12 @@ def test_complete_test_gives_results_then_report_and_jobs_are_idempotent(
     assert res["result"]["markers"] == ["SIMULATED"]
     # The analysis is the library's: same numbers as calling it directly.
     from smartlogger.analysis.analyze import analyze_test
-    from smartlogger.analysis.inputs import TestMetadata, parse_duration_s, parse_load
+    from smartlogger.analysis.inputs import TestMetadata, load_from_quantity
     from smartlogger.analysis.loading import block_log_from_logfile
+    from smartlogger.quantities import parse_load
 
     direct = analyze_test([block_log_from_logfile(d) for d in logfiles],
-                          TestMetadata(parse_load("50A"), rated_time_s=parse_duration_s("2h"), string_blocks=4,
+                          TestMetadata(load_from_quantity(parse_load("50A")), rated_time_s=7200.0, string_blocks=4,
                                        test_id=str(tid)))
     assert [b["capacity_pct"] for b in blocks] == [b.capacity_pct for b in direct.blocks]
     rep = c.get(f"/api/tests/{tid}/report", headers=viewer).get_json()

@@ -15,7 +15,7 @@ from smartlogger.device.load import (
     CurrentProfile,
     Load,
     load_from_csv,
-    parse_load,
+    load_from_text,
 )
 from smartlogger.errors import ConfigError, InputFileError, SmartLoggerError
 
@@ -30,18 +30,19 @@ from smartlogger.errors import ConfigError, InputFileError, SmartLoggerError
     ("4.8 kW", ConstantPower(4800.0)),
     ("1.2MW", ConstantPower(1.2e6)),
     (".5A", ConstantCurrent(0.5)),
+    ("1e3W", ConstantPower(1000.0)),
 ])
 def test_parse_load_accepts(text: str, expected: Load) -> None:
-    got = parse_load(text)
+    got = load_from_text(text)
     assert got == expected
     assert isinstance(got, Load)
 
 
 @pytest.mark.parametrize("text", ["", "20", "A", "-5A", "0A", "0 W", "20 V", "4.8kWh", "twenty A",
-                                  "20A 5", "1e3W", "2MA", "nanA"])
+                                  "20A 5", "2MA", "nanA", "4.8kW/cell"])
 def test_parse_load_rejects_with_field(text: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_load(text)
+        load_from_text(text)
     assert info.value.field == "load"
     assert isinstance(info.value, SmartLoggerError)
     assert str(info.value).startswith("load: ")
@@ -50,7 +51,7 @@ def test_parse_load_rejects_with_field(text: str) -> None:
 @given(st.text(max_size=12))
 def test_parse_load_never_raises_anything_else(text: str) -> None:
     try:
-        load = parse_load(text)
+        load = load_from_text(text)
     except ConfigError:
         return
     assert isinstance(load, ConstantCurrent | ConstantPower)

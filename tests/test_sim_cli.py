@@ -125,7 +125,7 @@ def test_cli_replay_and_errors(tmp_path: Path) -> None:
 def test_cli_bad_load_is_one_line(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["sim", "string", "--blocks", "2", "--load", "20X", "-o", str(tmp_path)])
     assert r.exit_code == 2
-    assert r.output.strip().startswith("error: load:") and r.output.strip().count("\n") == 0
+    assert r.output.strip().startswith("error: --load:") and r.output.strip().count("\n") == 0
     r = CliRunner().invoke(main, ["sim", "string", "--chemistry", "zinc", "-o", str(tmp_path)])
     assert r.exit_code == 2 and "unknown chemistry" in r.output
 

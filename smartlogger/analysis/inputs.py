@@ -5,8 +5,9 @@ Owns:
   arrays), its identity and configuration, firmware events, clock jumps and the
   clock observations (device time vs phone time) taken at the NFC tap and the
   BLE pull. This is the seam between loading (``logfile``) and analysis.
-- The load of the test (``ConstantCurrent``, ``ConstantPower``, ``CurrentProfile``)
-  and its text/CSV parsers.
+- The load of the test (``ConstantCurrent``, ``ConstantPower``, ``CurrentProfile``),
+  built from the quantities parsed by ``smartlogger.quantities`` (the one parser of load
+  and duration texts) or read from a current CSV.
 - ``Datasheet``: a VRLA rated-discharge table imported from CSV and
   interpolated to the test's rate and end voltage.
 - ``TestMetadata``: everything the technician states about the test.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from smartlogger.model import (
     Record,
     SampleBlock,
 )
+from smartlogger.quantities import Current, Power, QuantityError, parse_duration
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -260,54 +261,14 @@ class CurrentProfile:
 
 Load = ConstantCurrent | ConstantPower | CurrentProfile
 
-_QTY_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z/]*)\s*$")
-
-
-def parse_load(text: str) -> ConstantCurrent | ConstantPower:
-    """``"20A"`` -> ``ConstantCurrent(20)``; ``"4800W"``/``"4.8kW"`` -> ``ConstantPower(4800)``."""
-    m = _QTY_RE.match(text)
-    if not m:
-        raise MetadataError("load", f"{text!r} is not a load such as '20A' or '4800W'")
-    value = float(m.group(1))
-    unit = m.group(2).lower()
-    if value <= 0 or not math.isfinite(value):
-        raise MetadataError("load", f"{text!r}: the load must be positive")
-    if unit == "a":
-        return ConstantCurrent(value)
-    if unit in ("w", "kw"):
-        return ConstantPower(value * (1000.0 if unit == "kw" else 1.0))
-    raise MetadataError("load", f"{text!r}: unit must be A, W or kW")
-
-
-def parse_current(text: str) -> ConstantCurrent:
-    load = parse_load(text if re.search(r"[a-zA-Z]", text) else text + "A")
-    if not isinstance(load, ConstantCurrent):
-        raise MetadataError("load", f"{text!r} is not a current (A)")
-    return load
-
-
-def parse_power(text: str) -> ConstantPower:
-    load = parse_load(text if re.search(r"[a-zA-Z]", text) else text + "W")
-    if not isinstance(load, ConstantPower):
-        raise MetadataError("load_power", f"{text!r} is not a power (W or kW)")
-    return load
-
-
-_DURATION_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
-
-
-def parse_duration_s(text: str, field_name: str = "rated_time") -> float:
-    """``"3h"``, ``"90min"``, ``"45 s"`` -> seconds. A bare number is hours (as on datasheets)."""
-    m = _QTY_RE.match(text)
-    if not m:
-        raise MetadataError(field_name, f"{text!r} is not a duration such as '3h' or '90min'")
-    unit = m.group(2).lower() or "h"
-    if unit not in _DURATION_UNITS:
-        raise MetadataError(field_name, f"{text!r}: unit must be s, min or h")
-    value = float(m.group(1)) * _DURATION_UNITS[unit]
-    if value <= 0:
-        raise MetadataError(field_name, f"{text!r}: the duration must be positive")
-    return value
+def load_from_quantity(quantity: Current | Power) -> ConstantCurrent | ConstantPower:
+    """The analysis load of a parsed quantity (``smartlogger.quantities``: ``parse_current``,
+    ``parse_power`` or ``parse_load``, the one parser of load texts)."""
+    if isinstance(quantity, Current):
+        return ConstantCurrent(quantity.amps)
+    if isinstance(quantity, Power):
+        return ConstantPower(quantity.watts)
+    raise TypeError(f"not a load quantity: {quantity!r}")
 
 
 _TIME_COLUMNS = ("t_s", "time_s", "seconds", "time", "t")
@@ -426,9 +387,6 @@ class Datasheet:
         return float(np.exp(np.interp(np.log(time_s), np.log(t), np.log(row))))
 
 
-_TIME_HEADER_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|sec|min|m|h|hr)\s*$", re.IGNORECASE)
-
-
 def read_datasheet_csv(path: str | Path) -> Datasheet:
     """Read a datasheet table CSV (format in docs/CAPACITY.md).
 
@@ -467,10 +425,11 @@ def read_datasheet_csv(path: str | Path) -> Datasheet:
         raise InputFileError(p, "first header column must be end_v_per_cell", line=data[0][0], column=header[0])
     times: list[float] = []
     for h in header[1:]:
-        m = _TIME_HEADER_RE.match(h)
-        if not m:
-            raise InputFileError(p, f"{h!r} is not a discharge time such as 30min or 3h", line=data[0][0], column=h)
-        times.append(float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()])
+        try:
+            times.append(parse_duration(h, field="datasheet"))
+        except QuantityError:
+            raise InputFileError(p, f"{h!r} is not a discharge time such as 30min or 3h",
+                                 line=data[0][0], column=h) from None
     if len(times) < 2 or any(b <= a for a, b in itertools.pairwise(times)):
         raise InputFileError(p, "need at least two discharge times, strictly increasing", line=data[0][0])
     ev: list[float] = []

@@ -467,12 +467,8 @@ def status_of(session: Session, test: CapacityTest, n_logfiles: int | None = Non
 
 
 def _metadata(test: CapacityTest) -> Any:
-    from smartlogger.analysis.inputs import (
-        TestMetadata,
-        parse_duration_s,
-        parse_load,
-        read_datasheet_csv,
-    )
+    from smartlogger.analysis.inputs import TestMetadata, load_from_quantity, read_datasheet_csv
+    from smartlogger.quantities import parse_duration, parse_load
 
     datasheet = None
     if test.datasheet_csv:
@@ -485,8 +481,10 @@ def _metadata(test: CapacityTest) -> Any:
                 where = f"line {err.line}: " if err.line is not None else ""
                 raise ApiError(422, "validation", f"datasheet_csv: {where}{err.message}",
                                field="datasheet_csv") from None
-    return TestMetadata(parse_load(test.load),
-                        rated_time_s=parse_duration_s(test.rated_time) if test.rated_time else None,
+    # The same parsers, hence the same messages, as the CLI options and the test metadata file.
+    rated_time_s = parse_duration(test.rated_time, field="rated_time", default_unit="h") if test.rated_time else None
+    return TestMetadata(load_from_quantity(parse_load(test.load, field="load")),
+                        rated_time_s=rated_time_s,
                         datasheet=datasheet, end_v_per_cell=test.end_v_per_cell,
                         string_blocks=test.blocks, reference_temperature_c=test.reference_temperature_c,
                         test_id=str(test.id))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from smartlogger.cli.options import LOG_INTERVAL
 from smartlogger.device.blackbox import BlackboxStore
 from smartlogger.device.replay import TraceFormat, read_trace, replay_identity, replay_trace
 from smartlogger.device.sim import write_events_csv, write_logger_logfile, write_samples_csv
@@ -32,12 +33,15 @@ def device() -> None:
 @click.option("--temperature-column", default=None, help="Optional temperature column.")
 @click.option("--temperature-unit", default="C", show_default=True, type=click.Choice(["C", "F"]))
 @click.option("--current-column", default=None, help="Optional current column (A, kept as context).")
-@click.option("--delimiter", default=",", show_default=True)
+@click.option("--delimiter", default=",", show_default=True,
+              help="Column separator: one character, or '\\t' / 'tab' for a tab.")
 @click.option("--block-voltage", default=None, type=click.Choice(["2", "4", "6", "12", "16"]),
               help="Nominal lead-acid block voltage (default: inferred from the trace).")
 @click.option("--rated-ah", default=100.0, show_default=True, type=float)
-@click.option("--float-rate", default=60, show_default=True, type=int, help="Float log rate, s.")
-@click.option("--discharge-rate", default=1, show_default=True, type=int, help="Discharge log rate, s.")
+@click.option("--float-rate", default=60, show_default=True, type=LOG_INTERVAL,
+              help="Float log interval, e.g. 60s or 1min (a bare number is seconds).")
+@click.option("--discharge-rate", default=1, show_default=True, type=LOG_INTERVAL,
+              help="Discharge log interval (a bare number is seconds).")
 @click.option("--serial", default="REPLAY-0001", show_default=True)
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False))
 @click.option("--flash-image", default=None, type=click.Path(dir_okay=False),
@@ -52,7 +56,8 @@ def replay(trace: str, time_column: str, time_format: str, voltage_column: str, 
     """Feed a recorded CSV TRACE through the firmware; write the logger's log (REPLAYED)."""
     fmt = TraceFormat(time_column=time_column, voltage_column=voltage_column, voltage_unit=voltage_unit,
                       temperature_column=temperature_column, temperature_unit=temperature_unit,
-                      current_column=current_column, time_format=time_format, delimiter=delimiter)
+                      current_column=current_column, time_format=time_format,
+                      delimiter="\t" if delimiter in ("\\t", "tab") else delimiter)
     parsed = read_trace(trace, fmt)
     bt = BlockType.lead_acid(int(block_voltage)) if block_voltage else None
     ident = replay_identity(serial)

@@ -17,7 +17,9 @@ from typing import Any
 
 import click
 
+from smartlogger.cli.options import CURRENT, POWER, DurationType
 from smartlogger.errors import ExportError
+from smartlogger.quantities import Current, Power
 
 
 @contextmanager
@@ -73,15 +75,19 @@ def export() -> None:
               help="String report: resolution of the aligned Data sheet, s.")
 @click.option("--chart-points", default=4000, show_default=True, type=click.IntRange(min=100, max=100_000),
               help="Points per chart series after min/max reduction.")
-@click.option("--load", default=None, help="String report without result.json: the load, e.g. '50 A' or '12 kW'.")
-@click.option("--rated-time", default=None, help="String report: rated time at this load, e.g. '3h'.")
+@click.option("--load", default=None, type=CURRENT, metavar="CURRENT",
+              help="String report without a result: constant current, e.g. 50A (a bare number is amperes).")
+@click.option("--load-power", default=None, type=POWER, metavar="POWER",
+              help="String report without a result: constant string power, e.g. 12kW.")
+@click.option("--rated-time", default=None, type=DurationType("h"), metavar="DURATION",
+              help="String report: rated time at this load, e.g. 3h (a bare number is hours).")
 @click.option("--end-v-per-cell", default=None, type=float, help="String report: end voltage, V/cell.")
 @_json
 @_quiet
 @_compact
 def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolution: float,
-         chart_points: int, load: str | None, rated_time: str | None, end_v_per_cell: float | None,
-         as_json: bool, no_progress: bool, compact: bool) -> None:
+         chart_points: int, load: Current | None, load_power: Power | None, rated_time: float | None,
+         end_v_per_cell: float | None, as_json: bool, no_progress: bool, compact: bool) -> None:
     """Logger workbook of LOGFILE, or the string report of a test (--test DIR)."""
     from smartlogger.export import adapters
 
@@ -105,7 +111,10 @@ def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolu
         from smartlogger.export.string_report import write_string_report
 
         assert test_dir is not None
-        t = adapters.load_test_dir(test_dir, load=load, rated_time=rated_time, end_v_per_cell=end_v_per_cell)
+        if load is not None and load_power is not None:
+            raise click.UsageError("give --load or --load-power, not both")
+        t = adapters.load_test_dir(test_dir, load=load if load is not None else load_power,
+                                   rated_time_s=rated_time, end_v_per_cell=end_v_per_cell)
         with _progress(f"string report ({len(t.series)} blocks)", show) as progress:
             write_string_report(out, t.outcome, t.series, exceedances=t.exceedances, evidence=t.evidence,
                                 tz=tz, resolution_s=resolution, chart_points=chart_points,

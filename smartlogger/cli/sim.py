@@ -13,6 +13,7 @@ from typing import Any
 import click
 from rich.progress import Progress
 
+from smartlogger.cli.options import CURRENT, LOG_INTERVAL, POWER, load_text
 from smartlogger.device.blackbox import BlackboxStore
 from smartlogger.device.firmware import Logger
 from smartlogger.device.sim import (
@@ -26,6 +27,7 @@ from smartlogger.device.sim import (
     write_truth_json,
 )
 from smartlogger.model import BlockType, Chemistry
+from smartlogger.quantities import Current, Power
 
 
 def _block(nominal_v: int, chemistry: str) -> BlockType:
@@ -73,29 +75,36 @@ def sim() -> None:
 @sim.command("string")
 @click.option("--blocks", default=24, show_default=True, type=click.IntRange(1, 1000), help="Blocks in the string.")
 @click.option("--weak", default=2, show_default=True, type=click.IntRange(0), help="Weak (aged) blocks.")
-@click.option("--load", default="20A", show_default=True, help="Constant current '20A' or power '4800W'.")
+@click.option("--load", default=None, type=CURRENT, metavar="CURRENT",
+              help="Constant current, e.g. 20A or 500mA (default 20A).")
+@click.option("--load-power", default=None, type=POWER, metavar="POWER",
+              help="Constant string power instead, e.g. 4800W or 4.8kW.")
 @click.option("--ambient", default=25.0, show_default=True, type=float, help="Room temperature, C.")
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--block-voltage", default=12, show_default=True, type=int, help="Nominal block voltage, V.")
 @click.option("--chemistry", default="vrla", show_default=True)
 @click.option("--rated-ah", default=100.0, show_default=True, type=float)
-@click.option("--float-rate", default=60, show_default=True, type=int, help="Float log rate, s.")
-@click.option("--discharge-rate", default=1, show_default=True, type=int, help="Discharge log rate, s.")
+@click.option("--float-rate", default=60, show_default=True, type=LOG_INTERVAL,
+              help="Float log interval, e.g. 60s or 1min (a bare number is seconds).")
+@click.option("--discharge-rate", default=1, show_default=True, type=LOG_INTERVAL,
+              help="Discharge log interval (a bare number is seconds).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--flash-image", default=None, type=click.Path(dir_okay=False),
               help="Log into the NOR-flash blackbox and save its raw image here (a kit: FILE-SERIAL.ext).")
 @click.option("--csv", "with_csv", is_flag=True, help="Also write each logger's samples and the events as CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
-def string_cmd(blocks: int, weak: int, load: str, ambient: float, seed: int, block_voltage: int,
+def string_cmd(blocks: int, weak: int, load: Current | None, load_power: Power | None, ambient: float, seed: int, block_voltage: int,
                chemistry: str, rated_ah: float, float_rate: int, discharge_rate: int, output: str,
                flash_image: str | None, with_csv: bool, as_json: bool) -> None:
     """Simulate a capacity test of a string: one logger per block, float, load, end voltage, rest."""
+    load_t = load_text(load, load_power, default="20A")
+    assert load_t is not None
     bt = _block(block_voltage, chemistry)
     out = _out_dir(output)
     with Progress(transient=True, disable=as_json) as bar:
         task = bar.add_task("loggers", total=blocks)
         result = simulate_string_test(
-            blocks, weak=weak, load=load, ambient_c=ambient, seed=seed, block_type=bt, rated_ah=rated_ah,
+            blocks, weak=weak, load=load_t, ambient_c=ambient, seed=seed, block_type=bt, rated_ah=rated_ah,
             float_rate_s=float_rate, discharge_rate_s=discharge_rate, store_factory=_flash_factory(flash_image),
             progress=lambda done, total: bar.update(task, completed=done),
         )
@@ -103,7 +112,7 @@ def string_cmd(blocks: int, weak: int, load: str, ambient: float, seed: int, blo
         rows = 0
         # The phone's clock at the (full) pull right after the test, on virtual time.
         pull_ms = result.start_ms + round(float(result.trace.t_s[-1]) * 1000)
-        test = {"load": load, "test_id": result.loggers[0].config.test_id if result.loggers else ""}
+        test = {"load": load_t, "test_id": result.loggers[0].config.test_id if result.loggers else ""}
         for lg in result.loggers:
             write_logger_logfile(lg, out / f"{lg.identity.serial}.slog", phone_ms=pull_ms, test=test)
             if with_csv:
@@ -111,7 +120,7 @@ def string_cmd(blocks: int, weak: int, load: str, ambient: float, seed: int, blo
             bar.advance(task2)
     events = write_events_csv(result.loggers, out / "events.csv") if with_csv else 0
     truth = trace_truth(result.trace, result.start_ms)
-    truth.update(load=load, seed=seed, block_type=bt.describe(), rated_ah=rated_ah,
+    truth.update(load=load_t, seed=seed, block_type=bt.describe(), rated_ah=rated_ah,
                  loggers=[lg.identity.serial for lg in result.loggers], markers=["SIMULATED"])
     write_truth_json(truth, out / "truth.json")
     summary: dict[str, Any] = {
@@ -128,7 +137,8 @@ def string_cmd(blocks: int, weak: int, load: str, ambient: float, seed: int, blo
 
 @sim.command("years")
 @click.option("--years", default=10.0, show_default=True, type=click.FloatRange(0, 30, min_open=True))
-@click.option("--log-rate", default=60, show_default=True, type=int, help="Float log rate, s.")
+@click.option("--log-rate", default=60, show_default=True, type=LOG_INTERVAL,
+              help="Float log interval, e.g. 60s or 1min (a bare number is seconds).")
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--ambient", default=25.0, show_default=True, type=float, help="Mean room temperature, C.")
 @click.option("--block-voltage", default=12, show_default=True, type=int, help="Nominal block voltage, V.")

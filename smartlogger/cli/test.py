@@ -23,15 +23,15 @@ from smartlogger.analysis.inputs import (
     Load,
     MetadataError,
     TestMetadata,
-    parse_current,
-    parse_duration_s,
-    parse_power,
+    load_from_quantity,
     read_current_csv,
     read_datasheet_csv,
 )
 from smartlogger.analysis.loading import block_log_from_logfile, expand_paths
 from smartlogger.analysis.results import TestResult, json_schema, to_dict
 from smartlogger.analysis.trend import block_trends
+from smartlogger.cli.options import CURRENT, POWER, DurationType
+from smartlogger.quantities import Current, Power, format_duration
 
 
 @click.group("test")
@@ -39,25 +39,27 @@ def test() -> None:
     """Analyse a capacity test: alignment, exceedances, capacity and SOH per block."""
 
 
-def _load(load: str | None, load_power: str | None, load_csv: str | None) -> Load:
+def _load(load: Current | None, load_power: Power | None, load_csv: str | None) -> Load:
     given = [x for x in (load, load_power, load_csv) if x is not None]
     if len(given) != 1:
         raise MetadataError("load", "give exactly one of --load, --load-power, --load-csv")
     if load is not None:
-        return parse_current(load)
+        return load_from_quantity(load)
     if load_power is not None:
-        return parse_power(load_power)
+        return load_from_quantity(load_power)
     assert load_csv is not None
     return read_current_csv(load_csv)
 
 
 @test.command("analyze")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--load", "load", metavar="AMPS", help="constant current, e.g. 20A")
-@click.option("--load-power", metavar="WATTS", help="constant string power, e.g. 4800W")
+@click.option("--load", "load", type=CURRENT, metavar="CURRENT",
+              help="constant current, e.g. 20A or 500mA (a bare number is amperes)")
+@click.option("--load-power", type=POWER, metavar="POWER", help="constant string power, e.g. 4800W or 4.8kW")
 @click.option("--load-csv", type=click.Path(exists=True, dir_okay=False),
               help="current vs time CSV (t_s, current_a)")
-@click.option("--rated-time", metavar="DURATION", help="rated time at this load to the end voltage, e.g. 3h")
+@click.option("--rated-time", type=DurationType("h"), metavar="DURATION",
+              help="rated time at this load to the end voltage, e.g. 3h, 90min (a bare number is hours)")
 @click.option("--datasheet", type=click.Path(exists=True, dir_okay=False),
               help="rated discharge table CSV (see docs/CAPACITY.md)")
 @click.option("--end-voltage", type=float, metavar="V", help="end voltage per cell (default by chemistry)")
@@ -69,8 +71,8 @@ def _load(load: str | None, load_power: str | None, load_csv: str | None) -> Loa
 @click.option("--test-id", default="", help="test id to put in the results")
 @click.option("--json", "as_json", is_flag=True, help="print the results JSON")
 @click.option("--out", type=click.Path(dir_okay=False), help="also write the results JSON to this file")
-def analyze(paths: tuple[str, ...], load: str | None, load_power: str | None, load_csv: str | None,
-            rated_time: str | None, datasheet: str | None, end_voltage: float | None, blocks: int | None,
+def analyze(paths: tuple[str, ...], load: Current | None, load_power: Power | None, load_csv: str | None,
+            rated_time: float | None, datasheet: str | None, end_voltage: float | None, blocks: int | None,
             reference_temp: float, method: str, test_id: str, as_json: bool, out: str | None) -> None:
     """Analyse the capacity test in DIR_OR_FILES (.slog files, one per logger)."""
     the_load = _load(load, load_power, load_csv)
@@ -78,7 +80,7 @@ def analyze(paths: tuple[str, ...], load: str | None, load_power: str | None, lo
         raise MetadataError("rated_time", "give either --rated-time or --datasheet, not both")
     meta = TestMetadata(
         the_load,
-        rated_time_s=parse_duration_s(rated_time) if rated_time is not None else None,
+        rated_time_s=rated_time,
         datasheet=read_datasheet_csv(datasheet) if datasheet is not None else None,
         end_v_per_cell=end_voltage, string_blocks=blocks, reference_temperature_c=reference_temp,
         test_id=test_id,
@@ -131,13 +133,6 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return "-"
-    h, rem = divmod(round(s), 3600)
-    return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
-
-
 def _pct(x: float | None, lower: bool = False) -> str:
     return "-" if x is None else f"{'>=' if lower else ''}{x:.1f}"
 
@@ -148,13 +143,13 @@ def print_summary(r: TestResult, console: Console) -> None:
         console.print(f"[bold magenta]{' '.join(r.markers)} DATA[/] - not evidence from real hardware")
     d, c = r.discharge, r.capacity
     console.print(
-        f"Load: {r.load}; discharge {_fmt_s(d.duration_s)} ({d.end_reason.replace('_', ' ')}), "
+        f"Load: {r.load}; discharge {format_duration(d.duration_s)} ({d.end_reason.replace('_', ' ')}), "
         f"{d.delivered_ah:.1f} Ah, end voltage {d.end_v_per_cell:.3f} V/cell"
     )
     if c.capacity_pct is not None:
         console.print(
             f"String capacity ({c.method.replace('_', '-')}): {_pct(c.capacity_pct, c.lower_bound)} % "
-            f"(K_T {c.k_t}, {c.temperature_c} C, rated time {_fmt_s(c.rated_time_s)})"
+            f"(K_T {c.k_t}, {c.temperature_c} C, rated time {format_duration(c.rated_time_s)})"
         )
     table = Table(title=f"{len(r.blocks)} of {r.string_blocks} blocks")
     for col in ("pos", "serial", "to end", "Ah", "%cap", "SOH%", "rank", "yellow", "red", "notes"):
@@ -169,7 +164,7 @@ def print_summary(r: TestResult, console: Console) -> None:
         if b.clock.uncertainty_ms is None:
             notes.append("no clock ref")
         table.add_row(
-            str(b.position or "-"), b.serial, _fmt_s(b.time_to_end_s), f"{b.delivered_ah:.1f}",
+            str(b.position or "-"), b.serial, format_duration(b.time_to_end_s), f"{b.delivered_ah:.1f}",
             _pct(b.capacity_pct, b.lower_bound), _pct(b.soh_pct, b.lower_bound), str(b.rank or "-"),
             f"[yellow]{b.yellow}[/]" if b.yellow else "0", f"[red]{b.red}[/]" if b.red else "0",
             ", ".join(notes),

@@ -3,7 +3,8 @@
 Owns the ``Load`` seam (current asked of a string at a time and string voltage)
 and its three forms: constant current, constant power (string power, the
 current follows the falling string voltage) and a measured current-vs-time
-profile, plus parsing of load texts (``"20A"``, ``"4.8kW"``) and load CSVs.
+profile, built from the quantities ``smartlogger.quantities`` parses (``"20A"``,
+``"4.8kW"``) or read from a load CSV.
 
 Does not own the battery (see ``battery``): the string model solves the
 operating point each step by asking the load for its current at the string
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Protocol, overload, runtime_checkable
 
@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from smartlogger.errors import ConfigError, InputFileError
+from smartlogger.quantities import Current, Power, parse_load
 
 __all__ = [
     "ConstantCurrent",
@@ -29,7 +30,8 @@ __all__ = [
     "CurrentProfile",
     "Load",
     "load_from_csv",
-    "parse_load",
+    "load_from_quantity",
+    "load_from_text",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -153,30 +155,19 @@ class CurrentProfile:
         return float(np.interp(float(t_s), self.t_s, self.amps))
 
 
-_LOAD_RE = re.compile(r"^\s*([+]?\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)\s*([aAwW])\s*$")
-_PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "m": 1e-3, "M": 1e6}
+def load_from_quantity(quantity: Current | Power) -> ConstantCurrent | ConstantPower:
+    """The simulated load of a parsed quantity (``smartlogger.quantities``, the one parser of
+    load texts: ``parse_load("20A")``, ``parse_current``, ``parse_power``)."""
+    if isinstance(quantity, Current):
+        return ConstantCurrent(quantity.amps)
+    if isinstance(quantity, Power):
+        return ConstantPower(quantity.watts)
+    raise TypeError(f"not a load quantity: {quantity!r}")
 
 
-def parse_load(text: str) -> Load:
-    """Parse a load text: ``"20A"``, ``"20 A"``, ``"500mA"``, ``"4800W"``, ``"4.8kW"``.
-
-    Amperes give a ``ConstantCurrent``, watts a ``ConstantPower`` (string power).
-    Raises ``ConfigError(field="load")`` for anything else.
-    """
-    m = _LOAD_RE.match(text or "")
-    if m is None:
-        raise ConfigError(
-            "load", f"{text!r} is not a load (examples: '20A', '500mA', '4800W', '4.8kW')"
-        )
-    number, prefix, unit = m.groups()
-    if prefix == "M" and unit in "aA":
-        raise ConfigError("load", f"{text!r}: mega-amperes is not a battery load")
-    value = float(number) * _PREFIX[prefix]
-    if value <= 0:
-        raise ConfigError("load", f"{text!r}: a load must be greater than zero")
-    if unit in "aA":
-        return ConstantCurrent(value)
-    return ConstantPower(value)
+def load_from_text(text: str, *, field: str = "load") -> ConstantCurrent | ConstantPower:
+    """``"20A"`` / ``"4.8kW"`` -> the simulated load, through ``quantities.parse_load``."""
+    return load_from_quantity(parse_load(text, field=field))
 
 
 def load_from_csv(

@@ -25,7 +25,7 @@ from smartlogger.device import battery
 from smartlogger.device.battery import StringTrace, build_string
 from smartlogger.device.clock import Rtc
 from smartlogger.device.firmware import Logger
-from smartlogger.device.load import parse_load
+from smartlogger.device.load import load_from_text
 from smartlogger.device.sensors import TraceSource
 from smartlogger.device.store import LogStore, MemoryStore
 from smartlogger.errors import SimulationError
@@ -155,7 +155,7 @@ def prepare_string_test(
     See ``simulate_string_test`` for the scenario.
     """
     bt = block_type if block_type is not None else BlockType.lead_acid(12)
-    load_obj = parse_load(load)
+    load_obj = load_from_text(load)
     t0 = time.perf_counter()
     string = build_string(n_blocks, bt, rated_ah, weak=weak, seed=seed, ambient_c=ambient_c)
     trace = string.discharge(load_obj, rest_before_s=rest_before_s, rest_after_s=rest_after_s,

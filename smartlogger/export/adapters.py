@@ -42,6 +42,7 @@ from smartlogger.model import (
     Side,
     Thresholds,
 )
+from smartlogger.quantities import Current, Power, parse_duration, parse_load
 
 # The analysis and logfile packages are imported inside functions: importing the
 # export package (e.g. for the CLI's --help) must not pull in numpy-heavy analysis.
@@ -275,8 +276,8 @@ class TestDirInputs:
     evidence: list[EvidenceRow]
 
 
-def load_test_dir(directory: str | os.PathLike[str], *, load: str | None = None,
-                  rated_time: str | None = None, end_v_per_cell: float | None = None) -> TestDirInputs:
+def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | None = None,
+                  rated_time_s: float | None = None, end_v_per_cell: float | None = None) -> TestDirInputs:
     """Read every ``*.slog`` in ``directory``, verify it, and analyse the test.
 
     A ``result.json`` in the directory (``TestResult`` JSON) is used as is;
@@ -285,7 +286,7 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: str | None = None,
     ``rated_time``, ``end_v_per_cell``).
     """
     from smartlogger.analysis.analyze import analyze_test
-    from smartlogger.analysis.inputs import TestMetadata, parse_duration_s, parse_load
+    from smartlogger.analysis.inputs import TestMetadata, load_from_quantity
     from smartlogger.analysis.results import TestResult
     from smartlogger.logfile import read_logfile, verify_logfile
 
@@ -312,13 +313,16 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: str | None = None,
     if result_file.exists():
         result = TestResult.from_json(result_file.read_text(encoding="utf-8"))
     else:
-        load_text = load or test_meta.get("load")
-        if not load_text:
-            raise ExportError(f"{d}: no result.json and no load given (use --load, e.g. '50 A')")
-        rt = rated_time or test_meta.get("rated_time")
+        if load is None and test_meta.get("load"):
+            load = parse_load(test_meta["load"], field="logfile test metadata 'load'")
+        if load is None:
+            raise ExportError(f"{d}: no result.json and no load given (use --load, e.g. 50A)")
+        if rated_time_s is None and test_meta.get("rated_time"):
+            rated_time_s = parse_duration(test_meta["rated_time"], field="logfile test metadata 'rated_time'",
+                                          default_unit="h")
         ev = end_v_per_cell if end_v_per_cell is not None else (
             float(test_meta["end_v_per_cell"]) if "end_v_per_cell" in test_meta else None)
-        meta = TestMetadata(parse_load(load_text), rated_time_s=parse_duration_s(rt) if rt else None,
+        meta = TestMetadata(load_from_quantity(load), rated_time_s=rated_time_s,
                             end_v_per_cell=ev, test_id=test_meta.get("test_id", ""))
         result = analyze_test(logs, meta)
     outcome, series, exceed = string_report_inputs(result, logs, evidence)
