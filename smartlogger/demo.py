@@ -88,20 +88,71 @@ class DemoSummary:
 StepHook = Callable[[str, str], None]  # (step key, description) when a step starts
 ProgressHook = Callable[[int, int], None]  # (done, total) within the current step
 
+#: Marks a folder as written by ``smartlogger demo`` (so a later demo may clear it).
+DEMO_MARKER = ".smartlogger-demo"
+#: What a demo writes into its output folder; a later demo removes exactly these.
+DEMO_OUTPUTS = ("logs", "workbooks", "api", "report.xlsx", "result.json", "summary.json",
+                "nfc_session.json", DEMO_MARKER)
+
+
+def prepare_output(out: Path) -> list[str]:
+    """Make ``out`` an empty demo folder; returns what an earlier demo left there and was removed.
+
+    A folder that holds anything and was not written by a demo is refused (``DemoStepError``):
+    the demo never deletes files it did not write.
+    """
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise DemoStepError("options", f"--out {out} is a file, not a folder")
+    if not out.exists():
+        out.mkdir(parents=True)
+        return []
+    present = sorted(p.name for p in out.iterdir())
+    if not present:
+        return []
+    # A demo folder: our marker, or (from demos before the marker) the demo's own summary files.
+    ours = (out / DEMO_MARKER).exists() or (out / "summary.json").exists() or (out / "nfc_session.json").exists()
+    if not ours:
+        raise DemoStepError("options", f"--out {out} is not empty and was not written by smartlogger demo "
+                                       f"(it holds {', '.join(present[:5])}{', ...' if len(present) > 5 else ''}): "
+                                       "choose another --out or empty it")
+    removed = []
+    for name in DEMO_OUTPUTS:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+        else:
+            continue
+        removed.append(name)
+    return [r for r in removed if r != DEMO_MARKER]
+
 
 def run_demo(opts: DemoOptions, *, on_step: StepHook | None = None,
-             on_progress: ProgressHook | None = None) -> DemoSummary:
-    """Run every step; raises ``DemoStepError`` naming the first step that fails."""
+             on_progress: ProgressHook | None = None,
+             on_note: Callable[[str], None] | None = None) -> DemoSummary:
+    """Run every step; raises ``DemoStepError`` naming the first step that fails.
+
+    An output folder of an earlier demo is cleared first (``on_note`` says what was removed);
+    any other non-empty folder is refused.
+    """
     if opts.blocks < 2:
         raise DemoStepError("options", "a string needs at least 2 blocks")
     if not 0 <= opts.weak <= opts.blocks:
         raise DemoStepError("options", f"--weak {opts.weak} is outside 0..{opts.blocks}")
     out = opts.out
-    out.mkdir(parents=True, exist_ok=True)
+    removed = prepare_output(out)
+    (out / DEMO_MARKER).write_text("written by smartlogger demo; a later demo may clear this folder\n")
+    if removed and on_note is not None:
+        on_note(f"starting clean: removed the earlier demo's {', '.join(removed)} from {out}")
     summary = DemoSummary(options={"blocks": opts.blocks, "weak": opts.weak, "seed": opts.seed,
                                    "load": opts.load, "ambient_c": opts.ambient_c,
                                    "rated_ah": opts.rated_ah, "concurrency": opts.concurrency,
                                    "out": str(out)})
+    if removed:
+        summary.facts["cleared_earlier_demo"] = removed
     ctx: dict[str, Any] = {}
     progress = on_progress or (lambda done, total: None)
     for key, description in STEPS:
@@ -256,12 +307,13 @@ def _verify(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
 def _analyze(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
              progress: ProgressHook) -> None:
     from smartlogger.analysis.analyze import analyze_test
-    from smartlogger.analysis.inputs import TestMetadata, parse_load, read_datasheet_csv
+    from smartlogger.analysis.inputs import TestMetadata, load_from_quantity, read_datasheet_csv
     from smartlogger.analysis.loading import load_test_logs
+    from smartlogger.quantities import parse_load
 
     files: list[Path] = ctx["logfiles"]
     logs = load_test_logs(files)
-    meta = TestMetadata(load=parse_load(opts.load), datasheet=read_datasheet_csv(DATASHEET),
+    meta = TestMetadata(load=load_from_quantity(parse_load(opts.load)), datasheet=read_datasheet_csv(DATASHEET),
                         string_blocks=opts.blocks, test_id=ctx["test_id"])
     result = analyze_test(logs, meta)
     ctx["logs"] = logs

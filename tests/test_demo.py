@@ -37,21 +37,34 @@ def test_demo_runs_every_step_and_finds_the_weak_block(tmp_path: Path) -> None:
     assert token_file.stat().st_mode & 0o077 == 0  # the token is readable by its owner only
 
 
-def test_demo_rerun_into_the_same_folder_reuses_the_api_data(tmp_path: Path) -> None:
+def test_demo_rerun_into_the_same_folder_starts_clean(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    first = run_demo(DemoOptions(blocks=3, weak=0, out=out, seed=4, logger_workbooks=False))
-    again = run_demo(DemoOptions(blocks=3, weak=0, out=out, seed=4, logger_workbooks=False))
-    assert first.facts["api_uploaded"] == 3
-    # A second pull is new evidence (new nonce, new bytes) for the same test: the server keeps
-    # both pulls of every logger, merges them per logger, and its analysis still matches the
-    # local one (the api step checks that, or fails).
-    assert again.facts["api_test_id"] == first.facts["api_test_id"]
-    assert again.facts["api_uploaded"] == 3
-    assert again.facts["capacity_pct"] == first.facts["capacity_pct"]
+    first = run_demo(DemoOptions(blocks=4, weak=0, out=out, seed=4, logger_workbooks=False))
+    notes: list[str] = []
+    # A smaller string into the same folder: nothing of the first run may leak into the second.
+    again = run_demo(DemoOptions(blocks=3, weak=0, out=out, seed=4, logger_workbooks=False),
+                     on_note=notes.append)
+    assert first.facts["api_uploaded"] == 4
+    assert len(notes) == 1 and "starting clean" in notes[0] and "logs" in notes[0]
+    assert "logs" in again.facts["cleared_earlier_demo"]
+    assert len(list((out / "logs").glob("*.slog"))) == 3
+    assert again.facts["api_uploaded"] == 3 and again.facts["ble_pulled"] == 3
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.docx").write_text("precious")
+    r = CliRunner().invoke(main, ["demo", "--blocks", "3", "--out", str(out)])
+    assert r.exit_code != 0
+    assert "not written by smartlogger demo" in r.output and r.output.count("\n") == 1
+    assert (out / "thesis.docx").read_text() == "precious"
 
 
 def test_demo_names_the_failing_step(tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["demo", "--blocks", "3", "--load", "20X", "--out", str(tmp_path / "d")])
+    r = CliRunner().invoke(main, ["demo", "--blocks", "3", "--weak", "5", "--out", str(tmp_path / "d")])
     assert r.exit_code != 0
-    assert "demo step 'simulate' failed" in r.output and "load" in r.output
+    assert "demo step 'options' failed" in r.output and "--weak 5" in r.output
+    r = CliRunner().invoke(main, ["demo", "--blocks", "3", "--load", "20X", "--out", str(tmp_path / "d")])
+    assert r.exit_code == 2 and r.output == "error: --load: '20X' is not a current (examples: 20A, 500mA, 1.2kA)\n"
     assert "Traceback" not in r.output

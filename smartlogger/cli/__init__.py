@@ -59,6 +59,13 @@ class LazyGroup(click.Group):
         except SmartLoggerError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(err.exit_code)
+        except click.UsageError as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # a bare group: its help is the answer
+                raise
+            # Click would print the usage and a blank line first: one line is the house rule.
+            where = err.ctx.command_path if err.ctx is not None else "smartlogger"
+            click.echo(f"error: {err.format_message()} (see '{where} --help')", err=True)
+            sys.exit(err.exit_code)
         except FileNotFoundError as err:
             click.echo(f"error: file not found: {err.filename}", err=True)
             sys.exit(2)

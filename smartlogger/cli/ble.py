@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from smartlogger.cli.options import SECONDS
 from smartlogger.errors import TransportError
 from smartlogger.field import ble as fb
 
@@ -29,22 +30,23 @@ def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaita
 
     ``adapter`` picks the Bluetooth adapter of bleak's platform backend (BlueZ: ``hci1``).
     """
+    from smartlogger.device.sim import SimulatedTest, simulate_string_test
+
+    sim: SimulatedTest | None = simulate_string_test(sim_blocks, weak=min(2, sim_blocks // 4)) if virtual else None
 
     @contextlib.asynccontextmanager
     async def radio() -> AsyncIterator[dict[str, Any]]:
-        if not virtual:
+        if sim is None:
             kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
             yield {"client": None, "scanner": None, "kwargs": kwargs}
             return
         from smartlogger.device.gatt import serve_loggers
-        from smartlogger.device.sim import simulate_string_test
         from smartlogger.field.ble_virtual import (
             VirtualBleakClient,
             VirtualBleakScanner,
             VirtualRadio,
         )
 
-        sim = simulate_string_test(sim_blocks, weak=min(2, sim_blocks // 4))
         async with VirtualRadio() as r:
             await serve_loggers(r.link, sim.loggers)
             yield {"client": VirtualBleakClient, "scanner": VirtualBleakScanner, "kwargs": {}}
@@ -53,7 +55,13 @@ def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaita
         async with radio() as backends:
             return await body(backends)
 
-    return asyncio.run(main())
+    if sim is None:
+        return asyncio.run(main())
+    # The simulated loggers live on virtual time: the phone of this rehearsal reads the
+    # virtual clock too (the end of the simulated test), as in ``smartlogger demo``.
+    pull_ms = sim.start_ms + round(float(sim.trace.t_s[-1]) * 1000)
+    with fb.phone_clock(lambda: pull_ms):
+        return asyncio.run(main())
 
 
 _virtual = click.option("--virtual", is_flag=True,
@@ -71,22 +79,67 @@ def ble() -> None:
 
 
 @ble.command("scan")
-@click.option("--timeout", "timeout_s", default=3.0, show_default=True, type=float)
+@click.option("--timeout", "timeout_s", default=3.0, show_default=True, type=SECONDS,
+              help="Scan this long, e.g. 3 or 10s (a bare number is seconds).")
+@click.option("--no-connect", is_flag=True,
+              help="Only list the advertisements; do not connect to read position, label, test id and clock.")
+@click.option("-k", "--concurrency", default=3, show_default=True, type=click.IntRange(1, 32),
+              help="Concurrent connections at most while reading the loggers.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_virtual
 @_sim_blocks
 @_adapter
-def scan(timeout_s: float, as_json: bool, virtual: bool, sim_blocks: int, adapter: str | None) -> None:
-    """List loggers advertising the smartlogger service."""
-    found = _run(virtual, sim_blocks, lambda b: fb.scan(
-        timeout_s, backend=b["scanner"], backend_kwargs=b["kwargs"],
-        until_count=sim_blocks if virtual else None), adapter)
+def scan(timeout_s: float, no_connect: bool, concurrency: int, as_json: bool, virtual: bool,
+         sim_blocks: int, adapter: str | None) -> None:
+    """List loggers advertising the smartlogger service: serial, signal strength and (read from
+    each logger) block position, label, test id, records not yet pulled and its clock offset."""
+    async def body(b: dict[str, Any]) -> list[fb.LoggerSighting]:
+        found = await fb.scan(timeout_s, backend=b["scanner"], backend_kwargs=b["kwargs"],
+                              until_count=sim_blocks if virtual else None)
+        if no_connect:
+            return [fb.LoggerSighting(f, None, None) for f in found]
+        return await fb.read_infos(found, backend=b["client"], backend_kwargs=b["kwargs"],
+                                   concurrency=concurrency)
+
+    sightings = _run(virtual, sim_blocks, body, adapter)
+    rows: list[dict[str, Any]] = []
+    for sg in sightings:
+        info = sg.info
+        rows.append({
+            "name": sg.found.name, "address": sg.found.address, "rssi_dbm": sg.found.rssi,
+            "serial": info.serial if info else sg.found.name,
+            "position": info.position if info else None, "label": info.label if info else None,
+            "test_id": info.test_id if info else None, "unpulled_records": sg.unpulled,
+            "clock_offset_ms": round(sg.clock.offset_ms) if sg.clock else None,
+            "error": sg.error or None})
+    rows.sort(key=lambda r: (r["position"] or 1 << 20, r["serial"] or ""))
     if as_json:
-        click.echo(json.dumps([{"name": f.name, "address": f.address} for f in found], indent=1))
+        click.echo(json.dumps(rows, indent=1))
         return
-    for f in found:
-        click.echo(f"{f.name or '?':<24} {f.address}")
-    click.echo(f"{len(found)} logger(s)")
+    click.echo(f"{'serial':<14}{'pos':>5}  {'label':<8}{'test id':<18}{'RSSI':>6}{'unpulled':>10}  clock vs phone")
+    for r in rows:
+        pos = "-" if r["position"] in (None, 0) else str(r["position"])
+        rssi = "-" if r["rssi_dbm"] is None else f"{r['rssi_dbm']}"
+        unpulled = "-" if r["unpulled_records"] is None else str(r["unpulled_records"])
+        clock = "-" if r["clock_offset_ms"] is None else _offset_text(r["clock_offset_ms"])
+        if r["error"]:
+            clock = f"not read: {r['error']}"
+        click.echo(f"{r['serial'] or '?':<14}{pos:>5}  {r['label'] or '-':<8}{r['test_id'] or '-':<18}"
+                   f"{rssi:>6}{unpulled:>10}  {clock}")
+    click.echo(f"{len(rows)} logger(s)")
+
+
+def _offset_text(offset_ms: float) -> str:
+    """``+1.2 s``, ``-3 min 20 s``, ``-276 d``: how far the logger's clock is from the phone's."""
+    from smartlogger.quantities import format_duration
+
+    sign = "+" if offset_ms >= 0 else "-"
+    a = abs(offset_ms) / 1000.0
+    if a < 60:
+        return f"{sign}{a:.1f} s"
+    if a < 86400 * 2:
+        return f"{sign}{format_duration(a)}"
+    return f"{sign}{a / 86400:.0f} d"
 
 
 @ble.command("pull")
@@ -97,7 +150,8 @@ def scan(timeout_s: float, as_json: bool, virtual: bool, sim_blocks: int, adapte
 @click.option("-k", "--concurrency", default=3, show_default=True, type=click.IntRange(1, 32),
               help="Concurrent connections at most.")
 @click.option("--full", is_flag=True, help="The whole blackbox instead of 'since my last pull'.")
-@click.option("--scan-timeout", default=5.0, show_default=True, type=float)
+@click.option("--scan-timeout", default=5.0, show_default=True, type=SECONDS,
+              help="Scan at most this long (a bare number is seconds).")
 @click.option("--retries", default=4, show_default=True, type=click.IntRange(0, 50))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress bars.")
 @_virtual
@@ -167,7 +221,8 @@ async def _pull_with_progress(found: list[Any], out_dir: Path, options: Any,
 
 @ble.command("reset")
 @click.argument("serial")
-@click.option("--scan-timeout", default=5.0, show_default=True, type=float)
+@click.option("--scan-timeout", default=5.0, show_default=True, type=SECONDS,
+              help="Scan at most this long (a bare number is seconds).")
 @_virtual
 @_sim_blocks
 @_adapter

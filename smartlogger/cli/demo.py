@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from smartlogger.demo import STEPS, DemoOptions, DemoSummary, run_demo
+from smartlogger.cli.options import CURRENT, POWER, load_text
+from smartlogger.demo import STEPS, DemoOptions, DemoSummary, prepare_output, run_demo
+from smartlogger.quantities import Current, Power
 
 
 @click.command("demo")
@@ -18,17 +20,27 @@ from smartlogger.demo import STEPS, DemoOptions, DemoSummary, run_demo
 @click.option("--out", "out", default="demo-out", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of the simulation.")
-@click.option("--load", default="20A", show_default=True, help="Constant load: '20A' or '4800W'.")
+@click.option("--load", default=None, type=CURRENT, metavar="CURRENT",
+              help="Constant current of the test, e.g. 20A (default 20A).")
+@click.option("--load-power", default=None, type=POWER, metavar="POWER",
+              help="Constant string power instead, e.g. 4800W or 4.8kW.")
 @click.option("-k", "--concurrency", default=3, show_default=True, type=click.IntRange(1, 20),
               help="BLE connections at once (a phone holds a few).")
 @click.option("--no-logger-workbooks", is_flag=True, help="Only the string report, no per-logger workbooks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def demo(blocks: int, weak: int, out: Path, seed: int, load: str, concurrency: int,
-         no_logger_workbooks: bool, as_json: bool) -> None:
+def demo(blocks: int, weak: int, out: Path, seed: int, load: Current | None, load_power: Power | None,
+         concurrency: int, no_logger_workbooks: bool, as_json: bool) -> None:
     """Run the whole job on a simulated string: NFC programming, a discharge test, BLE pulls,
     verification, analysis, Excel reports and a sync to the API."""
-    opts = DemoOptions(blocks=blocks, weak=weak, out=out, seed=seed, load=load,
+    load_t = load_text(load, load_power, default="20A")
+    assert load_t is not None
+    opts = DemoOptions(blocks=blocks, weak=weak, out=out, seed=seed, load=load_t,
                        concurrency=concurrency, logger_workbooks=not no_logger_workbooks)
+    # Before any progress bar: an earlier demo's folder is cleared (said on stderr), any other
+    # non-empty folder refused.
+    removed = prepare_output(out)
+    if removed:
+        click.echo(f"starting clean: removed the earlier demo's {', '.join(removed)} from {out}", err=True)
     if as_json:
         summary = run_demo(opts)
         click.echo(json.dumps(summary.to_json(), indent=1))

@@ -6,9 +6,11 @@ Exit codes of ``verify``: 0 verified, 3 unsigned (gen-1 or no signature), 4 unre
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -78,47 +80,69 @@ def info(file: str, as_json: bool) -> None:
 
 
 @logfile.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report as one JSON object (a list of them for several files).")
 @click.option("--expected-nonce", help="Hex nonce of the pull that must be the latest.")
 @click.option("--min-pull", type=int, help="Highest pull counter already known for this logger.")
-def verify(file: str, as_json: bool, expected_nonce: str | None, min_pull: int | None) -> None:
-    """Verify FILE: signature, chain, continuity, truncation, splices, freshness.
+def verify(files: tuple[str, ...], as_json: bool, expected_nonce: str | None, min_pull: int | None) -> None:
+    """Verify FILES (logfiles, or folders of them): signature, chain, continuity, truncation,
+    splices, freshness.
 
-    Exit 0 only when verified; 3 unsigned, 4 unreadable, 5 tampered.
+    Exit 0 only when every file is verified; otherwise the worst status decides:
+    3 unsigned, 4 unreadable, 5 tampered.
     """
+    paths: list[str] = []
+    for f in files:
+        p = Path(f)
+        if p.is_dir():
+            found = sorted(str(q) for q in p.iterdir() if q.suffix == ".slog" and q.is_file())
+            if not found:
+                raise LogfileError(f"{f} holds no .slog files")
+            paths.extend(found)
+        elif not p.exists():
+            # A typo is not an unreadable logfile: say so in the usual one line (exit 2).
+            raise FileNotFoundError(errno.ENOENT, "no such file", f)
+        else:
+            paths.append(f)
     nonce = None
     if expected_nonce is not None:
         try:
             nonce = bytes.fromhex(expected_nonce)
         except ValueError:
             raise click.BadParameter("not hex", param_hint="--expected-nonce") from None
-    report = verify_logfile(file, expected_nonce=nonce, min_pull_counter=min_pull)
+    reports = [verify_logfile(f, expected_nonce=nonce, min_pull_counter=min_pull) for f in paths]
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        docs = [r.to_dict() for r in reports]
+        click.echo(json.dumps(docs[0] if len(files) == 1 and len(paths) == 1 else docs, indent=2))
     else:
-        markers = f" [{', '.join(report.markers)}]" if report.markers else ""
-        click.echo(f"{file}: {report.status.upper()}  {report.serial}{markers}")
-        if report.authority:
-            click.echo(f"  certificate: {report.authority} authority, device key {report.device_key}")
-        for st in report.streams:
-            over = (f", seq 0..{st.oldest_on_device - 1} overwritten on the device"
-                    if st.oldest_on_device else "")
-            span = f"seq {st.first_seq}..{st.next_seq - 1}" if st.records else "empty"
-            click.echo(f"  {st.name}: {span} ({st.records} records), "
-                       f"chain {'intact' if st.chain_intact else 'BROKEN'}{over}")
-        if report.latest_pull:
-            lp = report.latest_pull
-            click.echo(f"  latest pull #{lp['counter']} at device {_iso(lp['device_ms'])}, "
-                       f"phone {_iso(lp['phone_ms'])}; freshness {report.freshness}")
-        for cj in report.clock_jumps:
-            click.echo(f"  clock set at seq {cj['seq']}: {cj['jump_ms'] / 1000:+.3f} s")
-        for p in report.problems:
-            where = f" (byte {p.offset})" if p.offset is not None else ""
-            click.echo(f"  PROBLEM {p.kind}: {p.message}{where}")
-        for w in report.warnings:
-            click.echo(f"  note: {w}")
-    sys.exit(EXIT_CODES[report.status])
+        for file, report in zip(paths, reports, strict=True):
+            _print_report(file, report)
+    sys.exit(max(EXIT_CODES[r.status] for r in reports))
+
+
+def _print_report(file: str, report: Any) -> None:
+    markers = f" [{', '.join(report.markers)}]" if report.markers else ""
+    click.echo(f"{file}: {report.status.upper()}  {report.serial}{markers}")
+    if report.authority:
+        click.echo(f"  certificate: {report.authority} authority, device key {report.device_key}")
+    for st in report.streams:
+        over = (f", seq 0..{st.oldest_on_device - 1} overwritten on the device"
+                if st.oldest_on_device else "")
+        span = f"seq {st.first_seq}..{st.next_seq - 1}" if st.records else "empty"
+        click.echo(f"  {st.name}: {span} ({st.records} records), "
+                   f"chain {'intact' if st.chain_intact else 'BROKEN'}{over}")
+    if report.latest_pull:
+        lp = report.latest_pull
+        click.echo(f"  latest pull #{lp['counter']} at device {_iso(lp['device_ms'])}, "
+                   f"phone {_iso(lp['phone_ms'])}; freshness {report.freshness}")
+    for cj in report.clock_jumps:
+        click.echo(f"  clock set at seq {cj['seq']}: {cj['jump_ms'] / 1000:+.3f} s")
+    for p in report.problems:
+        where = f" (byte {p.offset})" if p.offset is not None else ""
+        click.echo(f"  PROBLEM {p.kind}: {p.message}{where}")
+    for w in report.warnings:
+        click.echo(f"  note: {w}")
 
 
 @logfile.command(name="convert")

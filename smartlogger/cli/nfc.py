@@ -10,10 +10,13 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from typing import Any
 
 import click
 
+from smartlogger.cli.options import SECONDS
 from smartlogger.errors import ConfigError
+from smartlogger.quantities import format_duration
 
 
 @click.group()
@@ -32,7 +35,8 @@ def nfc() -> None:
 @click.option("--test-id", default="", help="Capacity test id written to every logger (<= 32 bytes).")
 @click.option("--label-prefix", default="B", show_default=True, help="Block label = prefix + position.")
 @click.option("--rated-ah", default=None, type=float, help="Override the profile's rated capacity, Ah.")
-@click.option("--timeout", "timeout_s", default=None, type=float, help="Give up after this many seconds.")
+@click.option("--timeout", "timeout_s", default=None, type=SECONDS,
+              help="Give up after this long, e.g. 120 or 5min (a bare number is seconds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON instead of a live list.")
 def program(profile_spec: str, device: str, count: int, start_position: int, test_id: str,
             label_prefix: str, rated_ah: float | None, timeout_s: float | None, as_json: bool) -> None:
@@ -59,12 +63,22 @@ def program(profile_spec: str, device: str, count: int, start_position: int, tes
             session.run(device, timeout_s=timeout_s)
     bad = [r for r in session.ordered_rows() if r.result.outcome in (Outcome.REJECTED, Outcome.FAILED)]
     if session.done < count or bad:
+        # Say why the exit code is not 0: on stderr, so --json output stays one document.
+        if session.done < count:
+            why = f"timed out after {format_duration(timeout_s)}" if timeout_s is not None else "stopped"
+            rest = "" if bad else (f"; tap the rest with --start-position {start_position + session.done} "
+                                   f"--count {count - session.done}")
+            click.echo(f"error: {why} with {session.done} of {count} loggers done{rest}", err=True)
+        for r in bad:
+            click.echo(f"error: {r.serial or r.result.uid} at position {r.position}: "
+                       f"{r.result.outcome.value}: {r.result.message or 'tap again'}", err=True)
         sys.exit(3)
 
 
 @nfc.command("read")
 @click.option("--device", required=True, help="nfcpy reader path: usb, tty:..., udp:HOST:PORT.")
-@click.option("--timeout", "timeout_s", default=10.0, show_default=True, type=float)
+@click.option("--timeout", "timeout_s", default=10.0, show_default=True, type=SECONDS,
+              help="Wait this long for a tap (a bare number is seconds).")
 @click.option("--json", "as_json", is_flag=True)
 def read(device: str, timeout_s: float, as_json: bool) -> None:
     """Read one logger's published state (identity, config, status) without writing."""
@@ -152,16 +166,34 @@ def emulate(port: int, host: str, count: int, profile_spec: str, gen1: tuple[int
 @nfc.command("profiles")
 @click.option("--json", "as_json", is_flag=True)
 def profiles(as_json: bool) -> None:
-    """List the bundled threshold profile presets."""
-    from smartlogger.field.profiles import describe_thresholds, load_profile, presets
+    """List the bundled threshold profile presets: warning and alarm levels, log intervals."""
+    from smartlogger.field.profiles import (
+        describe_thresholds,
+        load_profile,
+        presets,
+        thresholds_dict,
+    )
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key in presets():
         p = load_profile(key)
         rows.append({"preset": key, "name": p.name, "block": p.config.block_type.describe(),
-                     "thresholds": describe_thresholds(p.config), "description": p.description})
+                     "thresholds": describe_thresholds(p.config), "levels": thresholds_dict(p.config),
+                     "description": p.description})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            click.echo(f"{r['preset']:12} {r['block']:28} {r['thresholds']}")
+        return
+    # A plain fixed-width table: the key is in the header, and it stays one line per profile
+    # in a 100-column terminal (and in a pipe).
+    click.echo("Threshold levels: alarm< and warn< are crossed below, warn> and alarm> above "
+               "(warn = yellow, alarm = red).")
+    click.echo(f"{'':12} {'':15} {'block voltage, V':^27}   {'temperature, C':^27}   {'log interval, s':>16}")
+    cols = "".join(f"{c:>7}" for c in ("alarm<", "warn<", "warn>", "alarm>"))
+    click.echo(f"{'preset':12} {'block':15}{cols}   {cols}   {'float':>8}{'dischg':>8}")
+    for r in rows:
+        lv = r["levels"]
+        bt = load_profile(r["preset"]).config.block_type
+        volts = "".join(f"{lv[k]:>7.2f}" for k in ("v_low_alarm_v", "v_low_warn_v", "v_high_warn_v", "v_high_alarm_v"))
+        temps = "".join(f"{lv[k]:>7.1f}" for k in ("t_low_alarm_c", "t_low_warn_c", "t_high_warn_c", "t_high_alarm_c"))
+        block = f"{bt.nominal_mv / 1000:g} V {bt.chemistry.value}"
+        click.echo(f"{r['preset']:12} {block:15}{volts}   {temps}   {lv['float_rate_s']:>8}{lv['discharge_rate_s']:>8}")

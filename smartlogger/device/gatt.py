@@ -206,6 +206,7 @@ class LoggerPeripheral:
         *,
         clock_ms: Callable[[], int],
         config_seq: Callable[[], int] = lambda: 0,
+        placement: Callable[[], tuple[int, str, str]] | None = None,
         live: Callable[[], p.LiveValues | None] | None = None,
         credentials: DeviceCredentials | None = None,
         encode: Callable[[Record], bytes] | None = None,
@@ -214,6 +215,7 @@ class LoggerPeripheral:
         self.view = LogView(identity, store, encode)
         self.clock_ms = clock_ms
         self.config_seq = config_seq
+        self.placement = placement  # (block position, label, test id) of the configuration in force
         self.live = live
         self.credentials = credentials if identity.generation is Generation.GEN2 else None
         self.version = p.PROTOCOL_V2 if identity.generation is Generation.GEN2 else p.PROTOCOL_V1
@@ -236,8 +238,12 @@ class LoggerPeripheral:
                 return None
             return p.LiveValues(st.last_sample_ms, st.last_mv, st.last_dc)
 
+        def placement() -> tuple[int, str, str]:
+            c = logger.config
+            return c.block_position, c.block_label, c.test_id
+
         return cls(logger.identity, logger.store, clock_ms=logger.now_ms,
-                   config_seq=lambda: logger.config_seq, live=live, **kwargs)
+                   config_seq=lambda: logger.config_seq, placement=placement, live=live, **kwargs)
 
     # ------------------------------------------------------------------ GATT database
 
@@ -277,7 +283,14 @@ class LoggerPeripheral:
             main_oldest=store.oldest_seq, read_up_to=store.read_up_to_seq,
             summary_next=self.view.next_seq(1), summary_oldest=self.view.oldest_seq(1),
             config_seq=self.config_seq(), serial=self.identity.serial,
-            firmware=self.identity.firmware).to_bytes()
+            firmware=self.identity.firmware, **self._placement()).to_bytes()
+
+    def _placement(self) -> dict[str, Any]:
+        # Generation-1 firmware predates the placement tail of INFO.
+        if self.placement is None or self.version != p.PROTOCOL_V2:
+            return {}
+        position, label, test_id = self.placement()
+        return {"position": position, "label": label, "test_id": test_id}
 
     def _read_live(self, connection: Connection) -> bytes:
         value = self.live() if self.live is not None else None

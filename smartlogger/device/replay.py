@@ -128,6 +128,22 @@ def _parse_number(text: str, path: str, line: int, column: str) -> float:
     return value
 
 
+#: Separators seen in CSV exports of other equipment (semicolon: spreadsheets with a decimal comma).
+_OTHER_DELIMITERS = {";": "';'", "\t": "tab ('\\t')", "|": "'|'", ",": "','"}
+
+
+def delimiter_hint(header: list[str], delimiter: str) -> str:
+    """``"; the file looks ';'-separated: use --delimiter ';'"`` when the header read with
+    ``delimiter`` is one cell that another common separator splits into several, else ``""``."""
+    if len(header) != 1:
+        return ""
+    for other, shown in _OTHER_DELIMITERS.items():
+        if other != delimiter and len(header[0].split(other)) > 1:
+            option = "--delimiter '\\t'" if other == "\t" else f"--delimiter '{other}'"
+            return f"; the file looks {shown}-separated: use {option}"
+    return ""
+
+
 def read_trace(path: str | Path, fmt: TraceFormat) -> Trace:
     """Read and check a trace CSV (see module docstring). Raises ``InputFileError``."""
     p = str(path)
@@ -155,8 +171,8 @@ def read_trace(path: str | Path, fmt: TraceFormat) -> Trace:
         wanted += [c for c in (fmt.temperature_column, fmt.current_column) if c]
         for col in wanted:
             if col not in names:
-                raise InputFileError(p, f"missing column {col!r} (header has: {', '.join(names)})",
-                                     line=1, column=col)
+                raise InputFileError(p, f"missing column {col!r} (header has: {', '.join(names)})"
+                                     + delimiter_hint(names, fmt.delimiter), line=1, column=col)
         ti, vi = names.index(fmt.time_column), names.index(fmt.voltage_column)
         ci = names.index(fmt.temperature_column) if fmt.temperature_column else None
         ai = names.index(fmt.current_column) if fmt.current_column else None

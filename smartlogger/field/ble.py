@@ -647,6 +647,7 @@ class FoundLogger:
     address: str
     name: str | None
     device: BLEDevice
+    rssi: int | None = None  # signal strength of the latest advertisement, dBm
 
 
 async def scan(timeout_s: float = 2.0, *, backend: type[BaseBleakScanner] | None = None,
@@ -662,7 +663,8 @@ async def scan(timeout_s: float = 2.0, *, backend: type[BaseBleakScanner] | None
     enough = asyncio.Event()
 
     def seen(device: BLEDevice, adv: Any) -> None:
-        found[device.address] = FoundLogger(device.address, adv.local_name, device)
+        found[device.address] = FoundLogger(device.address, adv.local_name, device,
+                                            getattr(adv, "rssi", None))
         if (until_count is not None and len(found) >= until_count) or (
                 until_name is not None and adv.local_name == until_name):
             enough.set()
@@ -678,6 +680,47 @@ async def scan(timeout_s: float = 2.0, *, backend: type[BaseBleakScanner] | None
                              "is an adapter available? (--virtual uses the simulated radio)"
                              ) from err
     return sorted(found.values(), key=lambda f: (f.name or "", f.address))
+
+
+@dataclass(frozen=True)
+class LoggerSighting:
+    """What ``ble scan`` learns of one logger: its advertisement and its INFO read.
+
+    ``info`` is None when the INFO read failed (``error`` says why); ``clock`` compares the
+    logger's clock with the phone's at that read.
+    """
+
+    found: FoundLogger
+    info: p.LoggerInfo | None
+    clock: ClockObservation | None
+    error: str = ""
+
+    @property
+    def unpulled(self) -> int | None:
+        """Main-stream records not yet pulled and verified (since the last MARK_READ)."""
+        return None if self.info is None else self.info.main_next - self.info.read_up_to
+
+
+async def read_infos(loggers: Iterable[FoundLogger], *, backend: type[BaseBleakClient] | None = None,
+                     backend_kwargs: dict[str, Any] | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+                     connect_timeout_s: float = 10.0) -> list[LoggerSighting]:
+    """Connect to each logger (at most ``concurrency`` at once), read INFO, disconnect.
+
+    A logger that cannot be read is still listed, with the error.
+    """
+    sem = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(found: FoundLogger) -> LoggerSighting:
+        async with sem:
+            try:
+                async with BleakClient(found.device, services=[p.SERVICE_UUID], backend=backend,
+                                       timeout=connect_timeout_s, **(backend_kwargs or {})) as client:
+                    info, clock = await _read_clock(client)
+                return LoggerSighting(found, info, clock)
+            except (BleakError, TimeoutError, OSError, p.ProtocolError) as err:
+                return LoggerSighting(found, None, None, f"{type(err).__name__}: {err}")
+
+    return list(await asyncio.gather(*(one(f) for f in loggers)))
 
 
 @dataclass

@@ -194,10 +194,26 @@ def _check_keys(source: str, doc: dict[str, Any]) -> None:
 
 
 def describe_thresholds(config: LoggerConfig) -> str:
-    """One line for lists: voltage and temperature levels and the log rates."""
+    """One self-explaining line for lists: which level is which, with units.
+
+    ``V alarm <9.90 warn <10.80 | warn >14.10 alarm >14.70; C alarm <0.0 warn <5.0 |
+    warn >35.0 alarm >45.0; log 60 s float, 1 s discharge``
+    """
     t = config.thresholds
-    return (f"V {t.v_low_alarm_mv / 1000:.2f}/{t.v_low_warn_mv / 1000:.2f}/"
-            f"{t.v_high_warn_mv / 1000:.2f}/{t.v_high_alarm_mv / 1000:.2f} V, "
-            f"T {t.t_low_alarm_dc / 10:.1f}/{t.t_low_warn_dc / 10:.1f}/"
-            f"{t.t_high_warn_dc / 10:.1f}/{t.t_high_alarm_dc / 10:.1f} C, "
-            f"log {config.float_rate_s} s / {config.discharge_rate_s} s")
+    return (f"V alarm <{t.v_low_alarm_mv / 1000:.2f} warn <{t.v_low_warn_mv / 1000:.2f} | "
+            f"warn >{t.v_high_warn_mv / 1000:.2f} alarm >{t.v_high_alarm_mv / 1000:.2f}; "
+            f"C alarm <{t.t_low_alarm_dc / 10:.1f} warn <{t.t_low_warn_dc / 10:.1f} | "
+            f"warn >{t.t_high_warn_dc / 10:.1f} alarm >{t.t_high_alarm_dc / 10:.1f}; "
+            f"log {config.float_rate_s} s float, {config.discharge_rate_s} s discharge")
+
+
+def thresholds_dict(config: LoggerConfig) -> dict[str, float | int]:
+    """The levels with named keys and units (V, C, s): for JSON output."""
+    t = config.thresholds
+    return {
+        "v_low_alarm_v": t.v_low_alarm_mv / 1000, "v_low_warn_v": t.v_low_warn_mv / 1000,
+        "v_high_warn_v": t.v_high_warn_mv / 1000, "v_high_alarm_v": t.v_high_alarm_mv / 1000,
+        "t_low_alarm_c": t.t_low_alarm_dc / 10, "t_low_warn_c": t.t_low_warn_dc / 10,
+        "t_high_warn_c": t.t_high_warn_dc / 10, "t_high_alarm_c": t.t_high_alarm_dc / 10,
+        "float_rate_s": config.float_rate_s, "discharge_rate_s": config.discharge_rate_s,
+    }

@@ -124,7 +124,11 @@ class LoggerInfo:
 
     ``device_ms:u64 | flags:u8 | main_next:u32 | main_oldest:u32 | read_up_to:u32 |
     summary_next:u32 | summary_oldest:u32 | config_seq:u32 | serial_len:u8 | serial |
-    fw_len:u8 | firmware``
+    fw_len:u8 | firmware`` and, from generation-2 firmware that knows its place in a string,
+    the placement tail ``position:u16 | label_len:u8 | label | test_id_len:u8 | test_id``
+    (block position 0 = not set; the label and test id as the NFC configuration gave them).
+    A reader that finds no tail reports the placement as unknown (``position`` None); one
+    written before the tail existed ignores it.
     """
 
     device_ms: int  # device RTC, ms since the Unix epoch
@@ -137,16 +141,23 @@ class LoggerInfo:
     config_seq: int  # NFC configuration sequence number in force
     serial: str
     firmware: str
+    position: int | None = None  # block position in the string, 0 = not set; None: not told
+    label: str = ""  # block label, at most 16 bytes
+    test_id: str = ""  # capacity test id, at most 32 bytes
 
     _FMT: ClassVar[struct.Struct] = struct.Struct("<QBIIIIII")
 
     def to_bytes(self) -> bytes:
         s, f = self.serial.encode("ascii"), self.firmware.encode("utf-8")
-        return (
+        out = (
             self._FMT.pack(self.device_ms, int(self.flags), self.main_next, self.main_oldest,
                            self.read_up_to, self.summary_next, self.summary_oldest, self.config_seq)
             + bytes([len(s)]) + s + bytes([len(f)]) + f
         )
+        if self.position is not None:
+            label, test = self.label.encode("utf-8")[:16], self.test_id.encode("utf-8")[:32]
+            out += struct.pack("<H", self.position) + bytes([len(label)]) + label + bytes([len(test)]) + test
+        return out
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LoggerInfo:
@@ -159,7 +170,18 @@ class LoggerInfo:
         fl_len = data[n + 1 + sl]
         _need(data, n + 2 + sl + fl_len, "INFO firmware")
         fw = data[n + 2 + sl:n + 2 + sl + fl_len].decode("utf-8", "replace")
-        return cls(ms, InfoFlags(fl), mn, mo, ru, sn, so, cs, serial, fw)
+        pos = n + 2 + sl + fl_len
+        if len(data) == pos:
+            return cls(ms, InfoFlags(fl), mn, mo, ru, sn, so, cs, serial, fw)
+        _need(data, pos + 3, "INFO placement")
+        (position,) = struct.unpack_from("<H", data, pos)
+        ll = data[pos + 2]
+        _need(data, pos + 4 + ll, "INFO label")
+        label = data[pos + 3:pos + 3 + ll].decode("utf-8", "replace")
+        tl = data[pos + 3 + ll]
+        _need(data, pos + 4 + ll + tl, "INFO test id")
+        test_id = data[pos + 4 + ll:pos + 4 + ll + tl].decode("utf-8", "replace")
+        return cls(ms, InfoFlags(fl), mn, mo, ru, sn, so, cs, serial, fw, position, label, test_id)
 
 
 @dataclass(frozen=True)
