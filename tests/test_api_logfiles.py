@@ -44,7 +44,7 @@ def test_upload_is_content_addressed_receipted_and_audited(env: ApiEnv, logfiles
     assert first.status_code == 201
     lf = first.get_json()
     assert lf["created"] and lf["sha256"] == hashlib.sha256(data).hexdigest() and lf["size"] == len(data)
-    assert lf["serial"] == "SIM-0001" and lf["verification_status"] == "verified" and lf["block_position"] == 1
+    assert lf["serial"] == "SIM-0001" and lf["verification_status"] == "simulated" and lf["block_position"] == 1
     again = c.post("/api/logfiles", headers=h, data=data, content_type="application/vnd.smartlogger.slog")
     assert again.status_code == 200 and again.get_json()["id"] == lf["id"] and not again.get_json()["created"]
     assert _count(env, Logfile) == 1 and _count(env, Logger) == 1 and len(_blobs(env)) == 1
@@ -60,13 +60,13 @@ def test_upload_is_content_addressed_receipted_and_audited(env: ApiEnv, logfiles
     assert verify_receipt(body, rc["signature"], key["public_key_pem"])
     assert not verify_receipt({**body, "sha256": "0" * 64}, rc["signature"], key["public_key_pem"])
     ver = c.get(f"/api/logfiles/{lf['id']}/verification", headers=env.a.headers("viewer")).get_json()
-    assert ver["report"]["status"] == "verified" and ver["report"]["serial"] == "SIM-0001"
+    assert ver["report"]["status"] == "simulated" and ver["report"]["serial"] == "SIM-0001"
     events = c.get("/api/audit", headers=env.a.headers("admin")).get_json()
     assert [e["action"] for e in events[:3]] == ["download", "upload_duplicate", "upload"]
     upload = events[2]  # written with the row (one statement on PostgreSQL, one transaction on SQLite)
     assert upload["object_type"] == "logfile" and upload["object_id"] == lf["id"]
     assert upload["sha256"] == lf["sha256"] and upload["user_id"] == env.a.user_ids["technician"]
-    assert upload["detail"] == f"{len(data)} bytes, SIM-0001, verified"
+    assert upload["detail"] == f"{len(data)} bytes, SIM-0001, simulated"
     env.wait_jobs()  # its check job ran (and found the sample payloads fine)
     with database(env.app).system_session() as s:
         job = s.scalars(select(Job).where(Job.logfile_id == lf["id"])).one()
@@ -275,7 +275,7 @@ def test_logfile_whose_sample_payload_does_not_decode_is_stored_then_marked_unre
     from smartlogger.logfile import read_logfile, verify_logfile
 
     data = _signed_with_bad_sample(logfiles[0], "payload")
-    assert verify_logfile(read_logfile(data, decode=False)).status == "verified"  # CRC/hash/chain/signature
+    assert verify_logfile(read_logfile(data, decode=False)).status == "simulated"  # CRC/hash/chain/signature
     with pytest.raises(LogfileError) as decoder:
         read_logfile(data)
     c, tech = env.client, env.a.headers("technician")
@@ -306,7 +306,7 @@ def test_logfile_whose_sample_payload_does_not_decode_is_stored_then_marked_unre
     # A good file's check job leaves its verdict alone.
     ok = c.post("/api/logfiles", headers=tech, data=logfiles[1], content_type=OCTET).get_json()
     env.wait_jobs()
-    assert c.get(f"/api/logfiles/{ok['id']}", headers=tech).get_json()["verification_status"] == "verified"
+    assert c.get(f"/api/logfiles/{ok['id']}", headers=tech).get_json()["verification_status"] == "simulated"
 
 
 def test_sample_head_naming_an_unknown_codec_is_rejected_at_upload(env: ApiEnv, logfiles: list[bytes]) -> None:

@@ -234,7 +234,20 @@ def test_reset_refused_until_everything_was_pulled(tmp_path: Path) -> None:
         with pytest.raises(ble.ResetDenied, match="have not been read out"):
             await ble.reset_logger(per.address, backend=VirtualBleakClient, serial=ident.serial)
         assert store.next_seq == 2
+        # Pulled but not saved (no commit): the logger must keep refusing.
         await ble.pull_one(per.address, ble.PullState(ident.serial), OPTS)
+        with pytest.raises(ble.ResetDenied, match="have not been read out"):
+            await ble.reset_logger(per.address, backend=VirtualBleakClient, serial=ident.serial)
+        # Saved but its content is rejected by the commit: still refused.
+        res = await ble.pull_one(per.address, ble.PullState(ident.serial), OPTS, commit=lambda r: False)
+        assert not res.marked_read
+        with pytest.raises(ble.ResetDenied, match="have not been read out"):
+            await ble.reset_logger(per.address, backend=VirtualBleakClient, serial=ident.serial)
+        found = await ble.scan(2.0, backend=VirtualBleakScanner, until_count=1)
+        out = await ble.pull_many(found, tmp_path, OPTS)
+        (result,) = out.results.values()
+        assert result.path is not None and result.path.exists() and result.marked_read
+        assert result.status == "simulated"
         await ble.reset_logger(per.address, backend=VirtualBleakClient, serial=ident.serial)
 
     run(go)

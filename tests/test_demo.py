@@ -20,7 +20,7 @@ def test_demo_runs_every_step_and_finds_the_weak_block(tmp_path: Path) -> None:
     assert steps == [key for key, _ in STEPS]
     assert list(summary.steps) == steps
     f = summary.facts
-    assert f["nfc_programmed"] == 5 and f["ble_pulled"] == 5 and f["verified"] == 5
+    assert f["nfc_programmed"] == 5 and f["ble_pulled"] == 5 and f["verified_simulated"] == 5
     assert f["api_uploaded"] == 5 and f["api_report_bytes"] > 10_000
     # The weakest block found by the analysis is the one the battery model made weak.
     assert f["weakest"][0]["position"] in f["weak_blocks_truth"]
@@ -32,7 +32,7 @@ def test_demo_runs_every_step_and_finds_the_weak_block(tmp_path: Path) -> None:
     wb = load_workbook(out / "report.xlsx", read_only=True)
     assert "Summary" in wb.sheetnames and "Evidence" in wb.sheetnames
     written = json.loads((out / "summary.json").read_text())
-    assert written["facts"]["verified"] == 5
+    assert written["facts"]["verified_simulated"] == 5
     token_file = Path(summary.outputs["api_token"])
     assert token_file.stat().st_mode & 0o077 == 0  # the token is readable by its owner only
 

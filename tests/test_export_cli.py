@@ -43,7 +43,8 @@ def test_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_adapters_read_verify_and_classify(test_dir: Path) -> None:
     inputs = logger_export_inputs(test_dir / "SIM-0002.slog")
-    assert inputs.evidence.verified and inputs.evidence.serial == "SIM-0002"
+    assert inputs.evidence.status == "simulated" and inputs.evidence.serial == "SIM-0002"
+    assert not inputs.evidence.verified  # a simulated logger is never hardware evidence
     assert inputs.evidence.key_fingerprint.count(":") == 7
     assert len(inputs.evidence.sha256) == 64
     assert inputs.series.identity.markers == ("SIMULATED",)
@@ -63,7 +64,8 @@ def test_cli_logger_workbook(test_dir: Path, tmp_path: Path) -> None:
                                     "--tz", "Europe/Berlin", "--json"])
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
-    assert info["kind"] == "logger" and info["verified"] is True and info["path"] == str(out)
+    assert info["kind"] == "logger" and info["verified"] is False and info["path"] == str(out)
+    assert info["evidence"] == "simulated"
     assert check_workbook(out) == []
     wb = load_workbook(out, read_only=True)
     assert wb["Data"].max_row - 1 == info["samples"]
@@ -75,7 +77,7 @@ def test_cli_string_report(test_dir: Path, tmp_path: Path) -> None:
                                     "--resolution", "30", "--json"])
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
-    assert info == {**info, "kind": "string_report", "blocks": 2, "all_verified": True}
+    assert info == {**info, "kind": "string_report", "blocks": 2, "all_verified": False}
     assert check_workbook(out) == []
     wb = load_workbook(out, read_only=True)
     assert wb.sheetnames[:5] == ["Summary", "Overview", "Exceedances", "Data", "Evidence"]

@@ -74,7 +74,9 @@ def test_logger_workbook_round_trip(tmp_path: Path, small_test: ExampleTest) -> 
         if r[0].value in ("yellow", "red"):
             fills[r[0].value] = r[0].fill.fgColor.rgb[-6:]
     assert fills == {"yellow": "FFEB84", "red": "FF7C80"}
-    assert _find(summary, "Verification")[1].fill.fgColor.rgb[-6:] == "A9D08E"
+    # simulated data: intact but not evidence -> yellow, never the green of hardware evidence
+    assert _find(summary, "Verification")[1].fill.fgColor.rgb[-6:] == "FFEB84"
+    assert _find(summary, "Evidence status")[1].value == "simulated"
 
     data = wb["Data"]
     rows = list(data.iter_rows(min_row=2, values_only=True))
@@ -171,7 +173,7 @@ def test_string_report(tmp_path: Path, small_test: ExampleTest) -> None:
 
     ev = _rows(wb["Evidence"])
     assert ev[1][:2] == ("Serial", "Logfile")
-    assert ev[2][:2] == ("SIM-0001", "SIM-0001.slog") and ev[2][3] == "yes"
+    assert ev[2][:2] == ("SIM-0001", "SIM-0001.slog") and ev[2][3] == "simulated"
     assert len(ev[2][2]) == 64
 
     info = inspect_workbook(out)

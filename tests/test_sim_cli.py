@@ -68,7 +68,7 @@ def test_cli_sim_string_writes_logfiles_csv_events_truth(tmp_path: Path) -> None
     lf = read_logfile(out / "SIM-0002.slog")
     assert lf.identity.simulated and lf.metadata.test["load"] == "30A"
     report = verify_logfile(lf)
-    assert report.status == "verified", report.problems
+    assert report.status == "simulated", report.problems
     t, mv, _ = load_samples(lf)
     assert t.size > 1000 and 9000 < int(mv.min()) < int(mv.max()) < 14500
     with open(out / "SIM-0002.csv", encoding="utf-8") as fh:

@@ -35,10 +35,12 @@ def pulls() -> tuple[bytes, bytes, bytes]:
     return older, latest, other
 
 
-def test_a_genuine_simulated_pull_verifies_as_test_evidence() -> None:
+def test_a_genuine_simulated_pull_is_simulated_never_verified() -> None:
     _, latest, _ = pulls()
     rep = verify_logfile(latest, expected_nonce=bytes(range(16, 32)))
-    assert rep.status == "verified" and rep.exit_code == 0 and rep.problems == []
+    assert rep.status == "simulated" and rep.exit_code == 6 and rep.problems == []
+    assert not rep.verified and rep.intact and not rep.accepted() and rep.accepted(allow_simulated=True)
+    assert rep.verdict.startswith("NOT EVIDENCE (SIMULATED)") and "SIM-0001" in rep.verdict
     assert rep.authority == "test" and rep.markers == ("SIMULATED",)
     assert rep.freshness == "checked"
     main = rep.streams[0]
@@ -50,10 +52,38 @@ def test_a_genuine_simulated_pull_verifies_as_test_evidence() -> None:
     assert rep.latest_pull["offset_ms"] == 2_100
 
 
-def test_simulated_pull_fails_against_the_production_root_only() -> None:
+def test_simulated_pull_is_simulated_whatever_the_trust_list() -> None:
+    # The TEST authority is always recognised (its key is public): a consistent simulated file is
+    # named simulated, not tampered, and no trust list makes it verified.
     _, latest, _ = pulls()
-    rep = verify_logfile(latest, trust=[production_root()])
-    assert rep.status == "tampered" and "certificate" in rep.problem_kinds()
+    for trust in ([production_root()], [new_authority("production").public_only()], default_trust()):
+        rep = verify_logfile(latest, trust=trust)
+        assert rep.status == "simulated" and rep.problems == [], trust
+
+
+def test_a_forged_simulated_file_for_a_chosen_serial_is_not_evidence() -> None:
+    # The attack of issue 17: anyone can sign a SIMULATED file for any serial with the test
+    # authority's documented key; verify must never exit 0 for it.
+    ident = LoggerIdentity("ACME-2024-000123", Generation.GEN2, "2.1.0", simulated=True)
+    store = MemoryStore(serial=ident.serial)
+    mv, dc = float_trace(120)
+    for block in sample_blocks(0, 60_000, mv, dc, 60):
+        store.append(block)
+    data = pull_logfile(simulated_credentials(ident), ident, store, device_ms=10_000_000)
+    rep = verify_logfile(data)
+    assert rep.status == "simulated" and rep.exit_code != 0 and not rep.verified
+    assert "SIMULATED" in rep.verdict and "ACME-2024-000123" in rep.verdict
+
+
+def test_a_replayed_logger_is_named_replayed_not_simulated() -> None:
+    ident = LoggerIdentity("REP-0001", Generation.GEN2, "2.1.0", replayed=True)
+    store = MemoryStore(serial=ident.serial)
+    store.append(Event(0, EventKind.POWER_ON))
+    rep = verify_logfile(pull_logfile(simulated_credentials(ident), ident, store, device_ms=1))
+    assert rep.status == "simulated" and rep.markers == ("REPLAYED",)
+    assert "REPLAYED logger" in rep.verdict and "SIMULATED logger" not in rep.verdict
+    assert any("REPLAYED logger" in w for w in rep.warnings)
+    assert not any("SIMULATED" in w for w in rep.warnings)
 
 
 def test_real_logger_with_a_throwaway_production_root() -> None:
@@ -69,6 +99,8 @@ def test_real_logger_with_a_throwaway_production_root() -> None:
                         nonce=b"\x01" * 16)
     rep = verify_logfile(data, trust=[prod.public_only()], expected_nonce=b"\x01" * 16)
     assert rep.status == "verified", rep.problems
+    assert rep.exit_code == 0 and rep.accepted() and rep.verdict.startswith("VERIFIED EVIDENCE")
+    assert "latest pull requested" in rep.verdict
     assert rep.authority == "production" and rep.warnings == []
     assert rep.streams[0].oldest_on_device == 7  # 11 records, ring of 4
     assert rep.clock_jumps[0]["jump_ms"] == 4_000
@@ -82,11 +114,13 @@ def test_unsigned_and_gen1_and_unreadable_have_their_own_status() -> None:
     store.append(Event(0, EventKind.POWER_ON))
     unsigned = verify_logfile(pull_logfile(None, ident, store, device_ms=1))
     assert unsigned.status == "unsigned" and unsigned.exit_code == 3
+    assert unsigned.verdict.startswith("NOT EVIDENCE (UNSIGNED)")
     g1 = LoggerIdentity("G1-0001", Generation.GEN1, "1.0")
     gen1 = verify_logfile(write_gen1(g1, [Event(0, EventKind.POWER_ON)]))
     assert gen1.status == "unsigned" and gen1.generation == 1
     bad = verify_logfile(b"\x89SLOG\r\n\x1a\x02")
     assert bad.status == "unreadable" and bad.exit_code == 4 and bad.problems[0].offset == 9
+    assert bad.verdict.startswith("NOT EVIDENCE (UNREADABLE)")
 
 
 def _corpus() -> list[TamperCase]:
@@ -123,7 +157,8 @@ def test_every_tamper_kind_is_in_the_corpus_and_detected() -> None:
 def test_tampering_is_named(kind: str, problem: str) -> None:
     case = next(c for c in _corpus() if c.kind == kind)
     rep = verify_logfile(case.data, expected_nonce=case.expected_nonce)
-    assert rep.status == "tampered"
+    assert rep.status == "tampered" and rep.exit_code == 5
+    assert rep.verdict.startswith("NOT EVIDENCE (TAMPERED)")
     assert problem in rep.problem_kinds(), (case.where, rep.problems)
 
 
@@ -143,7 +178,7 @@ def test_bit_flip_names_the_record_and_byte() -> None:
 
 def test_min_pull_counter_catches_an_old_pull() -> None:
     older, _, _ = pulls()
-    assert verify_logfile(older, min_pull_counter=1).status == "verified"
+    assert verify_logfile(older, min_pull_counter=1).status == "simulated"
     rep = verify_logfile(older, min_pull_counter=2)
     assert rep.status == "tampered" and "stale_pull" in rep.problem_kinds()
 
@@ -152,7 +187,7 @@ def test_verify_accepts_a_path(tmp_path: Path) -> None:
     _, latest, _ = pulls()
     path = tmp_path / "b07.slog"
     path.write_bytes(latest)
-    assert verify_logfile(str(path)).status == "verified"
+    assert verify_logfile(str(path)).status == "simulated"
     assert verify_logfile(str(path) + ".missing").status == "unreadable"
 
 

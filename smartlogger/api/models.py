@@ -201,7 +201,7 @@ class Logfile(TenantScoped, Base):
                                                 index=True)
     block_position: Mapped[int] = mapped_column(Integer, default=0)  # from the file, 0 = not set
     format_version: Mapped[str] = mapped_column(String(10), default="")
-    verification_status: Mapped[str] = mapped_column(String(20))  # verified/unsigned/tampered/unreadable
+    verification_status: Mapped[str] = mapped_column(String(20))  # verified/simulated/unsigned/tampered/unreadable
     verification: Mapped[dict[str, Any]] = mapped_column(default=dict)  # VerifyReport.to_dict()
     uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     uploaded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -210,8 +210,9 @@ class LogfileSchema(ma.Schema):
     block_position = f.Integer()
     format_version = f.String()
     verification_status = f.String(metadata={
-        "description": "verified | unsigned | tampered; unreadable once the check job found sample payloads "
-                       "that do not decode"})
+        "description": "verified (hardware evidence) | simulated (an intact file of a SIMULATED/REPLAYED "
+                       "logger: never evidence) | unsigned | tampered; unreadable once the check job "
+                       "found sample payloads that do not decode (docs/EVIDENCE.md)"})
     uploaded_by = f.Integer(allow_none=True)
     uploaded_at = f.DateTime()
     created = f.Boolean(metadata={"description": "false when the same bytes were already here"})

@@ -154,15 +154,25 @@ def _offset_text(offset_ms: float) -> str:
               help="Scan at most this long (a bare number is seconds).")
 @click.option("--retries", default=4, show_default=True, type=click.IntRange(0, 50))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress bars.")
+@click.option("--trust", "trust_file", type=click.Path(dir_okay=False), envvar="SMARTLOGGER_TRUST_FILE",
+              show_envvar=True, help="Trust list (TOML) for verifying each pulled logfile "
+                                     "(see `smartlogger logfile verify --trust`).")
 @_virtual
 @_sim_blocks
 @_adapter
 def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, full: bool,
-         scan_timeout: float, retries: int, as_json: bool, virtual: bool, sim_blocks: int,
-         adapter: str | None) -> None:
-    """Pull SERIAL, or every logger with --all, into OUT as logfiles."""
+         scan_timeout: float, retries: int, as_json: bool, trust_file: str | None, virtual: bool,
+         sim_blocks: int, adapter: str | None) -> None:
+    """Pull SERIAL, or every logger with --all, into OUT as logfiles.
+
+    Each logfile is verified once it is on disk; only then is the logger told its records
+    were read (so `ble reset` is refused for a logger whose pull was not saved and verified).
+    """
+    from smartlogger.logfile.trust import load_trust
+
     if bool(serial) == pull_all:
         raise click.UsageError("give either SERIAL or --all")
+    trust = load_trust(trust_file) if trust_file else None
 
     async def body(b: dict[str, Any]) -> fb.FleetOutcome:
         found = await fb.scan(scan_timeout, backend=b["scanner"], backend_kwargs=b["kwargs"],
@@ -173,7 +183,7 @@ def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, fu
                      or (f.name is not None and serial.startswith(f.name))]
             if not found:
                 raise TransportError("not found in a scan", serial=serial)
-        options = fb.PullOptions(full=full, retries=retries, backend=b["client"],
+        options = fb.PullOptions(full=full, retries=retries, trust=trust, backend=b["client"],
                                  backend_kwargs=b["kwargs"])
         if as_json:
             return await fb.pull_many(found, out_dir, options, concurrency=concurrency)
@@ -182,13 +192,23 @@ def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, fu
     outcome = _run(virtual, sim_blocks, body, adapter)
     if as_json:
         click.echo(json.dumps({
-            "pulled": {s: {"records": len(r.streams[0].records), "verified": r.verified,
+            "pulled": {s: {"records": len(r.streams[0].records), "file": str(r.path),
+                           "status": r.status, "verified": r.status == "verified",
+                           "transfer_complete": r.verified, "marked_read": r.marked_read,
                            "connections": r.connections,
                            "clock_offset_ms": r.clocks[-1].offset_ms if r.clocks else None}
                        for s, r in sorted(outcome.results.items())},
             "failed": outcome.failures}, indent=1))
     else:
         click.echo(f"{len(outcome.results)} pulled into {out_dir}, {len(outcome.failures)} failed")
+        by_status: dict[str, list[str]] = {}
+        for s, r in sorted(outcome.results.items()):
+            by_status.setdefault(r.status or "not saved", []).append(s)
+        for status, serials in sorted(by_status.items()):
+            note = {"verified": "hardware evidence",
+                    "simulated": "SIMULATED/REPLAYED loggers: intact, not evidence",
+                    "unsigned": "nothing signed them: not evidence"}.get(status, "NOT marked read: no reset")
+            click.echo(f"  {status}: {len(serials)} ({note})")
         for name, why in sorted(outcome.failures.items()):
             click.echo(f"  {name}: {why}", err=True)
     if outcome.failures:
@@ -212,7 +232,7 @@ async def _pull_with_progress(found: list[Any], out_dir: Path, options: Any,
         def on_done(serial: str, result: Any, error: str | None) -> None:
             bars.advance(overall)
             if serial in tasks:
-                note = "failed" if error else ("verified" if result.verified else "UNVERIFIED")
+                note = "failed" if error else (result.status or "not saved")
                 bars.update(tasks[serial], note=note)
 
         return await fb.pull_many(found, out_dir, options, concurrency=concurrency,
@@ -228,7 +248,11 @@ async def _pull_with_progress(found: list[Any], out_dir: Path, options: Any,
 @_adapter
 def reset(serial: str, scan_timeout: float, virtual: bool, sim_blocks: int,
           adapter: str | None) -> None:
-    """Reset SERIAL for reuse; the logger refuses unless everything was pulled and verified."""
+    """Reset SERIAL for reuse; the logger refuses unless everything was pulled, saved and verified.
+
+    "Verified" here: `ble pull` wrote the logfile and found its content intact (verified,
+    simulated or unsigned) before telling the logger its records were read.
+    """
     async def body(b: dict[str, Any]) -> None:
         found = [f for f in await fb.scan(scan_timeout, backend=b["scanner"],
                                           backend_kwargs=b["kwargs"], until_name=serial)

@@ -83,6 +83,8 @@ def _print_summary(console: object, summary: DemoSummary) -> None:
     console.print()
     console.print(f"[bold]String result[/]  (SIMULATED data - {summary.options['blocks']} blocks, "
                   f"load {summary.options['load']})")
+    console.print(f"  logfiles: {f['verified_simulated']} intact, verified as SIMULATED "
+                  "(like `smartlogger logfile verify --allow-simulated`): not evidence from real hardware")
     console.print(f"  discharge: {f['discharge_h']:.2f} h, ended by {f['end_reason'].replace('_', ' ')}")
     for warning in f.get("warnings", []):
         console.print(f"  [yellow]note:[/] {escape(warning)}")

@@ -106,7 +106,8 @@ def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolu
                                   evidence=inputs.evidence, tz=tz, chart_points=chart_points,
                                   progress=progress, compresslevel=6 if compact else 1)
         _report(out, started, as_json, kind="logger", serial=inputs.series.identity.serial,
-                samples=len(inputs.series.t_ms), verified=inputs.evidence.verified)
+                samples=len(inputs.series.t_ms), verified=inputs.evidence.verified,
+                evidence=inputs.evidence.evidence_status)
     else:
         from smartlogger.export.string_report import write_string_report
 

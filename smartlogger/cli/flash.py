@@ -20,6 +20,7 @@ import numpy as np
 from rich.progress import Progress
 
 from smartlogger.device.blackbox import BlackboxStore
+from smartlogger.export.celltext import csv_row
 from smartlogger.model import (
     ClockSet,
     ConfigChange,
@@ -96,7 +97,7 @@ def flash_read(image: str, output: str, as_json: bool) -> None:
         sf.write(f"# serial={ident.serial} markers={'+'.join(ident.markers) or 'none'}\n")
         sf.write("time_utc,voltage_v,temperature_c\n")
         for seq, rec in _records_with_progress(store, progress):
-            w.writerow(_row("main", seq, rec))
+            w.writerow(csv_row(_row("main", seq, rec)))
             if isinstance(rec, SampleBlock) and len(rec):
                 t = rec.start_ms + np.arange(len(rec), dtype=np.int64) * rec.interval_ms
                 iso = np.datetime_as_string(t.astype("datetime64[ms]"), unit="ms")
@@ -104,7 +105,7 @@ def flash_read(image: str, output: str, as_json: bool) -> None:
                               for s, v, d in zip(iso.tolist(), rec.mv, rec.dc, strict=True))
                 n_samples += len(rec)
         for seq, rec in store.summary_records():
-            w.writerow(_row("summary", seq, rec))
+            w.writerow(csv_row(_row("summary", seq, rec)))
     from smartlogger.logfile.format import build_logfile
 
     streams = [list(store.raw_records(0)), list(store.raw_records(1))]

@@ -1,7 +1,10 @@
 """``smartlogger logfile``: inspect, verify and convert logfiles (thin wrappers over smartlogger.logfile).
 
-Exit codes of ``verify``: 0 verified, 3 unsigned (gen-1 or no signature), 4 unreadable,
-5 tampered (any failed check, including an untrusted certificate or a stale pull).
+Exit codes of ``verify``: 0 verified (hardware evidence: a trusted production certificate and
+every check passed), 3 unsigned (gen-1 or no signature), 4 unreadable, 5 tampered (any failed
+check, including an untrusted certificate or a stale pull), 6 simulated (an intact file of a
+SIMULATED/REPLAYED logger; ``--allow-simulated`` accepts it). For several files the most severe
+status that was not accepted decides (tampered, unreadable, unsigned, simulated).
 """
 
 from __future__ import annotations
@@ -18,7 +21,16 @@ import click
 from smartlogger.errors import LogfileError
 from smartlogger.logfile.convert import clock_observations, convert, load_events
 from smartlogger.logfile.format import read_logfile
-from smartlogger.logfile.verify import EXIT_CODES, verify_logfile
+from smartlogger.logfile.trust import TRUST_ENV, load_trust, trust_toml
+from smartlogger.logfile.verify import EXIT_CODES, VerifyReport, verify_logfile
+
+#: Most severe first: the exit code of several files is that of the worst one not accepted.
+_SEVERITY = ("tampered", "unreadable", "unsigned", "simulated")
+
+trust_option = click.option(
+    "--trust", "trust_file", type=click.Path(dir_okay=False), envvar=TRUST_ENV, show_envvar=True,
+    help="Trust list (TOML) of the certificate authorities to accept; default: the manufacturer's "
+         "production root (`smartlogger logfile trust` prints it).")
 
 
 def _iso(ms: int | None) -> str:
@@ -85,12 +97,16 @@ def info(file: str, as_json: bool) -> None:
               help="Print the report as one JSON object (a list of them for several files).")
 @click.option("--expected-nonce", help="Hex nonce of the pull that must be the latest.")
 @click.option("--min-pull", type=int, help="Highest pull counter already known for this logger.")
-def verify(files: tuple[str, ...], as_json: bool, expected_nonce: str | None, min_pull: int | None) -> None:
-    """Verify FILES (logfiles, or folders of them): signature, chain, continuity, truncation,
-    splices, freshness.
+@trust_option
+@click.option("--allow-simulated", is_flag=True,
+              help="Also exit 0 for intact files of SIMULATED/REPLAYED loggers (never evidence).")
+def verify(files: tuple[str, ...], as_json: bool, expected_nonce: str | None, min_pull: int | None,
+           trust_file: str | None, allow_simulated: bool) -> None:
+    """Verify FILES (logfiles, or folders of them) as evidence: certificate, signatures, chain,
+    continuity, truncation, splices, freshness.
 
-    Exit 0 only when every file is verified; otherwise the worst status decides:
-    3 unsigned, 4 unreadable, 5 tampered.
+    Exit 0 only when every file is hardware evidence (verified); otherwise the worst status
+    decides: 5 tampered, 4 unreadable, 3 unsigned, 6 simulated (accepted with --allow-simulated).
     """
     paths: list[str] = []
     for f in files:
@@ -111,19 +127,36 @@ def verify(files: tuple[str, ...], as_json: bool, expected_nonce: str | None, mi
             nonce = bytes.fromhex(expected_nonce)
         except ValueError:
             raise click.BadParameter("not hex", param_hint="--expected-nonce") from None
-    reports = [verify_logfile(f, expected_nonce=nonce, min_pull_counter=min_pull) for f in paths]
+    trust = load_trust(trust_file) if trust_file else None
+    reports = [verify_logfile(f, trust=trust, expected_nonce=nonce, min_pull_counter=min_pull) for f in paths]
+    refused = {r.status for r in reports if not r.accepted(allow_simulated=allow_simulated)}
+    code = next((EXIT_CODES[s] for s in _SEVERITY if s in refused), 0)
     if as_json:
-        docs = [r.to_dict() for r in reports]
+        docs = [{**r.to_dict(), "accepted": r.accepted(allow_simulated=allow_simulated),
+                 "exit_code": 0 if r.accepted(allow_simulated=allow_simulated) else r.exit_code}
+                for r in reports]
         click.echo(json.dumps(docs[0] if len(files) == 1 and len(paths) == 1 else docs, indent=2))
     else:
         for file, report in zip(paths, reports, strict=True):
-            _print_report(file, report)
-    sys.exit(max(EXIT_CODES[r.status] for r in reports))
+            _print_report(file, report, allow_simulated)
+    sys.exit(code)
 
 
-def _print_report(file: str, report: Any) -> None:
+@logfile.command("trust")
+def trust_cmd() -> None:
+    """Print the default trust list (TOML): a starting point for a --trust file."""
+    click.echo(trust_toml(), nl=False)
+
+
+def _print_report(file: str, report: VerifyReport, allow_simulated: bool = False) -> None:
+    click.echo(f"{report.status.upper()}: {file}")
+    click.echo(f"  {report.verdict}")
+    if report.status == "simulated" and allow_simulated:
+        click.echo("  accepted as simulated data (--allow-simulated): not evidence from real hardware")
     markers = f" [{', '.join(report.markers)}]" if report.markers else ""
-    click.echo(f"{file}: {report.status.upper()}  {report.serial}{markers}")
+    if report.serial:
+        click.echo(f"  logger {report.serial}{markers}, generation {report.generation}, "
+                   f"firmware {report.firmware}")
     if report.authority:
         click.echo(f"  certificate: {report.authority} authority, device key {report.device_key}")
     for st in report.streams:

@@ -65,13 +65,18 @@ def evidence_from_report(report: object, file: str) -> EvidenceRow:
         raise TypeError("report must be a VerifyReport")
     status = report.status
     if report.verified:
-        by = f" ({report.authority} authority)" if report.authority else ""
-        result = f"verified: signature valid{by}, chain intact"
+        result = "VERIFIED: hardware evidence (production authority), signatures valid, chain intact"
+    elif status == "simulated":
+        result = (f"SIMULATED: intact, certified by the TEST authority ({report.provenance} logger): "
+                  "not evidence")
+    elif status == "unsigned":
+        result = "UNSIGNED: intact as far as can be seen, but nothing signed it: not evidence"
     else:
         kinds = ", ".join(sorted(report.problem_kinds())) or status
-        result = f"{status.upper()}: {kinds}"
+        result = f"{status.upper()}: {kinds}: not evidence"
     details: list[tuple[str, str]] = [
         ("Status", status),
+        ("Verdict", report.verdict),
         ("Signed", "yes" if report.signed else "no"),
         ("Certificate", _yes_no(report.certificate_valid)),
         ("Signatures", _yes_no(report.signatures_valid)),
@@ -93,7 +98,8 @@ def evidence_from_report(report: object, file: str) -> EvidenceRow:
         details.append(("Warning", w))
     return EvidenceRow(file=file, sha256=report.sha256, serial=report.serial, verified=report.verified,
                        result=result, key_fingerprint=report.device_key or "",
-                       markers=tuple(report.markers), details=tuple(details))
+                       markers=tuple(report.markers), details=tuple(details), status=status,
+                       verdict=report.verdict)
 
 
 def _yes_no(v: bool | None) -> str:

@@ -27,6 +27,7 @@ from openpyxl.chart import BarChart, LineChart, Reference, ScatterChart, Series
 from openpyxl.chart.series import XYSeries
 from openpyxl.utils import get_column_letter, quote_sheetname
 
+from smartlogger.export.celltext import sheet_text
 from smartlogger.export.sheetstream import Column, NumericSheet, add_numeric_sheet
 from smartlogger.model import Level, Quantity, Side, Thresholds
 
@@ -132,7 +133,7 @@ def time_chart(title: str, y_title: str, x_title: str, *, x_min: float, x_max: f
     ``y_range`` fixes the value axis (see ``nice_range``); None lets the viewer scale.
     """
     chart = ScatterChart()
-    chart.title = title
+    chart.title = sheet_text(title)  # titles carry labels and test ids from data
     chart.style = 2
     chart.scatterStyle = "line"
     chart.height = CHART_H_CM
@@ -193,7 +194,7 @@ def nice_range(values: Sequence[float], margin: float = 0.05) -> tuple[float, fl
 def add_line(chart: ScatterChart, x_ref: str, y_ref: str, title: str, colour: str, *,
              width_pt: float = DATA_LINE_PT, dash: str | None = None) -> XYSeries:
     """Add a straight line series without markers."""
-    s: XYSeries = Series(y_ref, xvalues=x_ref, title=title)
+    s: XYSeries = Series(y_ref, xvalues=x_ref, title=sheet_text(title))
     s.marker.symbol = "none"
     s.smooth = False
     line = s.graphicalProperties.line
@@ -252,7 +253,7 @@ def capacity_bar_chart(table: ChartTable, positions: Sequence[str], capacity_pct
     lim_ref = table.add(f"{limit_pct:g} % limit", [limit_pct] * n)
     bar = BarChart()
     bar.type = "col"
-    bar.title = title
+    bar.title = sheet_text(title)
     bar.style = 2
     bar.height = CHART_H_CM
     bar.width = CHART_W_CM

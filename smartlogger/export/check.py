@@ -5,7 +5,9 @@ openpyxl (an independent reader: it parses the package our writer produced)
 and reports every chart, each series' ranges, whether those ranges exist and
 hold numbers, and the line colour of each threshold series (warning = orange,
 alarm = red). Used by the tests and available to callers that want to refuse
-a broken export before it is mailed to a customer.
+a broken export before it is mailed to a customer. ``formula_cells`` lists every
+cell formula in a package (our workbooks have none: text from data is never a
+formula, see ``export.celltext``); ``check_workbook`` reports each as a problem.
 
 Does not render anything; LibreOffice conversion lives in the tests.
 """
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
+from xml.etree import ElementTree
 
 from openpyxl import load_workbook
 from openpyxl.utils.cell import range_to_tuple
@@ -119,11 +123,35 @@ def inspect_workbook(path: str | os.PathLike[str]) -> WorkbookInfo:
     return info
 
 
+_MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+
+
+def formula_cells(path: str | os.PathLike[str]) -> list[str]:
+    """Every cell holding a formula, as ``part!A1`` (``part`` = the sheet's file in the package).
+
+    Reads the sheet XML itself (not through openpyxl), so it sees exactly what a spreadsheet
+    program would evaluate."""
+    found: list[str] = []
+    with zipfile.ZipFile(path) as z:
+        for part in sorted(n for n in z.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml")):
+            with z.open(part) as fh:
+                ref = ""
+                for event, el in ElementTree.iterparse(fh, events=("start", "end")):
+                    if event == "start" and el.tag == f"{_MAIN_NS}c":
+                        ref = el.get("r", "?")
+                    elif event == "end" and el.tag == f"{_MAIN_NS}f":
+                        found.append(f"{part}!{ref}")
+                    elif event == "end" and el.tag == f"{_MAIN_NS}row":
+                        el.clear()  # large Data sheets: keep memory flat
+    return found
+
+
 def check_workbook(path: str | os.PathLike[str]) -> list[str]:
     """Problems found (empty = fine): dangling or empty chart ranges, threshold series
-    in the wrong colour."""
+    in the wrong colour, any cell formula (text from data must never be one)."""
     info = inspect_workbook(path)
     problems = list(info.problems)
+    problems += [f"formula cell {ref}" for ref in formula_cells(path)]
     for ch in info.charts:
         for s in ch.series:
             t = s.title.lower()

@@ -9,6 +9,7 @@ long format: one row per sample and logger). Workbooks cap what a sheet can hold
   serial, units and provenance markers in the file's key/value metadata.
 - CSV is for people: local time (ISO 8601 with offset), volts and degrees C,
   plus ``t_ms`` for exactness. A ``#`` comment line states serial and markers.
+  Text is never a formula (``export.celltext.csv_text``).
 
 The format follows the file suffix (``.csv``, ``.parquet``/``.pq``).
 """
@@ -26,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from smartlogger.errors import ExportError
+from smartlogger.export.celltext import csv_text
 from smartlogger.export.inputs import SampleSeries
 from smartlogger.export.timeaxis import SiteTime
 
@@ -73,7 +75,7 @@ def _csv_frame(series: SampleSeries, site: SiteTime, with_serial: bool) -> pd.Da
         "t_ms": t,
     })
     if with_serial:
-        frame.insert(0, "serial", series.identity.serial)
+        frame.insert(0, "serial", csv_text(series.identity.serial))
     return frame
 
 
@@ -103,7 +105,7 @@ def write_samples_many(path: str | os.PathLike[str], series: Sequence[SampleSeri
         else:
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 marks = sorted({m for s in series for m in s.identity.markers})
-                serials = ", ".join(s.identity.serial for s in series[:10])
+                serials = ", ".join(csv_text(s.identity.serial) for s in series[:10])
                 more = f" (+{len(series) - 10} more)" if len(series) > 10 else ""
                 fh.write(f"# smartlogger samples; loggers: {serials}{more}; "
                          f"markers: {', '.join(marks) or 'none'}; time zone: {site.name}\n")

@@ -116,10 +116,10 @@ def example_string_test(n_blocks: int = 24, *, duration_s: int = 3 * 3600, rate_
                                         int(t_ms[hot[0]]), int(t_ms[hot[-1]]), int(dc.max()),
                                         th.t_high_warn_dc, pos))
         digest = hashlib.sha256(mv.tobytes() + dc.tobytes()).hexdigest()
-        evidence.append(EvidenceRow(f"{serial}.slog", digest, serial, True,
-                                    "signature valid (test authority); chain complete; no gaps",
+        evidence.append(EvidenceRow(f"{serial}.slog", digest, serial, False,
+                                    "SIMULATED: intact, certified by the TEST authority: not evidence",
                                     hashlib.sha256(serial.encode()).hexdigest()[:32],
-                                    ident.markers))
+                                    ident.markers, status="simulated"))
     caps = [b.capacity_pct for b in blocks if b.capacity_pct is not None]
     weakest = [b.position for b in sorted(blocks, key=lambda b: b.capacity_pct or 0.0)[:3]]
     string_cap = min(caps) if caps else None

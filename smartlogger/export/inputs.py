@@ -139,8 +139,11 @@ class ExceedanceRow:
 class EvidenceRow:
     """Evidence facts of one logfile (shown on the Summary/Evidence sheets).
 
-    ``verified`` is the overall verdict of ``verify``; ``details`` are its
-    individual findings as label/value pairs (signature, chain, gaps, ...).
+    ``status`` is the verdict of ``verify`` (verified, simulated, unsigned, tampered,
+    unreadable); ``verified`` is true only for hardware evidence. ``verdict`` is the
+    one-sentence statement; ``details`` are the individual findings as label/value
+    pairs (signature, chain, gaps, ...). ``used`` says whether the analysis used the
+    file's data (False: excluded, ``excluded_because`` says why).
     """
 
     file: str
@@ -151,6 +154,14 @@ class EvidenceRow:
     key_fingerprint: str = ""
     markers: tuple[str, ...] = ()
     details: tuple[tuple[str, str], ...] = ()
+    status: str = ""
+    verdict: str = ""
+    used: bool = True
+    excluded_because: str = ""
+
+    @property
+    def evidence_status(self) -> str:
+        return self.status or ("verified" if self.verified else "not verified")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ and red (alarm) fills, the provenance banner for SIMULATED/REPLAYED data, and
 safe sheet names. Rows are appended in order (write-only sheets cannot go
 back), so helpers take the sheet and return nothing but what callers need.
 
+Every string goes through ``cell`` (``TextSheet.append`` wraps bare values), which
+writes it as text, never as a formula (``export.celltext``): labels, site names and
+test ids come from logfiles and users.
+
 Does not own charts (``export.charts``) or bulk numeric sheets
 (``export.sheetstream``).
 """
@@ -25,6 +29,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet.properties import PageSetupProperties
 
+from smartlogger.export.celltext import formula_like, sheet_text
 from smartlogger.model import Level
 
 #: Fills: yellow = warning (slight/brief), red = alarm (massive/long), green = fine.
@@ -60,7 +65,8 @@ class TextSheet(WriteOnlyWorksheet):  # type: ignore[misc]
         self.rows_written = 0
 
     def append(self, row: Any) -> None:
-        super().append(row)
+        # A bare string would become a formula if it starts with "=": make every one a text cell.
+        super().append([cell(self, v) if isinstance(v, str) else v for v in row])
         self.rows_written += 1
 
 
@@ -83,20 +89,36 @@ def level_fill(level: Level | str | None) -> PatternFill | None:
     return None
 
 
+def evidence_fill(status: str) -> PatternFill:
+    """Green for hardware evidence, yellow for intact data that is not evidence (simulated,
+    unsigned), red for data that must not be relied on (tampered, unreadable, excluded)."""
+    if status == "verified":
+        return OK_FILL
+    if status in ("simulated", "unsigned"):
+        return WARNING_FILL
+    return ALARM_FILL
+
+
 def cell(ws: WriteOnlyWorksheet, value: Any, *, font: Font | None = None, fill: PatternFill | None = None,
          number_format: str | None = None, border: bool = False, wrap: bool = False,
          align: str | None = None) -> WriteOnlyCell:
-    """A write-only cell with the given look.
+    """A write-only cell with the given look; a string is always a text cell, never a formula.
 
     Style lookups in openpyxl cost ~40 us per attribute; a table of thousands of
     exceedances would spend seconds there, so the resolved style of each look is
     cached per workbook and copied onto new cells.
     """
+    quote = False
+    if isinstance(value, str):
+        value = sheet_text(value)
+        quote = formula_like(value)
     c = WriteOnlyCell(ws, value=value)
+    if isinstance(value, str):
+        c.data_type = "s"  # openpyxl would store a leading "=" as a formula
     if number_format is None and isinstance(value, dt.datetime):
         number_format = DATETIME_FORMAT
-    look = (font, fill, number_format, border, wrap, align)
-    if look == (None, None, None, False, False, None):
+    look = (font, fill, number_format, border, wrap, align, quote)
+    if look == (None, None, None, False, False, None, False):
         return c
     # The cache lives on the workbook: style ids index that workbook's style tables.
     cache: dict[tuple[object, ...], StyleArray] = ws.parent.__dict__.setdefault("_sl_style_cache", {})
@@ -112,6 +134,8 @@ def cell(ws: WriteOnlyWorksheet, value: Any, *, font: Font | None = None, fill: 
             c.border = GRID
         if wrap or align:
             c.alignment = Alignment(wrap_text=wrap, horizontal=align, vertical="top")
+        if quote:
+            c.quotePrefix = True  # retyping the cell in a spreadsheet keeps it text
         cache[look] = StyleArray(c._style)
     else:
         c._style = StyleArray(cached)
@@ -181,8 +205,8 @@ def table(ws: WriteOnlyWorksheet, headers: Sequence[str], rows: Iterable[Sequenc
 
 
 def sheet_name(text: str, taken: set[str]) -> str:
-    """A valid, unique sheet name (<= 31 chars, none of []:*?/\\), recorded in ``taken``."""
-    base = _BAD_SHEET_CHARS.sub("-", text).strip("'")[:31] or "Sheet"
+    """A valid, unique sheet name (<= 31 chars, none of []:*?/\\ or quotes), recorded in ``taken``."""
+    base = _BAD_SHEET_CHARS.sub("-", sheet_text(text)).replace("'", "-")[:31] or "Sheet"
     name = base
     k = 2
     while name.lower() in taken:

@@ -204,12 +204,14 @@ def evidence_rows(ev: EvidenceRow | None) -> tuple[list[tuple[str, object]], dic
         return [("Verification", "not verified (no logfile given)")], {}
     rows: list[tuple[str, object]] = [
         ("Verification", ev.result),
+        ("Evidence status", ev.evidence_status),
         ("Logfile", ev.file),
         ("SHA-256", ev.sha256),
         ("Key fingerprint", ev.key_fingerprint or "-"),
     ]
     rows += list(ev.details)
-    return rows, {"Verification": L.OK_FILL if ev.verified else L.ALARM_FILL}
+    fill = L.evidence_fill(ev.evidence_status)
+    return rows, {"Verification": fill, "Evidence status": fill}
 
 
 def stats_rows(series: SampleSeries, site: SiteTime) -> list[list[object]]:

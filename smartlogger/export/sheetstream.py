@@ -17,7 +17,9 @@ sheet back with openpyxl and convert to PDF with LibreOffice to prove the parts
 are valid.
 
 Cell references (``r``) are written on every row and cell even though the
-format makes them optional: some readers mis-place cells without them.
+format makes them optional: some readers mis-place cells without them. The only
+text cells are the headers: inline strings (never formulas), XML-safe
+(``export.celltext``), since they carry serials and block names.
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.packaging.relationship import RelationshipList
 from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
+from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.writer.excel import ExcelWriter
 
 from smartlogger.errors import ExportError
+from smartlogger.export.celltext import sheet_text
 
 SHEET_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 
@@ -142,7 +145,7 @@ class NumericSheet(WriteOnlyWorksheet):  # type: ignore[misc]
     def ref(self, col: int, first_row: int, last_row: int) -> str:
         """An absolute A1 range of column ``col`` (1-based) for chart references."""
         letter = get_column_letter(col)
-        return f"'{self.title}'!${letter}${first_row}:${letter}${last_row}"
+        return f"{quote_sheetname(self.title)}!${letter}${first_row}:${letter}${last_row}"
 
     def append(self, row: Any) -> None:
         raise ExportError(f"sheet {self.title!r} is a NumericSheet: rows come from its columns")
@@ -181,7 +184,7 @@ class NumericSheet(WriteOnlyWorksheet):  # type: ignore[misc]
         write("<sheetData>")
         hx = self._header_xf
         write('<row r="1">' + "".join(
-            f'<c r="{get_column_letter(i)}1" s="{hx}" t="inlineStr"><is><t>{escape(c.header)}</t></is></c>'
+            f'<c r="{get_column_letter(i)}1" s="{hx}" t="inlineStr"><is><t>{escape(sheet_text(c.header))}</t></is></c>'
             for i, c in enumerate(cols, 1)) + "</row>")
         self._write_body(write)
         write("</sheetData>")

@@ -183,17 +183,20 @@ def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[
 
 
 def write_evidence(ws: L.TextSheet, evidence: Sequence[EvidenceRow]) -> None:
-    L.set_widths(ws, [18, 22, 68, 12, 50, 36, 14])
+    L.set_widths(ws, [18, 22, 68, 12, 50, 36, 14, 30])
     L.print_setup(ws)
     L.title(ws, "Evidence")
     if not evidence:
         ws.append([L.cell(ws, "No logfiles were verified for this report.")])
         return
-    L.table(ws, ["Serial", "Logfile", "SHA-256", "Verified", "Verification result", "Key fingerprint",
-                 "Markers"],
-            [[e.serial, e.file, e.sha256, "yes" if e.verified else "NO", e.result,
-              e.key_fingerprint or "-", ", ".join(e.markers) or "-"] for e in evidence],
-            row_fills=[None if e.verified else L.ALARM_FILL for e in evidence])
+    L.table(ws, ["Serial", "Logfile", "SHA-256", "Evidence", "Verification result", "Key fingerprint",
+                 "Markers", "Used in the analysis"],
+            [[e.serial, e.file, e.sha256, e.evidence_status, e.result,
+              e.key_fingerprint or "-", ", ".join(e.markers) or "-",
+              "yes" if e.used else f"NO: {e.excluded_because or 'excluded'}"] for e in evidence],
+            row_fills=[None if e.verified and e.used else L.evidence_fill(e.evidence_status if e.used
+                                                                          else "excluded")
+                       for e in evidence])
     details = [(e.serial, k, v) for e in evidence for k, v in e.details]
     if details:
         L.section(ws, "Verification details")

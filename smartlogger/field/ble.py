@@ -8,6 +8,12 @@ retries with backoff, the per-serial pull state that makes pulls incremental
 ("since my last pull"), recording the device clock against the phone clock,
 MARK_READ after a verified pull and the reset for reuse.
 
+"Pulled and verified" (the rule behind a reset for reuse): MARK_READ is sent only
+after the pull's logfile is on disk and ``logfile.verify`` found its content intact
+(``verified``, ``simulated`` or ``unsigned``; never ``tampered``); until then the logger
+keeps refusing a reset. The commit is the ``commit`` hook of ``pull_one``
+(``pull_many`` writes and verifies there, on the still-open connection).
+
 Talks to loggers only through ``bleak.BleakScanner``/``bleak.BleakClient``; the
 ``backend`` argument selects the transport (``None``: bleak's platform backend
 unchanged; ``field.ble_virtual.VirtualBleakClient``: the virtual radio).
@@ -25,10 +31,10 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.client import BaseBleakClient
@@ -39,6 +45,9 @@ from bleak.exc import BleakError
 from smartlogger.errors import TransportError
 from smartlogger.logfile import chain
 from smartlogger.protocol import ble as p
+
+if TYPE_CHECKING:
+    from smartlogger.logfile.evidence import Authority
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +134,15 @@ class PullResult:
     image_bytes: int = 0  # transfer image bytes received (including re-sent ones)
     certificate: bytes = b""  # the logger's certificate (logfile.evidence.Certificate bytes)
     attested_at_ms: int | None = None  # phone clock when the attestation was read
+    path: Path | None = None  # the logfile written for this pull (by the commit hook)
+    status: str = ""  # logfile.verify status of that file: verified, simulated, unsigned, tampered, ...
+    marked_read: bool = False  # the logger was told the pulled records are safe (enables a reset)
 
     @property
     def verified(self) -> bool:
-        """Every stream chained to its reported head (v1: CRC only, unsigned)."""
+        """The transfer is complete: every stream chained to its reported head (v1: CRC only).
+
+        Not evidence: ``status`` is the verdict on the written logfile (``logfile.verify``)."""
         return all(s.chain_ok for s in self.streams.values())
 
 
@@ -425,7 +439,8 @@ class PullOptions:
     connect_timeout_s: float = 10.0
     window: int = DEFAULT_WINDOW
     credit: int = DEFAULT_CREDIT
-    mark_read: bool = True  # tell the logger what was verified (enables a later reset)
+    mark_read: bool = True  # tell the logger what was saved and verified (enables a later reset)
+    trust: Sequence[Authority] | None = None  # trust list for verifying the written logfile
     backend: type[BaseBleakClient] | None = None
     backend_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -433,12 +448,21 @@ class PullOptions:
 Progress = Callable[[str, int, int], None]
 """progress(serial, bytes done, bytes total) for the current stream."""
 
+Commit = Callable[["PullResult"], bool]
+"""commit(result) -> keep: save the pull (and verify it) before the logger is told it was read."""
+
 
 async def pull_one(device: BLEDevice | str, state: PullState, options: PullOptions,
-                   progress: Progress | None = None) -> PullResult:
-    """Pull one logger with retries; resumes an interrupted transfer from its last ACK."""
+                   progress: Progress | None = None, *, commit: Commit | None = None) -> PullResult:
+    """Pull one logger with retries; resumes an interrupted transfer from its last ACK.
+
+    ``commit(result)`` runs while the logger is still connected, after every record and the
+    signed attestation arrived: it saves the pull and returns whether its content is intact.
+    Only then is MARK_READ sent (``options.mark_read``). Without ``commit`` nothing was saved,
+    so nothing is marked read and the logger keeps refusing a reset.
+    """
     attempt = 0
-    session = _PullSession(device, state, options, progress)
+    session = _PullSession(device, state, options, progress, commit)
     while True:
         try:
             return await session.run()
@@ -459,11 +483,12 @@ class _PullSession:
     """The state of pulling one logger across reconnects."""
 
     def __init__(self, device: BLEDevice | str, state: PullState, options: PullOptions,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, commit: Commit | None = None) -> None:
         self.device = device
         self.state = state
         self.options = options
         self.progress = progress
+        self.commit = commit
         self.connections = 1
         self.streams: dict[int, StreamPull] = {}
         self.clocks: list[ClockObservation] = []
@@ -514,14 +539,25 @@ class _PullSession:
             # The closing clock read brackets the transfer: drift over the pull is visible.
             _, clock = await _read_clock(client)
             self.clocks.append(clock)
+            result = PullResult(self.state.serial, address, info, version.version, self.streams,
+                                self.clocks, self.attestation, self.nonce, self.end, self.connections,
+                                self.image_bytes, self.certificate, self.attested_at_ms)
+            # Saved and verified first, then MARK_READ: a crash in between leaves the records
+            # unread on the logger (a reset stays refused), never read but lost.
+            keep = self.commit(result) if self.commit is not None else False
+            main = self.streams.get(p.STREAM_MAIN)
+            if (keep and version.version != p.PROTOCOL_V1 and self.options.mark_read
+                    and main is not None and main.chain_ok and main.head is not None):
+                result.marked_read = await self._mark_read(link, main.head)
+            elif self.commit is not None and not keep:
+                log.warning("%s: the pulled logfile is %s: not marked read, the logger keeps its "
+                            "records and refuses a reset", self.state.serial, result.status or "not saved")
         finally:
             link.close()
             with contextlib.suppress(Exception):
                 await client.disconnect()
         self.state.partial = None
-        return PullResult(self.state.serial, address, info, version.version, self.streams,
-                          self.clocks, self.attestation, self.nonce, self.end, self.connections,
-                          self.image_bytes, self.certificate, self.attested_at_ms)
+        return result
 
     async def _pull_v2(self, link: _Link, client: BleakClient, info: p.LoggerInfo) -> None:
         for _round in range(3):
@@ -542,9 +578,6 @@ class _PullSession:
                 break
             # The logger logged on while we pulled: fetch the new records and sign again.
             self.done_streams.clear()
-        main = self.streams[p.STREAM_MAIN]
-        if self.options.mark_read and main.chain_ok and main.head is not None:
-            await self._mark_read(link, main.head)
 
     def _from_seq(self, stream: int) -> int:
         if self.options.full:
@@ -613,11 +646,13 @@ class _PullSession:
         self.streams[p.STREAM_MAIN] = sp
         self.state.next_seq[p.STREAM_MAIN] = next_seq
 
-    async def _mark_read(self, link: _Link, head: p.ChainHead) -> None:
+    async def _mark_read(self, link: _Link, head: p.ChainHead) -> bool:
         await link.request(p.MarkRead(head.next_seq, head.hash))
         reply = await link.reply(STALL_S * 5)
         if isinstance(reply, p.Result) and not reply.ok:
             log.warning("%s: logger refused MARK_READ: %s", self.state.serial, reply.reason)
+            return False
+        return isinstance(reply, p.Result)
 
 
 def _load_partial(raw: dict[str, Any]) -> _Partial | None:
@@ -740,28 +775,36 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
                     ) -> FleetOutcome:
     """Pull every logger with at most ``concurrency`` connections at once.
 
-    Each result is written by ``write(result, out_dir)`` (default: ``write_logfile``)
-    and the per-serial pull state is saved only after the logfile is on disk.
+    Each result is written by ``write(result, out_dir)`` (default: ``write_logfile``) and
+    verified (``logfile.verify`` with ``options.trust``) before the logger is told its records
+    were read; the per-serial pull state is saved only after the logfile is on disk.
     """
+    from smartlogger.logfile.verify import verify_logfile
+
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     writer = write if write is not None else write_logfile
     sem = asyncio.Semaphore(concurrency)
     outcome = FleetOutcome()
 
+    def commit(result: PullResult) -> bool:
+        result.path = writer(result, out_dir)
+        report = verify_logfile(result.path, trust=options.trust)
+        result.status = report.status
+        return report.intact
+
     async def one(found: FoundLogger) -> None:
         serial = found.name or found.address
         async with sem:
             state = PullState.load(out_dir, serial)
             try:
-                result = await pull_one(found.device, state, options, progress)
+                result = await pull_one(found.device, state, options, progress, commit=commit)
             except PullError as err:
                 outcome.failures[serial] = str(err)
                 state.save(out_dir)
                 if on_done:
                     on_done(serial, None, str(err))
                 return
-            writer(result, out_dir)
             state.save(out_dir)
             outcome.results[result.serial] = result
             if on_done:

@@ -16,6 +16,12 @@ recomputes them still breaks the chain). See docs/EVIDENCE.md.
 chose for the pull it expects (``expected_nonce``), or the highest device pull
 counter it has seen for this logger (``min_pull_counter``; the counter is signed
 and only grows). Without either, the report says freshness is unchecked.
+
+The statuses (docs/EVIDENCE.md): ``verified`` only for a logger certified by a
+trusted *production* authority with every check passed; ``simulated`` for a
+consistent file of a SIMULATED/REPLAYED logger (certified by the TEST authority,
+whose key is public: never evidence); ``unsigned``, ``tampered``, ``unreadable``.
+Each has its own exit code; ``VerifyReport.verdict`` says it in a sentence.
 """
 
 from __future__ import annotations
@@ -37,12 +43,17 @@ from smartlogger.logfile.evidence import (
 )
 from smartlogger.logfile.format import Logfile, LogStream, read_logfile, stream_genesis
 from smartlogger.logfile.records import RecordType
+from smartlogger.logfile.trust import with_test_authority
 from smartlogger.model import ClockSet, ConfigChange
 
-Status = Literal["verified", "unsigned", "tampered", "unreadable"]
+Status = Literal["verified", "simulated", "unsigned", "tampered", "unreadable"]
 
-#: CLI exit code per status (``smartlogger logfile verify``).
-EXIT_CODES: Final[dict[str, int]] = {"verified": 0, "unsigned": 3, "unreadable": 4, "tampered": 5}
+#: CLI exit code per status (``smartlogger logfile verify``). Only hardware evidence exits 0;
+#: ``--allow-simulated`` also accepts ``simulated``.
+EXIT_CODES: Final[dict[str, int]] = {"verified": 0, "unsigned": 3, "unreadable": 4, "tampered": 5,
+                                     "simulated": 6}
+#: The statuses of a file whose content is intact (it may be used, with its status shown).
+INTACT: Final = ("verified", "simulated", "unsigned")
 
 
 @dataclass(frozen=True)
@@ -100,11 +111,58 @@ class VerifyReport:
 
     @property
     def verified(self) -> bool:
+        """Hardware evidence: a trusted production certificate and every check passed."""
         return self.status == "verified"
+
+    @property
+    def intact(self) -> bool:
+        """The content is the logger's own (verified, simulated or unsigned): usable, status shown."""
+        return self.status in INTACT
+
+    @property
+    def provenance(self) -> str:
+        """What kind of logger the file claims: "SIMULATED", "REPLAYED", both, or "hardware"."""
+        return " + ".join(self.markers) if self.markers else "hardware"
 
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.status]
+
+    def accepted(self, *, allow_simulated: bool = False) -> bool:
+        """Does a caller asking for evidence (or, with ``allow_simulated``, also simulated data) take it?"""
+        return self.status == "verified" or (allow_simulated and self.status == "simulated")
+
+    @property
+    def verdict(self) -> str:
+        """The verdict in one sentence a lawyer can read (first line of ``logfile verify``)."""
+        who = f"logger {self.serial}" if self.serial else "the logger"
+        if self.status == "verified":
+            pull = f" at its pull #{self.latest_pull['counter']}" if self.latest_pull else ""
+            fresh = ("; it is the latest pull requested" if self.freshness == "checked" else
+                     "; whether a newer pull exists was not checked")
+            return (f"VERIFIED EVIDENCE: the complete, unaltered log of {who} as the logger signed "
+                    f"it{pull}, with a device key certified by the manufacturer's production root{fresh}.")
+        if self.status == "simulated":
+            kind = {"SIMULATED": "a SIMULATED logger (the simulator)",
+                    "REPLAYED": "a REPLAYED logger (a recorded trace fed through the firmware model)"}
+            what = " and ".join(kind[m] for m in self.markers if m in kind) or "a simulated logger"
+            return (f"NOT EVIDENCE (SIMULATED): an intact log of {who}, {what}, certified by the TEST "
+                    "authority whose key is public: anyone can make such a file; it does not come "
+                    "from real logger hardware.")
+        if self.status == "unsigned":
+            why = ("a generation-1 logger cannot sign" if self.generation == 1 else
+                   "the file carries no certificate and no signed pull")
+            return (f"NOT EVIDENCE (UNSIGNED): a readable log of {who}, but nothing signed it ({why}): "
+                    "its completeness and integrity cannot be proven.")
+        if self.status == "tampered":
+            kinds = sorted(self.problem_kinds())
+            untrusted = kinds == ["certificate"] and self.certificate_valid is False
+            why = ("its certificate is not from a trusted authority" if untrusted else
+                   f"it fails {len(self.problems)} check(s) ({', '.join(kinds)})")
+            return (f"NOT EVIDENCE (TAMPERED): the file claims to be the log of {who} but {why}: "
+                    "it is not the logger's unaltered log.")
+        first = self.problems[0].message if self.problems else "not a logfile"
+        return f"NOT EVIDENCE (UNREADABLE): the file cannot be read as a logfile: {first}."
 
     def problem_kinds(self) -> set[str]:
         return {p.kind for p in self.problems}
@@ -113,6 +171,7 @@ class VerifyReport:
         out = asdict(self)
         out["markers"] = list(self.markers)
         out["verified"] = self.verified
+        out["verdict"] = self.verdict
         return out
 
 
@@ -125,8 +184,10 @@ def verify_logfile(
 ) -> VerifyReport:
     """Verify a logfile (bytes, path or an already read ``Logfile``); never raises on bad input.
 
-    ``trust``: authorities to accept (default: production root + test authority; the test
-    authority only ever vouches for SIMULATED/REPLAYED loggers).
+    ``trust``: authorities to accept (default: the production root; ``logfile.trust`` reads
+    a trust file). The built-in TEST authority is always recognised, so a consistent file
+    of a simulated logger gets ``simulated``; it only ever vouches for SIMULATED/REPLAYED
+    loggers, and ``simulated`` is never ``verified``.
     """
     if isinstance(source, Logfile):
         lf = source
@@ -138,8 +199,8 @@ def verify_logfile(
                                                                 offset=err.offset)])
         except OSError as err:
             return VerifyReport("unreadable", problems=[Problem("unreadable", str(err))])
-    return _Verifier(lf, tuple(trust) if trust is not None else default_trust(),
-                     expected_nonce, min_pull_counter).run()
+    roots = with_test_authority(trust if trust is not None else default_trust())
+    return _Verifier(lf, roots, expected_nonce, min_pull_counter).run()
 
 
 def _type_name(code: int) -> str:
@@ -196,6 +257,8 @@ class _Verifier:
             rep.status = "tampered"
         elif not lf.signed:
             rep.status = "unsigned"
+        elif rep.authority != "production":
+            rep.status = "simulated"
         return rep
 
     # ---------------------------------------------------------------- identity and signatures
@@ -219,7 +282,8 @@ class _Verifier:
                          f"the certificate is for {ci.serial} {list(ci.markers)} but the file claims "
                          f"{fi.serial} {list(fi.markers)}")
         if auth.kind == "test":
-            rep.warnings.append("certified by the TEST authority: a SIMULATED logger, not hardware evidence")
+            what = " and ".join(ci.markers) or "SIMULATED"
+            rep.warnings.append(f"certified by the TEST authority: a {what} logger, not hardware evidence")
         return cert.device_key
 
     def _check_attestations(self, device_key: bytes | None) -> list[PullAttestation]:
