@@ -171,3 +171,20 @@ def test_organisation_is_own_only(env: ApiEnv) -> None:
     r = c.patch(f"/api/organisations/{env.a.org_id}", headers=env.a.headers("admin"),
                 json={"name": "Acme Service GmbH"})
     assert r.get_json()["name"] == "Acme Service GmbH"
+
+
+def test_end_voltage_per_block_or_string_as_typed(env: ApiEnv) -> None:
+    c = env.client
+    h = env.a.headers("technician")
+    t = c.post("/api/tests", headers=h, json={"load": "50A", "blocks": 4, "end_voltage": "10.5V/block"})
+    assert t.status_code == 201, t.get_data(as_text=True)
+    body = t.get_json()
+    assert body["end_voltage"] == "10.5V/block" and body["end_v_per_cell"] is None
+    patched = c.patch(f"/api/tests/{body['id']}", headers=h, json={"end_voltage": "42 V per string"}).get_json()
+    assert patched["end_voltage"] == "42 V per string"
+    err = _error(c.post("/api/tests", headers=h, json={"load": "50A", "blocks": 4, "end_voltage": "10.5"}),
+                 422, "validation")
+    assert err["field"] == "end_voltage" and "10.5V/block" in err["message"]
+    err = _error(c.post("/api/tests", headers=h, json={"load": "50A", "blocks": 4, "end_voltage": "1.75V/cell",
+                                                        "end_v_per_cell": 1.75}), 422, "validation")
+    assert err["field"] == "end_voltage"

@@ -136,7 +136,11 @@ def test_nfc_program_says_why_it_stops() -> None:
 def test_semicolon_trace_gets_a_delimiter_hint(tmp_path: Path) -> None:
     trace = tmp_path / "trace.csv"
     trace.write_text("time;voltage\n0;12,8\n60;12,7\n120;12,6\n")
+    # detected (semicolons, decimal commas) ...
     code, out = run("device", "replay", str(trace), "-o", str(tmp_path / "out"))
+    assert code == 0, out
+    # ... and a wrongly named delimiter gets the hint
+    code, out = run("device", "replay", str(trace), "--delimiter", ",", "-o", str(tmp_path / "out"))
     assert code == 2 and out.rstrip().endswith("the file looks ';'-separated: use --delimiter ';'")
     code, out = run("device", "replay", str(trace), "--delimiter", ";", "-o", str(tmp_path / "out"))
     assert code == 0, out

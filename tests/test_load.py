@@ -97,9 +97,9 @@ def test_load_from_csv_custom_columns(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "line", "column", "words"), [
     ("t_s,amps\n0,1\n", 1, "current_a", "missing column"),
     ("t_s,current_a\n0,1\n60,abc\n", 3, "current_a", "'abc' is not a number"),
-    ("t_s,current_a\n0,1\n60,2\n30,3\n", 4, "t_s", "does not increase"),
-    ("t_s,current_a\n0,1\n60,2\n60,3\n", 4, "t_s", "does not increase"),
-    ("t_s,current_a\n0,1\n,2\n", 3, "t_s", "blank cell"),
+    ("t_s,current_a\n0,1\n60,2\n30,3\n", 4, "t_s", "time goes backwards"),
+    ("t_s,current_a\n0,1\n60,2\n60,3 mA\n", 4, "current_a", "mixed units"),
+    ("t_s,current_a\n0,1\n,2\n", 3, "t_s", "blank"),
     ("t_s,current_a\n-5,1\n0,2\n", 2, "t_s", "negative"),
     ("t_s,current_a\n0,1\n10,inf\n", 3, "current_a", "not a finite number"),
     ("", 1, None, "empty"),

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from smartlogger.analysis.inputs import BlockLog
+from smartlogger.model import EventKind
 
 FloatArray = npt.NDArray[np.float64]
 F32Array = npt.NDArray[np.float32]
@@ -78,6 +79,23 @@ class AlignedBlock:
     fit: ClockFit
     dropped: int = 0
     warnings: list[str] = field(default_factory=list)
+    device_ms: npt.NDArray[np.int64] | None = None  # device time of each kept sample (ms)
+
+    def event_true_ms(self, kind: EventKind) -> FloatArray:
+        """True times (ms) of the logger's firmware events of ``kind``: each event takes the
+        clock correction of the sample nearest to it in device time (the latest such sample
+        when a clock set made device times repeat)."""
+        ev = [e.t_ms for e in self.log.events if e.kind is kind]
+        if not ev or self.device_ms is None or self.device_ms.size == 0:
+            return np.zeros(0, dtype=np.float64)
+        dev = self.device_ms.astype(np.float64)
+        corr = self.true_ms - dev
+        out = np.empty(len(ev))
+        for k, t in enumerate(ev):
+            d = np.abs(dev - float(t))
+            near = np.nonzero(d == d.min())[0][-1]
+            out[k] = float(t) + float(corr[near])
+        return np.sort(out)
 
     def max_uncertainty_ms(self, start_ms: float, end_ms: float) -> float | None:
         """Largest alignment uncertainty (ms) of samples in [start_ms, end_ms]; None if unreferenced."""
@@ -228,14 +246,14 @@ def align_block(log: BlockLog, *, obs_uncertainty_ms: float = DEFAULT_OBS_UNCERT
 def _finish(log: BlockLog, true: FloatArray, unc: FloatArray, keep: BoolArray, fit: ClockFit,
             warnings: list[str], dropped: int = 0) -> AlignedBlock:
     if keep.all():
-        t, mv, dc, u = true, log.mv, log.dc, unc
+        t, mv, dc, u, dev = true, log.mv, log.dc, unc, log.t_ms
     else:
-        t, mv, dc, u = true[keep], log.mv[keep], log.dc[keep], unc[keep]
+        t, mv, dc, u, dev = true[keep], log.mv[keep], log.dc[keep], unc[keep], log.t_ms[keep]
     if t.size > 1 and bool(np.any(np.diff(t) < 0)):
         # Overlapping groups (after an unrecorded jump) interleave: order by true time.
         order = np.argsort(t, kind="stable")
-        t, mv, dc, u = t[order], mv[order], dc[order], u[order]
-    return AlignedBlock(log, t, mv, dc, u, fit, dropped, warnings)
+        t, mv, dc, u, dev = t[order], mv[order], dc[order], u[order], dev[order]
+    return AlignedBlock(log, t, mv, dc, u, fit, dropped, warnings, dev)
 
 
 @dataclass(eq=False)

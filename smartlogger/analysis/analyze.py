@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -37,9 +37,10 @@ from smartlogger.analysis.discharge import (
     DischargeSpan,
     EndReason,
     block_end_indices,
-    detect_discharge,
+    check_profile_overlap,
     find_test_window,
-    refine_start_with_samples,
+    locate_discharge,
+    profile_on_intervals,
 )
 from smartlogger.analysis.exceedances import ExceedanceRule, find_exceedances
 from smartlogger.analysis.inputs import (
@@ -48,6 +49,7 @@ from smartlogger.analysis.inputs import (
     ConstantPower,
     CurrentProfile,
     MetadataError,
+    PowerProfile,
     TestMetadata,
 )
 from smartlogger.analysis.results import (
@@ -56,8 +58,10 @@ from smartlogger.analysis.results import (
     CapacityResult,
     ClockResult,
     DischargeResult,
+    EvidenceResult,
     ExceedanceResult,
     GapResult,
+    InterruptionResult,
     TestResult,
 )
 from smartlogger.model import Chemistry, Quantity
@@ -114,18 +118,29 @@ def _validate_logs(logs: Sequence[BlockLog], meta: TestMetadata) -> tuple[list[B
     return ordered, n, missing, chems.pop()
 
 
-def _current_on_grid(meta: TestMetadata, t_rel_s: FloatArray, string_v: FloatArray) -> FloatArray:
+def _current_on_grid(meta: TestMetadata, t_ms: npt.NDArray[np.int64], t_rel_s: FloatArray, string_v: FloatArray,
+                     shift_ms: float = 0.0) -> FloatArray:
+    """The string current (A) at the grid times: the load as stated, a profile by its own time
+    (absolute: by the clock, moved by ``shift_ms``; relative: from the discharge start)."""
     load = meta.load
-    if isinstance(load, ConstantCurrent):
-        return np.full(t_rel_s.shape, load.amps)
-    if isinstance(load, ConstantPower):
+
+    def volts() -> FloatArray:
         ok = np.isfinite(string_v) & (string_v > 0)
         if not ok.any():
             raise MetadataError("logs", "no string voltage during the discharge to convert power to current")
-        v = np.interp(t_rel_s, t_rel_s[ok], string_v[ok])  # bridge instants without any data
-        return np.asarray(load.watts / v, dtype=np.float64)
-    if isinstance(load, CurrentProfile):
-        return np.interp(t_rel_s, load.t_s, load.amps)
+        return np.asarray(np.interp(t_rel_s, t_rel_s[ok], string_v[ok]), dtype=np.float64)  # bridge gaps
+
+    if isinstance(load, ConstantCurrent):
+        return np.full(t_rel_s.shape, load.amps)
+    if isinstance(load, ConstantPower):
+        return np.asarray(load.watts / volts(), dtype=np.float64)
+    if isinstance(load, CurrentProfile | PowerProfile):
+        if load.origin_ms is not None:
+            tp = (t_ms.astype(np.float64) - load.origin_ms - shift_ms) / 1000.0
+        else:
+            tp = t_rel_s
+        val = np.interp(tp, load.t_s, load.values)
+        return np.asarray(val if isinstance(load, CurrentProfile) else val / volts(), dtype=np.float64)
     raise MetadataError("load", f"unknown load {load!r}")  # pragma: no cover
 
 
@@ -178,36 +193,55 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
             + (f" (positions {', '.join(map(str, missing))})" if missing else "")
             + ": the string voltage counts them as average blocks"
         )
-    end_v_pc = meta.end_voltage_for(chem)
+    cells = np.array([log.cells for log in ordered], dtype=np.int64)
+    common_cells = Counter(cells.tolist()).most_common(1)[0][0]
+    expected_cells = int(cells.sum()) + (n_string - len(ordered)) * common_cells
+    end_v_pc = meta.end_voltage_for(chem, cells_per_block=common_cells, blocks=n_string)
     start_v_pc = chem.cell_nominal_mv / 1000.0 * opt.start_fraction_of_nominal
 
     aligned = [align_block(log, obs_uncertainty_ms=opt.obs_uncertainty_ms,
                            max_drift_ppm=opt.max_drift_ppm) for log in ordered]
-    ws, we = find_test_window(aligned, start_v_pc, which=opt.which_test)
+    profile = meta.load if isinstance(meta.load, CurrentProfile | PowerProfile) else None
+    p_on_ms: list[tuple[float, float]] | None = None
+    p_rel: list[tuple[float, float]] | None = None
+    if profile is not None:
+        on_iv = profile_on_intervals(profile.t_s, profile.values)
+        if not on_iv:
+            raise MetadataError("load_csv", f"{profile.source or 'the load profile'}: the load never came on "
+                                "(no value above 5 % of its peak)")
+        if profile.origin_ms is not None:
+            p_on_ms = [(profile.origin_ms + a * 1000.0, profile.origin_ms + b * 1000.0) for a, b in on_iv]
+            check_profile_overlap(aligned, p_on_ms, profile.source or "the load file")
+        else:
+            p_rel = on_iv
+    ws, we = find_test_window(aligned, start_v_pc, which=opt.which_test, extra=p_on_ms or ())
     step = opt.step_ms
     grid = resample(aligned, int(math.floor(ws / step) * step), int(math.ceil(we / step) * step), step)
-    cells = np.array([log.cells for log in ordered], dtype=np.int64)
-    common_cells = Counter(cells.tolist()).most_common(1)[0][0]
-    expected_cells = int(cells.sum()) + (n_string - len(ordered)) * common_cells
-    profile = meta.load if isinstance(meta.load, CurrentProfile) else None
-    span = detect_discharge(grid, cells, expected_cells, start_v_pc, end_v_pc, debounce_s=opt.debounce_s,
-                            detect_load_removal=profile is None)
-    span = refine_start_with_samples(aligned, grid, span)
-    if profile is not None:
-        # A measured profile says when the load went off: where its current ends.
-        on = np.nonzero(profile.amps > 0.05 * float(np.median(profile.amps)))[0]
-        off_idx = span.start_idx + int(profile.t_s[on[-1]] * 1000 // step)
-        if off_idx < span.end_idx:
-            span = replace(span, end_idx=off_idx, end_reason=EndReason.LOAD_REMOVED)
+    found = locate_discharge(aligned, grid, cells, expected_cells, start_v_pc, end_v_pc,
+                             debounce_s=opt.debounce_s, profile_on_ms=p_on_ms, profile_rel_on_s=p_rel,
+                             profile_name=profile.source if profile is not None and profile.source else "the load file")
+    span = found.span
+    warnings.extend(found.warnings)
     floored = _saturation_warnings(aligned, span, grid, warnings)
 
     s, e = span.start_idx, span.end_idx
     t_rel = (grid.t_ms[s:e + 1] - grid.t_ms[s]).astype(np.float64) / 1000.0
-    current = _current_on_grid(meta, t_rel, span.string_v[s:e + 1])
+    load_on = np.ones(t_rel.size, dtype=bool)
+    for a, b in found.interruptions:
+        load_on[a + 1 - s:b - s] = False
+    current = _current_on_grid(meta, grid.t_ms[s:e + 1], t_rel, span.string_v[s:e + 1], found.profile_shift_ms)
+    if profile is None:
+        current = np.where(load_on, current, 0.0)
     cum_ah = np.zeros(t_rel.size)
     if t_rel.size > 1:
         cum_ah[1:] = np.cumsum((current[1:] + current[:-1]) * np.diff(t_rel)) / 2.0 / 3600.0
-    duration_s = float(t_rel[-1])
+    # Time under load: the discharge less its interruptions (IEEE 450 counts the time the load was on).
+    paused = np.zeros(t_rel.size)
+    if t_rel.size > 1:
+        off_step = (~load_on[1:]) | (~load_on[:-1])
+        paused[1:] = np.cumsum(np.where(off_step, np.diff(t_rel), 0.0))
+    t_on = t_rel - paused
+    duration_s = float(t_on[-1])
     if span.end_reason is EndReason.LOAD_REMOVED and floored:
         # The logged string voltage is an upper bound: the test set, which measures the real one,
         # has most likely stopped the test at its end-voltage cutoff.
@@ -228,7 +262,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
     has_data: npt.NDArray[np.bool_] = np.asarray(valid.any(axis=1))
     last_valid = valid.shape[1] - 1 - np.argmax(valid[:, ::-1], axis=1)
     b_stop = np.where(reached, b_end - s, last_valid)  # relative index where each block's count stops
-    b_time = t_rel[b_stop]
+    b_time = t_on[b_stop]
     b_ah = cum_ah[b_stop]
 
     tw = max(1, int(TEMPERATURE_WINDOW_S * 1000 / step))
@@ -241,7 +275,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
 
     # Rate in the datasheet's unit: A, W per block or W per cell.
     power_string = current * np.nan_to_num(span.string_v[s:e + 1], nan=float(np.nanmean(span.string_v[s:e + 1])))
-    mean_current = float(np.mean(current))
+    mean_current = float(np.mean(current[load_on])) if load_on.any() else float(np.mean(current))
     t_rated: float | None = meta.rated_time_s
     rate_test: float | None = None
     ds = meta.datasheet
@@ -249,7 +283,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         if ds.unit == "A":
             rate_test = mean_current
         else:
-            rate_test = float(np.mean(power_string)) / n_string
+            rate_test = float(np.mean(power_string[load_on] if load_on.any() else power_string)) / n_string
             if ds.unit == "W/cell":
                 rate_test /= common_cells
         t_rated = ds.rated_time_s(rate_test, end_v_pc)
@@ -335,7 +369,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         if not has_data[i]:
             bw.append("no data during the discharge: no capacity")
         elif not reached[i] and b_stop[i] < e - s:
-            bw.append(f"data ends {t_rel[-1] - b_time[i]:.0f} s before the discharge end, above the end "
+            bw.append(f"data ends {t_on[-1] - b_time[i]:.0f} s before the discharge end, above the end "
                       "voltage: capacity and SOH are lower bounds")
         elif not reached[i]:
             bw.append("did not reach its end voltage: capacity and SOH are lower bounds")
@@ -365,7 +399,8 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
     ranking = [b.serial for b in sorted((b for b in blocks if b.rank is not None), key=lambda b: b.rank or 0)]
     load = meta.load
     kind = ("constant_current" if isinstance(load, ConstantCurrent)
-            else "constant_power" if isinstance(load, ConstantPower) else "current_profile")
+            else "constant_power" if isinstance(load, ConstantPower)
+            else "power_profile" if isinstance(load, PowerProfile) else "current_profile")
     test_id = meta.test_id or next((log.config.test_id for log in ordered if log.config.test_id), "")
     with _quiet_nan():
         min_string = float(np.nanmin(span.string_v[s:e + 1]))
@@ -373,10 +408,18 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         schema_version=SCHEMA_VERSION, test_id=test_id, load=load.describe(), load_kind=kind,
         string_blocks=n_string, grid_step_s=step / 1000.0,
         discharge=DischargeResult(
-            start_ms=t0, end_ms=t_end, duration_s=round(duration_s, 3), end_reason=span.end_reason.value,
+            start_ms=t0, end_ms=t_end, duration_s=round((t_end - t0) / 1000.0, 3), end_reason=span.end_reason.value,
             end_v_per_cell=end_v_pc, string_end_voltage_v=round(end_v_pc * expected_cells, 4),
             min_string_voltage_v=round(min_string, 4), mean_current_a=round(mean_current, 4),
             delivered_ah=round(float(cum_ah[-1]), 4), mean_temperature_c=_r(string_temp, 2),
+            start_method=found.start_method, start_uncertainty_s=found.start_uncertainty_s,
+            end_method=found.end_method, end_uncertainty_s=found.end_uncertainty_s,
+            load_time_s=round(duration_s, 3),
+            interruptions=[InterruptionResult(int(grid.t_ms[a]), round((b - a) * step / 1000.0, 3))
+                           for a, b in found.interruptions],
+            load_shift_s=round(found.profile_shift_ms / 1000.0, 3) if p_on_ms else None,
+            evidence=[EvidenceResult(ev.what, ev.source, None if ev.t_ms is None else round(ev.t_ms), ev.used,
+                                     ev.detail) for ev in found.evidence],
         ),
         capacity=CapacityResult(
             method=method, capacity_pct=_r(string_pct, 3), lower_bound=string_lb,

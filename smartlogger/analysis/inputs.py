@@ -30,7 +30,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from smartlogger.errors import AnalysisError, InputFileError
+from smartlogger.csvseries import Column, CsvFormat, Source, read_series
+from smartlogger.errors import AnalysisError, ConfigError, InputFileError
 from smartlogger.model import (
     Chemistry,
     ClockSet,
@@ -41,7 +42,7 @@ from smartlogger.model import (
     Record,
     SampleBlock,
 )
-from smartlogger.quantities import Current, Power, QuantityError, parse_duration
+from smartlogger.quantities import Current, Power, QuantityError, Voltage, parse_duration
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -243,23 +244,62 @@ class ConstantPower:
 
 @dataclass(frozen=True, eq=False)
 class CurrentProfile:
-    """Measured current vs time since the load was applied (load bank or clamp meter).
+    """Measured current vs time (load bank or clamp meter).
 
-    ``t_s`` (s since load applied, strictly increasing) and ``amps`` (A, discharge
-    positive) are equal-length float arrays; between points the current is
-    interpolated linearly, outside it is held at the end values.
+    ``t_s`` (strictly increasing) and ``amps`` (A, discharge positive) are equal-length
+    float arrays; between points the current is interpolated linearly, outside it is
+    held at the end values. ``origin_ms`` None: ``t_s`` is the time since the load was
+    applied (the relative form; the analysis puts 0 at the discharge start it finds).
+    Otherwise the file had absolute time stamps: point ``k`` is at ``origin_ms + 1000 t_s[k]``
+    (UTC ms, the instrument's clock), aligned with the logs by that time.
     """
 
     t_s: FloatArray
     amps: FloatArray
     source: str = ""
+    origin_ms: int | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def values(self) -> FloatArray:
+        return self.amps
+
+    @property
+    def absolute(self) -> bool:
+        return self.origin_ms is not None
 
     def describe(self) -> str:
         name = Path(self.source).name if self.source else "profile"
         return f"current profile {name} ({len(self.t_s)} points, mean {float(np.mean(self.amps)):.3g} A)"
 
 
-Load = ConstantCurrent | ConstantPower | CurrentProfile
+@dataclass(frozen=True, eq=False)
+class PowerProfile:
+    """Measured string power vs time (a UPS or load bank in constant-power mode): as
+    ``CurrentProfile`` with ``watts`` (W, whole string, discharge positive); the current is
+    ``P / V_string`` at each instant."""
+
+    t_s: FloatArray
+    watts: FloatArray
+    source: str = ""
+    origin_ms: int | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def values(self) -> FloatArray:
+        return self.watts
+
+    @property
+    def absolute(self) -> bool:
+        return self.origin_ms is not None
+
+    def describe(self) -> str:
+        name = Path(self.source).name if self.source else "profile"
+        return f"power profile {name} ({len(self.t_s)} points, mean {float(np.mean(self.watts)):.4g} W)"
+
+
+Profile = CurrentProfile | PowerProfile
+Load = ConstantCurrent | ConstantPower | CurrentProfile | PowerProfile
 
 def load_from_quantity(quantity: Current | Power) -> ConstantCurrent | ConstantPower:
     """The analysis load of a parsed quantity (``smartlogger.quantities``: ``parse_current``,
@@ -271,53 +311,97 @@ def load_from_quantity(quantity: Current | Power) -> ConstantCurrent | ConstantP
     raise TypeError(f"not a load quantity: {quantity!r}")
 
 
-_TIME_COLUMNS = ("t_s", "time_s", "seconds", "time", "t")
-_CURRENT_COLUMNS = ("current_a", "current", "amps", "i_a", "i")
+_CURRENT_COLUMNS = ("current_a", "current", "amps", "i_a", "i", "load current", "strom")
+_POWER_COLUMNS = ("power_w", "power", "p_w", "p", "load power", "leistung")
 
 
-def read_current_csv(path: str | Path) -> CurrentProfile:
-    """Read a current-vs-time CSV: a header with a time column (s since load applied,
-    e.g. ``t_s``) and a current column (A, e.g. ``current_a``); ``#`` lines are comments.
+@dataclass(frozen=True)
+class LoadCsvFormat:
+    """How to read a load CSV (``--load-csv`` and its ``--load-*`` options).
 
-    A profile recorded with the charging-positive sign convention (mostly negative
-    values) is negated, so discharge is positive.
+    Times: ``time_format`` ``auto`` (seconds since the load was applied, h:mm:ss elapsed,
+    ISO 8601, epoch, ...: see ``smartlogger.csvseries``). Absolute time stamps without a zone
+    need ``timezone`` (the zone the instrument's clock was set to): they are aligned with the
+    logs by absolute time, and an hour off would move the whole load. The value column is
+    ``current_column`` (A) or ``power_column`` (W, whole string), or found by its usual names.
     """
-    p = str(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        lines = [(i + 1, line) for i, line in enumerate(f) if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
-        raise InputFileError(p, "no data (expected a header and current rows)")
-    reader = csv.reader([line for _, line in lines])
-    rows = list(reader)
-    header = [h.strip().lower() for h in rows[0]]
-    t_col = next((header.index(c) for c in _TIME_COLUMNS if c in header), None)
-    i_col = next((header.index(c) for c in _CURRENT_COLUMNS if c in header), None)
-    if t_col is None:
-        raise InputFileError(p, f"no time column (one of {', '.join(_TIME_COLUMNS)})", line=lines[0][0])
-    if i_col is None:
-        raise InputFileError(p, f"no current column (one of {', '.join(_CURRENT_COLUMNS)})", line=lines[0][0])
-    t: list[float] = []
-    amps: list[float] = []
-    for (lineno, _), row in zip(lines[1:], rows[1:], strict=True):
-        for col, out in ((t_col, t), (i_col, amps)):
+
+    time_column: str | None = None
+    time_format: str = "auto"
+    timezone: str | None = None
+    current_column: str | None = None
+    power_column: str | None = None
+    delimiter: str | None = None
+    decimal: str | None = None
+    disorder: Literal["sort", "refuse"] = "sort"
+    max_disorder_s: float = 2.0
+    max_gap_s: float | None = None
+
+
+def read_load_csv(source: Source, fmt: LoadCsvFormat | None = None, *,
+                  name: str | None = None) -> CurrentProfile | PowerProfile:
+    """Read a load profile CSV (a path, its bytes or its text): the string current (A) or the
+    string power (W) over time. Rows that repeat a time stamp with a new value are a step (the
+    new value 1 ms later). A profile recorded with the charging-positive sign convention
+    (mostly negative values) is negated, so discharge is positive. Raises ``InputFileError``
+    naming the file, line and column."""
+    f = fmt or LoadCsvFormat()
+    if f.current_column and f.power_column:
+        raise MetadataError("load_csv", "give a current column or a power column, not both")
+    if f.power_column:
+        col = Column("value", "power", name=f.power_column, option="--load-power-column")
+    elif f.current_column:
+        col = Column("value", "current", name=f.current_column, option="--load-current-column")
+    else:
+        col = Column("value", "current", aliases=_CURRENT_COLUMNS, option="--load-current-column")
+    csv_fmt = CsvFormat(time_column=f.time_column, time_format=f.time_format, timezone=f.timezone,
+                        naive="refuse", delimiter=f.delimiter, decimal=f.decimal, disorder=f.disorder,
+                        max_disorder_s=f.max_disorder_s, duplicates="step", max_gap_s=f.max_gap_s,
+                        time_option="--load-time-column", format_option="--load-time-format",
+                        timezone_option="--load-timezone", gap_option="--load-max-gap",
+                        disorder_option="--load-out-of-order")
+    try:
+        s = read_series(source, [col], csv_fmt, name=name)
+    except InputFileError as err:
+        if f.current_column is None and f.power_column is None and err.message.startswith("no current column"):
+            # No current column by the usual names: perhaps it is a power column.
             try:
-                v = float(row[col])
-            except (IndexError, ValueError):
-                cell = row[col] if col < len(row) else ""
-                raise InputFileError(p, f"{cell!r} is not a number", line=lineno, column=header[col]) from None
-            if not math.isfinite(v):
-                raise InputFileError(p, "value is not finite", line=lineno, column=header[col])
-            out.append(v)
-        if len(t) > 1 and t[-1] <= t[-2]:
-            raise InputFileError(p, f"time {t[-1]:g} s is not after {t[-2]:g} s", line=lineno, column=header[t_col])
-    if len(t) < 2:
-        raise InputFileError(p, "a current profile needs at least two rows")
-    a = np.asarray(amps, dtype=np.float64)
-    if float(np.median(a)) < 0:
-        a = -a
-    if float(np.median(a)) <= 0:
-        raise InputFileError(p, "the current is not a discharge (median <= 0 A)", column=header[i_col])
-    return CurrentProfile(np.asarray(t, dtype=np.float64), a, p)
+                s = read_series(source, [Column("value", "power", aliases=_POWER_COLUMNS)], csv_fmt, name=name)
+            except InputFileError:
+                raise err from None
+        else:
+            raise
+    kind = "power" if s.units["value"] in ("W", "kW") else "current"
+    has = s.present("value")
+    t = s.t_s[has]
+    v = s.values["value"][has]
+    lines = s.lines[has]
+    col_name = s.columns["value"]
+    if t.size < 2:
+        raise InputFileError(s.name, f"a load profile needs at least two rows with a value, found {t.size}",
+                             column=col_name)
+    notes = list(s.notes)
+    if float(np.median(v)) < 0:
+        v = -v
+        notes.append("negative values (charging-positive convention): negated")
+    if float(np.max(v)) <= 0:
+        raise InputFileError(s.name, f"the load never came on (no positive {kind}): the wrong column or file?",
+                             column=col_name)
+    del lines
+    origin = round(float(t[0]) * 1000.0) if s.absolute else None
+    t_rel = t - t[0] if s.absolute else t
+    if kind == "power":
+        return PowerProfile(t_rel, v, s.name, origin, tuple(notes))
+    return CurrentProfile(t_rel, v, s.name, origin, tuple(notes))
+
+
+def read_current_csv(path: Source) -> CurrentProfile:
+    """A current-vs-time CSV in the relative form (``t_s``: s since the load was applied,
+    ``current_a``); see ``read_load_csv`` for everything else it reads."""
+    prof = read_load_csv(path)
+    if isinstance(prof, PowerProfile):
+        raise InputFileError(prof.source, "this is a power profile, not a current profile")
+    return prof
 
 
 # --------------------------------------------------------------------------- datasheet
@@ -493,6 +577,8 @@ class TestMetadata:
     ``rated_time_s`` (s) is the rated discharge time at this load to the end
     voltage at ``reference_temperature_c``; alternatively ``datasheet`` gives it
     by interpolation. ``end_v_per_cell`` (V/cell) defaults by chemistry.
+    ``end_voltage`` gives it as typed, per cell, per block or for the string
+    (``quantities.Voltage``; converted with the string's cells per block and blocks).
     ``string_blocks`` is the number of blocks in the string (to notice missing
     loggers; default: the number of logs).
     """
@@ -507,6 +593,7 @@ class TestMetadata:
     reference_temperature_c: float = 25.0
     test_id: str = ""
     notes: tuple[str, ...] = field(default=())
+    end_voltage: Voltage | None = None
 
     def __post_init__(self) -> None:
         load = self.load
@@ -522,17 +609,36 @@ class TestMetadata:
             raise MetadataError("string_blocks", f"{self.string_blocks} is outside 1..10000")
         if not -40 <= self.reference_temperature_c <= 60:
             raise MetadataError("reference_temperature_c", f"{self.reference_temperature_c} C is implausible")
+        if self.end_v_per_cell is not None and self.end_voltage is not None:
+            raise MetadataError("end_voltage", "give the end voltage once (per cell, per block or per string)")
+        if self.end_voltage is not None and self.end_voltage.scope == "cell" and not 0.5 <= self.end_voltage.volts <= 4.0:
+            raise MetadataError("end_voltage", f"{self.end_voltage} is implausible for one cell")
         if self.end_v_per_cell is not None and not (0.5 <= self.end_v_per_cell <= 4.0):
             hint = " (looks like a per-block voltage; give volts per cell)" if self.end_v_per_cell > 4 else ""
             raise MetadataError("end_v_per_cell", f"{self.end_v_per_cell} V/cell is implausible{hint}")
 
-    def end_voltage_for(self, chemistry: Chemistry) -> float:
-        """End voltage per cell (V/cell) for this test and chemistry; checks plausibility."""
+    def end_voltage_for(self, chemistry: Chemistry, *, cells_per_block: int | None = None,
+                        blocks: int | None = None) -> float:
+        """End voltage per cell (V/cell) for this test and chemistry; checks plausibility.
+
+        A per-block end voltage needs ``cells_per_block``, a string one also ``blocks``
+        (the string's size, with missing loggers)."""
         lo, hi = END_V_RANGE[chemistry]
-        v = self.end_v_per_cell if self.end_v_per_cell is not None else DEFAULT_END_V_PER_CELL[chemistry]
+        if self.end_voltage is not None:
+            if cells_per_block is None:
+                raise MetadataError("end_voltage", f"{self.end_voltage}: the cells per block are not known")
+            try:
+                v = self.end_voltage.per_cell(cells_per_block, blocks if blocks is not None else self.string_blocks)
+            except ConfigError as err:
+                raise MetadataError("end_voltage", err.message) from None
+            given = f"{self.end_voltage} = {v:.3f} V/cell ({cells_per_block} cells per block" + (
+                f", {blocks} blocks)" if self.end_voltage.scope == "string" else ")")
+        else:
+            v = self.end_v_per_cell if self.end_v_per_cell is not None else DEFAULT_END_V_PER_CELL[chemistry]
+            given = f"{v:.3f} V/cell"
         if not lo <= v <= hi:
             raise MetadataError(
-                "end_v_per_cell",
-                f"{v:.3f} V/cell is outside {lo:.2f}..{hi:.2f} V/cell for {chemistry.value} blocks",
+                "end_voltage" if self.end_voltage is not None else "end_v_per_cell",
+                f"{given} is outside {lo:.2f}..{hi:.2f} V/cell for {chemistry.value} blocks",
             )
         return v

@@ -100,6 +100,27 @@ class BlockResult:
 
 
 @dataclass
+class EvidenceResult:
+    """What one source of evidence said about the discharge start or end (see ``analysis.discharge``)."""
+
+    what: str = field(metadata={"doc": "'start' or 'end'"})
+    source: str = field(metadata={"doc": "'voltage_step' (the blocks stepped together), 'firmware_event' "
+                                         "(DISCHARGE_START/END), 'load_profile' (the load file's time stamps), "
+                                         "'threshold', 'end_voltage' or 'data_end'"})
+    time_ms: int | None = field(metadata={"doc": "the instant it gives, true time, ms since epoch; null: none"})
+    used: bool = field(metadata={"doc": "this source placed the instant"})
+    detail: str = field(metadata={"doc": "what it saw, in words"})
+
+
+@dataclass
+class InterruptionResult:
+    """The load was off for a while inside the discharge (the test paused and resumed)."""
+
+    start_ms: int = field(metadata={"doc": "load off, true time, ms since epoch"})
+    duration_s: float = field(metadata={"doc": "how long it was off, s (not counted as discharge time)"})
+
+
+@dataclass
 class DischargeResult:
     """The string discharge."""
 
@@ -113,6 +134,24 @@ class DischargeResult:
     mean_current_a: float = field(metadata={"doc": "mean string current during the discharge, A"})
     delivered_ah: float = field(metadata={"doc": "charge delivered by the string during the discharge, Ah"})
     mean_temperature_c: float | None = field(metadata={"doc": "mean of the blocks' start temperatures, C"})
+    # Added in issue 19 (optional when reading older results):
+    start_method: str = field(default="threshold", metadata={
+        "doc": "how the start was found: 'voltage_step', 'load_profile', 'firmware_event' or 'threshold'"})
+    start_uncertainty_s: float | None = field(default=None, metadata={
+        "doc": "standard uncertainty of the start instant, s"})
+    end_method: str = field(default="", metadata={
+        "doc": "how the end was found: 'end_voltage', 'voltage_step', 'load_profile', 'firmware_event' or "
+               "'data_end'"})
+    end_uncertainty_s: float | None = field(default=None, metadata={
+        "doc": "standard uncertainty of the end instant, s"})
+    load_time_s: float | None = field(default=None, metadata={
+        "doc": "time under load: duration_s less the interruptions, s (the time the capacity counts)"})
+    interruptions: list[InterruptionResult] = field(default_factory=list, metadata={
+        "doc": "stretches inside the discharge where the load was off"})
+    load_shift_s: float | None = field(default=None, metadata={
+        "doc": "a load profile with clock time stamps was moved by this to match the blocks' load step, s"})
+    evidence: list[EvidenceResult] = field(default_factory=list, metadata={
+        "doc": "what each source of evidence said about the start and the end"})
 
 
 @dataclass
@@ -137,7 +176,7 @@ class TestResult:
     schema_version: int = field(metadata={"doc": "version of this JSON layout"})
     test_id: str = field(metadata={"doc": "test id (from the metadata or the loggers' configuration)"})
     load: str = field(metadata={"doc": "human-readable load description"})
-    load_kind: str = field(metadata={"doc": "'constant_current', 'constant_power' or 'current_profile'"})
+    load_kind: str = field(metadata={"doc": "'constant_current', 'constant_power', 'current_profile' or 'power_profile'"})
     string_blocks: int = field(metadata={"doc": "blocks in the string (expected loggers)"})
     grid_step_s: float = field(metadata={"doc": "step of the common time base, s"})
     discharge: DischargeResult = field(metadata={"doc": "the string discharge"})
@@ -214,6 +253,8 @@ def _build(tp: Any, data: Any, path: str) -> Any:
         kwargs = {}
         for f in dataclasses.fields(tp):
             if f.name not in data:
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                    continue  # a field added later: results written before it keep its default
                 raise MetadataError(f"{path}.{f.name}", "missing")
             kwargs[f.name] = _build(hints[f.name], data[f.name], f"{path}.{f.name}")
         return typing.cast(Any, tp)(**kwargs)
@@ -270,7 +311,8 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
                 "type": "object",
                 "description": (tp.__doc__ or "").strip().splitlines()[0],
                 "properties": props,
-                "required": [f.name for f in dataclasses.fields(tp)],
+                "required": [f.name for f in dataclasses.fields(tp)
+                             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING],
                 "additionalProperties": False,
             }
         if tp is TestResult:

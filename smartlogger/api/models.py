@@ -180,6 +180,7 @@ class CapacityTest(TenantScoped, Base):
     load: Mapped[str] = mapped_column(String(100))  # as the CLI takes it: "50A", "12kW"
     rated_time: Mapped[str | None] = mapped_column(String(50), default=None)  # "3h"
     end_v_per_cell: Mapped[float | None] = mapped_column(Float, default=None)  # V/cell
+    end_voltage: Mapped[str | None] = mapped_column(String(50), default=None)  # "10.5V/block", as typed
     reference_temperature_c: Mapped[float] = mapped_column(Float, default=25.0)
     blocks: Mapped[int] = mapped_column(Integer)  # logfiles expected (one per block)
     datasheet_csv: Mapped[str | None] = mapped_column(Text, default=None)

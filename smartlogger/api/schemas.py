@@ -166,6 +166,10 @@ class TestInSchema(ma.Schema):
     rated_time = f.String(load_default=None, allow_none=True, validate=v.Length(min=1, max=50),
                           metadata={"description": "rated time at this load, e.g. '3h'"})
     end_v_per_cell = f.Float(load_default=None, allow_none=True, validate=v.Range(0.5, 4.0))
+    end_voltage = f.String(load_default=None, allow_none=True, validate=v.Length(min=1, max=50),
+                           metadata={"description": "end voltage per cell, block or string as the CLI takes it: "
+                                                    "'1.75V/cell', '10.5V/block', '252V/string' (instead of "
+                                                    "end_v_per_cell)"})
     reference_temperature_c = f.Float(load_default=25.0, validate=v.Range(-40.0, 60.0))
     blocks = f.Integer(load_default=None, allow_none=True, validate=v.Range(1, 10000),
                        metadata={"description": "logfiles expected; default: the string's block count"})
@@ -189,6 +193,7 @@ class TestSchema(ma.Schema):
     load_ = f.String(data_key="load", attribute="load")
     rated_time = f.String(allow_none=True)
     end_v_per_cell = f.Float(allow_none=True)
+    end_voltage = f.String(allow_none=True)
     reference_temperature_c = f.Float()
     blocks = f.Integer()
     metadata = f.Dict(attribute="meta")

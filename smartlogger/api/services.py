@@ -443,7 +443,8 @@ def logfile_count(session: Session, test: CapacityTest) -> int:
 def inputs_digest(test: CapacityTest, shas: list[str]) -> str:
     """Identity of an analysis: the logfile set and every metadata field that changes the result."""
     body = {"test": test.id, "logfiles": sorted(shas), "load": test.load, "rated_time": test.rated_time,
-            "end_v_per_cell": test.end_v_per_cell, "ref_c": test.reference_temperature_c,
+            "end_v_per_cell": test.end_v_per_cell, "end_voltage": test.end_voltage,
+            "ref_c": test.reference_temperature_c,
             "blocks": test.blocks, "datasheet": test.datasheet_csv}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -468,7 +469,7 @@ def status_of(session: Session, test: CapacityTest, n_logfiles: int | None = Non
 
 def _metadata(test: CapacityTest) -> Any:
     from smartlogger.analysis.inputs import TestMetadata, load_from_quantity, read_datasheet_csv
-    from smartlogger.quantities import parse_duration, parse_load
+    from smartlogger.quantities import parse_duration, parse_load, parse_voltage
 
     datasheet = None
     if test.datasheet_csv:
@@ -486,6 +487,7 @@ def _metadata(test: CapacityTest) -> Any:
     return TestMetadata(load_from_quantity(parse_load(test.load, field="load")),
                         rated_time_s=rated_time_s,
                         datasheet=datasheet, end_v_per_cell=test.end_v_per_cell,
+                        end_voltage=parse_voltage(test.end_voltage, field="end_voltage") if test.end_voltage else None,
                         string_blocks=test.blocks, reference_temperature_c=test.reference_temperature_c,
                         test_id=str(test.id))
 

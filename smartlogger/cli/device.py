@@ -16,6 +16,7 @@ from smartlogger.device.blackbox import BlackboxStore
 from smartlogger.device.replay import TraceFormat, read_trace, replay_identity, replay_trace
 from smartlogger.device.sim import write_events_csv, write_logger_logfile, write_samples_csv
 from smartlogger.model import BlockType
+from smartlogger.quantities import parse_duration
 
 
 @click.group()
@@ -26,15 +27,28 @@ def device() -> None:
 @device.command("replay")
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("--time-column", default="time", show_default=True)
-@click.option("--time-format", default="seconds", show_default=True,
-              help="seconds | iso | epoch | epoch_ms | a strptime pattern such as '%d.%m.%Y %H:%M:%S'.")
+@click.option("--time-format", default="auto", show_default=True,
+              help="auto | seconds | elapsed | iso | epoch | epoch_ms | excel | a strptime pattern such as "
+                   "'%d.%m.%Y %H:%M:%S'.")
+@click.option("--timezone", default=None, metavar="ZONE",
+              help="Zone of time stamps that carry none, e.g. Europe/Berlin or +01:00 (default: UTC, noted).")
 @click.option("--voltage-column", default="voltage", show_default=True)
-@click.option("--voltage-unit", default="V", show_default=True, type=click.Choice(["V", "mV"]))
+@click.option("--voltage-unit", default=None, type=click.Choice(["V", "mV"]),
+              help="Unit of the voltage column (default: from the header, else V).")
 @click.option("--temperature-column", default=None, help="Optional temperature column.")
-@click.option("--temperature-unit", default="C", show_default=True, type=click.Choice(["C", "F"]))
+@click.option("--temperature-unit", default=None, type=click.Choice(["C", "F"]),
+              help="Unit of the temperature column (default: from the header, else C).")
 @click.option("--current-column", default=None, help="Optional current column (A, kept as context).")
-@click.option("--delimiter", default=",", show_default=True,
-              help="Column separator: one character, or '\\t' / 'tab' for a tab.")
+@click.option("--delimiter", default=None,
+              help="Column separator (default: detected among , ; tab |): one character, or '\\t' / 'tab' for a tab.")
+@click.option("--decimal", default=None, type=click.Choice([".", ","]),
+              help="Decimal separator (default: detected).")
+@click.option("--out-of-order", "disorder", default="sort", show_default=True, type=click.Choice(["sort", "refuse"]),
+              help="Rows slightly out of time order (two instruments merged): sort them (reported) or refuse.")
+@click.option("--max-disorder", default="2s", show_default=True, metavar="DURATION",
+              help="Rows further back in time than this are refused even with --out-of-order sort.")
+@click.option("--max-gap", default="1h", show_default=True, metavar="DURATION",
+              help="Longest stretch without a voltage that is bridged by a straight line; 'none': any.")
 @click.option("--block-voltage", default=None, type=click.Choice(["2", "4", "6", "12", "16"]),
               help="Nominal lead-acid block voltage (default: inferred from the trace).")
 @click.option("--rated-ah", default=100.0, show_default=True, type=float)
@@ -48,16 +62,22 @@ def device() -> None:
               help="Log into the NOR-flash blackbox and save its raw image to this file.")
 @click.option("--csv", "with_csv", is_flag=True, help="Also write the samples and the events as CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
-def replay(trace: str, time_column: str, time_format: str, voltage_column: str, voltage_unit: str,
-           temperature_column: str | None, temperature_unit: str, current_column: str | None,
-           delimiter: str, block_voltage: str | None, rated_ah: float, float_rate: int,
+def replay(trace: str, time_column: str, time_format: str, timezone: str | None, voltage_column: str,
+           voltage_unit: str | None, temperature_column: str | None, temperature_unit: str | None,
+           current_column: str | None, delimiter: str | None, decimal: str | None, disorder: str,
+           max_disorder: str, max_gap: str, block_voltage: str | None, rated_ah: float, float_rate: int,
            discharge_rate: int, serial: str, output: str, flash_image: str | None, with_csv: bool,
            as_json: bool) -> None:
     """Feed a recorded CSV TRACE through the firmware; write the logger's log (REPLAYED)."""
     fmt = TraceFormat(time_column=time_column, voltage_column=voltage_column, voltage_unit=voltage_unit,
                       temperature_column=temperature_column, temperature_unit=temperature_unit,
                       current_column=current_column, time_format=time_format,
-                      delimiter="\t" if delimiter in ("\\t", "tab") else delimiter)
+                      delimiter="\t" if delimiter in ("\\t", "tab") else delimiter,
+                      decimal=decimal, timezone=timezone, disorder=disorder,  # type: ignore[arg-type]
+                      max_disorder_s=parse_duration(max_disorder, field="--max-disorder", default_unit="s",
+                                                    allow_zero=True),
+                      max_gap_s=None if max_gap.strip().lower() == "none" else parse_duration(
+                          max_gap, field="--max-gap", default_unit="s"))
     parsed = read_trace(trace, fmt)
     bt = BlockType.lead_acid(int(block_voltage)) if block_voltage else None
     ident = replay_identity(serial)
@@ -76,11 +96,15 @@ def replay(trace: str, time_column: str, time_format: str, voltage_column: str, 
     summary = {"output": str(out), "serial": lg.identity.serial, "markers": list(lg.identity.markers),
                "trace_rows": parsed.rows, "logfile": str(logfile), "records": lg.store.next_seq,
                "csv_samples": rows, "csv_events": events,
-               "block_type": lg.config.block_type.describe(), "flash_image": flash_image}
+               "block_type": lg.config.block_type.describe(), "flash_image": flash_image,
+               "rows_sorted": parsed.reordered, "max_disorder_s": parsed.max_disorder_s,
+               "rows_merged": parsed.duplicates, "notes": parsed.notes}
     (out / "replay.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if as_json:
         click.echo(json.dumps(summary))
     else:
+        for note in parsed.notes:
+            click.echo(f"note: {trace}: {note}", err=True)
         click.echo(f"REPLAYED: {parsed.rows} trace rows -> {lg.store.next_seq} records -> {logfile}")
 
 

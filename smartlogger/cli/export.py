@@ -19,7 +19,7 @@ import click
 
 from smartlogger.cli.options import CURRENT, POWER, DurationType
 from smartlogger.errors import ExportError
-from smartlogger.quantities import Current, Power
+from smartlogger.quantities import Current, Power, parse_voltage
 
 
 @contextmanager
@@ -81,13 +81,18 @@ def export() -> None:
               help="String report without a result: constant string power, e.g. 12kW.")
 @click.option("--rated-time", default=None, type=DurationType("h"), metavar="DURATION",
               help="String report: rated time at this load, e.g. 3h (a bare number is hours).")
-@click.option("--end-v-per-cell", default=None, type=float, help="String report: end voltage, V/cell.")
+@click.option("--end-voltage", default=None, metavar="VOLTAGE",
+              help="String report without a result: end voltage per cell, block or string, e.g. 1.75V/cell, "
+                   "10.5V/block, 252V/string (a bare number is per cell).")
+@click.option("--end-v-per-cell", default=None, type=float, hidden=True,
+              help="Old spelling of --end-voltage N (V/cell).")
 @_json
 @_quiet
 @_compact
 def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolution: float,
          chart_points: int, load: Current | None, load_power: Power | None, rated_time: float | None,
-         end_v_per_cell: float | None, as_json: bool, no_progress: bool, compact: bool) -> None:
+         end_voltage: str | None, end_v_per_cell: float | None, as_json: bool, no_progress: bool,
+         compact: bool) -> None:
     """Logger workbook of LOGFILE, or the string report of a test (--test DIR)."""
     from smartlogger.export import adapters
 
@@ -115,7 +120,8 @@ def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolu
         if load is not None and load_power is not None:
             raise click.UsageError("give --load or --load-power, not both")
         t = adapters.load_test_dir(test_dir, load=load if load is not None else load_power,
-                                   rated_time_s=rated_time, end_v_per_cell=end_v_per_cell)
+                                   rated_time_s=rated_time, end_v_per_cell=end_v_per_cell,
+                                   end_voltage=parse_voltage(end_voltage) if end_voltage is not None else None)
         with _progress(f"string report ({len(t.series)} blocks)", show) as progress:
             write_string_report(out, t.outcome, t.series, exceedances=t.exceedances, evidence=t.evidence,
                                 tz=tz, resolution_s=resolution, chart_points=chart_points,

@@ -21,17 +21,18 @@ from rich.table import Table
 from smartlogger.analysis.analyze import AnalysisOptions, analyze_test
 from smartlogger.analysis.inputs import (
     Load,
+    LoadCsvFormat,
     MetadataError,
     TestMetadata,
     load_from_quantity,
-    read_current_csv,
     read_datasheet_csv,
+    read_load_csv,
 )
 from smartlogger.analysis.loading import block_log_from_logfile, expand_paths
 from smartlogger.analysis.results import TestResult, json_schema, to_dict
 from smartlogger.analysis.trend import block_trends
 from smartlogger.cli.options import CURRENT, POWER, DurationType
-from smartlogger.quantities import Current, Power, format_duration
+from smartlogger.quantities import Current, Power, format_duration, parse_voltage
 
 
 @click.group("test")
@@ -39,7 +40,8 @@ def test() -> None:
     """Analyse a capacity test: alignment, exceedances, capacity and SOH per block."""
 
 
-def _load(load: Current | None, load_power: Power | None, load_csv: str | None) -> Load:
+def _load(load: Current | None, load_power: Power | None, load_csv: str | None,
+          csv_fmt: LoadCsvFormat) -> Load:
     given = [x for x in (load, load_power, load_csv) if x is not None]
     if len(given) != 1:
         raise MetadataError("load", "give exactly one of --load, --load-power, --load-csv")
@@ -48,7 +50,10 @@ def _load(load: Current | None, load_power: Power | None, load_csv: str | None) 
     if load_power is not None:
         return load_from_quantity(load_power)
     assert load_csv is not None
-    return read_current_csv(load_csv)
+    prof = read_load_csv(load_csv, csv_fmt)
+    for note in prof.notes:
+        click.echo(f"note: {load_csv}: {note}", err=True)
+    return prof
 
 
 @test.command("analyze")
@@ -57,12 +62,25 @@ def _load(load: Current | None, load_power: Power | None, load_csv: str | None) 
               help="constant current, e.g. 20A or 500mA (a bare number is amperes)")
 @click.option("--load-power", type=POWER, metavar="POWER", help="constant string power, e.g. 4800W or 4.8kW")
 @click.option("--load-csv", type=click.Path(exists=True, dir_okay=False),
-              help="current vs time CSV (t_s, current_a)")
+              help="measured load vs time CSV: time since the load was applied (t_s) or clock time stamps "
+                   "(aligned with the logs), and the string current (A) or power (W)")
+@click.option("--load-time-column", metavar="NAME", help="time column of --load-csv (default: time, t_s, ...)")
+@click.option("--load-time-format", default="auto", show_default=True, metavar="FORMAT",
+              help="auto | seconds | elapsed | iso | epoch | epoch_ms | excel | a strptime pattern")
+@click.option("--load-timezone", metavar="ZONE",
+              help="zone of --load-csv time stamps that carry none (e.g. Europe/Berlin, UTC, +01:00)")
+@click.option("--load-current-column", metavar="NAME", help="current column of --load-csv (A; unit from the header)")
+@click.option("--load-power-column", metavar="NAME", help="power column of --load-csv (W, whole string)")
+@click.option("--load-decimal", type=click.Choice([".", ","]), help="decimal separator of --load-csv (default: detected)")
+@click.option("--load-out-of-order", type=click.Choice(["sort", "refuse"]), default="sort", show_default=True,
+              help="rows of --load-csv slightly out of time order: sort them (reported) or refuse")
 @click.option("--rated-time", type=DurationType("h"), metavar="DURATION",
               help="rated time at this load to the end voltage, e.g. 3h, 90min (a bare number is hours)")
 @click.option("--datasheet", type=click.Path(exists=True, dir_okay=False),
               help="rated discharge table CSV (see docs/CAPACITY.md)")
-@click.option("--end-voltage", type=float, metavar="V", help="end voltage per cell (default by chemistry)")
+@click.option("--end-voltage", metavar="VOLTAGE",
+              help="end voltage per cell, block or string: 1.75V/cell, 10.5V/block, 252V/string (a bare number "
+                   "is per cell; default by chemistry)")
 @click.option("--blocks", type=int, help="blocks in the string (to report missing loggers)")
 @click.option("--reference-temp", type=float, default=25.0, show_default=True,
               help="temperature of the --rated-time rating, C")
@@ -72,17 +90,24 @@ def _load(load: Current | None, load_power: Power | None, load_csv: str | None) 
 @click.option("--json", "as_json", is_flag=True, help="print the results JSON")
 @click.option("--out", type=click.Path(dir_okay=False), help="also write the results JSON to this file")
 def analyze(paths: tuple[str, ...], load: Current | None, load_power: Power | None, load_csv: str | None,
-            rated_time: float | None, datasheet: str | None, end_voltage: float | None, blocks: int | None,
-            reference_temp: float, method: str, test_id: str, as_json: bool, out: str | None) -> None:
+            load_time_column: str | None, load_time_format: str, load_timezone: str | None,
+            load_current_column: str | None, load_power_column: str | None, load_decimal: str | None,
+            load_out_of_order: str, rated_time: float | None, datasheet: str | None, end_voltage: str | None,
+            blocks: int | None, reference_temp: float, method: str, test_id: str, as_json: bool,
+            out: str | None) -> None:
     """Analyse the capacity test in DIR_OR_FILES (.slog files, one per logger)."""
-    the_load = _load(load, load_power, load_csv)
+    csv_fmt = LoadCsvFormat(time_column=load_time_column, time_format=load_time_format, timezone=load_timezone,
+                            current_column=load_current_column, power_column=load_power_column,
+                            decimal=load_decimal, disorder=load_out_of_order)  # type: ignore[arg-type]
+    the_load = _load(load, load_power, load_csv, csv_fmt)
     if rated_time is not None and datasheet is not None:
         raise MetadataError("rated_time", "give either --rated-time or --datasheet, not both")
     meta = TestMetadata(
         the_load,
         rated_time_s=rated_time,
         datasheet=read_datasheet_csv(datasheet) if datasheet is not None else None,
-        end_v_per_cell=end_voltage, string_blocks=blocks, reference_temperature_c=reference_temp,
+        end_voltage=parse_voltage(end_voltage) if end_voltage is not None else None,
+        string_blocks=blocks, reference_temperature_c=reference_temp,
         test_id=test_id,
     )
     files = expand_paths(paths)
@@ -146,6 +171,14 @@ def print_summary(r: TestResult, console: Console) -> None:
         f"Load: {r.load}; discharge {format_duration(d.duration_s)} ({d.end_reason.replace('_', ' ')}), "
         f"{d.delivered_ah:.1f} Ah, end voltage {d.end_v_per_cell:.3f} V/cell"
     )
+    how = {"voltage_step": "the blocks' load step", "load_profile": "the load file's time stamps",
+           "firmware_event": "the loggers' discharge events", "threshold": "the start-voltage threshold",
+           "end_voltage": "the string end voltage", "data_end": "the end of the logs"}
+    unc = f" (+/- {d.start_uncertainty_s:.1f} s)" if d.start_uncertainty_s is not None else ""
+    console.print(f"Start from {how.get(d.start_method, d.start_method)}{unc}; end from "
+                  f"{how.get(d.end_method, d.end_method)}"
+                  + (f"; {len(d.interruptions)} interruption(s), time under load {format_duration(d.load_time_s)}"
+                     if d.interruptions else ""))
     if c.capacity_pct is not None:
         console.print(
             f"String capacity ({c.method.replace('_', '-')}): {_pct(c.capacity_pct, c.lower_bound)} % "

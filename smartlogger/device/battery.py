@@ -469,7 +469,7 @@ class StringModel:
     def discharge(self, load: Load, *, rest_before_s: float = 300.0, rest_after_s: float = 600.0,
                   end_v_per_cell: float | None = None, max_duration_s: float = 24 * 3600,
                   dt_s: float = 1.0, ambient_c: float | None = None,
-                  recharge: bool = False) -> StringTrace:
+                  recharge: bool = False, from_rest: bool = False) -> StringTrace:
         """Float charge, then the load until the string reaches its end voltage, then rest.
 
         The string floats for ``rest_before_s``; the load is applied and runs until
@@ -479,7 +479,9 @@ class StringModel:
         (voltages recover) or, with ``recharge=True``, the charger returns: current
         limited to 0.1 C until the string reaches its compensated float voltage, then
         held at float voltage with the current tapering (``current_a`` negative).
-        One loop over time steps, vectorised over blocks.
+        ``from_rest=True``: the charger was switched off long before, the blocks sit at their
+        rest (open-circuit) voltage instead of on float. One loop over time steps, vectorised
+        over blocks.
         """
         p = self.params
         if dt_s <= 0 or not math.isfinite(dt_s):
@@ -509,6 +511,9 @@ class StringModel:
         v_float = np.asarray(float_voltage(self.block_type, block_amb), dtype=np.float64)
         v_float = v_float + np.array([b.float_offset_v for b in self.blocks])
         bank.set_float(v_float)
+        if from_rest:
+            bank.eta_f = np.zeros_like(bank.eta_f)  # the float overvoltage has long decayed
+            v_float = bank.ocv()
         volts[:, :n_before] = v_float[:, None]
         temps[:, :n_before] = block_amb[:, None]
 

@@ -13,7 +13,6 @@ voltage that current produces.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from typing import Protocol, overload, runtime_checkable
@@ -21,6 +20,7 @@ from typing import Protocol, overload, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from smartlogger.csvseries import Column, CsvFormat, Source, read_series
 from smartlogger.errors import ConfigError, InputFileError
 from smartlogger.quantities import Current, Power, parse_load
 
@@ -171,70 +171,26 @@ def load_from_text(text: str, *, field: str = "load") -> ConstantCurrent | Const
 
 
 def load_from_csv(
-    path: str, *, time_column: str = "t_s", current_column: str = "current_a"
+    source: Source, *, time_column: str = "t_s", current_column: str = "current_a", name: str | None = None,
 ) -> CurrentProfile:
-    """Read a current profile from a CSV with a header row.
+    """Read a current profile for the simulation from a CSV (a path, its bytes or its text).
 
-    ``time_column`` is seconds since the load was applied, ``current_column`` the
-    string current in A. Blank rows are skipped. Raises ``InputFileError`` naming
-    the line (1-based, the header is line 1) and column of the first problem.
+    ``time_column`` is seconds since the load was applied (or h:mm:ss elapsed), ``current_column``
+    the string current in A (a unit in the header or the cells is converted). Rows that repeat a
+    time with a new current are a step (the new value 1 ms later). The CSV itself is read by
+    ``smartlogger.csvseries`` (delimiter, decimal comma, rows slightly out of order); raises
+    ``InputFileError`` naming the line (1-based, the header is line 1) and column of a problem.
     """
-    try:
-        fh = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed below
-    except OSError as err:
-        raise InputFileError(path, f"cannot open: {err.strerror or err}") from None
-    times: list[float] = []
-    amps: list[float] = []
-    with fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise InputFileError(path, "file is empty (expected a header row)", line=1) from None
-        except (csv.Error, UnicodeDecodeError) as err:
-            raise InputFileError(path, f"not a readable CSV: {err}", line=1) from None
-        names = [h.strip() for h in header]
-        for col in (time_column, current_column):
-            if col not in names:
-                raise InputFileError(
-                    path, f"missing column {col!r} (header has: {', '.join(names)})",
-                    line=1, column=col,
-                )
-        ti, ci = names.index(time_column), names.index(current_column)
-        last_t = -math.inf
-        line = 1
-        try:
-            for row in reader:
-                line = reader.line_num
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                t = _cell_float(path, row, ti, time_column, line)
-                a = _cell_float(path, row, ci, current_column, line)
-                if t < 0:
-                    raise InputFileError(path, f"time {t:g} s is negative", line=line, column=time_column)
-                if t <= last_t:
-                    raise InputFileError(
-                        path, f"time {t:g} s does not increase (previous {last_t:g} s)",
-                        line=line, column=time_column,
-                    )
-                last_t = t
-                times.append(t)
-                amps.append(a)
-        except (csv.Error, UnicodeDecodeError) as err:
-            raise InputFileError(path, f"not a readable CSV: {err}", line=line + 1) from None
-    if len(times) < 2:
-        raise InputFileError(path, f"needs at least two data rows, found {len(times)}")
-    return CurrentProfile(np.array(times, dtype=np.float64), np.array(amps, dtype=np.float64))
-
-
-def _cell_float(path: str, row: list[str], index: int, column: str, line: int) -> float:
-    cell = row[index].strip() if index < len(row) else ""
-    if not cell:
-        raise InputFileError(path, "blank cell", line=line, column=column)
-    try:
-        value = float(cell)
-    except ValueError:
-        raise InputFileError(path, f"{cell!r} is not a number", line=line, column=column) from None
-    if not math.isfinite(value):
-        raise InputFileError(path, f"{cell!r} is not a finite number", line=line, column=column)
-    return value
+    fmt = CsvFormat(time_column=time_column, time_format="auto", duplicates="step")
+    s = read_series(source, [Column("current", "current", name=current_column)], fmt, name=name)
+    if s.absolute:
+        raise InputFileError(s.name, "the simulation needs times since the load was applied (seconds or "
+                             "h:mm:ss), not clock times", line=s.line_at(0), column=s.time_column)
+    has = s.present("current")
+    t, a = s.t_s[has], s.values["current"][has]
+    if t.size and t[0] < 0:
+        raise InputFileError(s.name, f"time {t[0]:g} s is negative", line=int(s.lines[has][0]),
+                             column=s.time_column)
+    if t.size < 2:
+        raise InputFileError(s.name, f"needs at least two data rows, found {t.size}")
+    return CurrentProfile(t, a)

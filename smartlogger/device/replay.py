@@ -1,10 +1,13 @@
 """Replay: a recorded CSV trace as the sensor source of the firmware model.
 
-Owns reading a trace file (time column, voltage, optional temperature and current;
-names, units and time format configurable), checking it with errors that name
-the line and column, and running it through a ``Logger`` whose identity is
-marked ``replayed=True``. Does not own the firmware (``device.firmware``) or
-the output format (the CLI writes CSV via ``device.sim`` writers).
+Owns what a trace means (a time column, voltage, optional temperature and current),
+the checks a trace must pass to stand for a block (voltages a logger measures,
+temperatures of a battery, no gap the firmware would have to invent data for) and
+running it through a ``Logger`` whose identity is marked ``replayed=True``. The
+CSV itself (delimiter, decimal comma, units, time formats and zones, rows out of
+order, repeated time stamps) is read by ``smartlogger.csvseries``. Does not own the
+firmware (``device.firmware``) or the output format (the CLI writes logfiles and CSV
+via ``device.sim`` writers).
 
 Blank cells are normal: real traces often log temperature (or voltage) on their
 own rows. Voltage is taken from the rows that have one; temperature and current
@@ -14,15 +17,13 @@ first and after the last value). Rows with the same time are merged.
 
 from __future__ import annotations
 
-import csv
-import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from smartlogger.csvseries import TIME_FORMATS, Column, CsvFormat, Source, check_gaps, read_series
 from smartlogger.device.clock import Rtc
 from smartlogger.device.firmware import Logger
 from smartlogger.device.sensors import Sensor, TraceSource
@@ -41,33 +42,52 @@ FloatArray = npt.NDArray[np.float64]
 
 VOLTAGE_UNITS = {"V": 1.0, "mV": 1e-3}
 TEMPERATURE_UNITS = ("C", "F")
-#: Time formats besides a strptime pattern: seconds (any origin), ISO-8601, Unix epoch seconds/ms.
-TIME_FORMATS = ("seconds", "iso", "epoch", "epoch_ms")
+__all__ = ["TIME_FORMATS", "ReplayResult", "Trace", "TraceFormat", "read_trace", "replay_trace"]
 #: Default device time of a trace whose times are relative seconds: 2026-01-01T00:00:00Z.
 RELATIVE_ORIGIN_MS = 1_767_225_600_000
+#: Longest stretch without a voltage the replay bridges by default (s): the firmware
+#: would sample the straight line between the two rows, a value nobody measured.
+DEFAULT_MAX_GAP_S = 3600.0
 
 
 @dataclass(frozen=True)
 class TraceFormat:
-    """How to read a trace CSV. ``time_format`` is one of ``TIME_FORMATS`` or a strptime pattern."""
+    """How to read a trace CSV (see ``smartlogger.csvseries`` for the detecting defaults).
+
+    ``time_format`` is ``auto``, one of ``csvseries.TIME_FORMATS`` or a strptime pattern;
+    ``timezone`` the zone of stamps without one (default: UTC, noted). ``disorder``: rows
+    up to ``max_disorder_s`` out of time order are ``sort``-ed (reported) or ``refuse``-d.
+    ``max_gap_s``: the longest stretch between two voltage rows (None: any).
+    """
 
     time_column: str = "time"
     voltage_column: str = "voltage"
-    voltage_unit: str = "V"
+    voltage_unit: str | None = None
     temperature_column: str | None = None
-    temperature_unit: str = "C"
+    temperature_unit: str | None = None
     current_column: str | None = None
-    time_format: str = "seconds"
-    delimiter: str = ","
+    time_format: str = "auto"
+    delimiter: str | None = None
+    decimal: str | None = None
+    timezone: str | None = None
+    disorder: Literal["sort", "refuse"] = "sort"
+    max_disorder_s: float = 2.0
+    max_gap_s: float | None = DEFAULT_MAX_GAP_S
     default_temperature_c: float = 25.0
 
     def __post_init__(self) -> None:
-        if self.voltage_unit not in VOLTAGE_UNITS:
+        if self.voltage_unit is not None and self.voltage_unit not in VOLTAGE_UNITS:
             raise ConfigError("voltage_unit", f"{self.voltage_unit!r} is not one of V, mV")
-        if self.temperature_unit not in TEMPERATURE_UNITS:
+        if self.temperature_unit is not None and self.temperature_unit not in TEMPERATURE_UNITS:
             raise ConfigError("temperature_unit", f"{self.temperature_unit!r} is not one of C, F")
-        if len(self.delimiter) != 1:
+        if self.delimiter is not None and len(self.delimiter) != 1:
             raise ConfigError("delimiter", "the delimiter must be one character")
+        self.csv_format()  # checks the rest
+
+    def csv_format(self) -> CsvFormat:
+        return CsvFormat(time_column=self.time_column, time_format=self.time_format, timezone=self.timezone,
+                         delimiter=self.delimiter, decimal=self.decimal, disorder=self.disorder,
+                         max_disorder_s=self.max_disorder_s, duplicates="mean")
 
 
 @dataclass
@@ -82,6 +102,10 @@ class Trace:
     start_ms: int | None  # ms since epoch of t_s == 0 if the time column is absolute
     rows: int  # data rows read (including temperature-only rows)
     line_of: list[int] = field(default_factory=list)  # file line of each voltage row
+    notes: list[str] = field(default_factory=list)  # what the reader did (sorted rows, merged stamps, ...)
+    reordered: int = 0  # rows that were out of time order and sorted
+    max_disorder_s: float = 0.0  # how far back in time the worst of them was, s
+    duplicates: int = 0  # rows that repeated a time stamp and were merged
 
 
 @dataclass
@@ -92,174 +116,65 @@ class ReplayResult:
     trace: Trace
 
 
-def _parse_time(text: str, fmt: str, path: str, line: int, column: str) -> float:
-    """Seconds (relative or since epoch) for one time cell."""
-    try:
-        if fmt == "seconds" or fmt == "epoch":
-            value = float(text)
-        elif fmt == "epoch_ms":
-            value = float(text) / 1000.0
-        elif fmt == "iso":
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=UTC)  # naive ISO times are taken as UTC
-            value = dt.timestamp()
-        else:
-            dt = datetime.strptime(text, fmt)
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=UTC)
-            value = dt.timestamp()
-    except ValueError:
-        shown = "seconds" if fmt in ("seconds", "epoch", "epoch_ms") else fmt
-        raise InputFileError(path, f"time {text!r} does not match the time format {shown!r}",
-                             line=line, column=column) from None
-    if not math.isfinite(value):
-        raise InputFileError(path, f"time {text!r} is not finite", line=line, column=column)
-    return value
+def read_trace(source: Source, fmt: TraceFormat, *, name: str | None = None) -> Trace:
+    """Read and check a trace CSV (a path, its bytes or its text; see module docstring).
 
-
-def _parse_number(text: str, path: str, line: int, column: str) -> float:
-    try:
-        value = float(text.replace(",", ".")) if text.count(",") == 1 and "." not in text else float(text)
-    except ValueError:
-        raise InputFileError(path, f"{text!r} is not a number", line=line, column=column) from None
-    if not math.isfinite(value):
-        raise InputFileError(path, f"{text!r} is not a finite number", line=line, column=column)
-    return value
-
-
-#: Separators seen in CSV exports of other equipment (semicolon: spreadsheets with a decimal comma).
-_OTHER_DELIMITERS = {";": "';'", "\t": "tab ('\\t')", "|": "'|'", ",": "','"}
-
-
-def delimiter_hint(header: list[str], delimiter: str) -> str:
-    """``"; the file looks ';'-separated: use --delimiter ';'"`` when the header read with
-    ``delimiter`` is one cell that another common separator splits into several, else ``""``."""
-    if len(header) != 1:
-        return ""
-    for other, shown in _OTHER_DELIMITERS.items():
-        if other != delimiter and len(header[0].split(other)) > 1:
-            option = "--delimiter '\\t'" if other == "\t" else f"--delimiter '{other}'"
-            return f"; the file looks {shown}-separated: use {option}"
-    return ""
-
-
-def read_trace(path: str | Path, fmt: TraceFormat) -> Trace:
-    """Read and check a trace CSV (see module docstring). Raises ``InputFileError``."""
-    p = str(path)
-    try:
-        fh = open(p, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed below
-    except OSError as err:
-        raise InputFileError(p, f"cannot open: {err.strerror or err}") from None
-    times: list[float] = []
-    v_rows: list[tuple[float, float, int]] = []  # (t, volts, line)
-    t_rows: list[tuple[float, float]] = []
-    a_rows: list[tuple[float, float]] = []
-    rows = 0
-    with fh:
-        reader = csv.reader(fh, delimiter=fmt.delimiter)
-        try:
-            header = next(reader)
-            while header and header[0].lstrip().startswith("#"):  # leading comment lines
-                header = next(reader)
-        except StopIteration:
-            raise InputFileError(p, "file is empty (expected a header row)", line=reader.line_num or 1) from None
-        except (csv.Error, UnicodeDecodeError) as err:
-            raise InputFileError(p, f"not a readable CSV: {err}", line=1) from None
-        names = [h.strip() for h in header]
-        wanted = [fmt.time_column, fmt.voltage_column]
-        wanted += [c for c in (fmt.temperature_column, fmt.current_column) if c]
-        for col in wanted:
-            if col not in names:
-                raise InputFileError(p, f"missing column {col!r} (header has: {', '.join(names)})"
-                                     + delimiter_hint(names, fmt.delimiter), line=1, column=col)
-        ti, vi = names.index(fmt.time_column), names.index(fmt.voltage_column)
-        ci = names.index(fmt.temperature_column) if fmt.temperature_column else None
-        ai = names.index(fmt.current_column) if fmt.current_column else None
-        vscale = VOLTAGE_UNITS[fmt.voltage_unit]
-        last_t = -math.inf
-        line = 1
-        try:
-            for row in reader:
-                line = reader.line_num  # physical line of the row's end (1-based)
-                if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
-                    continue
-                rows += 1
-
-                def cell(i: int | None, r: list[str] = row) -> str:
-                    return r[i].strip() if i is not None and i < len(r) else ""
-
-                ttext = cell(ti)
-                if not ttext:
-                    raise InputFileError(p, "time is blank", line=line, column=fmt.time_column)
-                t = _parse_time(ttext, fmt.time_format, p, line, fmt.time_column)
-                if t < last_t:
-                    raise InputFileError(
-                        p, f"time goes backwards ({ttext!r} is before the previous row)",
-                        line=line, column=fmt.time_column)
-                last_t = t
-                times.append(t)
-                if vt := cell(vi):
-                    v = _parse_number(vt, p, line, fmt.voltage_column) * vscale
-                    v_rows.append((t, v, line))
-                if ci is not None and (ct := cell(ci)):
-                    c = _parse_number(ct, p, line, fmt.temperature_column or "")
-                    if fmt.temperature_unit == "F":
-                        c = (c - 32.0) * 5.0 / 9.0
-                    if not -60.0 <= c <= 150.0:
-                        raise InputFileError(p, f"{c:g} C is not a battery temperature (wrong unit?)",
-                                             line=line, column=fmt.temperature_column)
-                    t_rows.append((t, c))
-                if ai is not None and (at := cell(ai)):
-                    a_rows.append((t, _parse_number(at, p, line, fmt.current_column or "")))
-        except (csv.Error, UnicodeDecodeError) as err:
-            raise InputFileError(p, f"not a readable CSV: {err}", line=line + 1) from None
-    if len(v_rows) < 2:
-        raise InputFileError(p, f"needs at least two rows with a voltage, found {len(v_rows)}",
-                             column=fmt.voltage_column)
-    _check_volts(p, fmt, v_rows)
-    t_abs = np.array([r[0] for r in v_rows])
-    volts = np.array([r[1] for r in v_rows])
-    t_abs, volts, lines = _merge_equal_times(t_abs, volts, [r[2] for r in v_rows])
-    origin = float(t_abs[0])
-    t_rel = t_abs - origin
-    if t_rows:
-        tt = np.array([r[0] for r in t_rows])
-        temp = np.interp(t_abs, tt, np.array([r[1] for r in t_rows]))
-    else:
-        temp = np.full(t_abs.shape, fmt.default_temperature_c)
+    Raises ``InputFileError`` naming the file, line and column."""
+    cols = [Column("voltage", "voltage", name=fmt.voltage_column, unit=fmt.voltage_unit,
+                   option="--voltage-column")]
+    if fmt.temperature_column:
+        cols.append(Column("temperature", "temperature", name=fmt.temperature_column,
+                           unit=fmt.temperature_unit, option="--temperature-column"))
+    if fmt.current_column:
+        cols.append(Column("current", "current", name=fmt.current_column, option="--current-column"))
+    s = read_series(source, cols, fmt.csv_format(), name=name)
+    p = s.name
+    has_v = s.present("voltage")
+    if int(has_v.sum()) < 2:
+        raise InputFileError(p, f"needs at least two rows with a voltage, found {int(has_v.sum())}",
+                             column=s.columns["voltage"])
+    t_abs = s.t_s[has_v]
+    volts = s.values["voltage"][has_v]
+    lines = s.lines[has_v]
+    _check_volts(p, fmt, volts, lines, s.columns["voltage"], s.units["voltage"])
+    if fmt.max_gap_s is not None:
+        check_gaps(t_abs, lines, fmt.max_gap_s, p, s.columns["voltage"], "--max-gap")
+    temp = np.full(t_abs.shape, fmt.default_temperature_c)
+    if "temperature" in s.values:
+        has_c = s.present("temperature")
+        tc = s.values["temperature"][has_c]
+        bad = np.nonzero((tc < -60.0) | (tc > 150.0))[0]
+        if bad.size:
+            raise InputFileError(p, f"{tc[bad[0]]:g} C is not a battery temperature (wrong unit?)",
+                                 line=int(s.lines[has_c][bad[0]]), column=s.columns["temperature"])
+        if tc.size:
+            temp = np.interp(t_abs, s.t_s[has_c], tc)
     current = None
-    if a_rows:
-        at_ = np.array([r[0] for r in a_rows])
-        current = np.interp(t_abs, at_, np.array([r[1] for r in a_rows]))
-    absolute = fmt.time_format != "seconds"
-    start_ms = round(origin * 1000.0) if absolute else None
-    return Trace(p, t_rel, volts, temp, current, start_ms, rows, lines)
+    if "current" in s.values:
+        has_a = s.present("current")
+        if has_a.any():
+            current = np.interp(t_abs, s.t_s[has_a], s.values["current"][has_a])
+    origin = float(t_abs[0])
+    start_ms = round(origin * 1000.0) if s.absolute else None
+    return Trace(p, t_abs - origin, volts, temp, current, start_ms, s.rows, [int(x) for x in lines],
+                 list(s.notes), s.reordered, s.max_disorder_s, s.duplicates)
 
 
-def _check_volts(path: str, fmt: TraceFormat, v_rows: list[tuple[float, float, int]]) -> None:
+def _check_volts(path: str, fmt: TraceFormat, volts: FloatArray, lines: npt.NDArray[np.int64],
+                 column: str, unit: str) -> None:
     """Reject voltages no logger measures: the usual cause is a wrong unit."""
     hi = max(r[1] for r in MEASURING_RANGE_MV.values()) / 1000.0
     lo = min(r[0] for r in MEASURING_RANGE_MV.values()) / 1000.0
-    for _, v, line in v_rows:
-        if v < 0.5 * lo or v > 2.0 * hi:
-            hint = ""
-            if fmt.voltage_unit == "V" and v > 2.0 * hi:
-                hint = " (looks like millivolts: use voltage unit mV)"
-            elif fmt.voltage_unit == "mV" and 0.0 < v < 1.0:
-                hint = " (looks like volts: use voltage unit V)"
-            raise InputFileError(path, f"{v:g} V cannot be a block voltage{hint}",
-                                 line=line, column=fmt.voltage_column)
-
-
-def _merge_equal_times(t: FloatArray, v: FloatArray, lines: list[int]) -> tuple[FloatArray, FloatArray, list[int]]:
-    keep = np.ones(t.size, dtype=bool)
-    keep[1:] = np.diff(t) > 0  # the last of equal times wins; keep the first row's line
-    if keep.all():
-        return t, v, lines
-    uniq, first = np.unique(t, return_index=True)
-    last = np.r_[first[1:] - 1, t.size - 1]
-    return uniq, v[last], [lines[i] for i in first]
+    bad = np.nonzero((volts < 0.5 * lo) | (volts > 2.0 * hi))[0]
+    if bad.size:
+        v = float(volts[bad[0]])
+        hint = ""
+        if unit == "V" and v > 2.0 * hi:
+            hint = " (looks like millivolts: use voltage unit mV)"
+        elif unit == "mV" and 0.0 < v < 1.0:
+            hint = " (looks like volts: use voltage unit V)"
+        raise InputFileError(path, f"{v:g} V cannot be a block voltage{hint}", line=int(lines[bad[0]]),
+                             column=column)
 
 
 def infer_block_type(trace: Trace) -> BlockType:

@@ -25,7 +25,7 @@ from smartlogger.device import battery
 from smartlogger.device.battery import StringTrace, build_string
 from smartlogger.device.clock import Rtc
 from smartlogger.device.firmware import Logger
-from smartlogger.device.load import load_from_text
+from smartlogger.device.load import Load, load_from_text
 from smartlogger.device.sensors import TraceSource
 from smartlogger.device.store import LogStore, MemoryStore
 from smartlogger.errors import SimulationError
@@ -134,7 +134,7 @@ def prepare_string_test(
     n_blocks: int = 24,
     *,
     weak: int = 2,
-    load: str = "20A",
+    load: str | Load = "20A",
     ambient_c: float = 25.0,
     seed: int = 1,
     block_type: BlockType | None = None,
@@ -149,18 +149,19 @@ def prepare_string_test(
     max_duration_s: float = 86400.0,
     start_ms: int = DEFAULT_TEST_START_MS,
     test_id: str = "",
+    from_rest: bool = False,
 ) -> PreparedTest:
     """Simulate the battery and power on one logger per block (factory configuration).
 
     See ``simulate_string_test`` for the scenario.
     """
     bt = block_type if block_type is not None else BlockType.lead_acid(12)
-    load_obj = load_from_text(load)
+    load_obj = load_from_text(load) if isinstance(load, str) else load
     t0 = time.perf_counter()
     string = build_string(n_blocks, bt, rated_ah, weak=weak, seed=seed, ambient_c=ambient_c)
     trace = string.discharge(load_obj, rest_before_s=rest_before_s, rest_after_s=rest_after_s,
                              end_v_per_cell=end_v_per_cell, max_duration_s=max_duration_s,
-                             ambient_c=ambient_c)
+                             ambient_c=ambient_c, from_rest=from_rest)
     battery_wall_s = time.perf_counter() - t0
     factory = store_factory or _default_store
     th = thresholds if thresholds is not None else Thresholds.default_for(bt)
@@ -176,14 +177,15 @@ def prepare_string_test(
         configs.append(LoggerConfig(bt, th, rated_ah, float_rate_s=float_rate_s,
                                     discharge_rate_s=discharge_rate_s, block_label=f"B{i + 1}",
                                     block_position=i + 1, test_id=test_id))
-    return PreparedTest(loggers, configs, trace, start_ms, load, battery_wall_s)
+    load_text = load if isinstance(load, str) else type(load).__name__
+    return PreparedTest(loggers, configs, trace, start_ms, load_text, battery_wall_s)
 
 
 def simulate_string_test(
     n_blocks: int = 24,
     *,
     weak: int = 2,
-    load: str = "20A",
+    load: str | Load = "20A",
     ambient_c: float = 25.0,
     seed: int = 1,
     block_type: BlockType | None = None,
@@ -199,6 +201,7 @@ def simulate_string_test(
     start_ms: int = DEFAULT_TEST_START_MS,
     test_id: str = "",
     progress: Progress | None = None,
+    from_rest: bool = False,
 ) -> SimulatedTest:
     """A capacity test of ``n_blocks`` blocks, one logger each.
 
@@ -213,7 +216,7 @@ def simulate_string_test(
         rated_ah=rated_ah, store_factory=store_factory, float_rate_s=float_rate_s,
         discharge_rate_s=discharge_rate_s, thresholds=thresholds, end_v_per_cell=end_v_per_cell,
         rest_before_s=rest_before_s, rest_after_s=rest_after_s, max_duration_s=max_duration_s,
-        start_ms=start_ms, test_id=test_id)
+        start_ms=start_ms, test_id=test_id, from_rest=from_rest)
     prepared.tap_all()
     return prepared.run(progress)
 

@@ -42,7 +42,14 @@ from smartlogger.model import (
     Side,
     Thresholds,
 )
-from smartlogger.quantities import Current, Power, parse_duration, parse_load
+from smartlogger.quantities import (
+    Current,
+    Power,
+    Voltage,
+    parse_duration,
+    parse_load,
+    parse_voltage,
+)
 
 # The analysis and logfile packages are imported inside functions: importing the
 # export package (e.g. for the CLI's --help) must not pull in numpy-heavy analysis.
@@ -283,13 +290,14 @@ class TestDirInputs:
 
 
 def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | None = None,
-                  rated_time_s: float | None = None, end_v_per_cell: float | None = None) -> TestDirInputs:
+                  rated_time_s: float | None = None, end_v_per_cell: float | None = None,
+                  end_voltage: Voltage | None = None) -> TestDirInputs:
     """Read every ``*.slog`` in ``directory``, verify it, and analyse the test.
 
     A ``result.json`` in the directory (``TestResult`` JSON) is used as is;
     otherwise the test is analysed, with the load and rated time taken from the
     arguments or else from the logfiles' test metadata (keys ``load``,
-    ``rated_time``, ``end_v_per_cell``).
+    ``rated_time``, ``end_voltage`` (per cell, block or string) or ``end_v_per_cell``).
     """
     from smartlogger.analysis.analyze import analyze_test
     from smartlogger.analysis.inputs import TestMetadata, load_from_quantity
@@ -326,10 +334,17 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | 
         if rated_time_s is None and test_meta.get("rated_time"):
             rated_time_s = parse_duration(test_meta["rated_time"], field="logfile test metadata 'rated_time'",
                                           default_unit="h")
-        ev = end_v_per_cell if end_v_per_cell is not None else (
-            float(test_meta["end_v_per_cell"]) if "end_v_per_cell" in test_meta else None)
+        ev: float | None = None
+        if end_voltage is None and end_v_per_cell is None:
+            if test_meta.get("end_voltage"):
+                end_voltage = parse_voltage(test_meta["end_voltage"], field="logfile test metadata 'end_voltage'")
+            elif "end_v_per_cell" in test_meta:
+                end_voltage = parse_voltage(test_meta["end_v_per_cell"],
+                                            field="logfile test metadata 'end_v_per_cell'")
+        elif end_voltage is None:
+            ev = end_v_per_cell
         meta = TestMetadata(load_from_quantity(load), rated_time_s=rated_time_s,
-                            end_v_per_cell=ev, test_id=test_meta.get("test_id", ""))
+                            end_v_per_cell=ev, end_voltage=end_voltage, test_id=test_meta.get("test_id", ""))
         result = analyze_test(logs, meta)
     outcome, series, exceed = string_report_inputs(result, logs, evidence)
     if test_meta.get("site"):

@@ -218,7 +218,7 @@ class SyncClient:
         meta = json.loads((self.folder / folder / TEST_FILE).read_bytes())
         if not isinstance(meta, dict):
             raise _Rejected(f"{folder}/{TEST_FILE}: not a JSON object")
-        body = {k: meta[k] for k in ("load", "rated_time", "end_v_per_cell", "blocks", "name", "string_id",
+        body = {k: meta[k] for k in ("load", "rated_time", "end_v_per_cell", "end_voltage", "blocks", "name", "string_id",
                                      "reference_temperature_c", "datasheet_csv") if k in meta}
         body["metadata"] = {str(k): str(v) for k, v in (meta.get("metadata") or {}).items()}
         return body

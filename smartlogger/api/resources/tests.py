@@ -50,14 +50,14 @@ from smartlogger.api.services import (
 
 blp = Blueprint("tests", __name__, url_prefix="/api/tests", description="Capacity tests, results, reports.")
 
-_PATCHABLE = ("name", "load", "rated_time", "end_v_per_cell", "reference_temperature_c", "blocks",
+_PATCHABLE = ("name", "load", "rated_time", "end_v_per_cell", "end_voltage", "reference_temperature_c", "blocks",
               "datasheet_csv", "string_id")
 
 
 def test_out(t: CapacityTest) -> dict[str, Any]:
     n = logfile_count(session(), t)
     out = {c: getattr(t, c) for c in ("id", "string_id", "name", "client_key", "load", "rated_time",
-                                      "end_v_per_cell", "reference_temperature_c", "blocks", "meta",
+                                      "end_v_per_cell", "end_voltage", "reference_temperature_c", "blocks", "meta",
                                       "created_at")}
     out["logfiles"] = n
     out["status"] = status_of(session(), t, n)
