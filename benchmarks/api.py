@@ -47,9 +47,9 @@ import time
 from typing import Any
 
 from smartlogger.api.admin import Admin
-from smartlogger.api.testing import database_url, simulated_logfiles
 from smartlogger.logfile import LogfileMetadata, read_logfile
-from smartlogger.logfile.tamper import rebuild
+from smartlogger.testing.api import database_url, simulated_logfiles
+from smartlogger.testing.tamper import rebuild
 
 CONCURRENCY = 16
 

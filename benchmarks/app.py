@@ -57,7 +57,8 @@ process.stdout.write(JSON.stringify({ms: best, samples: n}));
 def float_logfile(years: int) -> bytes:
     """An unsigned logfile: config change, then ``years`` of 1-min float samples in daily blocks."""
     from smartlogger.logfile import LogfileMetadata
-    from smartlogger.logfile.examples import (
+    from smartlogger.model import ConfigChange
+    from smartlogger.testing.logfile_examples import (
         EPOCH_2026_MS,
         ChainedLog,
         example_config,
@@ -65,7 +66,6 @@ def float_logfile(years: int) -> bytes:
         float_trace,
         sample_blocks,
     )
-    from smartlogger.model import ConfigChange
 
     ident = example_identity("SIM-BENCH")
     log = ChainedLog(ident.serial)
@@ -113,7 +113,7 @@ def bench_browser(blocks: int, work: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from smartlogger.api.admin import Admin
-    from smartlogger.api.testing import simulated_logfiles
+    from smartlogger.testing.api import simulated_logfiles
 
     admin = Admin(f"sqlite:///{work / 'smartlogger.db'}")
     admin.create_org("Bench")

@@ -27,14 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from smartlogger.device.blackbox import (
-    REGION_MAIN,
-    BlackboxLayout,
-    BlackboxStore,
-    SweepResult,
-    power_loss_sweep,
-    sweep_workload,
-)
+from smartlogger.device.blackbox import REGION_MAIN, BlackboxLayout, BlackboxStore
 from smartlogger.device.flash import W25Q64, FlashGeometry, NorFlash
 from smartlogger.device.replay import TraceFormat, read_trace, replay_trace
 from smartlogger.device.ring import Ring
@@ -43,6 +36,7 @@ from smartlogger.model import (
     BlockType,
     SampleBlock,
 )
+from smartlogger.testing.powerloss import SweepResult, power_loss_sweep, sweep_workload
 
 T0 = 1_767_225_600_000
 

@@ -16,7 +16,7 @@ Prints ONE JSON object on stdout:
 RTCs, drift within +/-50 ppm, on the battery model; 5 % weak blocks, 10 A: the
 10 h rate of the 100 Ah blocks, so the model's capacity factors are the true %; the NFC tap sets each clock, the BLE pull reads it
 with ``--pull-latency-ms`` of phone-side latency). ``--source synthetic``: the
-closed-form generator of ``smartlogger.analysis.synthetic`` (drift drawn
+closed-form generator of ``smartlogger.testing.synthetic`` (drift drawn
 uniformly in +/-50 ppm, 5 ms phone noise on tap and pull). ``--quick``: 24 blocks.
 """
 
@@ -40,7 +40,7 @@ from smartlogger.analysis.inputs import (
     block_log_from_records,
 )
 from smartlogger.analysis.results import TestResult
-from smartlogger.analysis.synthetic import synthetic_string_test
+from smartlogger.testing.synthetic import synthetic_string_test
 
 FloatArray = np.ndarray
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from smartlogger.compat.openpyxl import charts_of
 from smartlogger.export.examples import ExampleTest, example_string_test
 from smartlogger.export.logger_workbook import write_logger_workbook
 from smartlogger.export.sheetstream import NumericSheet, discard_workbook
@@ -51,7 +52,7 @@ def naive_string_report(path: Path, test: ExampleTest) -> float:
         for ws in fast.worksheets:
             if isinstance(ws, NumericSheet):
                 frame = pd.DataFrame({c.header: (np.round(c.values, c.decimals) if c.decimals is not None
-                                                 else c.values) for c in ws._columns})
+                                                 else c.values) for c in ws.columns})
                 frame.to_excel(xw, sheet_name=ws.title, index=False)
             elif ws.title == "Summary":
                 head = pd.DataFrame({"key": ["Result", "Capacity (% of rated)", "Method", "Duration (s)", "Load",
@@ -71,7 +72,7 @@ def naive_string_report(path: Path, test: ExampleTest) -> float:
                 pd.DataFrame({"block": [ws.title]}).to_excel(xw, sheet_name=ws.title, index=False)
         book = xw.book
         for ws in fast.worksheets:
-            for chart in ws._charts:
+            for chart in charts_of(ws):
                 book[ws.title].add_chart(chart, chart.anchor)
         book["Chart data"].sheet_state = "hidden"
     elapsed = time.perf_counter() - start

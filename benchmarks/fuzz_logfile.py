@@ -26,9 +26,9 @@ from pathlib import Path
 
 
 def _seeds() -> list[bytes]:
-    from smartlogger.logfile.examples import example_file, example_pulls
     from smartlogger.logfile.gen1 import write_gen1
     from smartlogger.model import Event, EventKind, Generation, LoggerIdentity, SampleBlock
+    from smartlogger.testing.logfile_examples import example_file, example_pulls
 
     g1 = write_gen1(LoggerIdentity("G1-0001", Generation.GEN1, "1.0"),
                     [SampleBlock.of(0, 10_000, [12800, 12790, 12795], [250, 251, 250]),

@@ -21,9 +21,14 @@ from typing import Any
 import numpy as np
 
 from smartlogger.logfile import chain
+from smartlogger.logfile.container import LogfileMetadata
 from smartlogger.logfile.convert import load_samples
 from smartlogger.logfile.evidence import simulated_credentials
-from smartlogger.logfile.examples import (
+from smartlogger.logfile.format import read_logfile
+from smartlogger.logfile.samples import decode_samples, encode_samples
+from smartlogger.logfile.verify import verify_logfile
+from smartlogger.model import LoggerIdentity, Record, SampleBlock
+from smartlogger.testing.logfile_examples import (
     EPOCH_2026_MS,
     ChainedLog,
     discharge_trace,
@@ -31,11 +36,7 @@ from smartlogger.logfile.examples import (
     float_trace,
     sample_blocks,
 )
-from smartlogger.logfile.format import LogfileMetadata, read_logfile
-from smartlogger.logfile.samples import decode_samples, encode_samples
-from smartlogger.logfile.tamper import detected, tamper_cases
-from smartlogger.logfile.verify import verify_logfile
-from smartlogger.model import LoggerIdentity, Record, SampleBlock
+from smartlogger.testing.tamper import detected, tamper_cases
 
 META = LogfileMetadata("B1", 1, {"site": "benchmark"}, EPOCH_2026_MS)
 

@@ -28,14 +28,42 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
 import socket
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from werkzeug.serving import make_server
+
+from smartlogger.analysis.analyze import analyze_test
+from smartlogger.analysis.inputs import TestMetadata, load_from_quantity, read_datasheet_csv
+from smartlogger.analysis.loading import load_test_logs
+from smartlogger.api import create_app
+from smartlogger.api.admin import Admin, AdminError
+from smartlogger.device.gatt import serve_loggers
+from smartlogger.device.nfc_tag import LoggerTag, TagEmulator, serve_in_thread
+from smartlogger.device.sim import prepare_string_test
 from smartlogger.errors import SmartLoggerError
+from smartlogger.export.adapters import (
+    evidence_from_report,
+    logger_export_inputs,
+    string_report_inputs,
+)
+from smartlogger.export.logger_workbook import write_logger_workbook
+from smartlogger.export.string_report import write_string_report
+from smartlogger.field import ble as fb
+from smartlogger.field.ble_virtual import VirtualBleakClient, VirtualBleakScanner, VirtualRadio
+from smartlogger.field.nfc import KitSession, Outcome
+from smartlogger.field.profiles import load_profile
+from smartlogger.field.sync import sync_folder
+from smartlogger.logfile import verify_logfile
+from smartlogger.quantities import parse_load
 
 #: The datasheet of the simulated block (CSB GP 12400 scaled to 100 Ah C10), used as rated data.
 DATASHEET = Path(__file__).parent / "data" / "sim_vrla_12v100_datasheet.csv"
@@ -103,8 +131,6 @@ def prepare_output(out: Path) -> list[str]:
     A folder that holds anything and was not written by a demo is refused (``DemoStepError``):
     the demo never deletes files it did not write.
     """
-    import shutil
-
     if out.exists() and not out.is_dir():
         raise DemoStepError("options", f"--out {out} is a file, not a folder")
     if not out.exists():
@@ -179,8 +205,6 @@ def run_demo(opts: DemoOptions, *, on_step: StepHook | None = None,
 
 
 def _simulate(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
-    from smartlogger.device.sim import prepare_string_test
-
     test_id = f"DEMO-{opts.seed}"
     prepared = prepare_string_test(opts.blocks, weak=opts.weak, load=opts.load,
                                    ambient_c=opts.ambient_c, seed=opts.seed, rated_ah=opts.rated_ah,
@@ -199,10 +223,6 @@ def _free_udp_port() -> int:
 
 
 def _nfc(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
-    from smartlogger.device.nfc_tag import LoggerTag, TagEmulator, serve_in_thread
-    from smartlogger.field.nfc import KitSession, Outcome
-    from smartlogger.field.profiles import load_profile
-
     prepared = ctx["prepared"]
     n = len(prepared.loggers)
     tags = [LoggerTag(logger) for logger in prepared.loggers]
@@ -244,10 +264,6 @@ def _discharge(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
 
 
 def _ble(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
-    from smartlogger.device.gatt import serve_loggers
-    from smartlogger.field import ble as fb
-    from smartlogger.field.ble_virtual import VirtualBleakClient, VirtualBleakScanner, VirtualRadio
-
     loggers = ctx["sim"].loggers
     n = len(loggers)
     logs_dir = opts.out / "logs"
@@ -291,8 +307,6 @@ def _ble(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress:
 
 def _verify(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
             progress: ProgressHook) -> None:
-    from smartlogger.logfile import verify_logfile
-
     files: list[Path] = ctx["logfiles"]
     reports = {}
     for i, f in enumerate(files):
@@ -310,11 +324,6 @@ def _verify(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
 
 def _analyze(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
              progress: ProgressHook) -> None:
-    from smartlogger.analysis.analyze import analyze_test
-    from smartlogger.analysis.inputs import TestMetadata, load_from_quantity, read_datasheet_csv
-    from smartlogger.analysis.loading import load_test_logs
-    from smartlogger.quantities import parse_load
-
     files: list[Path] = ctx["logfiles"]
     logs = load_test_logs(files)
     meta = TestMetadata(load=load_from_quantity(parse_load(opts.load)), datasheet=read_datasheet_csv(DATASHEET),
@@ -348,14 +357,6 @@ def _analyze(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
 
 def _workbooks(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
                progress: ProgressHook) -> None:
-    from smartlogger.export.adapters import (
-        evidence_from_report,
-        logger_export_inputs,
-        string_report_inputs,
-    )
-    from smartlogger.export.logger_workbook import write_logger_workbook
-    from smartlogger.export.string_report import write_string_report
-
     files: list[Path] = ctx["logfiles"]
     evidence = [evidence_from_report(ctx["verify"][f], f.name) for f in files]
     outcome, series, exceedances = string_report_inputs(ctx["result"], ctx["logs"], evidence)
@@ -377,13 +378,6 @@ def _workbooks(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
 
 def _api(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
     """Start the API on an embedded SQLite in OUT/api, sync the logs, wait for its own results."""
-    import threading
-
-    from werkzeug.serving import make_server
-
-    from smartlogger.api import create_app
-    from smartlogger.api.admin import Admin, AdminError
-    from smartlogger.field.sync import sync_folder
 
     data_dir = (opts.out / "api").resolve()
     app = create_app({"DATA_DIR": str(data_dir)})
@@ -480,9 +474,6 @@ class _Http:
         self.token = token
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        import urllib.error
-        import urllib.request
-
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method, headers={
             "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})

@@ -7,7 +7,7 @@ import pytest
 
 from smartlogger.analysis.align import align_block, gap_mask, resample
 from smartlogger.analysis.inputs import BlockLog
-from smartlogger.analysis.synthetic import synthetic_string_test, with_clock_jump
+from smartlogger.testing.synthetic import synthetic_string_test, with_clock_jump
 
 
 def _one(drift: float, offset: float, **kw: object) -> tuple[BlockLog, np.ndarray]:

@@ -13,8 +13,8 @@ from smartlogger.analysis.loading import block_log_from_logfile
 from smartlogger.cli import main
 from smartlogger.device.sim import simulate_string_test
 from smartlogger.device.store import MemoryStore
-from smartlogger.logfile.evidence import pull_logfile, simulated_credentials
-from smartlogger.logfile.format import LogfileMetadata
+from smartlogger.logfile import pull_logfile, simulated_credentials
+from smartlogger.logfile.container import LogfileMetadata
 
 DATA = Path(__file__).parent / "data"
 
@@ -93,9 +93,9 @@ def test_trend_command(test_dir: Path, tmp_path: Path) -> None:
 
 def test_generation1_logfiles_are_analysed(tmp_path: Path) -> None:
     """Gen-1 loggers: fixed 10 s rate, fixed 9.9 V 'empty' alarm, no clock set, unsigned."""
-    from smartlogger.analysis.synthetic import synthetic_string_test
     from smartlogger.logfile.gen1 import write_gen1
     from smartlogger.model import Generation, LoggerIdentity, SampleBlock
+    from smartlogger.testing.synthetic import synthetic_string_test
 
     logs, _ = synthetic_string_test(2, current_a=50.0, capacity_ah=[70.0, 100.0], seed=12)
     for g in logs:

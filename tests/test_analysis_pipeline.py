@@ -20,14 +20,14 @@ from smartlogger.analysis.inputs import (
     read_datasheet_csv,
 )
 from smartlogger.analysis.results import TestResult, json_schema
-from smartlogger.analysis.synthetic import (
+from smartlogger.errors import AnalysisError
+from smartlogger.model import BlockType, LoggerConfig
+from smartlogger.testing.synthetic import (
     SyntheticTruth,
     synthetic_string_test,
     with_clock_jump,
     with_gap,
 )
-from smartlogger.errors import AnalysisError
-from smartlogger.model import BlockType, LoggerConfig
 
 DATASHEET = Path(__file__).parent / "data" / "datasheet_synthetic_12v100.csv"
 

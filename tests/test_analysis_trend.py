@@ -9,8 +9,8 @@ import pytest
 from smartlogger.analysis.analyze import analyze_test
 from smartlogger.analysis.inputs import ConstantCurrent, TestMetadata
 from smartlogger.analysis.results import TestResult
-from smartlogger.analysis.synthetic import synthetic_string_test
 from smartlogger.analysis.trend import MS_PER_YEAR, block_trends
+from smartlogger.testing.synthetic import synthetic_string_test
 
 
 @pytest.fixture(scope="module")

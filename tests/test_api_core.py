@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from smartlogger.api.auth import PUBLIC_ENDPOINTS
-from smartlogger.api.testing import ApiEnv, api_env, backends
+from smartlogger.testing.api import ApiEnv, api_env, backends
 
 
 @pytest.fixture(scope="module", params=backends())

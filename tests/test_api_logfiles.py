@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from smartlogger.api.db import database
 from smartlogger.api.models import Job, Logfile, Logger
 from smartlogger.api.receipts import verify_receipt
-from smartlogger.api.testing import ApiEnv, api_env, backends, simulated_logfiles
+from smartlogger.testing.api import ApiEnv, api_env, backends, simulated_logfiles
 
 OCTET = "application/octet-stream"
 
@@ -100,7 +100,7 @@ def test_bad_upload_is_rejected_with_the_decoder_message_and_nothing_stored(
 
 
 def test_tampered_but_decodable_logfile_is_kept_and_flagged(env: ApiEnv, logfiles: list[bytes]) -> None:
-    from smartlogger.logfile.tamper import tamper_cases
+    from smartlogger.testing.tamper import tamper_cases
 
     case = next(t for t in tamper_cases(logfiles[0], other=logfiles[1]) if t.kind == "delete")
     r = env.client.post("/api/logfiles", headers=env.a.headers("technician"), data=case.data, content_type=OCTET)
@@ -162,7 +162,7 @@ def test_complete_test_gives_results_then_report_and_jobs_are_idempotent(
 
 
 def test_failed_analysis_reports_why_and_can_be_retried(env: ApiEnv) -> None:
-    from smartlogger.logfile.examples import example_file
+    from smartlogger.testing.logfile_examples import example_file
 
     c, tech = env.client, env.a.headers("technician")
     tid = c.post("/api/tests", headers=tech, json={"load": "5A", "blocks": 1}).get_json()["id"]
@@ -195,7 +195,7 @@ def test_concurrent_uploads_of_one_new_logger_and_of_the_same_bytes(env: ApiEnv,
     from concurrent.futures import ThreadPoolExecutor
 
     from smartlogger.logfile import LogfileMetadata, read_logfile
-    from smartlogger.logfile.tamper import rebuild
+    from smartlogger.testing.tamper import rebuild
 
     lf = read_logfile(logfiles[3])
     variants = []
@@ -322,7 +322,7 @@ def test_sample_head_naming_an_unknown_codec_is_rejected_at_upload(env: ApiEnv, 
 
 def test_background_checks_wait_for_a_quiet_moment_but_not_for_ever(env: ApiEnv) -> None:
     """ThreadRunner: urgent jobs first; a check waits for idle_s without requests, at most max_delay_s."""
-    from smartlogger.api.jobs import ThreadRunner
+    from smartlogger.api.worker import ThreadRunner
 
     busy = ThreadRunner(env.app, idle_s=3600, max_delay_s=3600)
     try:
@@ -350,8 +350,8 @@ def test_background_checks_wait_for_a_quiet_moment_but_not_for_ever(env: ApiEnv)
 
 def test_a_batch_of_checks_fails_only_the_job_whose_blob_is_gone(tmp_path: Path, logfiles: list[bytes]) -> None:
     """run_checks: one transaction per batch, yet one job's failure does not undo the others."""
-    from smartlogger.api.jobs import run_checks
     from smartlogger.api.models import Job
+    from smartlogger.api.worker import run_checks
 
     # Checks held back (a quiet hour never comes), so the test runs the batch itself.
     with api_env("sqlite", tmp_path, CHECK_IDLE_SECONDS=3600, CHECK_MAX_DELAY_SECONDS=3600) as env:

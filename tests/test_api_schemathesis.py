@@ -14,7 +14,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from smartlogger.api.testing import api_env, simulated_logfiles
+from smartlogger.testing.api import api_env, simulated_logfiles
 
 EXAMPLES_PER_OPERATION = 10  # ~45 operations: the run stays around 10-20 s on this machine
 CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance)

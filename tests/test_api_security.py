@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from smartlogger.api.db import database
 from smartlogger.api.models import ApiToken
-from smartlogger.api.testing import api_env, simulated_logfiles
+from smartlogger.testing.api import api_env, simulated_logfiles
 
 ORIGIN = "https://app.smartlogger.example"
 
@@ -91,7 +91,7 @@ def test_unexpected_error_has_no_stack_trace_and_unguarded_view_is_refused(tmp_p
 
 
 def test_server_key_survives_restart(tmp_path: Path) -> None:
-    from smartlogger.api.testing import make_app
+    from smartlogger.testing.api import make_app
 
     with api_env("sqlite", tmp_path) as env:
         key1 = env.client.get("/api/server-key", headers=env.a.headers("viewer")).get_json()["fingerprint"]
@@ -111,12 +111,12 @@ def test_jobs_on_rq_with_a_real_redis(tmp_path: Path) -> None:
         pytest.skip("no Redis server")
     from rq import Queue, SimpleWorker
 
-    from smartlogger.api import jobs
+    from smartlogger.api import queue, rqworker
 
     queue_name = f"smartlogger-test-{os.getpid()}"
     with api_env("sqlite", tmp_path, REDIS_URL=url, RQ_QUEUE=queue_name) as env:
-        assert isinstance(env.app.extensions["smartlogger_jobs"], jobs.RQRunner)
-        jobs._RQ_APP = env.app  # the worker process would build this app from its environment
+        assert isinstance(env.app.extensions["smartlogger_jobs"], queue.RQRunner)
+        rqworker._RQ_APP = env.app  # the worker process would build this app from its environment
         try:
             c, h = env.client, env.a.headers("technician")
             tid = c.post("/api/tests", headers=h, json={"load": "50A", "blocks": 2, "rated_time": "2h"}).get_json()["id"]
@@ -130,7 +130,7 @@ def test_jobs_on_rq_with_a_real_redis(tmp_path: Path) -> None:
             assert c.get(f"/api/tests/{tid}/report", headers=h).get_json()["status"] == "ready"
             q.delete(delete_jobs=True)
         finally:
-            jobs._RQ_APP = None
+            rqworker._RQ_APP = None
 
 
 def test_tokens_are_stored_hashed(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_tokens_are_stored_hashed(tmp_path: Path) -> None:
 
 def test_thread_runner_recovers_jobs_lost_in_a_restart(tmp_path: Path) -> None:
     from smartlogger.api.models import Job
-    from smartlogger.api.testing import make_app
+    from smartlogger.testing.api import make_app
 
     with api_env("sqlite", tmp_path) as env:
         c, h = env.client, env.a.headers("technician")
@@ -196,7 +196,7 @@ def test_results_etag(tmp_path: Path) -> None:
 
 
 def test_behind_a_reverse_proxy_the_client_address_is_audited(tmp_path: Path) -> None:
-    from smartlogger.api.testing import simulated_logfiles as sl
+    from smartlogger.testing.api import simulated_logfiles as sl
 
     with api_env("sqlite", tmp_path, PROXY_FIX=1) as env:
         c = env.client
@@ -207,7 +207,7 @@ def test_behind_a_reverse_proxy_the_client_address_is_audited(tmp_path: Path) ->
 
 
 def test_a_queue_outage_fails_the_job_not_the_upload(tmp_path: Path) -> None:
-    from smartlogger.api.jobs import RQRunner
+    from smartlogger.api.queue import RQRunner
 
     with api_env("sqlite", tmp_path) as env:
         dead = RQRunner("redis://127.0.0.1:1/0")  # nothing listens on port 1: a real refused connection

@@ -19,8 +19,8 @@ from smartlogger.api.db import make_engine
 from smartlogger.api.filestore import LocalFileStore
 from smartlogger.api.migrate import current_revision, upgrade
 from smartlogger.api.models import Base
-from smartlogger.api.testing import backends, database_url
 from smartlogger.errors import StoreError
+from smartlogger.testing.api import backends, database_url
 
 
 @pytest.mark.parametrize("kind", backends())
@@ -179,7 +179,7 @@ def test_api_answers_503_when_the_database_connection_is_lost(tmp_path: Path) ->
     trace; the next request works. With the idle check it never sees the drop at all."""
     from sqlalchemy import text
 
-    from smartlogger.api.testing import api_env
+    from smartlogger.testing.api import api_env
 
     for after_s in (3600.0, 0.0):
         with api_env("postgresql", tmp_path / str(after_s), DB_PING_AFTER_IDLE_SECONDS=after_s) as env:
@@ -278,7 +278,7 @@ def test_upgrade_to_0004_keeps_every_row_and_reference(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", backends())
 def test_a_deleted_logfiles_id_is_never_given_to_another(kind: str, tmp_path: Path) -> None:
-    from smartlogger.api.testing import api_env, simulated_logfiles
+    from smartlogger.testing.api import api_env, simulated_logfiles
 
     with api_env(kind, tmp_path) as env:
         c, h = env.client, {**env.a.headers("admin"), "Content-Type": "application/octet-stream"}

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
-from smartlogger.api.testing import ApiEnv, api_env, simulated_logfiles
 from smartlogger.cli import main
 from smartlogger.field.sync import QUEUE_FILE, SyncClient, backoff_s
+from smartlogger.testing.api import ApiEnv, api_env, simulated_logfiles
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from smartlogger.api.auth import PUBLIC_ENDPOINTS
-from smartlogger.api.testing import ApiEnv, api_env, backends, simulated_logfiles
+from smartlogger.testing.api import ApiEnv, api_env, backends, simulated_logfiles
 
 OCTET = "application/octet-stream"
 

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smartlogger.logfile import config_history, load_samples, read_logfile
-from smartlogger.logfile.examples import example_file
 from smartlogger.logfile.gen1 import write_gen1
 from smartlogger.logfile.records import encode_record
 from smartlogger.model import Event, EventKind, Generation, LoggerIdentity, SampleBlock
+from smartlogger.testing.logfile_examples import example_file
 
 SLOG_JS = Path(__file__).resolve().parents[1] / "app_stub" / "js" / "slog.js"
 NODE = shutil.which("node")
@@ -82,7 +82,7 @@ def decode_file(data: bytes) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def capacity_logfile() -> bytes:
-    from smartlogger.api.testing import simulated_logfiles
+    from smartlogger.testing.api import simulated_logfiles
 
     return simulated_logfiles(2, seed=3)[1]
 

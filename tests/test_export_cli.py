@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
-from smartlogger.analysis.synthetic import synthetic_string_test
 from smartlogger.cli import main
 from smartlogger.device.store import MemoryStore
 from smartlogger.export.adapters import load_test_dir, logger_export_inputs
 from smartlogger.export.check import check_workbook
 from smartlogger.logfile import LogfileMetadata, pull_logfile, simulated_credentials
 from smartlogger.model import ConfigChange, SampleBlock
+from smartlogger.testing.synthetic import synthetic_string_test
 
 
 @pytest.fixture(scope="module")

@@ -161,10 +161,10 @@ def test_csv_and_parquet_writers_keep_text_as_text(tmp_path: Path, hostile_test:
 
 def _hostile_logfiles(d: Path) -> None:
     """Signed logfiles of a small test whose every text field (labels, test id, site, notes) is hostile."""
-    from smartlogger.analysis.synthetic import synthetic_string_test
     from smartlogger.logfile import LogfileMetadata, simulated_credentials
-    from smartlogger.logfile.examples import ChainedLog
     from smartlogger.model import ConfigChange, SampleBlock
+    from smartlogger.testing.logfile_examples import ChainedLog
+    from smartlogger.testing.synthetic import synthetic_string_test
 
     logs, _ = synthetic_string_test(2, current_a=100.0, capacity_ah=[50.0, 42.0], rated_ah=50.0,
                                     pre_s=60, post_s=60, seed=4)

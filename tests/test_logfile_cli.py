@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from smartlogger.cli import main
-from smartlogger.logfile.examples import example_pulls
+from smartlogger.testing.logfile_examples import example_pulls
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
@@ -62,10 +62,11 @@ def test_verify_of_several_files_exits_with_the_worst_refused_status(tmp_path: P
 def test_verify_with_a_trust_file(tmp_path: Path) -> None:
     """Exit 0 only for a logger certified by a production root named in --trust."""
     from smartlogger.device.store import MemoryStore
-    from smartlogger.logfile.evidence import new_authority, provision_device, pull_logfile
-    from smartlogger.logfile.examples import float_trace, sample_blocks
+    from smartlogger.logfile.evidence import new_authority, provision_device
+    from smartlogger.logfile.format import pull_logfile
     from smartlogger.logfile.trust import load_trust, trust_toml
     from smartlogger.model import Generation, LoggerIdentity
+    from smartlogger.testing.logfile_examples import float_trace, sample_blocks
 
     prod = new_authority("production", name='ACME "root" 2026')
     ident = LoggerIdentity("SL2-000777", Generation.GEN2, "2.1.0")

@@ -16,9 +16,9 @@ from smartlogger.logfile.convert import (
     load_samples,
     to_dataframe,
 )
-from smartlogger.logfile.examples import EPOCH_2026_MS, example_pulls
 from smartlogger.logfile.format import read_logfile
 from smartlogger.model import EventKind, SampleBlock
+from smartlogger.testing.logfile_examples import EPOCH_2026_MS, example_pulls
 
 
 def _latest() -> bytes:

@@ -12,18 +12,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smartlogger.errors import LogfileError
-from smartlogger.logfile.examples import example_pulls
+from smartlogger.logfile.chain import stream_genesis
+from smartlogger.logfile.container import LogfileMetadata, record_crc
 from smartlogger.logfile.format import (
     MAGIC,
     MAX_FILE_BYTES,
-    LogfileMetadata,
     build_logfile,
     read_logfile,
-    stream_genesis,
     write_logfile,
 )
 from smartlogger.logfile.records import encode_record
 from smartlogger.model import ConfigChange, Event, EventKind, Generation, LoggerIdentity
+from smartlogger.testing.logfile_examples import example_pulls
 
 
 @lru_cache(maxsize=1)
@@ -63,7 +63,7 @@ def test_minimal_unsigned_file_bytes() -> None:
 
 def test_config_history_from_records_when_not_given() -> None:
     ident = LoggerIdentity("SIM-0009", Generation.GEN2, "2.1.0", simulated=True)
-    from smartlogger.logfile.examples import example_config
+    from smartlogger.testing.logfile_examples import example_config
 
     change = ConfigChange(5, example_config(), 4)
     anchors = [(0, stream_genesis("SIM-0009", 0)), (0, stream_genesis("SIM-0009", 1))]
@@ -223,7 +223,7 @@ def test_record_heads_fast_path_and_checked_reader_agree() -> None:
     """Record heads are parsed without per-field error text when well formed; anything else is
     re-read by the checked reader, which names the field and its offset."""
     from smartlogger.logfile.bytereader import leb128
-    from smartlogger.logfile.format import MAX_RECORD_BYTES, record_crc
+    from smartlogger.logfile.format import MAX_RECORD_BYTES
     from smartlogger.logfile.records import RecordType
 
     head_at = 1 + 8 + 32 + 4

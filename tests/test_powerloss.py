@@ -11,18 +11,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smartlogger.device.blackbox import (
-    MarkRead,
-    Reset,
-    SweepResult,
-    power_loss_sweep,
-    sweep_workload,
-)
 from smartlogger.device.flash import FlashGeometry
 from smartlogger.model import (
     Generation,
     LoggerIdentity,
     Record,
+)
+from smartlogger.testing.powerloss import (
+    MarkRead,
+    Reset,
+    SweepResult,
+    power_loss_sweep,
+    sweep_workload,
 )
 
 IDENT = LoggerIdentity("SIM-0007", Generation.GEN2, "2.1.0", simulated=True)

@@ -229,7 +229,7 @@ def test_spec_example_chain_crc_and_signature() -> None:
 
 
 def test_spec_example_is_what_the_code_writes() -> None:
-    from smartlogger.logfile.examples import example_file
+    from smartlogger.testing.logfile_examples import example_file
 
     assert spec_example_bytes() == example_file()
     assert re.search(r"total 796 bytes", SPEC.read_text()) and len(example_file()) == 796

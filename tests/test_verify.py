@@ -16,16 +16,20 @@ from smartlogger.logfile.evidence import (
     new_authority,
     production_root,
     provision_device,
-    pull_logfile,
     simulated_credentials,
     test_authority,
 )
-from smartlogger.logfile.examples import example_identity, example_pulls, float_trace, sample_blocks
-from smartlogger.logfile.format import build_logfile, read_logfile
+from smartlogger.logfile.format import build_logfile, pull_logfile, read_logfile
 from smartlogger.logfile.gen1 import write_gen1
-from smartlogger.logfile.tamper import KINDS, TamperCase, detected, tamper_cases
 from smartlogger.logfile.verify import verify_logfile
 from smartlogger.model import ClockSet, Event, EventKind, Generation, LoggerIdentity
+from smartlogger.testing.logfile_examples import (
+    example_identity,
+    example_pulls,
+    float_trace,
+    sample_blocks,
+)
+from smartlogger.testing.tamper import KINDS, TamperCase, detected, tamper_cases
 
 
 @lru_cache(maxsize=1)
@@ -200,7 +204,7 @@ def test_simulated_credentials_are_reproducible() -> None:
 def test_stripped_certificate_or_signatures_are_tampering() -> None:
     _, latest, _ = pulls()
     lf = read_logfile(latest)
-    from smartlogger.logfile.tamper import rebuild
+    from smartlogger.testing.tamper import rebuild
 
     no_cert = build_logfile(lf.identity, None, [[(r.seq, r.data) for r in st.records] for st in lf.streams],
                             [(st.anchor_seq, st.anchor_hash) for st in lf.streams], lf.attestations,

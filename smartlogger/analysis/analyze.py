@@ -13,6 +13,7 @@ Does not own the individual computations (see the sibling modules).
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -444,8 +445,6 @@ class _quiet_nan:
     """Silence numpy's all-NaN slice warnings where NaN results are handled."""
 
     def __enter__(self) -> None:
-        import warnings
-
         self._cm = warnings.catch_warnings()
         self._cm.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -10,8 +10,15 @@ Owns:
   and duration texts) or read from a current CSV.
 - ``Datasheet``: a VRLA rated-discharge table imported from CSV and
   interpolated to the test's rate and end voltage.
-- ``TestMetadata``: everything the technician states about the test.
+- ``TestMetadata``: everything the technician states about the test, and
+  ``metadata_from_values`` which builds it from the values as typed or stored
+  (the API's test record, like the CLI's options).
 - ``MetadataError``: the typed error for bad metadata (names the field).
+
+The readers take the file's content as well as a path: ``read_load_csv`` any
+``csvseries.Source``, ``parse_datasheet_csv`` the text (or bytes) of a datasheet
+(``read_datasheet_csv`` is the path convenience on top): the API holds a datasheet
+as text, never as a file.
 
 Does not own any computation on the samples (``align``, ``discharge``,
 ``exceedances``, ``capacity``) or any decoding of logfiles.
@@ -20,8 +27,10 @@ Does not own any computation on the samples (``align``, ``discharge``,
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +51,15 @@ from smartlogger.model import (
     Record,
     SampleBlock,
 )
-from smartlogger.quantities import Current, Power, QuantityError, Voltage, parse_duration
+from smartlogger.quantities import (
+    Current,
+    Power,
+    QuantityError,
+    Voltage,
+    parse_duration,
+    parse_load,
+    parse_voltage,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -471,17 +488,28 @@ class Datasheet:
         return float(np.exp(np.interp(np.log(time_s), np.log(t), np.log(row))))
 
 
-def read_datasheet_csv(path: str | Path) -> Datasheet:
-    """Read a datasheet table CSV (format in docs/CAPACITY.md).
+def read_datasheet_csv(path: str | os.PathLike[str]) -> Datasheet:
+    """``parse_datasheet_csv`` of the file at ``path``."""
+    return parse_datasheet_csv(Path(path).read_bytes(), str(path))
+
+
+def parse_datasheet_csv(text: str | bytes, source: str = "datasheet") -> Datasheet:
+    """A datasheet table CSV (format in docs/CAPACITY.md); ``source`` names it in errors.
 
     ``# unit: A`` (or ``W/cell``, ``W/block``), ``# temperature_c: 25`` and
     ``# source: ...`` comment lines; a header ``end_v_per_cell,5min,10min,...,20h``;
     one row per end voltage per cell.
     """
-    p = str(path)
+    p = source
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InputFileError(source, f"not UTF-8 text (byte {err.start})") from None
     meta: dict[str, tuple[int, str]] = {}
     data: list[tuple[int, str]] = []
-    with open(path, newline="", encoding="utf-8") as f:
+    # Lines as open(path, newline="") gives them.
+    with io.StringIO(text, newline="") as f:
         for i, line in enumerate(f, start=1):
             s = line.strip()
             if not s:
@@ -642,3 +670,29 @@ class TestMetadata:
                 f"{given} is outside {lo:.2f}..{hi:.2f} V/cell for {chemistry.value} blocks",
             )
         return v
+
+
+def metadata_from_values(*, load: str | Load, rated_time: str | None = None,
+                         datasheet: Datasheet | str | bytes | None = None,
+                         end_v_per_cell: float | None = None, end_voltage: str | None = None,
+                         string_blocks: int | None = None, reference_temperature_c: float = 25.0,
+                         test_id: str = "", datasheet_source: str = "datasheet") -> TestMetadata:
+    """``TestMetadata`` from the values a technician types or a test record stores.
+
+    ``load``: a load text such as ``"20A"`` or ``"4.8kW"`` (``quantities.parse_load``), or a
+    ``Load``; ``rated_time``: a duration text, hours if it has no unit (``"3h"``, ``"2.5"``);
+    ``datasheet``: a ``Datasheet`` or the text of its CSV (named ``datasheet_source`` in
+    errors); ``end_voltage``: ``"1.75V/cell"``, ``"10.5V/block"`` or ``"252V/string"``.
+    The same parsers, hence the same messages, as the command line's options. Raises
+    ``MetadataError``/``QuantityError`` naming the field, or ``InputFileError`` for the
+    datasheet's CSV.
+    """
+    if isinstance(datasheet, str | bytes):
+        datasheet = parse_datasheet_csv(datasheet, datasheet_source)
+    return TestMetadata(load_from_quantity(parse_load(load, field="load")) if isinstance(load, str) else load,
+                        rated_time_s=(parse_duration(rated_time, field="rated_time", default_unit="h")
+                                      if rated_time else None),
+                        datasheet=datasheet, end_v_per_cell=end_v_per_cell,
+                        end_voltage=parse_voltage(end_voltage, field="end_voltage") if end_voltage else None,
+                        string_blocks=string_blocks, reference_temperature_c=reference_temperature_c,
+                        test_id=test_id)

@@ -23,7 +23,8 @@ from smartlogger.analysis.inputs import (
     MetadataError,
     block_log_from_records,
 )
-from smartlogger.logfile.format import Logfile, read_logfile
+from smartlogger.logfile.container import Logfile
+from smartlogger.logfile.format import read_logfile
 from smartlogger.model import ClockSet, ConfigChange, Record
 
 LOGFILE_SUFFIX = ".slog"

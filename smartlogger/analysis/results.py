@@ -198,6 +198,11 @@ class TestResult:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise MetadataError("results", f"not JSON: {err}") from None
+        return cls.from_data(data)
+
+    @classmethod
+    def from_data(cls, data: Any) -> TestResult:
+        """The result from its JSON value (what ``json.loads`` of ``to_json`` gives, or a stored copy)."""
         if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
             raise MetadataError("results.schema_version", f"expected schema version {SCHEMA_VERSION}")
         return from_dict(cls, data)

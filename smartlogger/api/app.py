@@ -35,8 +35,9 @@ from smartlogger.api import errors, webapp
 from smartlogger.api.auth import RateLimiter, TokenCache, check_endpoint_guarded
 from smartlogger.api.db import Database
 from smartlogger.api.filestore import LocalFileStore
-from smartlogger.api.jobs import ThreadRunner, make_runner, recover
 from smartlogger.api.receipts import load_or_create_key
+from smartlogger.api.resources import BLUEPRINTS
+from smartlogger.api.worker import ThreadRunner, make_runner, recover
 
 DEFAULT_MAX_UPLOAD = 64 * 1024 * 1024  # bytes; a 10-year blackbox logfile is ~6 MB
 _ENV = ("DATA_DIR", "DATABASE_URL", "DB_SCHEMA", "FILES_DIR", "SERVER_KEY_PATH", "CORS_ORIGIN",
@@ -109,7 +110,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["PROXY_FIX"]:
         # Behind N reverse proxies: take client address and scheme from their X-Forwarded-* headers
         # (audit log, rate limit); without this they would all be the proxy's.
-        from werkzeug.middleware.proxy_fix import ProxyFix
+        from werkzeug.middleware.proxy_fix import ProxyFix  # lazy: only behind a configured proxy
 
         n = app.config["PROXY_FIX"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
@@ -130,8 +131,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     api = SmartLoggerApi(app)
     errors.register(app)
-    from smartlogger.api.resources import BLUEPRINTS
-
     for blp in BLUEPRINTS:
         api.register_blueprint(blp)
 

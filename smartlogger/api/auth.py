@@ -26,6 +26,7 @@ from flask import current_app, g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from smartlogger.api.db import database
 from smartlogger.api.errors import ApiError
 from smartlogger.api.models import ROLES, ApiToken, User, utcnow
 
@@ -93,7 +94,7 @@ class RateLimiter:
         self._counts: dict[tuple[int, int], int] = {}
         self._redis: Any = None
         if redis_url and limit:
-            import redis
+            import redis  # lazy: the optional Redis back end, only when a shared limit is configured
 
             self._redis = redis.Redis.from_url(redis_url)
 
@@ -162,8 +163,6 @@ def _unauthorized(message: str) -> ApiError:
 
 
 def _authenticate() -> Principal:
-    from smartlogger.api.db import database
-
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

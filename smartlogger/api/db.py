@@ -10,15 +10,32 @@ session without ``org_id`` and sees everything.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask, g
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc, select
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
 
-from smartlogger.api.models import TenantScoped
+from smartlogger.api.migrate import upgrade
+from smartlogger.api.models import (
+    ApiToken,
+    AuditEvent,
+    BatteryString,
+    BatterySystem,
+    BlockPosition,
+    CapacityTest,
+    Job,
+    Logfile,
+    Logger,
+    Report,
+    Result,
+    Site,
+    TenantScoped,
+    User,
+)
 
 
 class TenantSession(Session):
@@ -42,24 +59,6 @@ def _customer_criteria(org_id: int, customer: str, user_id: int | None) -> list[
 
     Plain (non-lambda) criteria per entity; the subqueries name the rows the viewer may see.
     """
-    from sqlalchemy import select
-
-    from smartlogger.api.models import (
-        ApiToken,
-        AuditEvent,
-        BatteryString,
-        BatterySystem,
-        BlockPosition,
-        CapacityTest,
-        Job,
-        Logfile,
-        Logger,
-        Report,
-        Result,
-        Site,
-        User,
-    )
-
     sites = select(Site.id).where(Site.org_id == org_id, Site.customer == customer).scalar_subquery()
     systems = select(BatterySystem.id).where(BatterySystem.site_id.in_(sites)).scalar_subquery()
     strings = select(BatteryString.id).where(BatteryString.system_id.in_(systems)).scalar_subquery()
@@ -87,7 +86,7 @@ def normalise_url(url: str) -> str:
     """``postgresql://`` without a driver means psycopg2 here (SQLAlchemy 2.1 would pick psycopg 3)."""
     if url.startswith(("postgresql://", "postgres://")):
         try:
-            import psycopg  # noqa: F401
+            import psycopg  # noqa: F401  # only probing whether the optional psycopg 3 is installed
         except ImportError:
             return "postgresql+psycopg2://" + url.split("://", 1)[1]
     return url
@@ -135,10 +134,6 @@ def _ping_when_idle(engine: Engine, after_s: float) -> None:
     request (503, see ``errors``); SQLAlchemy then invalidates the whole pool, so the next
     requests get new connections.
     """
-    import time
-
-    from sqlalchemy import exc
-
     @event.listens_for(engine, "checkin")
     def _checked_in(_dbapi_conn: Any, record: Any) -> None:
         record.info["sl_idle_since"] = time.monotonic()
@@ -182,8 +177,6 @@ class Database:
                                       isolation_level="AUTOCOMMIT")
         app.extensions["smartlogger_db"] = self
         if app.config.get("MIGRATE_ON_START", True):
-            from smartlogger.api.migrate import upgrade
-
             upgrade(self.engine)
         app.teardown_appcontext(self._teardown)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Flask, Response, jsonify
+from sqlalchemy import exc
 from werkzeug.exceptions import HTTPException
 
 from smartlogger.errors import AnalysisError, ConfigError, LogfileError, SmartLoggerError
@@ -115,8 +116,6 @@ def http_exception_payload(error: HTTPException) -> Response:
 
 def _database_unreachable(err: Exception) -> bool:
     """A lost or refused database connection (not a bad statement): answered 503, not 500."""
-    from sqlalchemy import exc
-
     return isinstance(err, exc.DisconnectionError) or (
         isinstance(err, exc.DBAPIError) and (err.connection_invalidated or isinstance(err, exc.OperationalError)))
 

@@ -1,11 +1,14 @@
 """What the API does with uploads, tests, results and reports, in terms of library calls.
 
-Owns the orchestration only: accepting a logfile (magic, structure with
-``smartlogger.logfile.read_logfile(decode=False)``, verify with ``verify_logfile``,
-store by SHA-256, receipt, audit, and a "check" job that decodes every sample
-payload off the request path), deciding when a test is complete, and running the
-analysis (``smartlogger.analysis.analyze.analyze_test``) and the string report
-(``smartlogger.export``) exactly as the CLI does. No battery logic lives here.
+Owns persistence and orchestration only: accepting a logfile (magic, structure with
+``smartlogger.logfile.read_logfile(decode=False)`` and ``check_sample_heads``, verify
+with ``verify_logfile``, store by SHA-256, receipt, audit, and a "check" job that runs
+``check_sample_payloads`` off the request path), deciding when a test is complete, and
+running the analysis (``analysis.analyze.analyze_test`` on the stored logfiles' bytes,
+with ``analysis.inputs.metadata_from_values``) and the string report
+(``export.adapters.test_report_inputs`` and ``export.string_report.string_report_bytes``)
+exactly as the CLI does. Everything is passed as data: no file is written but the file
+store's own (content-addressed, atomic). No battery or format logic lives here.
 
 Why the split: decoding the samples of a 40 kB logfile costs ~4x more CPU than
 reading its structure and verifying CRCs, footer hash, hash chains and
@@ -20,19 +23,22 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, func, insert, select
+from sqlalchemy import Engine, Table, bindparam, func, insert, literal_column, select
+from sqlalchemy import cast as sa_cast
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from smartlogger.analysis.analyze import analyze_test
+from smartlogger.analysis.inputs import TestMetadata, metadata_from_values
+from smartlogger.analysis.loading import block_logs_from_logfiles
+from smartlogger.analysis.results import TestResult
 from smartlogger.api.errors import ApiError, NotFound
 from smartlogger.api.filestore import FileStore
-from smartlogger.api.jobs import job_key
 from smartlogger.api.models import (
     AuditEvent,
     CapacityTest,
@@ -41,11 +47,21 @@ from smartlogger.api.models import (
     Logger,
     Report,
     Result,
-    User,
     utcnow,
 )
+from smartlogger.api.queue import job_key
 from smartlogger.api.receipts import RECEIPT_TYPE, ServerKey
-from smartlogger.errors import InputFileError
+from smartlogger.errors import InputFileError, LogfileError
+from smartlogger.export.adapters import test_report_inputs
+from smartlogger.export.string_report import string_report_bytes
+from smartlogger.logfile import (
+    Authority,
+    check_sample_heads,
+    check_sample_payloads,
+    default_trust,
+    read_logfile,
+    verify_logfile,
+)
 
 #: First bytes of every logfile we accept (2.x container, generation-1 file).
 LOGFILE_MAGICS: tuple[bytes, ...] = (b"\x89SLOG\r\n\x1a", b"SLG1")
@@ -110,9 +126,6 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
     the same PostgreSQL database; the row, its audit event and its check job are then written
     by one statement in one round trip (``_INSERT_UPLOAD_PG``) instead of a transaction of five.
     """
-    from smartlogger.errors import LogfileError
-    from smartlogger.logfile import read_logfile, verify_logfile
-
     if not data.startswith(LOGFILE_MAGICS):
         raise ApiError(422, "invalid_logfile",
                        "not a smartlogger logfile: the file does not start with the .slog or "
@@ -224,10 +237,6 @@ def _insert_upload_pg() -> Any:
     organisation already has these bytes. Parameters are the columns prefixed ``lf_``, ``au_``,
     ``job_``; every column is given (no Python-side defaults run inside INSERT ... SELECT).
     """
-    from sqlalchemy import cast as sa_cast
-    from sqlalchemy import literal_column
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
     audit_t = cast(Table, AuditEvent.__table__)
     job_t = cast(Table, Job.__table__)
 
@@ -258,51 +267,10 @@ _INSERT_UPLOAD_PG = _insert_upload_pg()
 
 
 @functools.cache
-def _trust() -> tuple[Any, ...]:
+def _trust() -> tuple[Authority, ...]:
     """The default trust roots, built once (``default_trust()`` derives the test authority's key
     from its seed on every call)."""
-    from smartlogger.logfile.evidence import default_trust
-
     return default_trust()
-
-
-def check_sample_heads(lf: Any) -> None:
-    """Bound what the deferred sample decode may do, cheaply, before anything is stored.
-
-    Every SampleBlock record must have its whole head (start, interval, codec, count), a
-    non-zero interval, the one known codec and at most ``MAX_BLOCK_SAMPLES`` samples; the
-    file at most ``MAX_FILE_SAMPLES`` in all. Raises ``LogfileError`` naming the record's
-    seq and byte offset, as the decoder does. (The bit-packed payloads behind the heads are
-    decoded by the check job.)
-    """
-    from smartlogger.errors import LogfileError
-    from smartlogger.logfile.format import MAX_FILE_SAMPLES
-    from smartlogger.logfile.records import SAMPLE_HEAD, RecordType
-    from smartlogger.logfile.samples import read_head
-
-    payload_at = 1 + SAMPLE_HEAD.size  # type byte, start_ms, interval_ms, then the sample payload
-    total = 0
-    for st in lf.streams:
-        for raw in st.records:
-            d = raw.data
-            if d[0] != RecordType.SAMPLE_BLOCK:
-                continue
-            where = f"record seq {raw.seq}: sample block"
-            if len(d) < payload_at:
-                raise LogfileError(f"{where} is {len(d)} bytes, its head needs {payload_at}",
-                                   offset=raw.offset)
-            _, interval = SAMPLE_HEAD.unpack_from(d, 1)
-            if interval == 0:
-                raise LogfileError(f"{where} has interval 0 ms", offset=raw.offset + 1)
-            try:
-                n, _ = read_head(d, payload_at)  # the codec and count checks the decoder makes
-            except LogfileError as err:
-                raise LogfileError(f"{where}: {err.message}",
-                                   offset=raw.offset + (err.offset or 0)) from None
-            total += n
-    if total > MAX_FILE_SAMPLES:
-        raise LogfileError(f"the sample blocks declare {total} samples, more than the "
-                           f"{MAX_FILE_SAMPLES} a logfile may hold", offset=0)
 
 
 def check_logfile_samples(session: Session, store: FileStore, row: Logfile) -> str | None:
@@ -312,18 +280,8 @@ def check_logfile_samples(session: Session, store: FileStore, row: Logfile) -> s
     verification report gets an ``unreadable`` problem with the decoder's message and
     byte offset), audits it, and returns that message. The row and its bytes stay.
     """
-    from smartlogger.errors import LogfileError
-    from smartlogger.logfile import read_logfile
-    from smartlogger.logfile.format import decode_sample_records
-    from smartlogger.logfile.records import RecordType
-
     try:
-        lf = read_logfile(store.get(row.sha256), decode=False)
-        for st in lf.streams:
-            # What read_logfile(decode=True) does per stream, without building SampleBlock objects.
-            raws = [raw for raw in st.records if raw.record_type == RecordType.SAMPLE_BLOCK]
-            if raws:
-                decode_sample_records(raws)
+        check_sample_payloads(read_logfile(store.get(row.sha256), decode=False))
     except LogfileError as err:
         message, offset = str(err), err.offset
     else:
@@ -377,49 +335,6 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.hex() if isinstance(o, bytes) else str(o)))
 
 
-def logfile_series(data: bytes, *, from_ms: int | None = None, to_ms: int | None = None,
-                   max_points: int = 2000) -> dict[str, Any]:
-    """A logfile's voltage and temperature over a window of device time, for a chart.
-
-    At most ``max_points`` points per quantity: every sample if the window holds no more,
-    else per time bucket the minimum and the maximum of each quantity, in the order they
-    occurred (``export.reduce.minmax_envelope``, as in the Excel charts), so no peak or dip
-    is lost; empty buckets (gaps) are left out. Also every configuration in the log, for the
-    threshold lines. Only the sample blocks that reach into the window are decoded. Raises
-    ``LogfileError`` if their samples do not decode.
-    """
-    import dataclasses
-
-    import numpy as np
-
-    from smartlogger.export.reduce import make_buckets, minmax_envelope
-    from smartlogger.logfile import read_logfile
-    from smartlogger.logfile.convert import load_samples
-
-    lf = read_logfile(data, decode=False)
-    t, mv, dc = load_samples(lf, from_ms=from_ms, to_ms=to_ms)  # only the blocks in the window
-    order = np.argsort(t, kind="stable")  # record order; a clock set can put a later block earlier
-    t, mv, dc = t[order], mv[order], dc[order]
-    lo = int(t[0]) if from_ms is None and t.size else from_ms
-    hi = int(t[-1]) if to_ms is None and t.size else to_ms
-    if lo is not None and hi is not None:
-        a, b = np.searchsorted(t, lo, side="left"), np.searchsorted(t, hi, side="right")
-        t, mv, dc = t[a:b], mv[a:b], dc[a:b]
-    out: dict[str, Any] = {"serial": lf.identity.serial, "from_ms": lo, "to_ms": hi, "samples": int(t.size),
-                           "reduced": t.size > max_points}
-    if t.size > max_points:
-        # Buckets over the samples' own span (the requested window may be far wider).
-        buckets = make_buckets(int(t[0]), int(t[-1]), max_points)
-        pts = buckets.point_times_ms()
-        env_mv, env_dc = minmax_envelope(t, mv, buckets), minmax_envelope(t, dc, buckets)
-        keep = ~np.isnan(env_mv)  # the same buckets are empty for both quantities
-        t, mv, dc = pts[keep], env_mv[keep].astype(np.int64), env_dc[keep].astype(np.int64)
-    out.update({"t_ms": t.tolist(), "mv": mv.tolist(), "dc": dc.tolist(),
-                "configs": [{"t_ms": c.t_ms, **dataclasses.asdict(c.config.thresholds)}
-                            for c in lf.config_history]})
-    return out
-
-
 # ----------------------------------------------------------------------------- tests and their state
 
 
@@ -467,47 +382,35 @@ def status_of(session: Session, test: CapacityTest, n_logfiles: int | None = Non
 # ----------------------------------------------------------------------------- analysis and report
 
 
-def _metadata(test: CapacityTest) -> Any:
-    from smartlogger.analysis.inputs import TestMetadata, load_from_quantity, read_datasheet_csv
-    from smartlogger.quantities import parse_duration, parse_load, parse_voltage
-
-    datasheet = None
-    if test.datasheet_csv:
-        with tempfile.TemporaryDirectory() as d:
-            p = Path(d) / "datasheet.csv"
-            p.write_text(test.datasheet_csv, encoding="utf-8")
-            try:
-                datasheet = read_datasheet_csv(p)
-            except InputFileError as err:  # the temp path means nothing to the client
-                where = f"line {err.line}: " if err.line is not None else ""
-                raise ApiError(422, "validation", f"datasheet_csv: {where}{err.message}",
-                               field="datasheet_csv") from None
-    # The same parsers, hence the same messages, as the CLI options and the test metadata file.
-    rated_time_s = parse_duration(test.rated_time, field="rated_time", default_unit="h") if test.rated_time else None
-    return TestMetadata(load_from_quantity(parse_load(test.load, field="load")),
-                        rated_time_s=rated_time_s,
-                        datasheet=datasheet, end_v_per_cell=test.end_v_per_cell,
-                        end_voltage=parse_voltage(test.end_voltage, field="end_voltage") if test.end_voltage else None,
-                        string_blocks=test.blocks, reference_temperature_c=test.reference_temperature_c,
-                        test_id=str(test.id))
+def metadata_of(test: CapacityTest) -> TestMetadata:
+    """The analysis metadata of a stored test (``metadata_from_values``: the same parsers, hence
+    the same messages, as the CLI's options). A datasheet that does not parse is a 422 naming
+    ``datasheet_csv`` and the line."""
+    try:
+        return metadata_from_values(load=test.load, rated_time=test.rated_time or None,
+                                    datasheet=test.datasheet_csv or None, end_v_per_cell=test.end_v_per_cell,
+                                    end_voltage=test.end_voltage or None, string_blocks=test.blocks,
+                                    reference_temperature_c=test.reference_temperature_c,
+                                    test_id=str(test.id), datasheet_source="datasheet_csv")
+    except InputFileError as err:
+        where = f"line {err.line}: " if err.line is not None else ""
+        raise ApiError(422, "validation", f"datasheet_csv: {where}{err.message}",
+                       field="datasheet_csv") from None
 
 
 def validate_test_metadata(test: CapacityTest) -> None:
     """Raise ``MetadataError`` (-> 422 naming the field) if the analysis could not use it."""
-    _metadata(test)
+    metadata_of(test)
 
 
 def compute_result(session: Session, store: FileStore, test: CapacityTest) -> Result:
     """Analyse ``test`` from its stored logfiles (same library call as ``smartlogger test analyze``)."""
-    from smartlogger.analysis.analyze import analyze_test
-    from smartlogger.analysis.loading import block_logs_from_logfiles
-
     files = logfiles_of(session, test)
     if not files:
         raise ApiError(409, "conflict", "the test has no logfiles yet")
     # A logger pulled more than once has several logfiles: merged into one log per logger.
     logs = block_logs_from_logfiles(store.get(lf.sha256) for lf in files)
-    result = analyze_test(logs, _metadata(test))
+    result = analyze_test(logs, metadata_of(test))
     digest = inputs_digest(test, [lf.sha256 for lf in files])
     payload = json.loads(result.to_json(indent=None))
     row = session.scalar(select(Result).where(Result.test_id == test.id))
@@ -521,10 +424,8 @@ def compute_result(session: Session, store: FileStore, test: CapacityTest) -> Re
 
 
 def build_report(session: Session, store: FileStore, test: CapacityTest) -> Report:
-    """The string report workbook of ``test`` from its result (as ``smartlogger export xlsx --test``)."""
-    from smartlogger.export.adapters import load_test_dir
-    from smartlogger.export.string_report import write_string_report
-
+    """The string report workbook of ``test`` from its result (as ``smartlogger export xlsx --test``):
+    the stored logfiles' bytes and the stored result go in, the workbook's bytes come out."""
     result = session.scalar(select(Result).where(Result.test_id == test.id))
     if result is None:
         raise ApiError(409, "conflict", "the test has no result yet")
@@ -532,16 +433,10 @@ def build_report(session: Session, store: FileStore, test: CapacityTest) -> Repo
     row = session.scalar(select(Report).where(Report.test_id == test.id, Report.key == key))
     if row is not None and store.exists(row.sha256):
         return row
-    with tempfile.TemporaryDirectory(prefix="sl-report-") as d:
-        folder = Path(d)
-        for lf in logfiles_of(session, test):
-            (folder / f"{lf.id:06d}-{lf.sha256[:12]}.slog").write_bytes(store.get(lf.sha256))
-        (folder / "result.json").write_text(json.dumps(result.result), encoding="utf-8")
-        inputs = load_test_dir(folder)
-        out = folder / "report.xlsx"
-        write_string_report(out, inputs.outcome, inputs.series, exceedances=inputs.exceedances,
-                            evidence=inputs.evidence, tz=str(test.meta.get("tz", "UTC")))
-        data = out.read_bytes()
+    logfiles = [(f"{lf.id:06d}-{lf.sha256[:12]}.slog", store.get(lf.sha256)) for lf in logfiles_of(session, test)]
+    inputs = test_report_inputs(logfiles, result=TestResult.from_data(result.result), where=f"test {test.id}")
+    data = string_report_bytes(inputs.outcome, inputs.series, exceedances=inputs.exceedances,
+                               evidence=inputs.evidence, tz=str(test.meta.get("tz", "UTC")))
     digest = store.put(data)
     if row is None:
         row = Report(org_id=test.org_id, test_id=test.id, key=key, kind=REPORT_KIND, sha256=digest,
@@ -555,8 +450,3 @@ def build_report(session: Session, store: FileStore, test: CapacityTest) -> Repo
 
 def report_key(result: Result) -> str:
     return hashlib.sha256(f"{REPORT_KIND}/{result.inputs_sha256}".encode()).hexdigest()
-
-
-def user_email(session: Session, user_id: int | None) -> str:
-    u = session.get(User, user_id) if user_id is not None else None
-    return u.email if u else ""

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from smartlogger.api.admin import Admin
+from smartlogger.api.migrate import current_revision
 
 
 def _admin(ctx: click.Context) -> Admin:
@@ -43,8 +44,6 @@ def admin(ctx: click.Context, data: str, url: str | None) -> None:
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
     """Bring the database schema up to date (run once before starting gunicorn workers)."""
-    from smartlogger.api.migrate import current_revision
-
     a = _admin(ctx)
     click.echo(f"database at revision {current_revision(a.engine)}")
     a.close()

@@ -20,6 +20,8 @@ import click
 from smartlogger.cli.options import SECONDS
 from smartlogger.errors import TransportError
 from smartlogger.field import ble as fb
+from smartlogger.logfile.trust import load_trust
+from smartlogger.quantities import format_duration
 
 T = TypeVar("T")
 
@@ -30,6 +32,7 @@ def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaita
 
     ``adapter`` picks the Bluetooth adapter of bleak's platform backend (BlueZ: ``hci1``).
     """
+    # Lazy: the simulation only for --virtual (real pulls start without the battery model).
     from smartlogger.device.sim import SimulatedTest, simulate_string_test
 
     sim: SimulatedTest | None = simulate_string_test(sim_blocks, weak=min(2, sim_blocks // 4)) if virtual else None
@@ -40,6 +43,7 @@ def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaita
             kwargs: dict[str, Any] = {"bluez": {"adapter": adapter}} if adapter else {}
             yield {"client": None, "scanner": None, "kwargs": kwargs}
             return
+        # Lazy: only this command needs these (the other commands start without them).
         from smartlogger.device.gatt import serve_loggers
         from smartlogger.field.ble_virtual import (
             VirtualBleakClient,
@@ -131,8 +135,6 @@ def scan(timeout_s: float, no_connect: bool, concurrency: int, as_json: bool, vi
 
 def _offset_text(offset_ms: float) -> str:
     """``+1.2 s``, ``-3 min 20 s``, ``-276 d``: how far the logger's clock is from the phone's."""
-    from smartlogger.quantities import format_duration
-
     sign = "+" if offset_ms >= 0 else "-"
     a = abs(offset_ms) / 1000.0
     if a < 60:
@@ -168,8 +170,6 @@ def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, fu
     Each logfile is verified once it is on disk; only then is the logger told its records
     were read (so `ble reset` is refused for a logger whose pull was not saved and verified).
     """
-    from smartlogger.logfile.trust import load_trust
-
     if bool(serial) == pull_all:
         raise click.UsageError("give either SERIAL or --all")
     trust = load_trust(trust_file) if trust_file else None
@@ -217,6 +217,7 @@ def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, fu
 
 async def _pull_with_progress(found: list[Any], out_dir: Path, options: Any,
                               concurrency: int) -> fb.FleetOutcome:
+    # Lazy: rich's display only when there is something to show.
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
     with Progress(TextColumn("{task.description:<16}"), BarColumn(), TaskProgressColumn(),

@@ -45,6 +45,7 @@ def demo(blocks: int, weak: int, out: Path, seed: int, load: Current | None, loa
         summary = run_demo(opts)
         click.echo(json.dumps(summary.to_json(), indent=1))
         return
+    # Lazy: rich's display only when there is something to show.
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -73,6 +74,7 @@ def demo(blocks: int, weak: int, out: Path, seed: int, load: Current | None, loa
 
 
 def _print_summary(console: object, summary: DemoSummary) -> None:
+    # Lazy: rich's display only when there is something to show.
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from smartlogger.cli.flash import flash_info, flash_read
 from smartlogger.cli.options import LOG_INTERVAL
 from smartlogger.device.blackbox import BlackboxStore
 from smartlogger.device.replay import TraceFormat, read_trace, replay_identity, replay_trace
@@ -108,12 +109,6 @@ def replay(trace: str, time_column: str, time_format: str, timezone: str | None,
         click.echo(f"REPLAYED: {parsed.rows} trace rows -> {lg.store.next_seq} records -> {logfile}")
 
 
-def _add_flash_commands() -> None:
-    # The blackbox image commands live with the blackbox's CLI code (smartlogger.cli.flash).
-    from smartlogger.cli.flash import flash_info, flash_read
-
-    device.add_command(flash_read)
-    device.add_command(flash_info)
-
-
-_add_flash_commands()
+# The blackbox image commands live with the blackbox's CLI code (smartlogger.cli.flash).
+device.add_command(flash_read)
+device.add_command(flash_info)

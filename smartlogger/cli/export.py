@@ -28,6 +28,7 @@ def _progress(label: str, enabled: bool) -> Iterator[Callable[[str, float], None
     if not enabled:
         yield lambda stage, frac: None
         return
+    # Lazy: rich's display only when there is something to show.
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
@@ -94,6 +95,7 @@ def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolu
          end_voltage: str | None, end_v_per_cell: float | None, as_json: bool, no_progress: bool,
          compact: bool) -> None:
     """Logger workbook of LOGFILE, or the string report of a test (--test DIR)."""
+    # Lazy: only this command needs these (the other commands start without them).
     from smartlogger.export import adapters
 
     if (logfile is None) == (test_dir is None):
@@ -103,6 +105,7 @@ def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolu
     started = time.perf_counter()
     show = not no_progress and not as_json and sys.stderr.isatty()
     if logfile is not None:
+        # Lazy: only this command needs these (the other commands start without them).
         from smartlogger.export.logger_workbook import write_logger_workbook
 
         inputs = adapters.logger_export_inputs(logfile)
@@ -114,6 +117,7 @@ def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolu
                 samples=len(inputs.series.t_ms), verified=inputs.evidence.verified,
                 evidence=inputs.evidence.evidence_status)
     else:
+        # Lazy: only this command needs these (the other commands start without them).
         from smartlogger.export.string_report import write_string_report
 
         assert test_dir is not None
@@ -143,6 +147,7 @@ def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolu
 def longterm(logfile: Path, out: Path, samples_out: Path | None, tz: str, as_json: bool,
              no_progress: bool, compact: bool) -> None:
     """Long-term blackbox workbook: daily min/mean/max, events, discharges."""
+    # Lazy: only this command needs these (the other commands start without them).
     from smartlogger.export.adapters import longterm_inputs
     from smartlogger.export.data import write_samples
     from smartlogger.export.longterm import write_longterm_workbook
@@ -169,6 +174,7 @@ def longterm(logfile: Path, out: Path, samples_out: Path | None, tz: str, as_jso
 @_json
 def data(logfile: Path, out: Path, tz: str, as_json: bool) -> None:
     """Every sample of LOGFILE as CSV or Parquet."""
+    # Lazy: only this command needs these (the other commands start without them).
     from smartlogger.export.adapters import logger_export_inputs
     from smartlogger.export.data import write_samples
 
@@ -186,6 +192,7 @@ def data(logfile: Path, out: Path, tz: str, as_json: bool) -> None:
 @_json
 def examples(out_dir: Path, blocks: int, tz: str, as_json: bool) -> None:
     """Write the documented example workbooks (simulated data) into OUT_DIR."""
+    # Lazy: only this command needs these (the other commands start without them).
     from smartlogger.export.examples import write_examples
 
     started = time.perf_counter()

@@ -21,6 +21,7 @@ from rich.progress import Progress
 
 from smartlogger.device.blackbox import BlackboxStore
 from smartlogger.export.celltext import csv_row
+from smartlogger.logfile.format import build_logfile
 from smartlogger.model import (
     ClockSet,
     ConfigChange,
@@ -106,8 +107,6 @@ def flash_read(image: str, output: str, as_json: bool) -> None:
                 n_samples += len(rec)
         for seq, rec in store.summary_records():
             w.writerow(csv_row(_row("summary", seq, rec)))
-    from smartlogger.logfile.format import build_logfile
-
     streams = [list(store.raw_records(0)), list(store.raw_records(1))]
     anchors = [store.chain_anchor(0), store.chain_anchor(1)]
     # no device key in an image: the logfile is unsigned, its chains still verify

@@ -1,4 +1,5 @@
-"""``smartlogger logfile``: inspect, verify and convert logfiles (thin wrappers over smartlogger.logfile).
+"""``smartlogger logfile``: inspect, verify, convert and chart logfiles (thin wrappers over
+smartlogger.logfile; ``series`` over ``smartlogger.export.chart_series``, as the API's chart series).
 
 Exit codes of ``verify``: 0 verified (hardware evidence: a trusted production certificate and
 every check passed), 3 unsigned (gen-1 or no signature), 4 unreadable, 5 tampered (any failed
@@ -19,7 +20,8 @@ from typing import Any
 import click
 
 from smartlogger.errors import LogfileError
-from smartlogger.logfile.convert import clock_observations, convert, load_events
+from smartlogger.export.chart_series import DEFAULT_MAX_POINTS, chart_series
+from smartlogger.logfile.convert import clock_observations, convert, load_events, load_samples
 from smartlogger.logfile.format import read_logfile
 from smartlogger.logfile.trust import TRUST_ENV, load_trust, trust_toml
 from smartlogger.logfile.verify import EXIT_CODES, VerifyReport, verify_logfile
@@ -53,8 +55,6 @@ def logfile() -> None:
 def info(file: str, as_json: bool) -> None:
     """Show who logged FILE, what it holds and its time span."""
     lf = read_logfile(file, check_hash=False)
-    from smartlogger.logfile.convert import load_samples
-
     t_ms, mv, _dc = load_samples(lf)
     out: dict[str, Any] = {
         "file": file, "sha256": lf.sha256, "size": lf.size,
@@ -191,3 +191,45 @@ def convert_cmd(file: str, out: str) -> None:
             raise
         raise click.BadParameter(str(err), param_hint="-o") from None
     click.echo(f"wrote {rows} samples to {out}")
+
+
+def _device_ms(text: str | None, option: str) -> int | None:
+    """``--from``/``--to``: device time as ms since the epoch, or an ISO-8601 time (UTC if no zone)."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither ms since the epoch nor an ISO-8601 time "
+                                 "such as 2026-11-21T08:00:00Z", param_hint=option) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return round(when.timestamp() * 1000)
+
+
+@logfile.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--from", "from_", metavar="TIME", help="Window start: ISO-8601 (UTC unless a zone is given) "
+              "or ms since the epoch, device time. Default: the first sample.")
+@click.option("--to", metavar="TIME", help="Window end (inclusive), as --from. Default: the last sample.")
+@click.option("--max-points", type=click.IntRange(10, 100_000), default=DEFAULT_MAX_POINTS, show_default=True,
+              help="At most this many points per quantity (min and max per time bucket beyond).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (as GET /api/logfiles/ID/series).")
+def series(file: str, from_: str | None, to: str | None, max_points: int, as_json: bool) -> None:
+    """Voltage and temperature of FILE over a window, reduced for a chart (CSV: time, V, C)."""
+    lo, hi = _device_ms(from_, "--from"), _device_ms(to, "--to")
+    if lo is not None and hi is not None and hi < lo:
+        raise click.BadParameter("the window ends before it starts", param_hint="--to")
+    out = chart_series(read_logfile(file, decode=False), from_ms=lo, to_ms=hi, max_points=max_points)
+    if as_json:
+        click.echo(json.dumps(out.to_dict()))
+        return
+    kind = f"min/max of {out.samples} samples" if out.reduced else f"{out.samples} samples"
+    click.echo(f"# {out.serial}: {len(out.t_ms)} points ({kind}) from {_iso(out.from_ms)} to {_iso(out.to_ms)}")
+    click.echo("time_utc,voltage_v,temperature_c")
+    for t, mv, dc in zip(out.t_ms, out.mv, out.dc, strict=True):
+        click.echo(f"{_iso(t)},{mv / 1000:.3f},{dc / 10:.1f}")

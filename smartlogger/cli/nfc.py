@@ -10,12 +10,13 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import time
 from typing import Any
 
 import click
 
 from smartlogger.cli.options import SECONDS
-from smartlogger.errors import ConfigError
+from smartlogger.errors import ConfigError, TransportError
 from smartlogger.quantities import format_duration
 
 
@@ -41,6 +42,7 @@ def nfc() -> None:
 def program(profile_spec: str, device: str, count: int, start_position: int, test_id: str,
             label_prefix: str, rated_ah: float | None, timeout_s: float | None, as_json: bool) -> None:
     """Wait for taps and program each logger with PROFILE; tap order numbers the blocks."""
+    # Lazy: only this command needs these (the other commands start without them).
     from smartlogger.field.nfc import KitSession, Outcome, render_kit
     from smartlogger.field.profiles import load_profile
 
@@ -53,6 +55,7 @@ def program(profile_spec: str, device: str, count: int, start_position: int, tes
         session.run(device, timeout_s=timeout_s)
         click.echo(json.dumps(session.to_json(), indent=2))
     else:
+        # Lazy: rich's display only when there is something to show.
         from rich.console import Console
         from rich.live import Live
 
@@ -82,9 +85,7 @@ def program(profile_spec: str, device: str, count: int, start_position: int, tes
 @click.option("--json", "as_json", is_flag=True)
 def read(device: str, timeout_s: float, as_json: bool) -> None:
     """Read one logger's published state (identity, config, status) without writing."""
-    import time
-
-    from smartlogger.errors import TransportError
+    # Lazy: the reader's code only when this command runs.
     from smartlogger.field.nfc import Type2Link, connect_tag, open_reader, read_state
     from smartlogger.field.profiles import describe_thresholds
 
@@ -136,6 +137,7 @@ def emulate(port: int, host: str, count: int, profile_spec: str, gen1: tuple[int
     Each logger stays in the field until the reader has used it and turns its
     RF field off; then the next logger of the walk is presented.
     """
+    # Lazy: only this command needs these (the other commands start without them).
     from smartlogger.device.nfc_tag import TagEmulator, simulated_kit
     from smartlogger.field.profiles import load_profile
 
@@ -145,6 +147,7 @@ def emulate(port: int, host: str, count: int, profile_spec: str, gen1: tuple[int
     emulator = TagEmulator(walk, host=host, port=port)
 
     def ended(tag: object) -> None:
+        # Lazy: only this command needs these (the other commands start without them).
         from smartlogger.device.nfc_tag import LoggerTag
 
         assert isinstance(tag, LoggerTag)
@@ -167,6 +170,7 @@ def emulate(port: int, host: str, count: int, profile_spec: str, gen1: tuple[int
 @click.option("--json", "as_json", is_flag=True)
 def profiles(as_json: bool) -> None:
     """List the bundled threshold profile presets: warning and alarm levels, log intervals."""
+    # Lazy: only this command needs these (the other commands start without them).
     from smartlogger.field.profiles import (
         describe_thresholds,
         load_profile,

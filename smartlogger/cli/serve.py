@@ -22,6 +22,7 @@ import click
               help="the companion web app's origin (the only origin given CORS headers)")
 def serve(data: str, host: str, port: int, database_url: str | None, cors_origin: str | None) -> None:
     """Run the API on HOST:PORT with its data in DIR (migrated on start)."""
+    # Lazy: Flask and the API only when the server runs (``smartlogger serve --help`` stays fast).
     from werkzeug.serving import run_simple
 
     from smartlogger.api import create_app

@@ -21,6 +21,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="print the sync report as JSON")
 def sync(api: str, token: str, folder: str, as_json: bool) -> None:
     """Upload what is new in DIR to the API (exactly once per file content)."""
+    # Lazy: only this command needs these (the other commands start without them).
     from smartlogger.field.sync import sync_folder
 
     report = sync_folder(api, token, folder)

@@ -56,14 +56,6 @@ class Rtc:
         """True seconds at which the oscillator reads ``oscillator_ms`` (vectorised)."""
         return np.asarray(oscillator_ms, dtype=np.float64) / (1000.0 * self._rate)
 
-    def first_tick_at_or_after(self, true_s: float, tick_ms: int) -> int:
-        """Index of the first oscillator tick (period ``tick_ms``) at or after ``true_s``."""
-        return max(0, math.ceil(self.oscillator_ms(true_s) / tick_ms - 1e-9))
-
-    def last_tick_at_or_before(self, true_s: float, tick_ms: int) -> int:
-        """Index of the last oscillator tick at or before ``true_s`` (-1 if none)."""
-        return math.floor(self.oscillator_ms(true_s) / tick_ms + 1e-9)
-
     def device_ms(self, true_s: float) -> int:
         """What the RTC reads at true time ``true_s`` (ms since epoch)."""
         return self.base_ms + math.floor(self.oscillator_ms(true_s))

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 from smartlogger.device.store import LogStore
 from smartlogger.errors import ResetRefused
 from smartlogger.logfile import chain
-from smartlogger.logfile.evidence import DeviceCredentials, sign_pull
+from smartlogger.logfile.evidence import DeviceCredentials, sign_pull, simulated_credentials
+from smartlogger.logfile.records import encode_record
 from smartlogger.model import Generation, LoggerIdentity, Record
 from smartlogger.protocol import ble as p
 
@@ -86,8 +87,6 @@ class LogView:
     def __init__(self, identity: LoggerIdentity, store: LogStore,
                  encode: Callable[[Record], bytes] | None = None) -> None:
         if encode is None:
-            from smartlogger.logfile.records import encode_record
-
             encode = encode_record
         self.identity = identity
         self.store = store
@@ -556,8 +555,6 @@ async def serve_loggers(link: LocalLink, loggers: Iterable[Logger], *, signed: b
     Simulated generation-2 loggers get reproducible test-authority credentials when
     ``signed`` (they can never pass as hardware evidence).
     """
-    from smartlogger.logfile.evidence import simulated_credentials
-
     out = []
     for logger in loggers:
         ident = logger.identity

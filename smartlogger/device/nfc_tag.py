@@ -30,8 +30,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from smartlogger.device.firmware import Logger
 from smartlogger.errors import ConfigError, TransportError
-from smartlogger.model import Generation, LoggerConfig, LoggerIdentity
+from smartlogger.model import Generation, LoggerConfig, LoggerIdentity, gen1_config
 from smartlogger.protocol.nfc import (
     CFG_TYPE,
     DATA_AREA_START,
@@ -526,7 +527,7 @@ class LoggerTag:
 
 
 def _single_cfg_payload(message: bytes) -> bytes | None:
-    import ndef  # local: only the firmware's write check needs the parser here
+    import ndef  # lazy: only the firmware's write check needs the NDEF parser, off the tag's import
 
     try:
         records = list(ndef.message_decoder(bytes(message)))
@@ -541,7 +542,7 @@ def _single_cfg_payload(message: bytes) -> bytes | None:
 
 
 def _local_target(tag: LoggerTag) -> Any:
-    import nfc.clf
+    import nfc.clf  # lazy: nfcpy only when a tag is put on a radio (the tag model runs without it)
 
     target = nfc.clf.LocalTarget("106A")
     target.sens_res = bytearray.fromhex("4400")
@@ -582,7 +583,7 @@ class TagEmulator:
     def serve(self) -> int:
         """Serve until the presentations run out or ``stop()``; returns presentations served."""
         try:
-            import nfc
+            import nfc  # lazy: nfcpy only when the emulator serves (an ImportError is reported)
 
             clf = nfc.ContactlessFrontend(self.path)
         except (OSError, ImportError) as err:
@@ -630,7 +631,7 @@ class TagEmulator:
 
     def _session(self, clf: Any, tag: LoggerTag, target: Any) -> bool:
         """Answer commands until RF off. True if this ended the presentation."""
-        import nfc.clf
+        import nfc.clf  # lazy: see serve()
 
         cmd = target.tt2_cmd
         last_cmd = time.monotonic()
@@ -673,9 +674,6 @@ def serve_in_thread(emulator: TagEmulator, *, wait_s: float = 5.0) -> threading.
 def simulated_logger_tag(serial: str, config: LoggerConfig, *, generation: Generation = Generation.GEN2,
                          seed: int = 0) -> LoggerTag:
     """A simulated logger (firmware model, SIMULATED identity) behind its tag."""
-    from smartlogger.device.firmware import Logger
-    from smartlogger.model import gen1_config
-
     identity = LoggerIdentity(serial, generation, "1.4.2" if generation is Generation.GEN1 else "2.0.0",
                               simulated=True)
     if generation is Generation.GEN1:

@@ -29,6 +29,13 @@ from smartlogger.device.load import Load, load_from_text
 from smartlogger.device.sensors import TraceSource
 from smartlogger.device.store import LogStore, MemoryStore
 from smartlogger.errors import SimulationError
+from smartlogger.logfile import (
+    LogfileMetadata,
+    gen1_logfile_from_store,
+    pull_logfile,
+    simulated_credentials,
+    write_logfile,
+)
 from smartlogger.model import (
     BlockType,
     Event,
@@ -304,14 +311,6 @@ def write_logger_logfile(logger: Logger, path: Path, *, phone_ms: int | None = N
     evidence); generation-1 loggers produce the unsigned generation-1 format.
     ``phone_ms`` is the phone's clock at the pull (a clock observation for alignment).
     """
-    from smartlogger.logfile import (
-        LogfileMetadata,
-        gen1_logfile_from_store,
-        pull_logfile,
-        simulated_credentials,
-        write_logfile,
-    )
-
     ident = logger.identity
     if not (ident.simulated or ident.replayed):
         raise SimulationError(f"{ident.serial}: only simulated or replayed loggers get test credentials")

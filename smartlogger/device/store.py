@@ -38,12 +38,10 @@ SUMMARY_STREAM = 1
 
 
 def stream_genesis(serial: str, stream: int) -> bytes:
-    """The chain value before the first record of ``stream`` of logger ``serial``."""
-    if stream == MAIN_STREAM:
-        return chain.genesis(serial)
-    if stream == SUMMARY_STREAM:
-        return chain.genesis(serial + "/summary")
-    raise StoreError(f"stream {stream} does not exist (0 = main, 1 = summary)")
+    """The chain value before the first record of ``stream`` of logger ``serial`` (``chain.stream_genesis``)."""
+    if stream not in (MAIN_STREAM, SUMMARY_STREAM):
+        raise StoreError(f"stream {stream} does not exist (0 = main, 1 = summary)")
+    return chain.stream_genesis(serial, stream)
 
 
 @runtime_checkable
@@ -104,7 +102,7 @@ class MemoryStore:
             raise StoreError(f"cannot start the chain for {serial}: records before seq "
                              f"{self.oldest_seq} are gone")
         self._serial = serial
-        self._anchor = self._head = chain.genesis(serial)
+        self._anchor = self._head = chain.stream_genesis(serial, MAIN_STREAM)
         self._hash_after = []
         for seq, record in self._records:
             self._head = chain.chain_next(self._head, seq, encode_record(record))

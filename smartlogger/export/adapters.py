@@ -1,11 +1,14 @@
 """Thin adapters from logfiles and analysis results to the exporters' plain inputs.
 
-Owns the translation, nothing else: ``logger_export_inputs`` (one ``.slog`` file
--> samples, exceedances, evidence), ``longterm_inputs`` (a blackbox logfile ->
-``LongtermData``), ``block_log_from_logfile`` (a logfile -> ``analysis.BlockLog``),
-``string_report_inputs`` (an ``analysis.results.TestResult`` + logs -> report
-inputs) and ``load_test_dir`` (a directory of logfiles -> everything the string
-report needs, running the analysis when no ``result.json`` is there).
+Owns the translation, nothing else: ``logger_export_inputs`` (one logfile ->
+samples, exceedances, evidence), ``longterm_inputs`` (a blackbox logfile ->
+``LongtermData``), ``string_report_inputs`` (an ``analysis.results.TestResult`` +
+logs -> report inputs) and ``test_report_inputs`` (a test's logfiles, and its
+result if there is one -> everything the string report needs, running the
+analysis otherwise). Every one takes data: logfile bytes (or a read ``Logfile``)
+and objects; a path is accepted as a convenience, and ``load_test_dir`` is the
+folder convenience of the CLI on top of ``test_report_inputs``. The API calls the
+same functions with the bytes from its file store.
 
 Imports of ``logfile`` and ``analysis`` are here only, so the writers stay
 testable with plain values. Verification never raises: a file that fails is
@@ -15,12 +18,18 @@ exported with its failure written in red on the Summary/Evidence sheets.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from smartlogger.analysis.align import align_block
+from smartlogger.analysis.analyze import analyze_test
+from smartlogger.analysis.exceedances import find_exceedances
+from smartlogger.analysis.inputs import BlockLog, TestMetadata, load_from_quantity
+from smartlogger.analysis.loading import block_logs_from_logfiles
+from smartlogger.analysis.results import TestResult
 from smartlogger.errors import ExportError
 from smartlogger.export.inputs import (
     BlockOutcome,
@@ -32,6 +41,9 @@ from smartlogger.export.inputs import (
     SampleSeries,
     StringTestOutcome,
 )
+from smartlogger.export.longterm import daily_rows
+from smartlogger.logfile import Logfile, load_events, load_samples, read_logfile, verify_logfile
+from smartlogger.logfile.verify import VerifyReport
 from smartlogger.model import (
     ConfigChange,
     DailySummary,
@@ -51,8 +63,22 @@ from smartlogger.quantities import (
     parse_voltage,
 )
 
-# The analysis and logfile packages are imported inside functions: importing the
-# export package (e.g. for the CLI's --help) must not pull in numpy-heavy analysis.
+#: Name of the analysis result a test folder may hold (``smartlogger test analyze --out``).
+RESULT_FILE = "result.json"
+
+#: A logfile as the adapters take it: its bytes, or the file read already, or (a convenience
+#: of the command line) its path.
+LogfileSource = bytes | Logfile | str | os.PathLike[str]
+
+
+def _read(source: LogfileSource, name: str | None) -> tuple[Logfile, str]:
+    """The read logfile and the name it goes by in the workbook (file name, else the serial)."""
+    if isinstance(source, Logfile):
+        return source, name or source.identity.serial
+    if isinstance(source, bytes):
+        lf = read_logfile(source)
+        return lf, name or lf.identity.serial
+    return read_logfile(source), name or Path(source).name
 
 
 @dataclass
@@ -64,12 +90,8 @@ class LoggerExportInputs:
     evidence: EvidenceRow
 
 
-def evidence_from_report(report: object, file: str) -> EvidenceRow:
+def evidence_from_report(report: VerifyReport, file: str) -> EvidenceRow:
     """An ``EvidenceRow`` from a ``logfile.verify.VerifyReport``."""
-    from smartlogger.logfile.verify import VerifyReport
-
-    if not isinstance(report, VerifyReport):
-        raise TypeError("report must be a VerifyReport")
     status = report.status
     if report.verified:
         result = "VERIFIED: hardware evidence (production authority), signatures valid, chain intact"
@@ -115,8 +137,6 @@ def _yes_no(v: bool | None) -> str:
 
 def exceedances_of(series: SampleSeries, t_ms: np.ndarray | None = None) -> list[ExceedanceRow]:
     """Classify the exceedances of one logger with the analysis rule (yellow/red)."""
-    from smartlogger.analysis.exceedances import find_exceedances
-
     t = np.asarray(series.t_ms if t_ms is None else t_ms, dtype=np.float64)
     out: list[ExceedanceRow] = []
     th = series.config.thresholds
@@ -142,41 +162,35 @@ def _thresholds_history(changes: Sequence[ConfigChange]) -> list[tuple[int, Thre
     return [(c.t_ms, c.config.thresholds) for c in sorted(changes, key=lambda c: c.t_ms)]
 
 
-def _config_of(lf: object) -> tuple[LoggerConfig, list[ConfigChange]]:
-    changes: list[ConfigChange] = list(lf.config_history)  # type: ignore[attr-defined]
+def _config_of(lf: Logfile) -> tuple[LoggerConfig, list[ConfigChange]]:
+    changes: list[ConfigChange] = list(lf.config_history)
     if not changes:
-        raise ExportError(f"{lf.identity.serial}: the logfile holds no configuration "  # type: ignore[attr-defined]
+        raise ExportError(f"{lf.identity.serial}: the logfile holds no configuration "
                           "(no config change record); cannot draw thresholds")
     return changes[-1].config, changes
 
 
-def logger_export_inputs(path: str | os.PathLike[str]) -> LoggerExportInputs:
-    """Read and verify one logfile; samples in device time (as the logger recorded them)."""
-    from smartlogger.logfile import load_samples, read_logfile, verify_logfile
-
-    p = Path(path)
-    lf = read_logfile(p)
+def logger_export_inputs(source: LogfileSource, *, name: str | None = None) -> LoggerExportInputs:
+    """Read and verify one logfile; samples in device time (as the logger recorded them).
+    ``name``: what the workbook calls the file (default: its file name, else the serial)."""
+    lf, name = _read(source, name)
     report = verify_logfile(lf)
     t, mv, dc = load_samples(lf)
     if len(t) == 0:
-        raise ExportError(f"{p}: the logfile holds no samples")
+        raise ExportError(f"{name}: the logfile holds no samples")
     config, changes = _config_of(lf)
     order = np.argsort(t, kind="stable")
     if np.any(order != np.arange(len(t))):
         # Clock sets can move device time backwards; the sheet must be in time order.
         t, mv, dc = t[order], mv[order], dc[order]
     series = LoggerSamples(lf.identity, config, t, mv, dc, _thresholds_history(changes))
-    return LoggerExportInputs(series, exceedances_of(series), evidence_from_report(report, p.name))
+    return LoggerExportInputs(series, exceedances_of(series), evidence_from_report(report, name))
 
 
-def longterm_inputs(path: str | os.PathLike[str], *, tz: str = "UTC") -> LongtermData:
+def longterm_inputs(source: LogfileSource, *, tz: str = "UTC", name: str | None = None) -> LongtermData:
     """A blackbox logfile as ``LongtermData``: daily rows from the summary stream's
     ``DailySummary`` records where present, otherwise computed from the samples."""
-    from smartlogger.export.longterm import daily_rows
-    from smartlogger.logfile import load_events, load_samples, read_logfile, verify_logfile
-
-    p = Path(path)
-    lf = read_logfile(p)
+    lf, name = _read(source, name)
     report = verify_logfile(lf)
     config, changes = _config_of(lf)
     t, mv, dc = load_samples(lf)
@@ -197,23 +211,12 @@ def longterm_inputs(path: str | os.PathLike[str], *, tz: str = "UTC") -> Longter
     elif samples is not None:
         daily = daily_rows(samples, tz)
     else:
-        raise ExportError(f"{p}: no samples and no daily summaries in the logfile")
+        raise ExportError(f"{name}: no samples and no daily summaries in the logfile")
     return LongtermData(lf.identity, config, daily, load_events(lf), discharges, samples,
-                        evidence_from_report(report, p.name))
+                        evidence_from_report(report, name))
 
 
-def block_log_from_logfile(lf: object, source: str = "") -> object:
-    """An ``analysis.inputs.BlockLog`` from a read ``Logfile``, exactly as ``smartlogger test``
-    loads it (``analysis.loading``: clock jumps, every signed pull as a clock observation)."""
-    from smartlogger.analysis.loading import block_log_from_logfile as load
-
-    log = load(lf)  # type: ignore[arg-type]
-    if source:
-        log.source = source
-    return log
-
-
-def string_report_inputs(result: object, logs: Sequence[object],
+def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
                          evidence: Sequence[EvidenceRow] = ()
                          ) -> tuple[StringTestOutcome, list[LoggerSamples], list[ExceedanceRow]]:
     """Report inputs from an ``analysis.results.TestResult`` and the ``BlockLog``s analysed.
@@ -221,10 +224,6 @@ def string_report_inputs(result: object, logs: Sequence[object],
     Sample times are put on true (phone-aligned) time with the analysis' own clock
     fit, so the charts and the Data sheet line up with the result's times.
     """
-    from smartlogger.analysis.align import align_block
-    from smartlogger.analysis.inputs import BlockLog
-    from smartlogger.analysis.results import TestResult
-
     if not isinstance(result, TestResult):
         raise TypeError("result must be an analysis TestResult")
     by_serial: dict[str, BlockLog] = {}
@@ -236,9 +235,10 @@ def string_report_inputs(result: object, logs: Sequence[object],
     exceed: list[ExceedanceRow] = []
     blocks: list[BlockOutcome] = []
     for b in result.blocks:
-        log = by_serial.get(b.serial)
-        if log is None:
+        found = by_serial.get(b.serial)
+        if found is None:
             raise ExportError(f"string report: no log for block {b.position} ({b.serial})")
+        log = found
         aligned = align_block(log)
         t = np.round(aligned.true_ms).astype(np.int64)
         order = np.argsort(t, kind="stable")
@@ -278,8 +278,8 @@ def string_report_inputs(result: object, logs: Sequence[object],
 
 
 @dataclass
-class TestDirInputs:
-    """Everything the string report needs, from a test directory."""
+class TestReportInputs:
+    """Everything the string report needs, from a test's logfiles (and its result)."""
 
     __test__ = False
 
@@ -289,48 +289,37 @@ class TestDirInputs:
     evidence: list[EvidenceRow]
 
 
-def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | None = None,
-                  rated_time_s: float | None = None, end_v_per_cell: float | None = None,
-                  end_voltage: Voltage | None = None) -> TestDirInputs:
-    """Read every ``*.slog`` in ``directory``, verify it, and analyse the test.
+def test_report_inputs(logfiles: Iterable[tuple[str, LogfileSource]], *, result: TestResult | None = None,
+                       load: Current | Power | None = None, rated_time_s: float | None = None,
+                       end_v_per_cell: float | None = None, end_voltage: Voltage | None = None,
+                       where: str = "test") -> TestReportInputs:
+    """Read and verify a test's logfiles (``(name, bytes or Logfile)``; the name is what the
+    Evidence sheet calls the file) and put them with the test's result.
 
-    A ``result.json`` in the directory (``TestResult`` JSON) is used as is;
+    ``result`` is used as is when given (what the API stored, or a ``result.json``);
     otherwise the test is analysed, with the load and rated time taken from the
-    arguments or else from the logfiles' test metadata (keys ``load``,
-    ``rated_time``, ``end_voltage`` (per cell, block or string) or ``end_v_per_cell``).
+    arguments or else from the logfiles' test metadata (keys ``load``, ``rated_time``,
+    ``end_voltage`` (per cell, block or string) or ``end_v_per_cell``, ``test_id``).
+    ``where`` names the test in error messages.
     """
-    from smartlogger.analysis.analyze import analyze_test
-    from smartlogger.analysis.inputs import TestMetadata, load_from_quantity
-    from smartlogger.analysis.results import TestResult
-    from smartlogger.logfile import read_logfile, verify_logfile
-
-    d = Path(directory)
-    if not d.is_dir():
-        raise ExportError(f"{d}: not a directory")
-    files = sorted(d.glob("*.slog"))
-    if not files:
-        raise ExportError(f"{d}: no .slog logfiles in the directory")
-    from smartlogger.analysis.loading import block_logs_from_logfiles
-
     decoded = []
     evidence = []
     test_meta: dict[str, str] = {}
-    for f in files:
-        lf = read_logfile(f)
-        evidence.append(evidence_from_report(verify_logfile(lf), f.name))
+    for name, source in logfiles:
+        lf, name = _read(source, name)
+        evidence.append(evidence_from_report(verify_logfile(lf), name))
         decoded.append(lf)
         for k, v in lf.metadata.test.items():
             test_meta.setdefault(k, v)
+    if not decoded:
+        raise ExportError(f"{where}: no logfiles")
     # One log per logger: several pulls of one logger are merged by sequence number.
     logs = block_logs_from_logfiles(decoded)
-    result_file = d / "result.json"
-    if result_file.exists():
-        result = TestResult.from_json(result_file.read_text(encoding="utf-8"))
-    else:
+    if result is None:
         if load is None and test_meta.get("load"):
             load = parse_load(test_meta["load"], field="logfile test metadata 'load'")
         if load is None:
-            raise ExportError(f"{d}: no result.json and no load given (use --load, e.g. 50A)")
+            raise ExportError(f"{where}: no {RESULT_FILE} and no load given (use --load, e.g. 50A)")
         if rated_time_s is None and test_meta.get("rated_time"):
             rated_time_s = parse_duration(test_meta["rated_time"], field="logfile test metadata 'rated_time'",
                                           default_unit="h")
@@ -349,4 +338,25 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | 
     outcome, series, exceed = string_report_inputs(result, logs, evidence)
     if test_meta.get("site"):
         outcome = StringTestOutcome(**{**outcome.__dict__, "site": test_meta["site"]})
-    return TestDirInputs(outcome, series, exceed, evidence)
+    return TestReportInputs(outcome, series, exceed, evidence)
+
+
+def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | None = None,
+                  rated_time_s: float | None = None, end_v_per_cell: float | None = None,
+                  end_voltage: Voltage | None = None) -> TestReportInputs:
+    """``test_report_inputs`` of every ``*.slog`` in ``directory`` (the command line's folder).
+
+    A ``result.json`` in the directory (``TestResult`` JSON) is used as is; otherwise the
+    test is analysed (see ``test_report_inputs``).
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise ExportError(f"{d}: not a directory")
+    files = sorted(d.glob("*.slog"))
+    if not files:
+        raise ExportError(f"{d}: no .slog logfiles in the directory")
+    result_file = d / RESULT_FILE
+    result = TestResult.from_json(result_file.read_text(encoding="utf-8")) if result_file.exists() else None
+    return test_report_inputs(((f.name, f) for f in files), result=result, load=load,
+                              rated_time_s=rated_time_s, end_v_per_cell=end_v_per_cell,
+                              end_voltage=end_voltage, where=str(d))

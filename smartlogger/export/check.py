@@ -24,6 +24,7 @@ from xml.etree import ElementTree
 from openpyxl import load_workbook
 from openpyxl.utils.cell import range_to_tuple
 
+from smartlogger.compat.openpyxl import charts_of
 from smartlogger.export.charts import ALARM_COLOUR, WARNING_COLOUR
 
 
@@ -83,7 +84,7 @@ def inspect_workbook(path: str | os.PathLike[str]) -> WorkbookInfo:
     info = WorkbookInfo(wb.sheetnames, [ws.title for ws in wb.worksheets if ws.sheet_state != "visible"],
                         [], [])
     for ws in wb.worksheets:
-        for ch in ws._charts:
+        for ch in charts_of(ws):
             ci = ChartInfo(ws.title, ch.tagname.replace("Chart", "").lower(), _text(ch.title))
             for s in ch.series:
                 refs = _refs(s)

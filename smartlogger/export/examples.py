@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smartlogger.export.data import write_samples
 from smartlogger.export.inputs import (
     BlockOutcome,
     DailyRow,
@@ -28,6 +29,9 @@ from smartlogger.export.inputs import (
     LongtermData,
     StringTestOutcome,
 )
+from smartlogger.export.logger_workbook import write_logger_workbook
+from smartlogger.export.longterm import daily_rows, write_longterm_workbook
+from smartlogger.export.string_report import write_string_report
 from smartlogger.model import (
     BlockType,
     DischargeSummary,
@@ -142,8 +146,6 @@ def example_string_test(n_blocks: int = 24, *, duration_s: int = 3 * 3600, rate_
 
 def example_longterm(years: float = 10.0, *, rate_s: int = 60, seed: int = 3) -> LongtermData:
     """A simulated blackbox: ``years`` of float charge at ``rate_s`` with yearly discharges."""
-    from smartlogger.export.longterm import daily_rows
-
     rng = np.random.default_rng(seed)
     n = int(years * 365.25 * 86400 / rate_s)
     t0 = EXAMPLE_START_MS - int(years * 365.25 * 86400_000)
@@ -182,11 +184,6 @@ def example_longterm(years: float = 10.0, *, rate_s: int = 60, seed: int = 3) ->
 
 def write_examples(out_dir: str | Path, *, n_blocks: int = 24, tz: str = "Europe/Berlin") -> list[Path]:
     """Write the documented example workbooks (and data files) into ``out_dir``."""
-    from smartlogger.export.data import write_samples
-    from smartlogger.export.logger_workbook import write_logger_workbook
-    from smartlogger.export.longterm import write_longterm_workbook
-    from smartlogger.export.string_report import write_string_report
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     test = example_string_test(n_blocks)

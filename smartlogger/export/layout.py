@@ -24,11 +24,11 @@ from typing import Any
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
-from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet.properties import PageSetupProperties
 
+from smartlogger.compat import openpyxl as xl
+from smartlogger.compat.openpyxl import StyleArray, WriteOnlySheet
 from smartlogger.export.celltext import formula_like, sheet_text
 from smartlogger.model import Level
 
@@ -53,7 +53,7 @@ DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
 
 
-class TextSheet(WriteOnlyWorksheet):  # type: ignore[misc]
+class TextSheet(WriteOnlySheet):
     """A write-only sheet that knows how many rows it has written.
 
     Write-only sheets cannot be read back while writing; conditional formatting
@@ -73,7 +73,7 @@ class TextSheet(WriteOnlyWorksheet):  # type: ignore[misc]
 def add_sheet(wb: Workbook, title: str) -> TextSheet:
     """Add a ``TextSheet`` to a write-only workbook (after the existing sheets)."""
     ws = TextSheet(wb, title)
-    wb._add_sheet(ws)
+    xl.add_sheet(wb, ws)
     return ws
 
 
@@ -99,7 +99,7 @@ def evidence_fill(status: str) -> PatternFill:
     return ALARM_FILL
 
 
-def cell(ws: WriteOnlyWorksheet, value: Any, *, font: Font | None = None, fill: PatternFill | None = None,
+def cell(ws: WriteOnlySheet, value: Any, *, font: Font | None = None, fill: PatternFill | None = None,
          number_format: str | None = None, border: bool = False, wrap: bool = False,
          align: str | None = None) -> WriteOnlyCell:
     """A write-only cell with the given look; a string is always a text cell, never a formula.
@@ -136,23 +136,23 @@ def cell(ws: WriteOnlyWorksheet, value: Any, *, font: Font | None = None, fill: 
             c.alignment = Alignment(wrap_text=wrap, horizontal=align, vertical="top")
         if quote:
             c.quotePrefix = True  # retyping the cell in a spreadsheet keeps it text
-        cache[look] = StyleArray(c._style)
+        cache[look] = xl.style_array(c)
     else:
-        c._style = StyleArray(cached)
+        xl.set_style_array(c, cached)
     return c
 
 
-def set_widths(ws: WriteOnlyWorksheet, widths: Sequence[float]) -> None:
+def set_widths(ws: WriteOnlySheet, widths: Sequence[float]) -> None:
     """Column widths in characters; must be called before the first row is appended."""
     for i, w in enumerate(widths, 1):
         ws.column_dimensions[get_column_letter(i)].width = w
 
 
-def title(ws: WriteOnlyWorksheet, text: str) -> None:
+def title(ws: WriteOnlySheet, text: str) -> None:
     ws.append([cell(ws, text, font=TITLE_FONT)])
 
 
-def section(ws: WriteOnlyWorksheet, text: str) -> None:
+def section(ws: WriteOnlySheet, text: str) -> None:
     ws.append([])
     ws.append([cell(ws, text, font=SECTION_FONT)])
 
@@ -169,7 +169,7 @@ def banner(ws: TextSheet, markers: Iterable[str], width: int = 6) -> None:
     ws.merged_cells.add(f"A{row}:{get_column_letter(width)}{row}")
 
 
-def print_setup(ws: WriteOnlyWorksheet, *, landscape: bool = True) -> None:
+def print_setup(ws: WriteOnlySheet, *, landscape: bool = True) -> None:
     """Print on A4, fit to one page wide (the summary is archived as PDF)."""
     ws.page_setup.orientation = "landscape" if landscape else "portrait"
     ws.page_setup.paperSize = "9"  # A4
@@ -178,7 +178,7 @@ def print_setup(ws: WriteOnlyWorksheet, *, landscape: bool = True) -> None:
     ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
 
 
-def pairs(ws: WriteOnlyWorksheet, rows: Iterable[tuple[str, Any]],
+def pairs(ws: WriteOnlySheet, rows: Iterable[tuple[str, Any]],
           fills: dict[str, PatternFill | None] | None = None) -> None:
     """Label/value rows; ``fills`` maps a label to the fill of its value cell."""
     fills = fills or {}
@@ -186,7 +186,7 @@ def pairs(ws: WriteOnlyWorksheet, rows: Iterable[tuple[str, Any]],
         ws.append([cell(ws, label, font=BOLD), cell(ws, value, fill=fills.get(label))])
 
 
-def table(ws: WriteOnlyWorksheet, headers: Sequence[str], rows: Iterable[Sequence[Any]], *,
+def table(ws: WriteOnlySheet, headers: Sequence[str], rows: Iterable[Sequence[Any]], *,
           row_fills: Iterable[PatternFill | None] | None = None,
           formats: Sequence[str | None] | None = None) -> int:
     """A bordered table with a bold header; returns the number of data rows."""

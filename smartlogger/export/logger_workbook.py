@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from openpyxl import Workbook
 from openpyxl.styles import PatternFill
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet.pagebreak import Break
 
+from smartlogger.compat.openpyxl import WriteOnlySheet
 from smartlogger.errors import ExportError
 from smartlogger.export import layout as L
 from smartlogger.export.charts import (
@@ -92,7 +92,7 @@ class Window:
         self.x_min, self.x_max = float(lo), float(hi)
 
 
-def add_logger_charts(ws: WriteOnlyWorksheet, table: ChartTable, series: SampleSeries,
+def add_logger_charts(ws: WriteOnlySheet, table: ChartTable, series: SampleSeries,
                       window: Window, buckets: Buckets, x_ref: str, *, prefix: str,
                       anchor_rows: tuple[int, int] = (1, 25),
                       threshold_cache: dict[tuple[object, ...], tuple[list[ThresholdLine], list[ThresholdLine]]] | None = None) -> None:
@@ -160,7 +160,7 @@ def identity_rows(identity: LoggerIdentity) -> list[tuple[str, object]]:
     ]
 
 
-def threshold_table(ws: WriteOnlyWorksheet, th: Thresholds) -> None:
+def threshold_table(ws: WriteOnlySheet, th: Thresholds) -> None:
     """Warning/alarm levels; the level cells carry the chart colours (orange/red text)."""
     L.table(ws, ["Quantity", "Low alarm", "Low warning", "High warning", "High alarm"], [])
     for name, q, scale, fmt in (("Voltage (V)", Quantity.VOLTAGE, 1000.0, "0.000"),
@@ -174,7 +174,7 @@ def threshold_table(ws: WriteOnlyWorksheet, th: Thresholds) -> None:
         ws.append(row)
 
 
-def exceedance_table(ws: WriteOnlyWorksheet, rows: Sequence[ExceedanceRow], site: SiteTime, *,
+def exceedance_table(ws: WriteOnlySheet, rows: Sequence[ExceedanceRow], site: SiteTime, *,
                      with_serial: bool = False) -> None:
     """Exceedances, one row each, filled yellow (warning) or red (alarm)."""
     if not rows:

@@ -10,11 +10,13 @@ Why: openpyxl turns every value into a cell object and every cell into XML
 through its element writer (about 146 k cells/s on this machine). Data sheets
 of a string report hold millions of plain numbers, so a ``NumericSheet``
 formats whole rows with one string operation per cell (several M cells/s) and
-hands openpyxl a finished sheet part. The hook is openpyxl's own write-only
-contract: ``ExcelWriter.write_worksheet`` closes a write-only sheet and copies
-``ws._writer.out`` into the package; we provide that file. Tests read every
-sheet back with openpyxl and convert to PDF with LibreOffice to prove the parts
-are valid.
+hands openpyxl a finished sheet part. The hook into openpyxl's write-only
+contract is ``compat.openpyxl.StreamedSheet``: the sheet's XML is streamed straight
+into the package's zip entry while the workbook is saved (no temporary file; every
+other sheet is kept in memory by ``compat.openpyxl.WriteOnlySheet``), so a workbook
+can be saved to a path (``save_workbook``, atomically) or to bytes
+(``workbook_bytes``, what the API stores). Tests read every sheet back with
+openpyxl and convert to PDF with LibreOffice to prove the parts are valid.
 
 Cell references (``r``) are written on every row and cell even though the
 format makes them optional: some readers mis-place cells without them. The only
@@ -24,25 +26,22 @@ text cells are the headers: inline strings (never formulas), XML-safe
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
-from zipfile import ZIP_DEFLATED, ZipFile
 
 import numpy as np
 import numpy.typing as npt
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.packaging.relationship import RelationshipList
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter, quote_sheetname
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
-from openpyxl.writer.excel import ExcelWriter
 
+from smartlogger.compat import openpyxl as xl
 from smartlogger.errors import ExportError
 from smartlogger.export.celltext import sheet_text
 
@@ -81,18 +80,7 @@ class Column:
     width: float | None = None
 
 
-@dataclass
-class _RawWriter:
-    """What ``ExcelWriter.write_worksheet`` needs from a closed write-only sheet."""
-
-    out: str
-    _rels: RelationshipList = field(default_factory=RelationshipList)
-
-    def cleanup(self) -> None:
-        os.remove(self.out)
-
-
-class NumericSheet(WriteOnlyWorksheet):  # type: ignore[misc]
+class NumericSheet(xl.StreamedSheet):
     """A write-only sheet holding a header row and numeric columns of equal length.
 
     The XML is produced when openpyxl saves the workbook (or on ``close``).
@@ -118,7 +106,6 @@ class NumericSheet(WriteOnlyWorksheet):  # type: ignore[misc]
         self._n_rows = n
         self._freeze = freeze_header
         self._on_rows = on_rows
-        self._closed = False
         if hidden:
             self.sheet_state = "hidden"
         # Style ids come from openpyxl's own style table so the stylesheet it writes
@@ -133,8 +120,8 @@ class NumericSheet(WriteOnlyWorksheet):  # type: ignore[misc]
         return self._n_rows
 
     @property
-    def closed(self) -> bool:
-        return self._closed
+    def columns(self) -> list[Column]:
+        return list(self._columns)
 
     def _style_id(self, **style: Any) -> int:
         cell = WriteOnlyCell(self)
@@ -150,20 +137,8 @@ class NumericSheet(WriteOnlyWorksheet):  # type: ignore[misc]
     def append(self, row: Any) -> None:
         raise ExportError(f"sheet {self.title!r} is a NumericSheet: rows come from its columns")
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        fd, path = tempfile.mkstemp(prefix="smartlogger-sheet-", suffix=".xml")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                self._write_xml(fh.write)
-        except BaseException:
-            os.remove(path)
-            raise
-        self._writer = _RawWriter(path)
-        self._closed = True
-
-    def _write_xml(self, write: Callable[[str], Any]) -> None:
+    def write_xml(self, write: Callable[[str], Any]) -> None:
+        """The sheet part: header row, then the columns row by row (``compat.openpyxl.StreamedSheet``)."""
         cols = self._columns
         ncol = len(cols)
         last = get_column_letter(ncol)
@@ -226,7 +201,7 @@ class NumericSheet(WriteOnlyWorksheet):  # type: ignore[misc]
 def add_numeric_sheet(wb: Workbook, title: str, columns: Sequence[Column], **kwargs: Any) -> NumericSheet:
     """Create a ``NumericSheet`` and add it to ``wb`` (after the existing sheets)."""
     ws = NumericSheet(wb, title, columns, **kwargs)
-    wb._add_sheet(ws)
+    xl.add_sheet(wb, ws)
     return ws
 
 
@@ -239,17 +214,9 @@ def check_target(path: str | os.PathLike[str]) -> Path:
 
 
 def discard_workbook(wb: Workbook) -> None:
-    """Close and delete the temp files of a write-only workbook that will not be saved."""
-    for ws in wb.worksheets:
-        if isinstance(ws, WriteOnlyWorksheet) and not ws.closed:
-            try:
-                ws.close()
-            except Exception:
-                continue
-        writer = getattr(ws, "_writer", None)
-        out = getattr(writer, "out", None)
-        if isinstance(out, str) and os.path.exists(out):
-            os.remove(out)
+    """Let go of a workbook that will not be saved (its sheets hold their rows in memory)."""
+    for ws in list(wb.worksheets):
+        wb.remove(ws)
 
 
 def save_workbook(wb: Workbook, path: str | os.PathLike[str], *,
@@ -266,8 +233,7 @@ def save_workbook(wb: Workbook, path: str | os.PathLike[str], *,
         raise
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        with ZipFile(tmp, "w", ZIP_DEFLATED, allowZip64=True, compresslevel=compresslevel) as archive:
-            ExcelWriter(wb, archive).save()
+        xl.save(wb, tmp, compresslevel=compresslevel)
         os.replace(tmp, out)
     except OSError as err:
         discard_workbook(wb)
@@ -276,3 +242,10 @@ def save_workbook(wb: Workbook, path: str | os.PathLike[str], *,
         if tmp.exists():
             tmp.unlink()
     return out
+
+
+def workbook_bytes(wb: Workbook, *, compresslevel: int = DEFAULT_COMPRESSLEVEL) -> bytes:
+    """The .xlsx bytes of ``wb`` (built in memory: no file is written)."""
+    buf = io.BytesIO()
+    xl.save(wb, buf, compresslevel=compresslevel)
+    return buf.getvalue()

@@ -72,6 +72,7 @@ from smartlogger.export.sheetstream import (
     check_target,
     new_workbook,
     save_workbook,
+    workbook_bytes,
 )
 from smartlogger.export.timeaxis import DATETIME_FORMAT, SiteTime
 from smartlogger.model import Quantity, Side
@@ -348,3 +349,16 @@ def write_string_report(path: str | os.PathLike[str], outcome: StringTestOutcome
         progress("saved", 1.0)
     return out
 
+
+def string_report_bytes(outcome: StringTestOutcome, series: Sequence[SampleSeries], *,
+                        exceedances: Sequence[ExceedanceRow] = (), evidence: Sequence[EvidenceRow] = (),
+                        tz: str | SiteTime | None = "UTC", resolution_s: float = DEFAULT_RESOLUTION_S,
+                        chart_points: int = DEFAULT_CHART_POINTS, progress: Progress | None = None,
+                        compresslevel: int = DEFAULT_COMPRESSLEVEL) -> bytes:
+    """The string report as .xlsx bytes, built in memory (what the API stores; no file is written)."""
+    wb = build_string_report(outcome, series, exceedances=exceedances, evidence=evidence, tz=tz,
+                             resolution_s=resolution_s, chart_points=chart_points, progress=progress)
+    data = workbook_bytes(wb, compresslevel=compresslevel)
+    if progress:
+        progress("saved", 1.0)
+    return data

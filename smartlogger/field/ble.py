@@ -32,7 +32,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,12 @@ from bleak.exc import BleakError
 
 from smartlogger.errors import TransportError
 from smartlogger.logfile import chain
+from smartlogger.logfile.container import LogfileMetadata
+from smartlogger.logfile.evidence import Certificate, PullAttestation
+from smartlogger.logfile.format import build_logfile
+from smartlogger.logfile.format import write_logfile as write_bytes
+from smartlogger.logfile.verify import verify_logfile
+from smartlogger.model import Generation, LoggerIdentity
 from smartlogger.protocol import ble as p
 
 if TYPE_CHECKING:
@@ -415,8 +421,6 @@ async def _transfer_v1(link: _Link, from_seq: int,
 
 
 def _attested_heads(attestation: bytes) -> list[tuple[int, bytes]]:
-    from smartlogger.logfile.evidence import PullAttestation
-
     att = PullAttestation.from_bytes(attestation)
     return [(st.next_seq, st.head) for st in att.streams]
 
@@ -779,8 +783,6 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
     verified (``logfile.verify`` with ``options.trust``) before the logger is told its records
     were read; the per-serial pull state is saved only after the logfile is on disk.
     """
-    from smartlogger.logfile.verify import verify_logfile
-
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     writer = write if write is not None else write_logfile
@@ -854,13 +856,6 @@ def write_logfile(result: PullResult, out_dir: Path) -> Path:
     attestation carries the signed device clock and, unsigned, the phone clock at
     which it was read.
     """
-    from dataclasses import replace as dc_replace
-
-    from smartlogger.logfile.evidence import Certificate, PullAttestation
-    from smartlogger.logfile.format import LogfileMetadata, build_logfile
-    from smartlogger.logfile.format import write_logfile as write_bytes
-    from smartlogger.model import Generation, LoggerIdentity
-
     info = result.info
     identity = LoggerIdentity(
         result.serial, Generation.GEN2 if result.version == p.PROTOCOL_V2 else Generation.GEN1,
@@ -870,19 +865,19 @@ def write_logfile(result: PullResult, out_dir: Path) -> Path:
     attestations = []
     if result.attestation:
         att = PullAttestation.from_bytes(result.attestation)
-        attestations.append(dc_replace(att, phone_ms=result.attested_at_ms))
+        attestations.append(replace(att, phone_ms=result.attested_at_ms))
     streams: list[list[tuple[int, bytes]]] = []
     anchors: list[tuple[int, bytes]] = []
     for st in (p.STREAM_MAIN, p.STREAM_SUMMARY):
         sp = result.streams.get(st)
         if sp is None:
             streams.append([])
-            anchors.append((0, chain.genesis(result.serial + ("/summary" if st else ""))))
+            anchors.append((0, chain.stream_genesis(result.serial, st)))
             continue
         streams.append(list(sp.records))
         anchor = sp.anchor
         if not anchor:  # generation 1 sends no anchor: only a pull from seq 0 has a known one
-            anchor = chain.genesis(result.serial) if sp.anchor_seq == 0 else bytes(32)
+            anchor = chain.stream_genesis(result.serial, st) if sp.anchor_seq == 0 else bytes(32)
         anchors.append((sp.anchor_seq, anchor))
     test: dict[str, str] = {"ble.protocol": str(result.version),
                             "ble.connections": str(result.connections)}

@@ -21,7 +21,7 @@ import contextlib
 import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from smartlogger.errors import TransportError
@@ -87,6 +87,7 @@ class Type2Link:
 
     def __init__(self, tag: Any, *, timeout_s: float = COMMAND_TIMEOUT_S,
                  cut_after: int | None = None) -> None:
+        # Lazy: nfcpy (and its USB stack) is imported only once a reader is used.
         import nfc.tag.tt2
         import nfc.tag.tt2_nxp
 
@@ -110,7 +111,7 @@ class Type2Link:
         return bytes(self.tag.identifier).hex().upper()
 
     def _send(self, frame: bytes, what: str) -> bytes:
-        import nfc.tag
+        import nfc.tag  # lazy: nfcpy only once a reader is used
 
         if self.cut_after is not None and self.counters.commands >= self.cut_after:
             raise TagLostError(f"field removed before command {self.counters.commands} ({what})")
@@ -309,8 +310,6 @@ def program(link: Type2Link, desired: LoggerConfig | Callable[[TagRead], LoggerC
 
 
 def _with(result: TapResult, **changes: Any) -> TapResult:
-    from dataclasses import replace
-
     return replace(result, **changes)
 
 
@@ -370,7 +369,7 @@ def format_offset(ms: int) -> str:
 
 def open_reader(path: str) -> Any:
     """``nfc.ContactlessFrontend`` on ``usb``, ``tty:...`` or ``udp:HOST:PORT``."""
-    import nfc
+    import nfc  # lazy: nfcpy (and its USB stack) only when a reader is opened
 
     try:
         return nfc.ContactlessFrontend(path)
@@ -397,6 +396,7 @@ POLL_INTERVAL_S = 0.05
 
 def sense_tag(clf: Any) -> tuple[Any, bytes | None]:
     """One RF poll for a Type A tag: ``(activated tag or None, UID seen or None)``."""
+    # Lazy: nfcpy only once a reader is used.
     import nfc.clf
     import nfc.tag
 
@@ -550,7 +550,7 @@ _STYLE = {
 
 def render_kit(session: KitSession) -> Any:
     """A rich table of the session: one line per logger in string order."""
-    from rich.table import Table
+    from rich.table import Table  # lazy: rich only when the session is shown on a terminal
 
     table = Table(title=f"{session.profile.name}: {session.done}/{session.count} loggers done"
                         + (f" - test {session.test_id}" if session.test_id else ""))

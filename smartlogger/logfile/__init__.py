@@ -1,12 +1,13 @@
 """smartlogger.logfile: the portable, signed logfile and everything to read and check it.
 
-Owns the record codec (``records``, ``samples``), the ``.slog`` container
-(``format``), generation-1 files (``gen1``), keys/certificates/pull signatures
+Owns the record codec (``records``, ``samples``), the decoded logfile types
+(``container``), the ``.slog`` container (``format``), generation-1 files (``gen1``), keys/certificates/pull signatures
 (``evidence``), verification (``verify``) and tabular conversion (``convert``).
 Depends on ``model`` only (plus numpy, cryptography, pyarrow). See
 docs/LOGFILE_FORMAT.md and docs/EVIDENCE.md.
 """
 
+from smartlogger.logfile.container import Logfile, LogfileMetadata, LogStream, RawRecord
 from smartlogger.logfile.convert import (
     ClockObservation,
     clock_observations,
@@ -30,18 +31,16 @@ from smartlogger.logfile.evidence import (
     new_nonce,
     production_root,
     provision_device,
-    pull_logfile,
     sign_pull,
     sign_store_pull,
     simulated_credentials,
     test_authority,
 )
 from smartlogger.logfile.format import (
-    Logfile,
-    LogfileMetadata,
-    LogStream,
-    RawRecord,
     build_logfile,
+    check_sample_heads,
+    check_sample_payloads,
+    pull_logfile,
     read_logfile,
     write_logfile,
 )
@@ -65,6 +64,8 @@ __all__ = [
     "StreamState",
     "VerifyReport",
     "build_logfile",
+    "check_sample_heads",
+    "check_sample_payloads",
     "clock_observations",
     "config_history",
     "convert",

@@ -22,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from smartlogger.errors import LogfileError
-from smartlogger.logfile.format import Logfile, decode_sample_records, read_logfile
+from smartlogger.logfile.container import Logfile
+from smartlogger.logfile.format import decode_sample_records, read_logfile
 from smartlogger.logfile.records import SAMPLE_HEAD, RecordType
 from smartlogger.logfile.samples import read_head
 from smartlogger.model import ClockSet, ConfigChange, Event
@@ -131,7 +132,7 @@ def clock_observations(source: Source) -> list[ClockObservation]:
 def to_dataframe(source: Source) -> pd.DataFrame:
     """Samples as a pandas DataFrame: ``time`` (UTC), ``t_ms``, ``mv``, ``dc``, ``voltage_v``,
     ``temperature_c``."""
-    import pandas as pd
+    import pandas as pd  # lazy: pandas is heavy, and only this conversion needs it
 
     t_ms, mv, dc = load_samples(source)
     return pd.DataFrame({
@@ -142,7 +143,7 @@ def to_dataframe(source: Source) -> pd.DataFrame:
 
 
 def _arrow_table(lf: Logfile, *, for_csv: bool) -> object:
-    import pyarrow as pa
+    import pyarrow as pa  # lazy: pyarrow only for the CSV/Parquet conversions (heavy import)
 
     t_ms, mv, dc = load_samples(lf)
     # decimals keep the exact mV / 0.1 C resolution in text ("12.801", "23.4")
@@ -160,7 +161,7 @@ def _arrow_table(lf: Logfile, *, for_csv: bool) -> object:
 
 def _decimal(unscaled: npt.NDArray[np.integer], precision: int, scale: int) -> object:
     """A pyarrow decimal128 array from integers in units of 10**-scale (no float rounding)."""
-    import pyarrow as pa
+    import pyarrow as pa  # lazy: as in _arrow_table
 
     wide = np.empty((unscaled.size, 2), dtype="<i8")  # 128-bit two's complement, low word first
     wide[:, 0] = unscaled
@@ -172,7 +173,7 @@ def _decimal(unscaled: npt.NDArray[np.integer], precision: int, scale: int) -> o
 def write_csv(source: Source, path: str | os.PathLike[str]) -> int:
     """One row per sample: ``time_utc`` (ISO-8601, ms, Z), ``voltage_v``, ``temperature_c``.
     Returns the number of rows."""
-    import pyarrow.csv as pacsv
+    import pyarrow.csv as pacsv  # lazy: as in _arrow_table
 
     lf = _logfile(source)
     table = _arrow_table(lf, for_csv=True)
@@ -185,7 +186,7 @@ def write_csv(source: Source, path: str | os.PathLike[str]) -> int:
 def write_parquet(source: Source, path: str | os.PathLike[str]) -> int:
     """Samples as Parquet (time, t_ms, mv, dc, voltage_v, temperature_c) with the logger identity
     as file metadata. Returns the number of rows."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # lazy: as in _arrow_table
 
     lf = _logfile(source)
     table = _arrow_table(lf, for_csv=False)

@@ -17,8 +17,8 @@ derived from the documented seed ``TEST_AUTHORITY_SEED`` so that simulated logs
 are reproducible; it certifies only SIMULATED/REPLAYED identities and the
 production root never does, so a simulated log cannot verify as hardware evidence.
 
-Does not own the container (``logfile.format``) or the verification policy
-(``logfile.verify``). Byte layouts: docs/EVIDENCE.md.
+Does not own the container (``logfile.format``, which also builds a whole pull's
+logfile: ``pull_logfile``) or the verification policy (``logfile.verify``). Byte layouts: docs/EVIDENCE.md.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import os
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -37,9 +37,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from smartlogger.errors import LogfileError, SmartLoggerError
 from smartlogger.logfile.bytereader import ByteReader, str8
 from smartlogger.model import Generation, LoggerIdentity, Record
-
-if TYPE_CHECKING:
-    from smartlogger.logfile.format import LogfileMetadata
 
 AuthorityKind = Literal["production", "test"]
 
@@ -411,26 +408,3 @@ def sign_store_pull(credentials: DeviceCredentials, store: ChainedStore, nonce: 
 def new_nonce() -> bytes:
     """A fresh 16-byte phone nonce."""
     return os.urandom(16)
-
-
-def pull_logfile(credentials: DeviceCredentials | None, identity: LoggerIdentity,
-                 store: ChainedStore, *, device_ms: int, phone_ms: int | None = None,
-                 nonce: bytes | None = None, metadata: LogfileMetadata | None = None) -> bytes:
-    """A whole signed pull of ``store`` as logfile bytes (simulator and tests; BLE does the same
-    over the air). ``credentials`` None gives an unsigned logfile."""
-    from smartlogger.logfile.format import build_logfile
-
-    streams = [list(store.records()), list(store.summary_records())]
-    anchors = [store.chain_anchor(s) for s in range(STREAMS)]
-    attestations = []
-    if credentials is not None:
-        attestations.append(sign_store_pull(credentials, store, nonce or new_nonce(), device_ms,
-                                            phone_ms=phone_ms))
-    return build_logfile(identity, credentials, streams, anchors, attestations, metadata)
-
-
-def build_logfile(*args: object, **kwargs: object) -> bytes:
-    """Re-export of ``logfile.format.build_logfile`` (the contract names it here)."""
-    from smartlogger.logfile.format import build_logfile as _build
-
-    return _build(*args, **kwargs)  # type: ignore[arg-type]

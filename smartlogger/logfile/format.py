@@ -1,10 +1,12 @@
 """The ``.slog`` container (format 2.x): one portable, signed file per logger pull.
 
 Owns the byte layout of a logfile around the device records, the writer
-``build_logfile`` and the reader ``read_logfile`` (which also reads every older
-version, i.e. generation-1 files via ``logfile.gen1``). Does not own the record
-bytes (``records``), keys and signatures (``evidence``) or the verdict
-(``verify``). Byte-exact specification: docs/LOGFILE_FORMAT.md.
+``build_logfile`` (and ``pull_logfile``, a whole signed pull of a store), the reader
+``read_logfile`` (which also reads every older version, i.e. generation-1 files via
+``logfile.gen1``) and the checks of the sample blocks a reader defers
+(``check_sample_heads``, ``check_sample_payloads``). Does not own the decoded types
+(``container``), the record bytes (``records``), keys and signatures (``evidence``)
+or the verdict (``verify``). Byte-exact specification: docs/LOGFILE_FORMAT.md.
 
     file     = magic "\\x89SLOG\\r\\n\\x1a" | major:u8 (=2) | minor:u8 | reserved:u16 (=0) | section* | footer
     section  = type:u8 | length:u32 | body[length]
@@ -26,10 +28,8 @@ import bisect
 import hashlib
 import os
 import struct
-import zlib
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -37,18 +37,29 @@ import numpy as np
 import numpy.typing as npt
 
 from smartlogger.errors import LogfileError
-from smartlogger.logfile import chain
 from smartlogger.logfile.bytereader import MAX_LEB128_BYTES, ByteReader, leb128, str8, str16
+from smartlogger.logfile.container import (
+    Logfile,
+    LogfileMetadata,
+    LogStream,
+    RawRecord,
+    record_crc,
+)
 from smartlogger.logfile.evidence import (
     STREAMS,
     Certificate,
+    ChainedStore,
     DeviceCredentials,
     PullAttestation,
+    new_nonce,
     read_identity,
+    sign_store_pull,
     write_identity,
 )
+from smartlogger.logfile.gen1 import MAGIC as GEN1_MAGIC
+from smartlogger.logfile.gen1 import read_gen1
 from smartlogger.logfile.records import SAMPLE_HEAD, RecordType, decode_record, encode_record
-from smartlogger.logfile.samples import decode_many
+from smartlogger.logfile.samples import decode_many, read_head
 from smartlogger.model import ConfigChange, LoggerIdentity, Record, SampleBlock
 
 MAGIC: Final = b"\x89SLOG\r\n\x1a"
@@ -72,136 +83,6 @@ _UNKNOWN_MS: Final = -(1 << 63)
 _SECTION = struct.Struct("<BI")
 _FOOTER_LEN: Final = 3 * 4 + 32
 _PAYLOAD_AT: Final = 1 + SAMPLE_HEAD.size  # sample payload offset inside a SampleBlock record
-STREAM_NAMES: Final = ("main", "summary")
-
-
-def stream_genesis(serial: str, stream: int) -> bytes:
-    """Chain value before seq 0 of a stream (contracts: summary stream uses ``serial/summary``)."""
-    return chain.genesis(serial if stream == 0 else serial + "/summary")
-
-
-# --------------------------------------------------------------------------- value types
-
-
-@dataclass
-class LogfileMetadata:
-    """What the phone adds about the test (not signed by the device)."""
-
-    block_label: str = ""
-    block_position: int = 0  # 1-based position in the string, 0 = not set
-    test: dict[str, str] = field(default_factory=dict)  # free test metadata (site, string, load, ...)
-    created_ms: int | None = None  # phone clock when the file was written
-    #: Configuration history; None when writing means "take the ConfigChange records of the streams".
-    config_history: list[ConfigChange] | None = None
-
-
-@dataclass(frozen=True)
-class RawRecord:
-    """One device record as stored: its seq, canonical bytes, where they are and the decoded record.
-
-    ``record`` decodes on first use when the file was read with ``decode=False`` (verification
-    needs the bytes, not the samples).
-    """
-
-    seq: int
-    data: bytes
-    offset: int  # byte offset of the record bytes in the file
-    crc: int  # stored CRC-32 over seq (u64 LE) || data
-    decoded: Record | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def record(self) -> Record:
-        if self.decoded is None:
-            try:
-                rec = decode_record(self.data)
-            except LogfileError as err:
-                at = None if err.offset is None else self.offset + err.offset
-                raise LogfileError(err.message, offset=at) from None
-            object.__setattr__(self, "decoded", rec)
-            return rec
-        return self.decoded
-
-    @property
-    def record_type(self) -> int:
-        """The record's type byte (``records.RecordType``), without decoding it."""
-        return self.data[0]
-
-    @property
-    def crc_ok(self) -> bool:
-        return record_crc(self.seq, self.data) == self.crc
-
-
-@dataclass
-class LogStream:
-    """One stream of a logger's log as carried by the file."""
-
-    stream: int  # 0 main, 1 summary
-    anchor_seq: int  # seq of the first record the file may hold
-    anchor_hash: bytes  # chain value before anchor_seq
-    records: list[RawRecord]
-    offset: int = 0  # byte offset of the section
-
-    @property
-    def name(self) -> str:
-        return STREAM_NAMES[self.stream]
-
-    @property
-    def next_seq(self) -> int:
-        return self.records[-1].seq + 1 if self.records else self.anchor_seq
-
-
-@dataclass
-class Logfile:
-    """A decoded logfile of any version. ``generation1`` files are unsigned by construction."""
-
-    version: tuple[int, int]
-    identity: LoggerIdentity
-    metadata: LogfileMetadata
-    streams: list[LogStream]
-    certificate: Certificate | None
-    attestations: list[PullAttestation]
-    size: int
-    sha256: str  # of the whole file
-    footer_ok: bool  # the footer's hash and counts match the content
-    footer_problem: str = ""
-    generation1: bool = False
-
-    @property
-    def signed(self) -> bool:
-        return self.certificate is not None and bool(self.attestations)
-
-    @property
-    def latest_attestation(self) -> PullAttestation | None:
-        return max(self.attestations, key=lambda a: a.counter) if self.attestations else None
-
-    def records(self, stream: int = 0) -> list[tuple[int, Record]]:
-        return [(r.seq, r.record) for r in self.streams[stream].records]
-
-    @property
-    def config_history(self) -> list[ConfigChange]:
-        if self.metadata.config_history is not None:
-            return list(self.metadata.config_history)
-        return config_changes_of(self.streams)
-
-
-def config_changes_of(streams: Iterable[LogStream]) -> list[ConfigChange]:
-    """Distinct ConfigChange records of the streams, in time order."""
-    seen: dict[bytes, ConfigChange] = {}
-    for st in streams:
-        for raw in st.records:
-            if isinstance(raw.record, ConfigChange):
-                seen.setdefault(raw.data, raw.record)
-    return sorted(seen.values(), key=lambda c: (c.t_ms, c.seq))
-
-
-_SEQ = struct.Struct("<Q")
-
-
-def record_crc(seq: int, data: bytes) -> int:
-    """CRC-32 (zlib) over the seq as u64 little-endian followed by the record bytes."""
-    return zlib.crc32(data, zlib.crc32(_SEQ.pack(seq)))
-
-
 # --------------------------------------------------------------------------- writer
 
 
@@ -252,6 +133,20 @@ def build_logfile(
     footer = struct.pack("<III", len(encoded[0]), len(encoded[1]), len(ordered)) + digest
     _section(out, SEC_FOOTER, footer)
     return bytes(out)
+
+
+def pull_logfile(credentials: DeviceCredentials | None, identity: LoggerIdentity,
+                 store: ChainedStore, *, device_ms: int, phone_ms: int | None = None,
+                 nonce: bytes | None = None, metadata: LogfileMetadata | None = None) -> bytes:
+    """A whole signed pull of ``store`` as logfile bytes (simulator and tests; BLE does the same
+    over the air). ``credentials`` None gives an unsigned logfile."""
+    streams = [list(store.records()), list(store.summary_records())]
+    anchors = [store.chain_anchor(s) for s in range(STREAMS)]
+    attestations = []
+    if credentials is not None:
+        attestations.append(sign_store_pull(credentials, store, nonce or new_nonce(), device_ms,
+                                            phone_ms=phone_ms))
+    return build_logfile(identity, credentials, streams, anchors, attestations, metadata)
 
 
 def _section(out: bytearray, kind: int, body: bytes) -> None:
@@ -332,9 +227,6 @@ def _read(data: bytes, check_hash: bool, decode: bool) -> Logfile:
                            offset=0)
     if not data:
         raise LogfileError("empty file: not a logfile", offset=0)
-    from smartlogger.logfile.gen1 import MAGIC as GEN1_MAGIC
-    from smartlogger.logfile.gen1 import read_gen1
-
     if data.startswith(GEN1_MAGIC):
         old = read_gen1(data)
         if check_hash and not old.footer_ok:
@@ -588,14 +480,54 @@ def _decode_samples_in_place(records: list[RawRecord]) -> None:
         object.__setattr__(raw, "decoded", block)
 
 
+def check_sample_heads(lf: Logfile) -> None:
+    """Bound what a deferred sample decode may do, cheaply (no sample payload is decoded).
+
+    Every SampleBlock record must have its whole head (start, interval, codec, count), a
+    non-zero interval, the one known codec and at most ``samples.MAX_BLOCK_SAMPLES``
+    samples; the file at most ``MAX_FILE_SAMPLES`` in all. Raises ``LogfileError`` naming
+    the record's seq and byte offset, as the decoder does. For a file read with
+    ``decode=False`` whose payloads are decoded later (``check_sample_payloads``).
+    """
+    total = 0
+    for st in lf.streams:
+        for raw in st.records:
+            d = raw.data
+            if d[0] != RecordType.SAMPLE_BLOCK:
+                continue
+            where = f"record seq {raw.seq}: sample block"
+            if len(d) < _PAYLOAD_AT:
+                raise LogfileError(f"{where} is {len(d)} bytes, its head needs {_PAYLOAD_AT}",
+                                   offset=raw.offset)
+            _, interval = SAMPLE_HEAD.unpack_from(d, 1)
+            if interval == 0:
+                raise LogfileError(f"{where} has interval 0 ms", offset=raw.offset + 1)
+            try:
+                n, _ = read_head(d, _PAYLOAD_AT)  # the codec and count checks the decoder makes
+            except LogfileError as err:
+                raise LogfileError(f"{where}: {err.message}",
+                                   offset=raw.offset + (err.offset or 0)) from None
+            total += n
+    if total > MAX_FILE_SAMPLES:
+        raise LogfileError(f"the sample blocks declare {total} samples, more than the "
+                           f"{MAX_FILE_SAMPLES} a logfile may hold", offset=0)
+
+
+def check_sample_payloads(lf: Logfile) -> None:
+    """Decode every sample payload of ``lf`` (read with ``decode=False``) and keep nothing.
+
+    What ``read_logfile(decode=True)`` does per stream, without building ``SampleBlock``
+    objects. Raises ``LogfileError`` (the record's seq and byte offset) if one does not decode.
+    """
+    for st in lf.streams:
+        raws = [raw for raw in st.records if raw.record_type == RecordType.SAMPLE_BLOCK]
+        if raws:
+            decode_sample_records(raws)
+
+
 def write_logfile(path: str | os.PathLike[str], data: bytes) -> None:
     """Write logfile bytes atomically (temp file + rename) so a crash never leaves half a file."""
     target = Path(path)
     tmp = target.with_name(target.name + ".part")
     tmp.write_bytes(data)
     os.replace(tmp, target)
-
-
-def metadata_from_mapping(values: Mapping[str, str]) -> LogfileMetadata:
-    """Test metadata from a plain mapping (CLI/API convenience)."""
-    return LogfileMetadata(test=dict(values))

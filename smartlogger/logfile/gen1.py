@@ -29,13 +29,13 @@ import numpy as np
 
 from smartlogger.errors import LogfileError
 from smartlogger.logfile.bytereader import ByteReader
-from smartlogger.logfile.format import (
+from smartlogger.logfile.chain import stream_genesis
+from smartlogger.logfile.container import (
     Logfile,
     LogfileMetadata,
     LogStream,
     RawRecord,
     record_crc,
-    stream_genesis,
 )
 from smartlogger.logfile.records import encode_record
 from smartlogger.model import (

@@ -34,6 +34,7 @@ from typing import Any, Final, Literal
 
 from smartlogger.errors import LogfileError
 from smartlogger.logfile import chain
+from smartlogger.logfile.container import Logfile, LogStream
 from smartlogger.logfile.evidence import (
     NOT_ATTESTED,
     Authority,
@@ -41,7 +42,7 @@ from smartlogger.logfile.evidence import (
     default_trust,
     fingerprint,
 )
-from smartlogger.logfile.format import Logfile, LogStream, read_logfile, stream_genesis
+from smartlogger.logfile.format import read_logfile
 from smartlogger.logfile.records import RecordType
 from smartlogger.logfile.trust import with_test_authority
 from smartlogger.model import ClockSet, ConfigChange
@@ -331,7 +332,7 @@ class _Verifier:
         sid, name = st.stream, st.name
         problems_before = len(self.report.problems)
         serial = self.lf.identity.serial
-        if st.anchor_seq == 0 and st.anchor_hash != stream_genesis(serial, sid):
+        if st.anchor_seq == 0 and st.anchor_hash != chain.stream_genesis(serial, sid):
             self.problem("anchor", f"{name} stream starts at seq 0 but its anchor is not the genesis of "
                          f"{serial}: records of another logger?", stream=sid, offset=st.offset)
         # chain values the device signed, by the seq of the record they follow

@@ -15,6 +15,7 @@ from sqlalchemy import Select, select
 from smartlogger.api.auth import current
 from smartlogger.api.db import TenantSession, database
 from smartlogger.api.filestore import FileStore
+from smartlogger.api.models import Logfile, Logger
 from smartlogger.api.receipts import ServerKey
 from smartlogger.api.services import Uploader, get_in_org
 
@@ -55,3 +56,15 @@ def page(query: Select[Any], args: dict[str, Any], order: Any) -> list[Any]:
 def uploader() -> Uploader:
     p = current()
     return Uploader(p.user_id, p.org_id, p.email, request.remote_addr or "")
+
+
+def logfile_out(lf: Logfile, created: bool = False) -> dict[str, Any]:
+    """A logfile row as the API shows it (``LogfileSchema``)."""
+    out = {c: getattr(lf, c) for c in ("id", "sha256", "size", "logger_id", "test_id", "block_position",
+                                       "format_version", "verification_status", "uploaded_by",
+                                       "uploaded_at")}
+    out["serial"] = lf.receipt.get("serial") or (
+        session().scalar(scoped(Logger).where(Logger.id == lf.logger_id).with_only_columns(Logger.serial))
+        or "")
+    out["created"] = created
+    return out

@@ -23,11 +23,12 @@ from marshmallow import fields
 from smartlogger.api.auth import current, require
 from smartlogger.api.db import database
 from smartlogger.api.errors import ApiError
-from smartlogger.api.jobs import submit_check
 from smartlogger.api.models import CapacityTest, Logfile, Logger
+from smartlogger.api.queue import submit_check
 from smartlogger.api.resources.common import (
     files,
     get,
+    logfile_out,
     org_id,
     page,
     scoped,
@@ -47,7 +48,9 @@ from smartlogger.api.schemas import (
     UploadArgs,
     VerificationSchema,
 )
-from smartlogger.api.services import audit, ingest_logfile, logfile_series
+from smartlogger.api.services import audit, ingest_logfile
+from smartlogger.errors import LogfileError
+from smartlogger.export.chart_series import chart_series
 
 blp = Blueprint("logfiles", __name__, url_prefix="/api/logfiles",
                 description="Logfiles: immutable, content-addressed by SHA-256.")
@@ -60,17 +63,6 @@ class LogfileFilter(PageArgs):
     test_id = Id()
     sha256 = fields.String()
     serial = fields.String()
-
-
-def logfile_out(lf: Logfile, created: bool = False) -> dict[str, Any]:
-    out = {c: getattr(lf, c) for c in ("id", "sha256", "size", "logger_id", "test_id", "block_position",
-                                       "format_version", "verification_status", "uploaded_by",
-                                       "uploaded_at")}
-    out["serial"] = lf.receipt.get("serial") or (
-        session().scalar(scoped(Logger).where(Logger.id == lf.logger_id).with_only_columns(Logger.serial))
-        or "")
-    out["created"] = created
-    return out
 
 
 @blp.route("", methods=["GET"])
@@ -170,11 +162,9 @@ def series(args: dict[str, Any], logfile_id: int) -> dict[str, Any]:
     points per quantity (min and max per time bucket), with the log's configurations: what a
     chart needs, without downloading and decoding the whole logfile (a 10-year log is ~6 MB).
     Audited as a download of the logfile."""
-    from smartlogger.errors import LogfileError
-
     lf = get(Logfile, logfile_id, "logfile")
     try:
-        out = logfile_series(files().get(lf.sha256), **args)
+        out = chart_series(files().get(lf.sha256), **args).to_dict()
     except LogfileError as err:
         raise ApiError(409, "conflict", f"the logfile's samples do not decode: {err}") from None
     who = uploader()

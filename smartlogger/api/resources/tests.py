@@ -20,12 +20,21 @@ from flask_smorest import Blueprint
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from smartlogger.api import jobs as jobq
+from smartlogger.api import queue as jobq
 from smartlogger.api.auth import current, require
 from smartlogger.api.db import database
 from smartlogger.api.errors import ApiError, NotFound
 from smartlogger.api.models import BatteryString, CapacityTest, Job, Report, Result
-from smartlogger.api.resources.common import files, get, org_id, page, scoped, session, uploader
+from smartlogger.api.resources.common import (
+    files,
+    get,
+    logfile_out,
+    org_id,
+    page,
+    scoped,
+    session,
+    uploader,
+)
 from smartlogger.api.schemas import (
     Id,
     JobSchema,
@@ -167,8 +176,6 @@ def delete_test(test_id: int) -> None:
 @require("viewer")
 @blp.response(200, LogfileSchema(many=True))
 def list_test_logfiles(test_id: int) -> list[dict[str, Any]]:
-    from smartlogger.api.resources.logfiles import logfile_out
-
     t = get(CapacityTest, test_id, "test")
     return [logfile_out(lf) for lf in logfiles_of(session(), t)]
 

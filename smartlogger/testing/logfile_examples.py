@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from smartlogger.logfile import chain
+from smartlogger.logfile.container import LogfileMetadata
 from smartlogger.logfile.evidence import (
     STREAMS,
     DeviceCredentials,
@@ -23,7 +24,7 @@ from smartlogger.logfile.evidence import (
     sign_pull,
     simulated_credentials,
 )
-from smartlogger.logfile.format import LogfileMetadata, build_logfile
+from smartlogger.logfile.format import build_logfile
 from smartlogger.logfile.records import encode_record
 from smartlogger.model import (
     BlockType,
@@ -101,7 +102,7 @@ class ChainedLog:
     head: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.anchor = [chain.genesis(self.serial), chain.genesis(self.serial + "/summary")]
+        self.anchor = [chain.stream_genesis(self.serial, 0), chain.stream_genesis(self.serial, 1)]
         self.head = list(self.anchor)
 
     def append(self, record: Record, stream: int = 0) -> int:

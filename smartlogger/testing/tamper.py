@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from smartlogger.logfile import chain
+from smartlogger.logfile.container import Logfile
 from smartlogger.logfile.evidence import Authority, Certificate, new_authority
-from smartlogger.logfile.format import Logfile, build_logfile, read_logfile
+from smartlogger.logfile.format import build_logfile, read_logfile
 from smartlogger.logfile.records import encode_record
 from smartlogger.model import LoggerIdentity, SampleBlock
 

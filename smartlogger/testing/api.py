@@ -1,18 +1,19 @@
-"""Test support for the API (used by tests/test_api_*.py and benchmarks/api.py).
+"""Test support for the API (used by tests/test_api_*.py and benchmarks/api.py, app.py).
 
 Owns: building an app on a throw-away database (a temporary SQLite file, or a
 fresh PostgreSQL schema when ``SMARTLOGGER_TEST_DATABASE_URL`` is set), seeding
 organisations/users/tokens, and real simulated logfiles of a small capacity test
 (firmware model + signed pull, exactly what the field tool uploads).
 
-Never imported by the app itself: only this module reaches into ``smartlogger.device``
-(lazily, to simulate loggers), which the API's own code must not depend on.
+Never imported by the app itself: it reaches into ``smartlogger.device`` to simulate
+loggers, which the API's own code must not depend on.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from sqlalchemy import text
 from smartlogger.api.admin import Admin
 from smartlogger.api.app import create_app
 from smartlogger.api.db import make_engine
+from smartlogger.device.sim import simulate_string_test
+from smartlogger.device.store import MemoryStore
+from smartlogger.logfile import LogfileMetadata, pull_logfile, simulated_credentials
 
 PG_ENV = "SMARTLOGGER_TEST_DATABASE_URL"
 
@@ -33,8 +37,6 @@ PG_ENV = "SMARTLOGGER_TEST_DATABASE_URL"
 def database_url(kind: str) -> Iterator[tuple[str, str | None]]:
     """(url, schema) of an empty database: ``kind`` "sqlite" (in a temp dir) or "postgresql"."""
     if kind == "sqlite":
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="sl-api-db-") as d:
             yield f"sqlite:///{Path(d) / 'api.db'}", None
         return
@@ -89,10 +91,6 @@ def make_app(data_dir: Path, url: str, schema: str | None, **config: Any) -> Fla
 def simulated_logfiles(n_blocks: int = 4, *, load: str = "50A", seed: int = 1,
                        test_id: str = "T1") -> list[bytes]:
     """Signed logfiles of a simulated ``n_blocks`` capacity test (one per logger, ~5 kB each)."""
-    from smartlogger.device.sim import simulate_string_test
-    from smartlogger.device.store import MemoryStore
-    from smartlogger.logfile import LogfileMetadata, pull_logfile, simulated_credentials
-
     st = simulate_string_test(n_blocks, weak=1, load=load, rest_before_s=60, rest_after_s=60,
                               test_id=test_id, seed=seed,
                               store_factory=lambda ident: MemoryStore(serial=ident.serial))

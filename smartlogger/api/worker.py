@@ -1,51 +1,38 @@
-"""Background jobs: analysis and report generation off the request path.
+"""Background jobs, the worker side: what a job does, and the in-process runner.
 
-Owns the job table protocol (``enqueue`` is idempotent by key: the same inputs
-give the same job; a failed job is retried by enqueueing again), the runner
-seam (``JobRunner``) with two backends chosen by configuration:
+Owns ``run_job`` (claim a queued job atomically, run it, record finished or failed
+in its row), ``run_checks`` (a batch of logfile check jobs in one transaction), the
+in-process back end ``ThreadRunner`` (default; zero setup), ``make_runner`` (the
+back end the configuration asks for: ``ThreadRunner``, or ``queue.RQRunner`` when
+``REDIS_URL`` is set) and ``recover`` (resubmit what an in-process runner lost in
+a restart). The queueing side (``enqueue``, job keys) is ``api.queue``.
 
-- ``ThreadRunner``: an in-process worker thread (default; zero setup).
-- ``RQRunner``: RQ on Redis when ``REDIS_URL`` is set; run workers with
-  ``rq worker --url $REDIS_URL smartlogger`` and the same ``SMARTLOGGER_*``
-  environment as the web process (``rq_entry`` builds the app from it).
-
-A job only records its state in the database; its output (a ``Result`` or a
-``Report`` row) is what the API serves. An analysis that finishes enqueues the
-report, so "results and report ready" follows the last upload by itself.
-
-A "check" job (one per uploaded logfile, committed with the logfile's row, see
-``services.ingest_logfile``) decodes every sample payload of that logfile off the
-request path and marks the logfile ``unreadable`` if they do not decode.
+An analysis that finishes enqueues the report, so "results and report ready"
+follows the last upload by itself. A "check" job (one per uploaded logfile,
+committed with the logfile's row, see ``services.ingest_logfile``) decodes every
+sample payload of that logfile off the request path and marks the logfile
+``unreadable`` if they do not decode.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Protocol
 
 from flask import Flask
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
+from smartlogger.api import services
+from smartlogger.api.db import database
 from smartlogger.api.models import CapacityTest, Job, Logfile, utcnow
+from smartlogger.api.queue import JobRunner, RQRunner, enqueue
 from smartlogger.errors import SmartLoggerError
 
 log = logging.getLogger("smartlogger.api.jobs")
-KINDS = ("analyse", "report", "check")
 #: Check jobs the in-process runner runs in one transaction (amortises claim and commit).
 CHECK_BATCH = 32
-
-
-class JobRunner(Protocol):
-    def submit(self, job_id: int) -> None: ...
-
-    def submit_background(self, job_id: int) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class ThreadRunner:
@@ -144,28 +131,6 @@ class ThreadRunner:
             self._cond.notify_all()
 
 
-class RQRunner:
-    """Jobs on Redis through RQ (``queue`` name ``smartlogger``)."""
-
-    def __init__(self, redis_url: str, queue_name: str = "smartlogger") -> None:
-        import redis
-        from rq import Queue
-
-        self.connection = redis.Redis.from_url(redis_url)
-        self.queue = Queue(queue_name, connection=self.connection)
-
-    def submit(self, job_id: int) -> None:
-        # RQ's own job id; ours (the row id) is the argument, and the row holds the state.
-        self.queue.enqueue("smartlogger.api.jobs.rq_entry", job_id, job_timeout=1800)
-
-    def submit_background(self, job_id: int) -> None:
-        # Same queue: RQ workers are other processes, they take no CPU time from a request's GIL.
-        self.submit(job_id)
-
-    def close(self) -> None:
-        self.connection.close()
-
-
 def make_runner(app: Flask) -> JobRunner:
     url = app.config.get("REDIS_URL")
     if url:
@@ -181,8 +146,6 @@ def recover(app: Flask) -> int:
     Only for the thread runner (one process owns its jobs); RQ keeps its queue in Redis.
     Returns how many jobs were resubmitted.
     """
-    from smartlogger.api.db import database
-
     with database(app).system_session() as s:
         lost = list(s.scalars(select(Job).where(Job.status.in_(("queued", "running"))).order_by(Job.id)))
         for job in lost:
@@ -194,78 +157,12 @@ def recover(app: Flask) -> int:
     return len(ids)
 
 
-def job_key(org_id: int, kind: str, inputs: str) -> str:
-    return hashlib.sha256(f"{org_id}/{kind}/{inputs}".encode()).hexdigest()
-
-
-def enqueue(app: Flask, org_id: int, kind: str, test_id: int, inputs: str) -> Job:
-    """The job for (``kind``, ``inputs``): existing unless it failed; submitted if (re)queued."""
-    from smartlogger.api.db import database
-
-    if kind not in KINDS:
-        raise ValueError(f"unknown job kind {kind!r}")
-    key = job_key(org_id, kind, inputs)
-    db = database(app)
-    submit = False
-    with db.system_session() as s:
-        job = s.scalar(select(Job).where(Job.key == key))
-        if job is None:
-            job = Job(org_id=org_id, key=key, kind=kind, test_id=test_id)
-            try:
-                with s.begin_nested():
-                    s.add(job)
-                submit = True
-            except IntegrityError:  # enqueued concurrently by another request
-                job = s.scalar(select(Job).where(Job.key == key))
-                assert job is not None
-        elif job.status == "failed":
-            job.status, job.error, job.started_at, job.finished_at = "queued", "", None, None
-            submit = True
-        s.flush()
-        s.expunge(job)
-    if submit:
-        try:
-            app.extensions["smartlogger_jobs"].submit(job.id)
-        except Exception as err:  # e.g. Redis down: the upload that triggered this must not fail
-            log.exception("could not queue job %s", job.id)
-            with db.system_session() as s:
-                row = s.get(Job, job.id)
-                if row is not None:
-                    row.status, row.finished_at = "failed", utcnow()
-                    row.error = f"could not queue the job ({type(err).__name__}); ask again to retry"
-                    s.flush()
-                    s.expunge(row)
-                    job = row
-    return job
-
-
-def submit_check(app: Flask, job_id: int) -> None:
-    """Run the (committed) check job ``job_id``; if it cannot be queued, say so in its row.
-
-    Never raises: the upload that created the job has already succeeded.
-    """
-    try:
-        app.extensions["smartlogger_jobs"].submit_background(job_id)
-    except Exception as err:  # e.g. Redis down
-        log.exception("could not queue job %s", job_id)
-        from smartlogger.api.db import database
-
-        with database(app).system_session() as s:
-            row = s.get(Job, job_id)
-            if row is not None:
-                row.status, row.finished_at = "failed", utcnow()
-                row.error = f"could not queue the job ({type(err).__name__})"
-
-
 def run_checks(app: Flask, job_ids: list[int]) -> None:
     """Run several check jobs in one transaction (the in-process runner's batches).
 
     Same effect as ``run_job`` on each: claimed atomically (a job another runner holds is
     skipped), each job finished with its verdict on its logfile, or failed with the reason.
     """
-    from smartlogger.api import services
-    from smartlogger.api.db import database
-
     db = database(app)
     store = app.extensions["smartlogger_files"]
     with db.system_session() as s:
@@ -302,9 +199,6 @@ def run_checks(app: Flask, job_ids: list[int]) -> None:
 
 def run_job(app: Flask, job_id: int) -> None:
     """Execute job ``job_id`` (any process); records running/finished/failed in its row."""
-    from smartlogger.api import services
-    from smartlogger.api.db import database
-
     db = database(app)
     store = app.extensions["smartlogger_files"]
     with db.system_session() as s:
@@ -351,21 +245,3 @@ def run_job(app: Flask, job_id: int) -> None:
         return
     if follow_up is not None and test_id is not None:
         enqueue(app, follow_up[0], "report", test_id, follow_up[1])
-
-
-_RQ_APP: Flask | None = None
-
-
-def rq_entry(job_id: int) -> None:
-    """What an RQ worker runs: build the app once per worker process from the environment."""
-    global _RQ_APP
-    if _RQ_APP is None:
-        from smartlogger.api.app import create_app
-
-        _RQ_APP = create_app({"MIGRATE_ON_START": False})
-    run_job(_RQ_APP, job_id)
-
-
-def job_dict(job: Job | None) -> dict[str, Any] | None:
-    return None if job is None else {c: getattr(job, c) for c in (
-        "id", "kind", "test_id", "logfile_id", "status", "error", "attempts", "created_at", "started_at", "finished_at")}
