@@ -6,7 +6,7 @@ with ``verify_logfile``, store by SHA-256, receipt, audit, and a "check" job tha
 ``check_sample_payloads`` off the request path), deciding when a test is complete, and
 running the analysis (``analysis.analyze.analyze_test`` on the stored logfiles' bytes,
 with ``analysis.inputs.metadata_from_values``) and the string report
-(``export.adapters.test_report_inputs`` and ``export.string_report.string_report_bytes``)
+(``export.adapters.report_inputs_from_logfiles`` and ``export.string_report.string_report_bytes``)
 exactly as the CLI does. Everything is passed as data: no file is written but the file
 store's own (content-addressed, atomic). No battery or format logic lives here.
 
@@ -52,7 +52,7 @@ from smartlogger.api.models import (
 from smartlogger.api.queue import job_key
 from smartlogger.api.receipts import RECEIPT_TYPE, ServerKey
 from smartlogger.errors import InputFileError, LogfileError
-from smartlogger.export.adapters import test_report_inputs
+from smartlogger.export.adapters import report_inputs_from_logfiles
 from smartlogger.export.string_report import string_report_bytes
 from smartlogger.logfile import (
     Authority,
@@ -434,7 +434,7 @@ def build_report(session: Session, store: FileStore, test: CapacityTest) -> Repo
     if row is not None and store.exists(row.sha256):
         return row
     logfiles = [(f"{lf.id:06d}-{lf.sha256[:12]}.slog", store.get(lf.sha256)) for lf in logfiles_of(session, test)]
-    inputs = test_report_inputs(logfiles, result=TestResult.from_data(result.result), where=f"test {test.id}")
+    inputs = report_inputs_from_logfiles(logfiles, result=TestResult.from_data(result.result), where=f"test {test.id}")
     data = string_report_bytes(inputs.outcome, inputs.series, exceedances=inputs.exceedances,
                                evidence=inputs.evidence, tz=str(test.meta.get("tz", "UTC")))
     digest = store.put(data)

@@ -3,11 +3,11 @@
 Owns the translation, nothing else: ``logger_export_inputs`` (one logfile ->
 samples, exceedances, evidence), ``longterm_inputs`` (a blackbox logfile ->
 ``LongtermData``), ``string_report_inputs`` (an ``analysis.results.TestResult`` +
-logs -> report inputs) and ``test_report_inputs`` (a test's logfiles, and its
+logs -> report inputs) and ``report_inputs_from_logfiles`` (a test's logfiles, and its
 result if there is one -> everything the string report needs, running the
 analysis otherwise). Every one takes data: logfile bytes (or a read ``Logfile``)
 and objects; a path is accepted as a convenience, and ``load_test_dir`` is the
-folder convenience of the CLI on top of ``test_report_inputs``. The API calls the
+folder convenience of the CLI on top of ``report_inputs_from_logfiles``. The API calls the
 same functions with the bytes from its file store.
 
 Imports of ``logfile`` and ``analysis`` are here only, so the writers stay
@@ -289,7 +289,7 @@ class TestReportInputs:
     evidence: list[EvidenceRow]
 
 
-def test_report_inputs(logfiles: Iterable[tuple[str, LogfileSource]], *, result: TestResult | None = None,
+def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *, result: TestResult | None = None,
                        load: Current | Power | None = None, rated_time_s: float | None = None,
                        end_v_per_cell: float | None = None, end_voltage: Voltage | None = None,
                        where: str = "test") -> TestReportInputs:
@@ -344,10 +344,10 @@ def test_report_inputs(logfiles: Iterable[tuple[str, LogfileSource]], *, result:
 def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | None = None,
                   rated_time_s: float | None = None, end_v_per_cell: float | None = None,
                   end_voltage: Voltage | None = None) -> TestReportInputs:
-    """``test_report_inputs`` of every ``*.slog`` in ``directory`` (the command line's folder).
+    """``report_inputs_from_logfiles`` of every ``*.slog`` in ``directory`` (the command line's folder).
 
     A ``result.json`` in the directory (``TestResult`` JSON) is used as is; otherwise the
-    test is analysed (see ``test_report_inputs``).
+    test is analysed (see ``report_inputs_from_logfiles``).
     """
     d = Path(directory)
     if not d.is_dir():
@@ -357,6 +357,6 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | 
         raise ExportError(f"{d}: no .slog logfiles in the directory")
     result_file = d / RESULT_FILE
     result = TestResult.from_json(result_file.read_text(encoding="utf-8")) if result_file.exists() else None
-    return test_report_inputs(((f.name, f) for f in files), result=result, load=load,
+    return report_inputs_from_logfiles(((f.name, f) for f in files), result=result, load=load,
                               rated_time_s=rated_time_s, end_v_per_cell=end_v_per_cell,
                               end_voltage=end_voltage, where=str(d))
