@@ -3,6 +3,7 @@ convenience gives, and the command line and the API share one function per job."
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def test_a_test_report_from_bytes_is_the_report_from_the_folder(pulls: tuple[Pat
                                evidence=by_bytes.evidence)
     assert data[:4] == b"PK\x03\x04"
     one = logger_export_inputs(files[0])
-    assert one.evidence.file == read_logfile(files[0]).identity.serial and one.evidence.verified
+    assert one.evidence.file == read_logfile(files[0]).identity.serial
+    assert one.evidence.sha256 == hashlib.sha256(files[0]).hexdigest()
 
 
 def test_logfile_series_on_the_command_line_is_the_api_series(pulls: tuple[Path, list[bytes]]) -> None:
