@@ -11,15 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from smartlogger.analysis.inputs import (
-    MetadataError,
     metadata_from_values,
-    parse_current_csv,
     parse_datasheet_csv,
-    read_current_csv,
     read_datasheet_csv,
+    read_load_csv,
 )
 from smartlogger.cli import main
-from smartlogger.errors import InputFileError
+from smartlogger.errors import ConfigError, InputFileError
 from smartlogger.export.adapters import (
     load_test_dir,
     logger_export_inputs,
@@ -52,21 +50,24 @@ def test_a_load_profile_from_text_is_the_profile_from_its_file(tmp_path: Path) -
     text = "# clamp meter\nt_s,current_a\n0,-20.5\n60,-20.1\n120,-19.8\n"
     path = tmp_path / "load.csv"
     path.write_text(text, encoding="utf-8")
-    a, b = read_current_csv(path), parse_current_csv(text)
-    assert a.amps.tolist() == b.amps.tolist() == [20.5, 20.1, 19.8]  # charging sign flipped
-    assert a.t_s.tolist() == b.t_s.tolist() and a.source == str(path) and b.source == "load profile"
+    a, b = read_load_csv(path), read_load_csv(text.encode(), name="load.csv")
+    assert a.amps.tolist() == b.amps.tolist() == [20.5, 20.1, 19.8]  # type: ignore[union-attr]
+    assert a.t_s.tolist() == b.t_s.tolist()
 
 
 def test_test_metadata_from_the_values_as_typed_or_stored() -> None:
-    meta = metadata_from_values(load="50A", rated_time="2.5", datasheet=None, end_v_per_cell="1.8",
+    meta = metadata_from_values(load="50A", rated_time="2.5", datasheet=None, end_voltage="10.5V/block",
                                 string_blocks=24, test_id="T9")
     assert meta.load.amps == 50.0 and meta.rated_time_s == 2.5 * 3600  # type: ignore[union-attr]
-    assert meta.end_v_per_cell == 1.8 and meta.string_blocks == 24 and meta.test_id == "T9"
-    sheet = metadata_from_values(load="4.8kW", datasheet=DATASHEET.read_text(encoding="utf-8"))
+    assert meta.end_voltage is not None and meta.end_voltage.scope == "block"
+    assert meta.string_blocks == 24 and meta.test_id == "T9"
+    sheet = metadata_from_values(load="4.8kW", datasheet=DATASHEET.read_text(encoding="utf-8"),
+                                 end_v_per_cell=1.8)
     assert sheet.datasheet is not None and sheet.load.watts == 4800.0  # type: ignore[union-attr]
-    with pytest.raises(MetadataError) as err:
-        metadata_from_values(load="50A", end_v_per_cell="about 1.8")
-    assert err.value.field == "end_v_per_cell"
+    assert sheet.end_v_per_cell == 1.8
+    with pytest.raises(ConfigError) as err:  # the quantity parser's error, naming the field
+        metadata_from_values(load="50", end_voltage="about 1.8")
+    assert err.value.field == "load"
 
 
 @pytest.fixture(scope="module")
