@@ -315,7 +315,16 @@
     var notes = result.warnings.length ? h("div", { class: "card notes", id: "analysis-notes" },
       h("h2", {}, "Analysis notes"),
       h("ul", { class: "list" }, result.warnings.map(function (w) { return h("li", { class: "note" }, "\u26a0 " + w); }))) : null;
-    show(head, markers, summary, notes, h("h2", {}, "Blocks"), sortBar, grid,
+    // Logfiles the analysis left out (damaged, foreign, clock), each with its reason: the
+    // figures above are of the rest of the string.
+    var excludedList = result.excluded || [];
+    var excluded = excludedList.length ? h("div", { class: "card notes excluded", id: "excluded-files" },
+      h("h2", {}, "Left out of the analysis (" + excludedList.length + ")"),
+      h("ul", { class: "list" }, excludedList.map(function (e) {
+        return h("li", { class: "note" }, "✖ " + (e.serial ? e.serial + " · " : "") + e.path + ": " +
+          e.reason.replace(/_/g, " ") + " – " + e.message);
+      }))) : null;
+    show(head, markers, summary, excluded, notes, h("h2", {}, "Blocks"), sortBar, grid,
       h("p", { class: "legend" }, severityTag("green"), " no exceedance \u00b7 ", severityTag("yellow"), " slight or brief \u00b7 ",
         severityTag("red"), " massive or long. \u2265 = lower bound (end voltage not reached)."),
       reportSection(test));

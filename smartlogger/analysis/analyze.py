@@ -16,7 +16,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -53,6 +53,7 @@ from smartlogger.analysis.inputs import (
     PowerProfile,
     TestMetadata,
 )
+from smartlogger.analysis.loading import LoadedTest
 from smartlogger.analysis.results import (
     SCHEMA_VERSION,
     BlockResult,
@@ -434,6 +435,33 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
     )
 
 
+def analyze_loaded(loaded: LoadedTest, meta: TestMetadata,
+                   options: AnalysisOptions | None = None) -> TestResult:
+    """``analyze_test`` of a ``LoadedTest`` (``loading.load_logfiles``): the logs that could be
+    used are analysed; the result lists every file read (``inputs``) and every exclusion.
+
+    Without a stated string size, loggers excluded for their data still count as blocks of
+    the string (their positions are reported missing), so an excluded logger never shrinks
+    the string. Raises ``MetadataError`` naming the exclusions when no log is usable.
+    """
+    if not loaded.logs:
+        detail = "; ".join(f"{e.path}: {e.reason}: {e.message}" for e in loaded.excluded[:5]) or "no logfiles"
+        raise MetadataError("logs", f"no usable logfile ({detail})")
+    if meta.string_blocks is None and loaded.excluded_loggers:
+        known = {log.serial for log in loaded.logs} | set(loaded.excluded_loggers)
+        highest = max([log.position for log in loaded.logs] + list(loaded.excluded_loggers.values()))
+        meta = replace(meta, string_blocks=max(len(known), highest))
+    result = analyze_test(loaded.logs, meta, options)
+    result.excluded = [*loaded.excluded, *result.excluded]
+    result.inputs = list(loaded.inputs)
+    if any(e.reason in ("unreadable", "not_a_logfile") and not e.serial for e in loaded.excluded) \
+            and meta.string_blocks is None:
+        result.warnings.append("some files could not be read, so their loggers are not counted in the "
+                               f"string size ({result.string_blocks} blocks): state the string size "
+                               "(--blocks) if loggers are missing")
+    return result
+
+
 def _r(x: float | None, nd: int) -> float | None:
     if x is None:
         return None
@@ -453,4 +481,4 @@ class _quiet_nan:
         self._cm.__exit__(None, None, None)
 
 
-__all__ = ["AlignedBlock", "AnalysisOptions", "DischargeSpan", "Grid", "analyze_test"]
+__all__ = ["AlignedBlock", "AnalysisOptions", "DischargeSpan", "Grid", "analyze_loaded", "analyze_test"]

@@ -168,6 +168,33 @@ class CapacityResult:
 
 
 @dataclass
+class ExcludedFile:
+    """A logfile (or a logger's logfiles) left out of the analysis, and why.
+
+    ``reason`` is a stable code: ``not_a_logfile`` (not a .slog at all, e.g. a renamed
+    workbook), ``unreadable`` (damaged: it does not decode), ``no_configuration`` (only pulls
+    with no records of this logger, e.g. a repeated pull whose first pull is missing),
+    ``conflicting_pulls`` (two pulls of one logger disagree on a record), ``other_test`` (the
+    logger was programmed for another test), ``clock`` (its clock cannot be placed on the
+    string's time). Other parts may add codes (e.g. evidence); ``message`` says it in words.
+    """
+
+    path: str = field(metadata={"doc": "the logfile as given (file name in the test folder), '+'-joined for a logger's pulls"})
+    serial: str = field(metadata={"doc": "logger serial if the file said it, else ''"})
+    reason: str = field(metadata={"doc": "stable reason code, e.g. unreadable, not_a_logfile, clock"})
+    message: str = field(metadata={"doc": "the reason in words, with the facts"})
+
+
+@dataclass
+class InputFile:
+    """One logfile the analysis read (used or excluded): what the result was computed from."""
+
+    path: str = field(metadata={"doc": "file name as given"})
+    sha256: str = field(metadata={"doc": "SHA-256 of the file bytes, hex"})
+    serial: str = field(metadata={"doc": "logger serial, '' if unreadable"})
+
+
+@dataclass
 class TestResult:
     """Everything the analysis of one capacity test found."""
 
@@ -188,6 +215,10 @@ class TestResult:
     exceedance_rule: dict[str, float] = field(metadata={"doc": "the yellow/red rule used (see ExceedanceRule)"})
     markers: list[str] = field(metadata={"doc": "provenance markers of any block (SIMULATED, REPLAYED)"})
     warnings: list[str] = field(metadata={"doc": "problems found with the test as a whole"})
+    excluded: list[ExcludedFile] = field(default_factory=list, metadata={
+        "doc": "logfiles left out of the analysis, each with its reason; the rest of the string is analysed"})
+    inputs: list[InputFile] = field(default_factory=list, metadata={
+        "doc": "every logfile read (used or excluded), so a later step can tell whether the result is current"})
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(to_dict(self), indent=indent, allow_nan=False)

@@ -201,6 +201,8 @@ class StringTestOutcome:
     end_v_per_cell: float | None = None
     notes: Sequence[str] = ()
     site: str = ""
+    #: logfiles left out of the analysis: (file, serial or "", reason code, message)
+    excluded: Sequence[tuple[str, str, str, str]] = ()
 
 
 @dataclass(frozen=True)
