@@ -40,6 +40,7 @@ __all__ = [
     "parse_duration",
     "parse_load",
     "parse_power",
+    "parse_resistance",
     "parse_voltage",
 ]
 
@@ -109,7 +110,7 @@ class Voltage:
 
 # number, then the unit text (letters, '/', spaces inside like "V per cell")
 _NUMBER = r"([+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][-+]?\d+)?)"
-_QTY_RE = re.compile(r"^\s*" + _NUMBER + r"\s*([A-Za-zµ/ ]*?)\s*$")
+_QTY_RE = re.compile(r"^\s*" + _NUMBER + r"\s*([A-Za-zµΩ/ ]*?)\s*$")
 
 _PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "m": 1e-3, "M": 1e6, "µ": 1e-6, "u": 1e-6}
 
@@ -302,6 +303,29 @@ def parse_voltage(
     volts = value * factor
     _positive(volts, field, text, "voltage")
     return Voltage(volts, scope)
+
+
+_RESISTANCE_EXAMPLES = "4.5mOhm, 4.5 mΩ, 0.0045 ohm"
+_OHM_NAMES = {"ohm": 1.0, "ohms": 1.0, "Ω": 1.0, "mohm": 1e-3, "mΩ": 1e-3, "milliohm": 1e-3,
+              "milliohms": 1e-3, "uohm": 1e-6, "µohm": 1e-6, "µΩ": 1e-6}
+
+
+def parse_resistance(text: str, *, field: str = "--ir-reference", default_unit: str | None = "mOhm") -> float:
+    """A resistance in ohms: ``"4.5mOhm"``, ``"4.5 mΩ"``, ``"0.0045 ohm"``, ``"450µΩ"``; a bare number
+    takes ``default_unit`` (milliohms: what battery testers show)."""
+    value, unit = _split(text, field, "resistance", _RESISTANCE_EXAMPLES)
+    if not unit:
+        if default_unit is None:
+            raise QuantityError(field, text, f"{text!r} has no unit", hint=f"write it as {text.strip()}mOhm")
+        unit = default_unit
+    unit = unit.replace(" ", "")
+    # 'M' would be mega: no battery has megohms, so refuse it rather than read it as milli
+    factor = None if unit[:1] == "M" else _OHM_NAMES.get(unit, _OHM_NAMES.get(unit.lower()))
+    if factor is None:
+        raise QuantityError(field, text, f"{text!r} is not a resistance (examples: {_RESISTANCE_EXAMPLES})")
+    ohms = value * factor
+    _positive(ohms, field, text, "resistance")
+    return ohms
 
 
 def format_duration(seconds: float | None, *, none: str = "-") -> str:

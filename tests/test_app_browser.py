@@ -342,6 +342,10 @@ def test_block_chart_shows_the_loggers_threshold_lines(page: Any, live: Live) ->
     assert points > 100
     # The red exceedance of the analysis is listed with its icon and word, and shaded on the chart.
     assert "Alarm" in page.locator("#exceedances .sev-red").first.inner_text()
+    # The block's internal resistance as the API's result has it, with its uncertainty.
+    ir = page.locator(".figures div", has_text="Internal resistance").locator("dd").inner_text()
+    assert f"{red['resistance_mohm']:.2f} m\u03a9 \u00b1 {red['resistance_uncertainty_mohm']:.2f}" in ir, ir
+    assert red["resistance_status"] in ir  # judged against the string's median block
     assert page.locator("#chart-voltage rect.span-red").count() >= 1
     shot(page, "block")
     shot(page, "block_charts", at="#charts")

@@ -222,6 +222,9 @@
     });
   }
 
+  var HOW_FOUND = { voltage_step: "load step", load_profile: "load file", firmware_event: "logger events",
+                    threshold: "threshold", end_voltage: "end voltage", data_end: "end of logs" };
+
   function sortBlocks(cells, mode) {
     var rank = { red: 0, yellow: 1, green: 2, none: 3 };
     var cap = function (c) { return c.block && c.block.capacity_pct !== null ? c.block.capacity_pct : Infinity; };
@@ -230,6 +233,22 @@
     else if (mode === "severity") out.sort(function (a, b) { return rank[a.sev] - rank[b.sev] || cap(a) - cap(b) || a.position - b.position; });
     else out.sort(function (a, b) { return a.position - b.position; });
     return out;
+  }
+
+  // The block's internal (DC step) resistance with its uncertainty and the verdict against the
+  // test's reference (older results have none of these fields).
+  function fmtResistance(block, result) {
+    if (block.resistance_mohm === undefined || block.resistance_mohm === null) return "\u2013";
+    var text = block.resistance_mohm.toFixed(2) + " m\u03a9";
+    if (block.resistance_uncertainty_mohm !== null && block.resistance_uncertainty_mohm !== undefined) {
+      text += " \u00b1 " + block.resistance_uncertainty_mohm.toFixed(2);
+    }
+    if (block.resistance_change_pct !== null && block.resistance_change_pct !== undefined && result.resistance_reference_mohm) {
+      text += " (" + (block.resistance_change_pct >= 0 ? "+" : "") + block.resistance_change_pct.toFixed(0) + " % vs " +
+        result.resistance_reference.replace("_", " ") + " " + result.resistance_reference_mohm.toFixed(2) + " m\u03a9: " +
+        block.resistance_status + ")";
+    }
+    return text;
   }
 
   function blockCell(testId, c) {
@@ -305,6 +324,8 @@
         cap.capacity_pct === null ? "\u2013" : (cap.lower_bound ? "\u2265 " : "") + cap.capacity_pct.toFixed(0) + " %"), h("span", { class: "figure-label" }, "string capacity")),
       h("div", { class: "figure" }, h("span", { class: "figure-value" }, fmtDuration(d.duration_s)), h("span", { class: "figure-label" }, "discharge (" + d.end_reason.replace("_", " ") + ")")),
       h("div", { class: "figure" }, h("span", { class: "figure-value" }, fmtNum(d.delivered_ah, 1, "Ah")), h("span", { class: "figure-label" }, "delivered")),
+      d.start_method ? h("div", { class: "figure" }, h("span", { class: "figure-value", id: "start-found" }, HOW_FOUND[d.start_method] || d.start_method),
+        h("span", { class: "figure-label" }, "start found from (end: " + (HOW_FOUND[d.end_method] || d.end_method) + ")")) : null,
       h("div", { class: "counts" },
         h("span", { class: "count" }, severityTag("red"), " " + counts.red),
         h("span", { class: "count" }, severityTag("yellow"), " " + counts.yellow),
@@ -315,16 +336,7 @@
     var notes = result.warnings.length ? h("div", { class: "card notes", id: "analysis-notes" },
       h("h2", {}, "Analysis notes"),
       h("ul", { class: "list" }, result.warnings.map(function (w) { return h("li", { class: "note" }, "\u26a0 " + w); }))) : null;
-    // Logfiles the analysis left out (damaged, foreign, clock), each with its reason: the
-    // figures above are of the rest of the string.
-    var excludedList = result.excluded || [];
-    var excluded = excludedList.length ? h("div", { class: "card notes excluded", id: "excluded-files" },
-      h("h2", {}, "Left out of the analysis (" + excludedList.length + ")"),
-      h("ul", { class: "list" }, excludedList.map(function (e) {
-        return h("li", { class: "note" }, "✖ " + (e.serial ? e.serial + " · " : "") + e.path + ": " +
-          e.reason.replace(/_/g, " ") + " – " + e.message);
-      }))) : null;
-    show(head, markers, summary, excluded, notes, h("h2", {}, "Blocks"), sortBar, grid,
+    show(head, markers, summary, notes, h("h2", {}, "Blocks"), sortBar, grid,
       h("p", { class: "legend" }, severityTag("green"), " no exceedance \u00b7 ", severityTag("yellow"), " slight or brief \u00b7 ",
         severityTag("red"), " massive or long. \u2265 = lower bound (end voltage not reached)."),
       reportSection(test));
@@ -443,6 +455,7 @@
          ["Time to end voltage", block.reached_end_voltage ? fmtDuration(block.time_to_end_s) : "not reached"],
          ["Lowest voltage", fmtNum(block.min_voltage_v, 3, "V")], ["Highest temperature", fmtNum(block.max_temperature_c, 1, "\u00b0C")],
          ["Rank", block.rank === null ? "\u2013" : block.rank + " of " + result.blocks.length + " (1 = weakest)"],
+         ["Internal resistance", fmtResistance(block, result)],
          ["Logger", block.serial + (block.markers.length ? " (" + block.markers.join(", ") + ")" : "")]].map(function (kv) {
           return h("div", {}, h("dt", {}, kv[0]), h("dd", {}, kv[1]));
         }));

@@ -16,13 +16,14 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from smartlogger.analysis import capacity as cap
+from smartlogger.analysis import resistance as ir
 from smartlogger.analysis.align import (
     DEFAULT_MAX_DRIFT_PPM,
     DEFAULT_OBS_UNCERTAINTY_MS,
@@ -37,6 +38,7 @@ from smartlogger.analysis.discharge import (
     START_FRACTION_OF_NOMINAL,
     DischargeSpan,
     EndReason,
+    Located,
     block_end_indices,
     check_profile_overlap,
     find_test_window,
@@ -53,7 +55,6 @@ from smartlogger.analysis.inputs import (
     PowerProfile,
     TestMetadata,
 )
-from smartlogger.analysis.loading import LoadedTest
 from smartlogger.analysis.results import (
     SCHEMA_VERSION,
     BlockResult,
@@ -64,6 +65,7 @@ from smartlogger.analysis.results import (
     ExceedanceResult,
     GapResult,
     InterruptionResult,
+    ResistanceStepResult,
     TestResult,
 )
 from smartlogger.model import Chemistry, Quantity
@@ -90,6 +92,10 @@ class AnalysisOptions:
     method: Method = "auto"
     which_test: int = -1
     replace_below_pct: float = cap.REPLACE_BELOW_PCT
+    #: Internal resistance reference (mOhm, e.g. the datasheet's); None: the string's median block.
+    resistance_reference_mohm: float | None = None
+    resistance_warn_pct: float = ir.WARN_FRACTION * 100.0
+    resistance_fail_pct: float = ir.FAIL_FRACTION * 100.0
 
 
 def _validate_logs(logs: Sequence[BlockLog], meta: TestMetadata) -> tuple[list[BlockLog], int, list[int], Chemistry]:
@@ -341,6 +347,15 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
             warnings.append(f"string rate-adjusted % not computed: {err.message}")
     string_lb = span.end_reason is not EndReason.END_VOLTAGE
 
+    res_by_block = _resistances(aligned, grid, meta, found, span, current, mean_current, warnings)
+    heads = [ir.headline(v) for v in res_by_block]
+    if opt.resistance_reference_mohm is not None:
+        r_ref: float | None = float(opt.resistance_reference_mohm)
+        r_ref_kind = "datasheet"
+    else:
+        measured = [h.mohm for h in heads if h is not None]
+        r_ref = float(np.median(measured)) if len(measured) >= 3 else None
+        r_ref_kind = "string_median" if r_ref is not None else "none"
     blocks: list[BlockResult] = []
     t0 = int(grid.t_ms[s])
     t_end = int(grid.t_ms[e])
@@ -397,6 +412,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
             clock=ClockResult(round(al.fit.drift_ppm, 4), round(al.fit.offset_ms, 3), al.fit.observations,
                               al.fit.drift_fitted, round(al.fit.residual_rms_ms, 3), _r(unc, 3)),
             gaps=gaps, exceedances=exc, warnings=bw,
+            **_resistance_fields(heads[i], res_by_block[i], r_ref, opt),
         ))
     ranking = [b.serial for b in sorted((b for b in blocks if b.rank is not None), key=lambda b: b.rank or 0)]
     load = meta.load
@@ -432,34 +448,81 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         alignment_uncertainty_ms=round(max(max_unc), 3) if max_unc else None,
         exceedance_rule={k: float(v) for k, v in asdict(opt.rule).items()},
         markers=sorted(all_markers), warnings=warnings,
+        resistance_reference=r_ref_kind, resistance_reference_mohm=_r(r_ref, 4),
+        resistance_rule={"warn_pct": float(opt.resistance_warn_pct), "fail_pct": float(opt.resistance_fail_pct)},
     )
 
 
-def analyze_loaded(loaded: LoadedTest, meta: TestMetadata,
-                   options: AnalysisOptions | None = None) -> TestResult:
-    """``analyze_test`` of a ``LoadedTest`` (``loading.load_logfiles``): the logs that could be
-    used are analysed; the result lists every file read (``inputs``) and every exclusion.
+def _resistances(aligned: list[AlignedBlock], grid: Grid, meta: TestMetadata, found: Located, span: DischargeSpan,
+                 current: FloatArray, mean_current: float, warnings: list[str]) -> list[list[ir.StepResistance]]:
+    """Each block's resistance at every load step of the test (see ``analysis.resistance``)."""
+    s, e = span.start_idx, span.end_idx
+    t_grid = grid.t_ms[s:e + 1].astype(np.float64)
+    on_ms = found.load_on_ms
+    off_ms = found.load_off_ms
+    pauses = [(float(grid.t_ms[a]), float(grid.t_ms[b])) for a, b in found.interruptions]
+    last_on = off_ms if off_ms is not None else float(grid.t_ms[e])
+    load = meta.load
+    sv = span.string_v
 
-    Without a stated string size, loggers excluded for their data still count as blocks of
-    the string (their positions are reported missing), so an excluded logger never shrinks
-    the string. Raises ``MetadataError`` naming the exclusions when no log is usable.
-    """
-    if not loaded.logs:
-        detail = "; ".join(f"{e.path}: {e.reason}: {e.message}" for e in loaded.excluded[:5]) or "no logfiles"
-        raise MetadataError("logs", f"no usable logfile ({detail})")
-    if meta.string_blocks is None and loaded.excluded_loggers:
-        known = {log.serial for log in loaded.logs} | set(loaded.excluded_loggers)
-        highest = max([log.position for log in loaded.logs] + list(loaded.excluded_loggers.values()))
-        meta = replace(meta, string_blocks=max(len(known), highest))
-    result = analyze_test(loaded.logs, meta, options)
-    result.excluded = [*loaded.excluded, *result.excluded]
-    result.inputs = list(loaded.inputs)
-    if any(e.reason in ("unreadable", "not_a_logfile") and not e.serial for e in loaded.excluded) \
-            and meta.string_blocks is None:
-        result.warnings.append("some files could not be read, so their loggers are not counted in the "
-                               f"string size ({result.string_blocks} blocks): state the string size "
-                               "(--blocks) if loggers are missing")
-    return result
+    def string_v_at(ms: float) -> float:
+        ok = np.isfinite(sv)
+        return float(np.interp(ms, grid.t_ms[ok].astype(np.float64), sv[ok])) if ok.any() else math.nan
+
+    def load_is_on(ms: float) -> bool:
+        return on_ms <= ms <= last_on and not any(a < ms < b for a, b in pauses)
+
+    def current_at(ms: float) -> float:
+        if isinstance(load, CurrentProfile | PowerProfile):
+            if load.origin_ms is not None:
+                tp = (ms - load.origin_ms - found.profile_shift_ms) / 1000.0
+            else:
+                tp = (ms - on_ms) / 1000.0
+            if tp < float(load.t_s[0]) or tp > float(load.t_s[-1]) or (load.origin_ms is None and ms < on_ms):
+                return 0.0
+            val = float(np.interp(tp, load.t_s, load.values))
+            return val if isinstance(load, CurrentProfile) else val / string_v_at(ms)
+        if not load_is_on(ms):
+            return 0.0
+        if isinstance(load, ConstantCurrent):
+            return load.amps
+        if isinstance(load, ConstantPower):
+            return load.watts / string_v_at(ms)
+        return float(np.interp(ms, t_grid, current))  # pragma: no cover - every load is handled above
+
+    lo_ms = on_ms - 5000.0 if math.isfinite(on_ms) else float(grid.t_ms[s])
+    hi_ms = (off_ms if off_ms is not None else float(grid.t_ms[e])) + 5000.0
+    steps = [st for st in found.steps if lo_ms <= st.t_ms <= hi_ms]
+    kinds = [ir.step_kind(st, on_ms, off_ms, pauses) for st in steps]
+    step_ms = grid.step_ms
+
+    def temp_at(i: int, ms: float) -> float | None:
+        k = int(np.clip(round((ms - float(grid.t_ms[0])) / step_ms), 0, grid.t_ms.size - 1))
+        x = float(grid.temp[i, k])
+        return round(x, 1) if math.isfinite(x) else None
+
+    got = ir.measure(aligned, steps, current_at, mean_current, kinds, temp_at)
+    out: list[list[ir.StepResistance]] = [[] for _ in aligned]
+    for r in got:
+        out[r.block].append(r)
+    if steps and not got:
+        warnings.append("no block resistance: the load steps' current change is not known well enough "
+                        "(give the measured current with --load-csv)")
+    return out
+
+
+def _resistance_fields(head: ir.StepResistance | None, values: list[ir.StepResistance], ref: float | None,
+                       opt: AnalysisOptions) -> dict[str, Any]:
+    steps = [ResistanceStepResult(round(v.t_ms), v.kind, round(v.delta_a, 4), round(v.mohm, 4),
+                                  round(v.uncertainty_mohm, 4), v.temperature_c) for v in values]
+    if head is None:
+        return {"resistance_steps": steps}
+    change = (head.mohm / ref - 1.0) * 100.0 if ref else None
+    status = (ir.judge(head.mohm, ref, opt.resistance_warn_pct / 100.0, opt.resistance_fail_pct / 100.0)
+              if ref else None)
+    return {"resistance_mohm": round(head.mohm, 4), "resistance_uncertainty_mohm": round(head.uncertainty_mohm, 4),
+            "resistance_step": head.kind, "resistance_temperature_c": head.temperature_c,
+            "resistance_change_pct": _r(change, 2), "resistance_status": status, "resistance_steps": steps}
 
 
 def _r(x: float | None, nd: int) -> float | None:
@@ -481,4 +544,4 @@ class _quiet_nan:
         self._cm.__exit__(None, None, None)
 
 
-__all__ = ["AlignedBlock", "AnalysisOptions", "DischargeSpan", "Grid", "analyze_loaded", "analyze_test"]
+__all__ = ["AlignedBlock", "AnalysisOptions", "DischargeSpan", "Grid", "analyze_test"]

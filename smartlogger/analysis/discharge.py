@@ -302,6 +302,8 @@ class Located:
     steps: tuple[StringStep, ...]  # every string step in the window
     profile_shift_ms: float  # added to an absolute load profile's times to match the blocks' steps
     warnings: tuple[str, ...]
+    load_on_ms: float = math.nan  # the instant the load came on, true ms
+    load_off_ms: float | None = None  # the instant it went off, if it did in the logs
 
 
 def profile_on_intervals(t_s: FloatArray, values: FloatArray) -> list[tuple[float, float]]:
@@ -557,7 +559,7 @@ def locate_discharge(aligned: list[AlignedBlock], grid: Grid, cells: npt.NDArray
                         "(an interruption): that time is not counted")
     span = DischargeSpan(start, end, reason, per_cell, string_v)
     return Located(span, start_method, round(start_unc, 3), end_method, round(end_unc, 3), tuple(evidence),
-                   tuple(interruptions), tuple(steps), shift, tuple(warnings))
+                   tuple(interruptions), tuple(steps), shift, tuple(warnings), start_ms, off_ms)
 
 
 def _iso(ms: float) -> str:

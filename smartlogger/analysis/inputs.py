@@ -136,7 +136,6 @@ class BlockLog:
     clock_observations: tuple[ClockObservation, ...] = ()
     clock_jumps: tuple[ClockJump, ...] = ()
     source: str = ""
-    files: tuple[str, ...] = ()  # the logfiles (pulls) this log was merged from, as named by the loader
 
     def __post_init__(self) -> None:
         self.t_ms = np.ascontiguousarray(self.t_ms, dtype=np.int64)

@@ -64,6 +64,18 @@ class ClockResult:
 
 
 @dataclass
+class ResistanceStepResult:
+    """One block's internal resistance from one load step (see ``analysis.resistance``)."""
+
+    time_ms: int = field(metadata={"doc": "step instant, true time, ms since epoch"})
+    kind: str = field(metadata={"doc": "'on', 'off', 'pause', 'resume' or 'step' (a load step while on)"})
+    delta_a: float = field(metadata={"doc": "current change at the step, A (positive: more discharge current)"})
+    resistance_mohm: float = field(metadata={"doc": "DC step resistance: -dV/dI at the step instant, mOhm"})
+    uncertainty_mohm: float = field(metadata={"doc": "standard uncertainty (sample noise and step timing), mOhm"})
+    temperature_c: float | None = field(metadata={"doc": "block temperature at the step, C"})
+
+
+@dataclass
 class BlockResult:
     """One block (one logger) of the tested string."""
 
@@ -97,6 +109,21 @@ class BlockResult:
     gaps: list[GapResult] = field(metadata={"doc": "gaps in this logger's samples inside the analysed window"})
     exceedances: list[ExceedanceResult] = field(metadata={"doc": "threshold exceedances in the analysed window"})
     warnings: list[str] = field(metadata={"doc": "problems found with this block's data"})
+    # Added in issue 19 (optional when reading older results):
+    resistance_mohm: float | None = field(default=None, metadata={
+        "doc": "internal (DC step) resistance, mOhm: from the first load-on step (the block charged); "
+               "null when no step gave one"})
+    resistance_uncertainty_mohm: float | None = field(default=None, metadata={
+        "doc": "standard uncertainty of resistance_mohm, mOhm"})
+    resistance_step: str | None = field(default=None, metadata={"doc": "kind of step resistance_mohm is from"})
+    resistance_temperature_c: float | None = field(default=None, metadata={
+        "doc": "block temperature at that step, C (resistance rises in the cold)"})
+    resistance_change_pct: float | None = field(default=None, metadata={
+        "doc": "resistance_mohm above (+) or below the test's resistance reference, %"})
+    resistance_status: str | None = field(default=None, metadata={
+        "doc": "'ok', 'warning' (above reference x (1 + warn)) or 'fail' (above reference x (1 + fail))"})
+    resistance_steps: list[ResistanceStepResult] = field(default_factory=list, metadata={
+        "doc": "the resistance from every load step of the test"})
 
 
 @dataclass
@@ -168,33 +195,6 @@ class CapacityResult:
 
 
 @dataclass
-class ExcludedFile:
-    """A logfile (or a logger's logfiles) left out of the analysis, and why.
-
-    ``reason`` is a stable code: ``not_a_logfile`` (not a .slog at all, e.g. a renamed
-    workbook), ``unreadable`` (damaged: it does not decode), ``no_configuration`` (only pulls
-    with no records of this logger, e.g. a repeated pull whose first pull is missing),
-    ``conflicting_pulls`` (two pulls of one logger disagree on a record), ``other_test`` (the
-    logger was programmed for another test), ``clock`` (its clock cannot be placed on the
-    string's time). Other parts may add codes (e.g. evidence); ``message`` says it in words.
-    """
-
-    path: str = field(metadata={"doc": "the logfile as given (file name in the test folder), '+'-joined for a logger's pulls"})
-    serial: str = field(metadata={"doc": "logger serial if the file said it, else ''"})
-    reason: str = field(metadata={"doc": "stable reason code, e.g. unreadable, not_a_logfile, clock"})
-    message: str = field(metadata={"doc": "the reason in words, with the facts"})
-
-
-@dataclass
-class InputFile:
-    """One logfile the analysis read (used or excluded): what the result was computed from."""
-
-    path: str = field(metadata={"doc": "file name as given"})
-    sha256: str = field(metadata={"doc": "SHA-256 of the file bytes, hex"})
-    serial: str = field(metadata={"doc": "logger serial, '' if unreadable"})
-
-
-@dataclass
 class TestResult:
     """Everything the analysis of one capacity test found."""
 
@@ -215,10 +215,15 @@ class TestResult:
     exceedance_rule: dict[str, float] = field(metadata={"doc": "the yellow/red rule used (see ExceedanceRule)"})
     markers: list[str] = field(metadata={"doc": "provenance markers of any block (SIMULATED, REPLAYED)"})
     warnings: list[str] = field(metadata={"doc": "problems found with the test as a whole"})
-    excluded: list[ExcludedFile] = field(default_factory=list, metadata={
-        "doc": "logfiles left out of the analysis, each with its reason; the rest of the string is analysed"})
-    inputs: list[InputFile] = field(default_factory=list, metadata={
-        "doc": "every logfile read (used or excluded), so a later step can tell whether the result is current"})
+    # Added in issue 19 (optional when reading older results):
+    resistance_reference: str = field(default="none", metadata={
+        "doc": "what the blocks' resistance is judged against: 'datasheet' (a value given), 'string_median' "
+               "(the median block of this test) or 'none'"})
+    resistance_reference_mohm: float | None = field(default=None, metadata={
+        "doc": "the resistance reference, mOhm"})
+    resistance_rule: dict[str, float] = field(default_factory=dict, metadata={
+        "doc": "warn_pct and fail_pct: warning above reference x (1 + warn_pct/100), fail above "
+               "reference x (1 + fail_pct/100)"})
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(to_dict(self), indent=indent, allow_nan=False)

@@ -125,6 +125,14 @@ def block_steps(b: AlignedBlock, index: int, t0_ms: float, t1_ms: float) -> list
             j += 1
         while k + 1 < cand.size and int(cand[k + 1]) == int(cand[k]) + 1 and d[int(cand[k + 1])] * sign > 0:
             k += 1
+        if j > i:
+            # One change far larger than the others is the step itself and the rest the relaxation
+            # after it; comparable changes are a ramp (a step recorded every few seconds).
+            run = np.abs(d[i:j + 1])
+            top = int(np.argmax(run))
+            rest = np.delete(run, top)
+            if run[top] >= 2.0 * float(np.median(rest)):
+                i = j = i + top
         lo_ms, hi_ms = float(t[i]), float(t[j + 1])
         dv = float(v[j + 1] - v[i])
         if hi_ms - lo_ms > 2.0 * fast_dt and j + 2 < t.size and t[j + 2] - t[j + 1] <= 1.5 * fast_dt:

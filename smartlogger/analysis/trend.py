@@ -7,6 +7,10 @@ replacement limit. A block is identified by its logger serial, its string
 position, or both (clip-on service loggers move between blocks, built-in ones
 do not), chosen by ``by``.
 
+The internal resistance is trended alongside: the block's own baseline (its first test with a
+value), the latest value against it (warn/fail as in ``resistance.judge``) and a fitted change
+in % of the baseline per year.
+
 Does not own the per-test analysis (``analyze``) or storage of past results.
 """
 
@@ -19,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 from smartlogger.analysis.capacity import REPLACE_BELOW_PCT
+from smartlogger.analysis.resistance import FAIL_FRACTION, WARN_FRACTION, judge
 from smartlogger.analysis.results import TestResult
 
 MS_PER_YEAR = 365.25 * 24 * 3600 * 1000
@@ -36,6 +41,9 @@ class TrendPoint:
     soh_pct: float | None = field(metadata={"doc": "state of health, %"})
     lower_bound: bool = field(metadata={"doc": "values are lower bounds"})
     delivered_ah: float = field(metadata={"doc": "delivered Ah"})
+    resistance_mohm: float | None = field(default=None, metadata={"doc": "internal resistance, mOhm"})
+    resistance_uncertainty_mohm: float | None = field(default=None, metadata={
+        "doc": "its standard uncertainty, mOhm"})
 
 
 @dataclass
@@ -48,11 +56,25 @@ class BlockTrend:
     latest_capacity_pct: float | None = field(metadata={"doc": "% capacity of the newest measured test"})
     below_limit_ms: int | None = field(
         metadata={"doc": "projected time the fit crosses the replacement limit, ms since epoch"})
+    resistance_baseline_mohm: float | None = field(default=None, metadata={
+        "doc": "the block's own baseline: its internal resistance in its first test with one, mOhm"})
+    latest_resistance_mohm: float | None = field(default=None, metadata={
+        "doc": "internal resistance in the newest test with one, mOhm"})
+    resistance_change_pct: float | None = field(default=None, metadata={
+        "doc": "latest against the baseline, %"})
+    resistance_slope_pct_per_year: float | None = field(default=None, metadata={
+        "doc": "fitted change of the internal resistance per year, % of the baseline"})
+    resistance_status: str | None = field(default=None, metadata={
+        "doc": "latest against the baseline: 'ok', 'warning' (above baseline x (1 + warn)) or 'fail'"})
 
 
 def block_trends(results: Sequence[TestResult], *, by: Literal["serial", "position", "both"] = "both",
-                 limit_pct: float = REPLACE_BELOW_PCT) -> list[BlockTrend]:
-    """One ``BlockTrend`` per block over ``results`` (any order), sorted by key."""
+                 limit_pct: float = REPLACE_BELOW_PCT, warn_pct: float = WARN_FRACTION * 100.0,
+                 fail_pct: float = FAIL_FRACTION * 100.0) -> list[BlockTrend]:
+    """One ``BlockTrend`` per block over ``results`` (any order), sorted by key.
+
+    The internal resistance is judged against the block's own baseline (its first test with a
+    value): warning above baseline x (1 + ``warn_pct`` %), fail above x (1 + ``fail_pct`` %)."""
     groups: dict[str, list[TrendPoint]] = {}
     for r in results:
         for b in r.blocks:
@@ -66,7 +88,7 @@ def block_trends(results: Sequence[TestResult], *, by: Literal["serial", "positi
                 key = f"{b.serial}@pos {b.position}"
             groups.setdefault(key, []).append(TrendPoint(
                 r.test_id, r.discharge.start_ms, b.serial, b.position, b.capacity_pct, b.soh_pct,
-                b.lower_bound, b.delivered_ah,
+                b.lower_bound, b.delivered_ah, b.resistance_mohm, b.resistance_uncertainty_mohm,
             ))
     out = []
     for key in sorted(groups):
@@ -81,5 +103,18 @@ def block_trends(results: Sequence[TestResult], *, by: Literal["serial", "positi
             if k < 0:
                 crossing = round((limit_pct - c) / k * MS_PER_YEAR)
         latest = measured[-1].capacity_pct if measured else None
-        out.append(BlockTrend(key, pts, slope, latest, crossing))
+        trend = BlockTrend(key, pts, slope, latest, crossing)
+        with_r = [p for p in pts if p.resistance_mohm is not None]
+        if with_r:
+            base = float(with_r[0].resistance_mohm or 0.0)
+            last = float(with_r[-1].resistance_mohm or 0.0)
+            trend.resistance_baseline_mohm = base
+            trend.latest_resistance_mohm = last
+            trend.resistance_change_pct = round((last / base - 1.0) * 100.0, 2)
+            trend.resistance_status = judge(last, base, warn_pct / 100.0, fail_pct / 100.0)
+            if len({p.start_ms for p in with_r}) >= 2:
+                x = np.array([p.start_ms for p in with_r], dtype=np.float64) / MS_PER_YEAR
+                y = np.array([p.resistance_mohm for p in with_r], dtype=np.float64) / base * 100.0
+                trend.resistance_slope_pct_per_year = round(float(np.polyfit(x, y, 1)[0]), 3)
+        out.append(trend)
     return out

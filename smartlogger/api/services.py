@@ -4,7 +4,7 @@ Owns persistence and orchestration only: accepting a logfile (magic, structure w
 ``smartlogger.logfile.read_logfile(decode=False)`` and ``check_sample_heads``, verify
 with ``verify_logfile``, store by SHA-256, receipt, audit, and a "check" job that runs
 ``check_sample_payloads`` off the request path), deciding when a test is complete, and
-running the analysis (``analysis.analyze.analyze_loaded`` on the stored logfiles' bytes,
+running the analysis (``analysis.analyze.analyze_test`` on the stored logfiles' bytes,
 with ``analysis.inputs.metadata_from_values``) and the string report
 (``export.adapters.report_inputs_from_logfiles`` and ``export.string_report.string_report_bytes``)
 exactly as the CLI does. Everything is passed as data: no file is written but the file
@@ -33,9 +33,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from smartlogger.analysis.analyze import analyze_loaded
+from smartlogger.analysis.analyze import analyze_test
 from smartlogger.analysis.inputs import TestMetadata, metadata_from_values
-from smartlogger.analysis.loading import load_logfiles
+from smartlogger.analysis.loading import block_logs_from_logfiles
 from smartlogger.analysis.results import TestResult
 from smartlogger.api.errors import ApiError, NotFound
 from smartlogger.api.filestore import FileStore
@@ -338,11 +338,6 @@ def _jsonable(obj: Any) -> Any:
 # ----------------------------------------------------------------------------- tests and their state
 
 
-def logfile_name(lf: Logfile) -> str:
-    """How a stored logfile is named in a test's analysis (its exclusions) and report (Evidence sheet)."""
-    return f"{lf.id:06d}-{lf.sha256[:12]}.slog"
-
-
 def logfiles_of(session: Session, test: CapacityTest) -> list[Logfile]:
     return list(session.scalars(select(Logfile).where(Logfile.org_id == test.org_id,
                                                       Logfile.test_id == test.id).order_by(Logfile.id)))
@@ -413,13 +408,9 @@ def compute_result(session: Session, store: FileStore, test: CapacityTest) -> Re
     files = logfiles_of(session, test)
     if not files:
         raise ApiError(409, "conflict", "the test has no logfiles yet")
-    # A logger pulled more than once has several logfiles: merged into one log per logger. A
-    # logfile that cannot be used (e.g. marked unreadable by its check) is left out and listed
-    # in the result, and the rest of the string is analysed, exactly as 'test analyze' does.
-    meta = metadata_of(test)
-    loaded = load_logfiles(((logfile_name(lf), store.get(lf.sha256)) for lf in files),
-                           test_id=str(test.meta.get("test_id") or "") or None)
-    result = analyze_loaded(loaded, meta)
+    # A logger pulled more than once has several logfiles: merged into one log per logger.
+    logs = block_logs_from_logfiles(store.get(lf.sha256) for lf in files)
+    result = analyze_test(logs, metadata_of(test))
     digest = inputs_digest(test, [lf.sha256 for lf in files])
     payload = json.loads(result.to_json(indent=None))
     row = session.scalar(select(Result).where(Result.test_id == test.id))
@@ -442,7 +433,7 @@ def build_report(session: Session, store: FileStore, test: CapacityTest) -> Repo
     row = session.scalar(select(Report).where(Report.test_id == test.id, Report.key == key))
     if row is not None and store.exists(row.sha256):
         return row
-    logfiles = [(logfile_name(lf), store.get(lf.sha256)) for lf in logfiles_of(session, test)]
+    logfiles = [(f"{lf.id:06d}-{lf.sha256[:12]}.slog", store.get(lf.sha256)) for lf in logfiles_of(session, test)]
     inputs = report_inputs_from_logfiles(logfiles, result=TestResult.from_data(result.result), where=f"test {test.id}")
     data = string_report_bytes(inputs.outcome, inputs.series, exceedances=inputs.exceedances,
                                evidence=inputs.evidence, tz=str(test.meta.get("tz", "UTC")))

@@ -41,6 +41,7 @@ __all__ = [
     "BlockTruth",
     "ChemistryParams",
     "DischargeWindow",
+    "LoadStep",
     "StringModel",
     "StringTrace",
     "build_string",
@@ -303,6 +304,21 @@ class DischargeWindow:
     delivered_ah: float  # charge delivered, Ah
 
 
+@dataclass(frozen=True)
+class LoadStep:
+    """The string current changed at ``t_s``: each block's voltage jumps at once by the change
+    times its instantaneous DC resistance, then relaxes (the ground truth of the step resistance
+    the analysis measures; docs/BATTERY_MODEL.md)."""
+
+    t_s: float  # instant of the change, true s since trace start (a grid time)
+    current_before_a: float  # string current before, A
+    current_after_a: float  # string current after, A
+    resistance_mohm: FloatArray  # (blocks,) cells x r_T x (r_ohm + knee) at that moment, mOhm
+    v_before: FloatArray  # (blocks,) terminal voltage just before, V
+    v_after: FloatArray  # (blocks,) terminal voltage just after (before any relaxation), V
+    temp_c: FloatArray  # (blocks,) block temperature, C
+
+
 @dataclass
 class StringTrace:
     """True voltages and temperatures of a string's blocks on a regular time grid."""
@@ -316,6 +332,13 @@ class StringTrace:
     truth: list[BlockTruth]
     ambient_c: FloatArray | None = None  # (n,) room temperature, C (float_years only)
     discharges: list[DischargeWindow] = field(default_factory=list)
+    steps: list[LoadStep] = field(default_factory=list)  # every step of the load (discharge runs only)
+
+    def jumps(self, block: int) -> list[tuple[float, float, float]]:
+        """The load steps of one block as ``(instant s, next grid time s, volts just after)`` for
+        ``sensors.TraceSource``: the voltage steps at the instant, not over a grid interval."""
+        dt = self.dt_s
+        return [(st.t_s, st.t_s + dt, float(st.v_after[block])) for st in self.steps]
 
     @property
     def dt_s(self) -> float:
@@ -391,6 +414,15 @@ class _Bank:
             soc = np.minimum(np.maximum(1.0 - self.ah_out / self.c_ocv, 0.0), 1.0)
             v = v + self.cells * p.gassing_v * soc**6
         return np.maximum(v, self._floor_v), ocv, rt
+
+    def instant_resistance(self) -> FloatArray:
+        """Each block's instantaneous DC resistance now (ohm): what a current step sees at once,
+        before any polarisation moves: cells x r_T x (r_ohm + knee)."""
+        rt = np.minimum(np.maximum(1.0 + self.p.r_temp_per_c * (REFERENCE_C - self.temp), 0.6), 4.0)
+        d = np.maximum(self.dod, 0.0)
+        knee = self.r_knee * d / np.maximum(1.0 - d, 1e-4)
+        out: FloatArray = self.cells * rt * (self.r_ohm + knee)
+        return out
 
     def _eta_f_ss(self, current: float, rt: FloatArray) -> FloatArray:
         # Butler-Volmer (symmetric) charge-transfer overvoltage; cold slows the kinetics
@@ -525,6 +557,21 @@ class StringModel:
         v_prev_string = float(v_float.sum())
         k = n_before
         last_load_k = n_before
+        steps: list[LoadStep] = []
+        i_max = [0.0]
+
+        def note_step(k: int, before: float, after: float) -> None:
+            # The model's grid value at k already holds one step of relaxation: the step itself is
+            # placed at the grid time before (k - 1), as an instantaneous jump of dI x R.
+            i_max[0] = max(i_max[0], abs(before), abs(after))
+            if k == 0 or abs(after - before) <= max(0.01 * i_max[0], 0.05):
+                return
+            r = bank.instant_resistance()
+            v0 = volts[:, k - 1].copy()
+            steps.append(LoadStep(float((k - 1) * dt_s), before, after, r * 1000.0, v0,
+                                  np.maximum(v0 - (after - before) * r, self_floor), bank.temp.copy()))
+
+        self_floor = 0.0
         for j in range(max_load):
             t_rel = j * dt_s
             if constant is not None:
@@ -538,6 +585,7 @@ class StringModel:
                     current = float(load.current_a(t_rel, max(v_s, 0.0)))
                     v, ocv, rt = bank.voltages(current, dt_s)
                     v_s = float(v.sum())
+            note_step(k, float(amps[k - 1]) if k > 0 else 0.0, current)
             volts[:, k] = v
             temps[:, k] = bank.temp
             amps[k] = current
@@ -557,8 +605,10 @@ class StringModel:
         load_off = last_load_k * dt_s
         # the load is removed right after the last loaded sample (load_off)
         offsets = np.array([b.float_offset_v for b in self.blocks])
-        for _ in range(n_after):
+        for a in range(n_after):
             current = self._charge_current(bank, offsets, dt_s) if recharge else 0.0
+            if a == 0:
+                note_step(k, float(amps[k - 1]), current)
             v, ocv, rt = bank.voltages(current, dt_s)
             volts[:, k] = v
             temps[:, k] = bank.temp
@@ -586,6 +636,7 @@ class StringModel:
             load_on_s=load_on,
             load_off_s=load_off,
             truth=truth,
+            steps=steps,
         )
 
 

@@ -20,6 +20,7 @@ true signal gives a hard bound on the reading.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -64,10 +65,14 @@ class TraceSource:
     """A block signal given on a time grid (regular or not), linearly interpolated.
 
     ``t_s`` must be non-decreasing; before the first point and after the last one
-    the end values are held.
+    the end values are held. ``jumps``: ``(instant, next grid time, value just after)``
+    where the voltage steps at once (a load switched at ``instant``): between the two
+    times the value runs from the value just after to the next grid value, instead of
+    ramping over the whole interval (a load step is instantaneous, not a 1-s ramp).
     """
 
-    def __init__(self, t_s: npt.ArrayLike, volts: npt.ArrayLike, temp_c: npt.ArrayLike) -> None:
+    def __init__(self, t_s: npt.ArrayLike, volts: npt.ArrayLike, temp_c: npt.ArrayLike,
+                 jumps: Sequence[tuple[float, float, float]] = ()) -> None:
         t = np.asarray(t_s, dtype=np.float64)
         v = np.asarray(volts, dtype=np.float64)
         c = np.asarray(temp_c, dtype=np.float64)
@@ -79,30 +84,40 @@ class TraceSource:
             raise SimulationError("trace time must be non-decreasing")
         if not (np.all(np.isfinite(v)) and np.all(np.isfinite(c))):
             raise SimulationError("trace voltage/temperature contain NaN or infinity")
+        for a, b, _ in jumps:
+            if not a < b:
+                raise SimulationError(f"a jump's instant {a} must come before its next grid time {b}")
         self.t_s = t
         self.volts = v
         self.temp_c = c
+        self.jumps = [(float(a), float(b), float(x), float(np.interp(b, t, v))) for a, b, x in jumps]
 
     @property
     def t_end_s(self) -> float:
         return float(self.t_s[-1])
 
     def at(self, t_s: FloatArray) -> tuple[FloatArray, FloatArray]:
-        return np.interp(t_s, self.t_s, self.volts), np.interp(t_s, self.t_s, self.temp_c)
+        v = np.interp(t_s, self.t_s, self.volts)
+        for a, b, after, nxt in self.jumps:
+            m = (t_s > a) & (t_s < b)
+            if m.any():
+                v = np.where(m, after + (nxt - after) * (t_s - a) / (b - a), v)
+        return v, np.interp(t_s, self.t_s, self.temp_c)
 
     def envelope(self, t0_s: float, t1_s: float) -> tuple[float, float, float, float]:
         # Linear interpolation: the extremes over an interval are at its ends or
-        # at grid points inside it.
+        # at grid points inside it (and at the values just after a jump inside it).
         i0 = int(np.searchsorted(self.t_s, t0_s, side="right"))
         i1 = int(np.searchsorted(self.t_s, t1_s, side="left"))
         ends = np.array([t0_s, t1_s])
         v_ends, c_ends = self.at(ends)
-        v_in = self.volts[i0:i1]
+        v_in = np.concatenate((self.volts[i0:i1], [x for a, b, x, _ in self.jumps if a < t1_s and b > t0_s]))
         c_in = self.temp_c[i0:i1]
-        if v_in.size:
-            return (min(float(v_in.min()), float(v_ends.min())), max(float(v_in.max()), float(v_ends.max())),
-                    min(float(c_in.min()), float(c_ends.min())), max(float(c_in.max()), float(c_ends.max())))
-        return float(v_ends.min()), float(v_ends.max()), float(c_ends.min()), float(c_ends.max())
+        vmin = min(float(v_in.min()), float(v_ends.min())) if v_in.size else float(v_ends.min())
+        vmax = max(float(v_in.max()), float(v_ends.max())) if v_in.size else float(v_ends.max())
+        if c_in.size:
+            return (vmin, vmax, min(float(c_in.min()), float(c_ends.min())), max(float(c_in.max()), float(c_ends.max())))
+        return vmin, vmax, float(c_ends.min()), float(c_ends.max())
 
 
 def _splitmix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:

@@ -180,7 +180,8 @@ def prepare_string_test(
         factory_cfg = LoggerConfig.default_for(bt, rated_ah)
         loggers.append(Logger(ident, factory_cfg, store=factory(ident), rtc=Rtc.seeded(lseed),
                               seed=lseed,
-                              source=TraceSource(trace.t_s, trace.block_v[i], trace.block_temp_c[i])))
+                              source=TraceSource(trace.t_s, trace.block_v[i], trace.block_temp_c[i],
+                                                 trace.jumps(i))))
         configs.append(LoggerConfig(bt, th, rated_ah, float_rate_s=float_rate_s,
                                     discharge_rate_s=discharge_rate_s, block_label=f"B{i + 1}",
                                     block_position=i + 1, test_id=test_id))

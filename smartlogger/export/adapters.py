@@ -17,8 +17,6 @@ exported with its failure written in red on the Summary/Evidence sheets.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,12 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from smartlogger.analysis.align import align_block
-from smartlogger.analysis.analyze import analyze_loaded
+from smartlogger.analysis.analyze import analyze_test
 from smartlogger.analysis.exceedances import find_exceedances
 from smartlogger.analysis.inputs import BlockLog, TestMetadata, load_from_quantity
-from smartlogger.analysis.loading import load_logfiles, read_test_files
-from smartlogger.analysis.results import InputFile, TestResult
-from smartlogger.analysis.testfolder import metadata_of, stale_reason
+from smartlogger.analysis.loading import block_logs_from_logfiles
+from smartlogger.analysis.results import TestResult
 from smartlogger.errors import ExportError
 from smartlogger.export.inputs import (
     BlockOutcome,
@@ -65,7 +62,9 @@ from smartlogger.quantities import (
     parse_load,
     parse_voltage,
 )
-from smartlogger.testinfo import RESULT_FILE, StatedOptions, TestInfo, adopt_options
+
+#: Name of the analysis result a test folder may hold (``smartlogger test analyze --out``).
+RESULT_FILE = "result.json"
 
 #: A logfile as the adapters take it: its bytes, or the file read already, or (a convenience
 #: of the command line) its path.
@@ -251,7 +250,8 @@ def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
         blocks.append(BlockOutcome(b.position, b.serial, b.capacity_pct, b.delivered_ah, b.time_to_end_s,
                                    None if b.min_voltage_v is None else round(b.min_voltage_v * 1000),
                                    None if b.max_temperature_c is None else round(b.max_temperature_c * 10),
-                                   status, b.label, note))
+                                   status, b.label, note, b.resistance_mohm,
+                                   b.resistance_uncertainty_mohm, b.resistance_status))
         for e in b.exceedances:
             exceed.append(_row_from_interval(b.serial, log.config, Quantity(e.quantity), Side(e.side),
                                              Level(e.level), e.start_ms, e.duration_s, e.worst,
@@ -274,9 +274,23 @@ def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
         temperature_correction=tc, blocks=blocks, weakest=weakest, start_ms=d.start_ms,
         end_v_per_cell=d.end_v_per_cell,
         notes=[f"Discharge ended: {d.end_reason.replace('_', ' ')}", *result.warnings],
-        excluded=[(e.path, e.serial, e.reason, e.message) for e in result.excluded],
+        start_found=_how_found(d.start_method, d.end_method),
+        resistance_reference=(
+            f"{result.resistance_reference_mohm:.2f} mOhm ({result.resistance_reference.replace('_', ' ')}); "
+            f"warning above +{result.resistance_rule.get('warn_pct', 0):g} %, fail above "
+            f"+{result.resistance_rule.get('fail_pct', 0):g} %" if result.resistance_reference_mohm is not None
+            else ""),
     )
     return outcome, series, exceed
+
+
+_HOW = {"voltage_step": "the blocks' load step", "load_profile": "the load file's time stamps",
+        "firmware_event": "the loggers' discharge events", "threshold": "the start-voltage threshold",
+        "end_voltage": "the string end voltage", "data_end": "the end of the logs"}
+
+
+def _how_found(start: str, end: str) -> str:
+    return f"start from {_HOW.get(start, start)}; end from {_HOW.get(end, end)}"
 
 
 @dataclass
@@ -292,101 +306,73 @@ class TestReportInputs:
 
 
 def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *, result: TestResult | None = None,
-                                meta: TestMetadata | None = None, load: Current | Power | None = None,
-                                rated_time_s: float | None = None, end_v_per_cell: float | None = None,
-                                end_voltage: Voltage | None = None, test_id: str | None = None,
-                                where: str = "test") -> TestReportInputs:
-    """Read and verify a test's logfiles (``(name, bytes, path or Logfile)``; the name is what the
-    Evidence sheet and the exclusions call the file) and put them with the test's result.
+                       load: Current | Power | None = None, rated_time_s: float | None = None,
+                       end_v_per_cell: float | None = None, end_voltage: Voltage | None = None,
+                       where: str = "test") -> TestReportInputs:
+    """Read and verify a test's logfiles (``(name, bytes or Logfile)``; the name is what the
+    Evidence sheet calls the file) and put them with the test's result.
 
-    ``result`` is used as is when given (what the API stored, or a current ``result.json``);
-    otherwise the test is analysed with ``meta``, or with the load and rated time from the
+    ``result`` is used as is when given (what the API stored, or a ``result.json``);
+    otherwise the test is analysed, with the load and rated time taken from the
     arguments or else from the logfiles' test metadata (keys ``load``, ``rated_time``,
-    ``end_voltage`` (per cell, block or string) or ``end_v_per_cell``, ``test_id``). Files that
-    cannot be used are left out of the analysis (``analysis.loading.load_logfiles``) and listed
-    in the report; every file gets its Evidence row. ``where`` names the test in errors.
+    ``end_voltage`` (per cell, block or string) or ``end_v_per_cell``, ``test_id``).
+    ``where`` names the test in error messages.
     """
-    pairs = list(logfiles)
-    if not pairs:
-        raise ExportError(f"{where}: no logfiles")
-    loaded = load_logfiles(pairs, test_id=test_id)
-    evidence = [evidence_from_report(verify_logfile(source), name) for name, source in pairs]
+    decoded = []
+    evidence = []
     test_meta: dict[str, str] = {}
-    for logs_of in loaded.logfiles.values():
-        for _, lf in logs_of:
-            for k, v in lf.metadata.test.items():
-                test_meta.setdefault(k, v)
+    for name, source in logfiles:
+        lf, name = _read(source, name)
+        evidence.append(evidence_from_report(verify_logfile(lf), name))
+        decoded.append(lf)
+        for k, v in lf.metadata.test.items():
+            test_meta.setdefault(k, v)
+    if not decoded:
+        raise ExportError(f"{where}: no logfiles")
+    # One log per logger: several pulls of one logger are merged by sequence number.
+    logs = block_logs_from_logfiles(decoded)
     if result is None:
-        if meta is None:
-            if load is None and test_meta.get("load"):
-                load = parse_load(test_meta["load"], field="logfile test metadata 'load'")
-            if load is None:
-                raise ExportError(f"{where}: not analysed yet and no load known: run 'smartlogger test analyze' "
-                                  "first, or give --load")
-            if rated_time_s is None and test_meta.get("rated_time"):
-                rated_time_s = parse_duration(test_meta["rated_time"], field="logfile test metadata 'rated_time'",
-                                              default_unit="h")
-            if end_v_per_cell is not None:
-                if end_voltage is not None:
-                    raise ExportError("give the end voltage once (--end-voltage)")
-                end_voltage = Voltage(end_v_per_cell, "cell")
-            if end_voltage is None:
-                if test_meta.get("end_voltage"):
-                    end_voltage = parse_voltage(test_meta["end_voltage"], field="logfile test metadata 'end_voltage'")
-                elif "end_v_per_cell" in test_meta:
-                    end_voltage = parse_voltage(test_meta["end_v_per_cell"],
-                                                field="logfile test metadata 'end_v_per_cell'")
-            meta = TestMetadata(load_from_quantity(load), rated_time_s=rated_time_s,
-                                end_voltage=end_voltage, test_id=test_meta.get("test_id", ""))
-        result = analyze_loaded(loaded, meta)
-    outcome, series, exceed = string_report_inputs(result, loaded.logs, evidence)
+        if load is None and test_meta.get("load"):
+            load = parse_load(test_meta["load"], field="logfile test metadata 'load'")
+        if load is None:
+            raise ExportError(f"{where}: no {RESULT_FILE} and no load given (use --load, e.g. 50A)")
+        if rated_time_s is None and test_meta.get("rated_time"):
+            rated_time_s = parse_duration(test_meta["rated_time"], field="logfile test metadata 'rated_time'",
+                                          default_unit="h")
+        ev: float | None = None
+        if end_voltage is None and end_v_per_cell is None:
+            if test_meta.get("end_voltage"):
+                end_voltage = parse_voltage(test_meta["end_voltage"], field="logfile test metadata 'end_voltage'")
+            elif "end_v_per_cell" in test_meta:
+                end_voltage = parse_voltage(test_meta["end_v_per_cell"],
+                                            field="logfile test metadata 'end_v_per_cell'")
+        elif end_voltage is None:
+            ev = end_v_per_cell
+        meta = TestMetadata(load_from_quantity(load), rated_time_s=rated_time_s,
+                            end_v_per_cell=ev, end_voltage=end_voltage, test_id=test_meta.get("test_id", ""))
+        result = analyze_test(logs, meta)
+    outcome, series, exceed = string_report_inputs(result, logs, evidence)
     if test_meta.get("site"):
-        outcome = dataclasses.replace(outcome, site=test_meta["site"])
+        outcome = StringTestOutcome(**{**outcome.__dict__, "site": test_meta["site"]})
     return TestReportInputs(outcome, series, exceed, evidence)
 
 
 def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | None = None,
                   rated_time_s: float | None = None, end_v_per_cell: float | None = None,
                   end_voltage: Voltage | None = None) -> TestReportInputs:
-    """``report_inputs_from_logfiles`` of the test folder ``directory`` (the command line's folder).
+    """``report_inputs_from_logfiles`` of every ``*.slog`` in ``directory`` (the command line's folder).
 
-    The folder's ``result.json`` (kept there by ``smartlogger test analyze DIR``) is used while it
-    is current: computed from exactly the logfiles now in the folder and the metadata its
-    ``test.json`` states now; a stale one is refused (``ExportError`` saying what changed). An
-    option that contradicts ``test.json`` is refused naming both values. Without a result the
-    test is analysed from ``test.json`` and the options.
+    A ``result.json`` in the directory (``TestResult`` JSON) is used as is; otherwise the
+    test is analysed (see ``report_inputs_from_logfiles``).
     """
     d = Path(directory)
     if not d.is_dir():
         raise ExportError(f"{d}: not a directory")
-    files = [(name, path.read_bytes()) for name, path in read_test_files([d])] if any(d.glob("*.slog")) else []
+    files = sorted(d.glob("*.slog"))
     if not files:
         raise ExportError(f"{d}: no .slog logfiles in the directory")
-    info = TestInfo.read(d)
-    if end_v_per_cell is not None:
-        if end_voltage is not None:
-            raise ExportError("give the end voltage once (--end-voltage)")
-        end_voltage = Voltage(end_v_per_cell, "cell")
-    if info is not None:
-        # Options may fill in what test.json leaves open, never contradict it.
-        info, _ = adopt_options(info, StatedOptions(load=load, rated_time_s=rated_time_s, end_voltage=end_voltage), d)
     result_file = d / RESULT_FILE
-    result: TestResult | None = None
-    if result_file.exists():
-        result = TestResult.from_json(result_file.read_text(encoding="utf-8"))
-        inputs = [InputFile(name, hashlib.sha256(data).hexdigest(), "") for name, data in files]
-        why = stale_reason(result, inputs, info, d)
-        if why:
-            raise ExportError(f"{result_file} is out of date: {why}; run 'smartlogger test analyze {d}' again")
-        if info is None and load is not None and load_from_quantity(load).describe() != result.load:
-            raise ExportError(f"--load {load_from_quantity(load).describe()} conflicts with the analysed load "
-                              f"{result.load} in {result_file}; run 'smartlogger test analyze {d}' with the load "
-                              "you mean")
-    meta = metadata_of(info, d) if result is None and info is not None and info.load else None
-    report = report_inputs_from_logfiles(files, result=result, meta=meta, load=load, rated_time_s=rated_time_s,
-                                         end_voltage=end_voltage, test_id=(info.test_id or None) if info else None,
-                                         where=str(d))
-    site = " / ".join(x for x in (info.site.name, info.system.name, info.string.name) if x) if info else ""
-    if site:
-        report.outcome = dataclasses.replace(report.outcome, site=site)
-    return report
+    result = TestResult.from_json(result_file.read_text(encoding="utf-8")) if result_file.exists() else None
+    return report_inputs_from_logfiles(((f.name, f) for f in files), result=result, load=load,
+                              rated_time_s=rated_time_s, end_v_per_cell=end_v_per_cell,
+                              end_voltage=end_voltage, where=str(d))

@@ -182,6 +182,9 @@ class BlockOutcome:
     status: str = "ok"
     label: str = ""
     note: str = ""
+    resistance_mohm: float | None = None  # internal (DC step) resistance, mOhm
+    resistance_uncertainty_mohm: float | None = None  # its standard uncertainty, mOhm
+    resistance_status: str | None = None  # "ok", "warning", "fail" against the test's reference
 
 
 @dataclass(frozen=True)
@@ -201,8 +204,8 @@ class StringTestOutcome:
     end_v_per_cell: float | None = None
     notes: Sequence[str] = ()
     site: str = ""
-    #: logfiles left out of the analysis: (file, serial or "", reason code, message)
-    excluded: Sequence[tuple[str, str, str, str]] = ()
+    start_found: str = ""  # how the discharge start and end were found, in words
+    resistance_reference: str = ""  # e.g. "4.95 mOhm (string median); warning +20 %, fail +50 %"
 
 
 @dataclass(frozen=True)

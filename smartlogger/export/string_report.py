@@ -125,7 +125,7 @@ def _block_name(s: SampleSeries) -> str:
 
 def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[SampleSeries],
                   window: Window, n_exceed: int) -> None:
-    L.set_widths(ws, [22, 18, 16, 14, 14, 16, 12, 12, 10, 40])
+    L.set_widths(ws, [22, 18, 16, 14, 14, 16, 12, 12, 10, 12, 12, 10, 40])
     L.print_setup(ws)
     L.title(ws, f"Capacity test {outcome.test_id}")
     L.banner(ws, {m for s in series for m in s.identity.markers}, width=10)
@@ -143,6 +143,8 @@ def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[
         ("Duration", L.hours(outcome.duration_s)),
         ("Load", outcome.load),
         ("End voltage (V/cell)", outcome.end_v_per_cell if outcome.end_v_per_cell is not None else "-"),
+        ("Start and end found from", outcome.start_found or "-"),
+        ("Internal resistance reference", outcome.resistance_reference or "-"),
         ("Temperature correction", outcome.temperature_correction),
         ("Blocks", len(outcome.blocks)),
         ("Weakest blocks (position)", weak),
@@ -150,16 +152,10 @@ def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[
     ], fills={"Result": result_fill})
     for note in outcome.notes:
         ws.append([L.cell(ws, note)])
-    if outcome.excluded:
-        # Named, in red, before the blocks: the result below is of the rest of the string.
-        L.section(ws, f"Excluded from the analysis ({len(outcome.excluded)})")
-        L.table(ws, ["File", "Serial", "Reason", "Why"],
-                [[f, serial or "-", reason, message] for f, serial, reason, message in outcome.excluded],
-                row_fills=[L.ALARM_FILL] * len(outcome.excluded))
     L.section(ws, "All blocks")
     header_row = ws.rows_written + 1
     headers = ["Position", "Serial", "Label", "Capacity %", "Delivered Ah", "End time (min)",
-               "Min V", "Max C", "Status", "Note"]
+               "Min V", "Max C", "Status", "IR (mOhm)", "IR +/- (mOhm)", "IR status", "Note"]
     rows = []
     for b in sorted(outcome.blocks, key=lambda b: b.position):
         rows.append([b.position, b.serial, b.label or None,
@@ -168,8 +164,12 @@ def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[
                      None if b.end_time_s is None else round(b.end_time_s / 60.0, 1),
                      None if b.min_mv is None else b.min_mv / 1000.0,
                      None if b.max_dc is None else b.max_dc / 10.0,
-                     b.status, b.note or None])
-    n = L.table(ws, headers, rows, formats=[None, None, None, "0.0", "0.00", "0.0", "0.000", "0.0"])
+                     b.status,
+                     None if b.resistance_mohm is None else round(b.resistance_mohm, 3),
+                     None if b.resistance_uncertainty_mohm is None else round(b.resistance_uncertainty_mohm, 3),
+                     b.resistance_status or None, b.note or None])
+    n = L.table(ws, headers, rows, formats=[None, None, None, "0.0", "0.00", "0.0", "0.000", "0.0", None,
+                                            "0.000", "0.000"])
     if n:
         first, last = header_row + 1, header_row + n
         cap = f"D{first}:D{last}"
@@ -184,9 +184,14 @@ def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[
         st = f"I{first}:I{last}"
         for word, fill in (("alarm", L.ALARM_FILL), ("warning", L.WARNING_FILL), ("ok", L.OK_FILL)):
             ws.conditional_formatting.add(st, FormulaRule(formula=[f'I{first}="{word}"'], fill=fill))
+        irs = f"L{first}:L{last}"
+        for word, fill in (("fail", L.ALARM_FILL), ("warning", L.WARNING_FILL), ("ok", L.OK_FILL)):
+            ws.conditional_formatting.add(irs, FormulaRule(formula=[f'L{first}="{word}"'], fill=fill))
     ws.append([])
     ws.append([L.cell(ws, f"Traffic light: capacity below {REPLACE_PCT:g} % of rated = replace (red), "
                           f"below {WARN_PCT:g} % = watch (yellow), otherwise green.")])
+    ws.append([L.cell(ws, "IR: internal (DC step) resistance of the block from the load steps of the test "
+                          "(+/- one standard uncertainty); IR status against the reference above.")])
 
 
 def write_evidence(ws: L.TextSheet, evidence: Sequence[EvidenceRow]) -> None:
