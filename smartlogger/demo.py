@@ -43,7 +43,7 @@ from werkzeug.serving import make_server
 
 from smartlogger.analysis.analyze import analyze_test
 from smartlogger.analysis.inputs import TestMetadata, load_from_quantity, read_datasheet_csv
-from smartlogger.analysis.loading import load_test_logs
+from smartlogger.analysis.loading import load_test_files
 from smartlogger.api import create_app
 from smartlogger.api.admin import Admin, AdminError
 from smartlogger.device.gatt import serve_loggers
@@ -325,10 +325,14 @@ def _verify(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
 def _analyze(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
              progress: ProgressHook) -> None:
     files: list[Path] = ctx["logfiles"]
-    logs = load_test_logs(files)
+    loaded = load_test_files(files)
+    logs = loaded.logs
     meta = TestMetadata(load=load_from_quantity(parse_load(opts.load)), datasheet=read_datasheet_csv(DATASHEET),
                         string_blocks=opts.blocks, test_id=ctx["test_id"])
-    result = analyze_test(logs, meta)
+    result = analyze_test(logs, meta, excluded=loaded.excluded)
+    if result.excluded or result.evidence.status != "simulated":
+        raise DemoStepError("analyze", f"the simulated logs should rest on simulated evidence only: "
+                                       f"{result.evidence.statement}")
     ctx["logs"] = logs
     ctx["result"] = result
     path = opts.out / "result.json"
@@ -352,6 +356,8 @@ def _analyze(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
         "red": sum(b.red for b in result.blocks),
         "alignment_uncertainty_ms": result.alignment_uncertainty_ms,
         "warnings": list(result.warnings),
+        "evidence": result.evidence.status,
+        "evidence_statement": result.evidence.statement,
     })
 
 

@@ -82,6 +82,21 @@ def make_logfiles(n_blocks: int, seed: int, test_id: str) -> list[bytes]:
     return out
 
 
+def tampered_copy(logfiles: list[bytes]) -> bytes:
+    """The file of the logger with the lowest voltage, every sample shifted by +400 mV (rebuilt)."""
+    from smartlogger.logfile import load_samples, read_logfile
+    from smartlogger.logfile.records import encode_record
+    from smartlogger.model import SampleBlock
+    from smartlogger.testing.tamper import rebuild
+
+    weakest = min(logfiles, key=lambda b: int(load_samples(read_logfile(b))[1].min()))
+    lf = read_logfile(weakest)
+    streams = [[(r.seq, encode_record(SampleBlock.of(r.record.start_ms, r.record.interval_ms,
+                                                     [v + 400 for v in r.record.mv], list(r.record.dc)))
+                 if isinstance(r.record, SampleBlock) else r.data) for r in st.records] for st in lf.streams]
+    return rebuild(lf, streams)
+
+
 # ----------------------------------------------------------------------------- live server
 
 
@@ -95,6 +110,7 @@ class Live:
     spare: list[bytes]
     files: Path
     string_id: int = 0
+    tampered: bytes = b""
 
     def api(self, method: str, path: str, body: bytes | dict[str, Any] | None = None,
             ctype: str = "application/json") -> tuple[int, Any]:
@@ -184,6 +200,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                                                      "block_voltage_v": 12.0, "rated_ah": 100.0})
         live.api("POST", "/api/tests", {"string_id": other["id"], "name": "Test on string 2", "load": "50A"})
         live.test_id, live.spare_test_id, live.string_id = test["id"], spare_test["id"], string["id"]
+        # A tampered copy of the weakest logger's file (+400 mV, CRCs and footer recomputed) goes in
+        # first: stored as evidence of something, excluded from the analysis and named by the app.
+        live.tampered = tampered_copy(logfiles)
+        status, body = live.api("POST", f"/api/logfiles?test_id={test['id']}", live.tampered,
+                                "application/octet-stream")
+        assert status == 201 and body["verification_status"] == "tampered", body
         for blob in logfiles:
             status, body = live.api("POST", f"/api/logfiles?test_id={test['id']}", blob, "application/octet-stream")
             assert status == 201, body
@@ -295,6 +317,17 @@ def test_grid_colours_match_the_api_results(page: Any, live: Live) -> None:
         assert words[sev] in c["text"] and icons[sev] in c["text"], c
         api_block = next(b for b in blocks if b["serial"] == c["serial"])
         assert f"{api_block['capacity_pct']:.0f} %" in c["text"]
+    # What the result rests on: the API's evidence statement, not verified-only (simulated loggers),
+    # each tile marked "simulated", and the tampered file named as excluded.
+    ev = res["result"]["evidence"]
+    assert page.inner_text("#evidence-statement") == ev["statement"]
+    assert page.get_attribute("#evidence", "data-verified-only") == "false"
+    assert {c["evidence"] for c in page.eval_on_selector_all(
+        "#grid .block", "els => els.map(e => ({evidence: e.dataset.evidence}))")} == {"simulated"}
+    assert all("simulated" in c["text"].lower() for c in cells)
+    excluded = page.eval_on_selector_all("#excluded li", "els => els.map(e => [e.dataset.reason, e.innerText])")
+    assert [e[0] for e in excluded] == ["tampered"] == [f["reason"] for f in res["result"]["excluded"]]
+    assert res["result"]["excluded"][0]["file"] in excluded[0][1]
     # The analysis' warnings are shown as they are (how the test ended, bounds, missing loggers).
     notes = page.locator("#analysis-notes li").all_inner_texts()
     assert res["result"]["warnings"] and [n.lstrip("⚠ ").strip() for n in notes] == res["result"]["warnings"]
@@ -321,8 +354,15 @@ def test_block_chart_shows_the_loggers_threshold_lines(page: Any, live: Live) ->
 
     page.on("request", seen)
     # The discharge window's series, reduced by the server: the logfile itself is not downloaded.
-    with page.expect_request(lambda r: "/series?max_points=" in r.url and "from_ms=" in r.url):
+    with page.expect_request(lambda r: "/series?max_points=" in r.url and "from_ms=" in r.url) as first:
         page.locator(f"#grid .block[data-serial='{red['serial']}']").click()
+    # ... of a logfile the analysis used: never the tampered copy of this logger's file.
+    _, attached = live.api("GET", f"/api/tests/{live.test_id}/logfiles")
+    used = {f["sha256"] for f in red["evidence"]["files"] if f["used"]}
+    charted = next(lf for lf in attached if f"/api/logfiles/{lf['id']}/series" in first.value.url)
+    assert charted["sha256"] in used and charted["verification_status"] == "simulated"
+    assert {"tampered"} == {f["status"] for f in red["evidence"]["files"] if not f["used"]}
+    expect(page.locator("#block-files .evidence-file.excluded")).to_have_count(1)
     page.locator("#chart-voltage line.threshold").first.wait_for(state="attached")
     blob = next(b for b in live.logfiles if read_logfile(b).identity.serial == red["serial"])
     th = config_history(blob)[-1].config.thresholds

@@ -261,6 +261,13 @@
     var inner = [h("span", { class: "block-label" }, label),
       h("span", { class: "block-cap" }, capText),
       h("span", { class: "block-sev" }, h("span", { "aria-hidden": "true" }, s.icon), " " + s.word)];
+    var ev = b && b.evidence ? b.evidence.status : null;
+    if (ev) {
+      attrs["data-evidence"] = ev;
+      attrs["aria-label"] += ", evidence " + ev;
+      // Only hardware evidence goes unmarked: simulated, unsigned or unchecked data says so on the tile.
+      if (ev !== "verified") inner.push(h("span", { class: "block-evidence" }, ev));
+    }
     if (!b) return h("div", attrs, inner);
     attrs.href = "#/tests/" + testId + "/blocks/" + encodeURIComponent(b.serial);
     attrs["data-serial"] = b.serial;
@@ -332,15 +339,34 @@
         h("span", { class: "count" }, severityTag("green"), " " + counts.green)));
     var markers = result.markers.length ? h("p", { class: "notice" }, "\u26a0 " + result.markers.join(", ") +
       ": these logs come from simulated or replayed loggers and are not evidence from real hardware.") : null;
+    var evidence = evidenceCard(result);
     // What the analysis wants the reader to know (missing loggers, bounds, how the test ended).
     var notes = result.warnings.length ? h("div", { class: "card notes", id: "analysis-notes" },
       h("h2", {}, "Analysis notes"),
       h("ul", { class: "list" }, result.warnings.map(function (w) { return h("li", { class: "note" }, "\u26a0 " + w); }))) : null;
-    show(head, markers, summary, notes, h("h2", {}, "Blocks"), sortBar, grid,
+    show(head, markers, evidence, summary, notes, h("h2", {}, "Blocks"), sortBar, grid,
       h("p", { class: "legend" }, severityTag("green"), " no exceedance \u00b7 ", severityTag("yellow"), " slight or brief \u00b7 ",
         severityTag("red"), " massive or long. \u2265 = lower bound (end voltage not reached)."),
       reportSection(test));
     draw();
+  }
+
+  /** What the result rests on: verified hardware evidence only, or not; and every logfile not used. */
+  function evidenceCard(result) {
+    var ev = result.evidence;
+    if (!ev) return null;
+    var ok = ev.verified_only;
+    var excluded = result.excluded || [];
+    return h("div", { class: "card evidence " + (ok ? "evidence-verified" : "evidence-weak"), id: "evidence",
+                      "data-status": ev.status, "data-verified-only": String(ok) },
+      h("h2", {}, ok ? "\u2714 Verified evidence" : "\u26a0 Not verified evidence only"),
+      h("p", { id: "evidence-statement" }, ev.statement),
+      excluded.length ? h("div", {}, h("h3", {}, "Logfiles excluded from the analysis"),
+        h("ul", { class: "list", id: "excluded" }, excluded.map(function (f) {
+          return h("li", { class: "excluded", "data-reason": f.reason },
+            h("strong", {}, f.file), " \u00b7 " + (f.serial || "unknown logger") + " \u00b7 " + f.reason,
+            h("span", { class: "row-sub" }, " " + f.message));
+        }))) : null);
   }
 
   // ------------------------------------------------------------------ report: request, progress, download
@@ -456,7 +482,8 @@
          ["Lowest voltage", fmtNum(block.min_voltage_v, 3, "V")], ["Highest temperature", fmtNum(block.max_temperature_c, 1, "\u00b0C")],
          ["Rank", block.rank === null ? "\u2013" : block.rank + " of " + result.blocks.length + " (1 = weakest)"],
          ["Internal resistance", fmtResistance(block, result)],
-         ["Logger", block.serial + (block.markers.length ? " (" + block.markers.join(", ") + ")" : "")]].map(function (kv) {
+         ["Logger", block.serial + (block.markers.length ? " (" + block.markers.join(", ") + ")" : "")],
+         ["Evidence", block.evidence ? block.evidence.status + " \u2013 " + block.evidence.note : "not recorded"]].map(function (kv) {
           return h("div", {}, h("dt", {}, kv[0]), h("dd", {}, kv[1]));
         }));
       var exc = block.exceedances.length ? h("ul", { class: "list exceedances", id: "exceedances" }, block.exceedances.map(function (e) {
@@ -466,11 +493,22 @@
           ", worst " + (e.quantity === "voltage" ? fmtNum(e.worst, 3, "V") : fmtNum(e.worst, 1, "\u00b0C")) +
           ", from " + (e.start_offset_s / 60).toFixed(1) + " min" + (e.reason ? " \u2013 " + e.reason : ""));
       })) : h("p", { class: "empty" }, severityTag("green"), " No threshold exceeded in the analysed window.");
+      var evFiles = block.evidence ? block.evidence.files : [];
+      var fileList = evFiles.length ? h("ul", { class: "list", id: "block-files" }, evFiles.map(function (f) {
+        return h("li", { class: "evidence-file " + (f.used ? "used" : "excluded"), "data-status": f.status, "data-used": String(f.used) },
+          h("strong", {}, f.file), " \u00b7 " + f.status + (f.latest_pull !== null ? " \u00b7 pull #" + f.latest_pull : "") +
+          (f.used ? " \u00b7 used" : " \u00b7 NOT used (" + f.reason + ")"), h("span", { class: "row-sub" }, " " + f.message));
+      })) : null;
       show(savedNotice(r.savedAt), h("h1", {}, "Block " + (block.label || serial) + " ", severityTag(sev)),
         h("p", { class: "muted" }, "Position " + block.position + " \u00b7 " + block.block_type + " \u00b7 " + block.rated_ah + " Ah rated"),
-        figures, h("h2", {}, "Exceedances"), exc, h("h2", {}, "Charts"), charts);
-      var lf = logfiles.filter(function (l) { return l.serial === serial; })[0];
-      if (!lf) { charts.textContent = "No logfile of " + serial + " is attached to this test."; return; }
+        figures, fileList ? h("h2", {}, "Logfiles") : null, fileList, h("h2", {}, "Exceedances"), exc, h("h2", {}, "Charts"), charts);
+      // Chart a logfile the analysis used (never an excluded one), the latest pull if several.
+      var used = evFiles.filter(function (f) { return f.used; }).sort(function (a, b) { return (b.latest_pull || 0) - (a.latest_pull || 0); });
+      var usedShas = used.map(function (f) { return f.sha256; });
+      var mine = logfiles.filter(function (l) { return l.serial === serial; });
+      var lf = usedShas.length ? usedShas.map(function (sha) { return mine.filter(function (l) { return l.sha256 === sha; })[0]; })
+        .filter(Boolean)[0] : mine[0];
+      if (!lf) { charts.textContent = "No logfile of " + serial + " used by the analysis is attached to this test."; return; }
       var offset = block.clock ? block.clock.offset_ms : 0; // true = device + offset (analysis clock fit)
       var pad = 5 * 60000; // 5 minutes of context around the discharge, device ms
       var series = {

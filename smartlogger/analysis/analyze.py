@@ -45,6 +45,7 @@ from smartlogger.analysis.discharge import (
     locate_discharge,
     profile_on_intervals,
 )
+from smartlogger.analysis.evidence import test_evidence, unchecked_block
 from smartlogger.analysis.exceedances import ExceedanceRule, find_exceedances
 from smartlogger.analysis.inputs import (
     BlockLog,
@@ -63,6 +64,7 @@ from smartlogger.analysis.results import (
     DischargeResult,
     EvidenceResult,
     ExceedanceResult,
+    FileEvidence,
     GapResult,
     InterruptionResult,
     ResistanceStepResult,
@@ -190,9 +192,19 @@ def _opt(x: float) -> float | None:
 
 
 def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
-                 options: AnalysisOptions | None = None) -> TestResult:
-    """Analyse one capacity test (see module docstring). Raises ``AnalysisError`` subclasses."""
+                 options: AnalysisOptions | None = None, *,
+                 excluded: Sequence[FileEvidence] = ()) -> TestResult:
+    """Analyse one capacity test (see module docstring). Raises ``AnalysisError`` subclasses.
+
+    Each block's result carries its log's ``evidence`` ("unchecked" for a log built in code);
+    ``excluded`` (from ``loading.load_test_files``) names the files that were not used, and the
+    result's ``evidence`` says whether it rests on verified hardware evidence only.
+    """
     opt = options or AnalysisOptions()
+    if not logs and excluded:
+        raise MetadataError("logs", f"no usable logfile: all {len(excluded)} were excluded ("
+                            + "; ".join(f"{f.file}: {f.reason}" for f in excluded[:5])
+                            + ("; ..." if len(excluded) > 5 else "") + ")")
     ordered, n_string, missing, chem = _validate_logs(logs, meta)
     warnings: list[str] = []
     if len(ordered) < n_string:
@@ -413,6 +425,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
                               al.fit.drift_fitted, round(al.fit.residual_rms_ms, 3), _r(unc, 3)),
             gaps=gaps, exceedances=exc, warnings=bw,
             **_resistance_fields(heads[i], res_by_block[i], r_ref, opt),
+            evidence=log.evidence if log.evidence is not None else unchecked_block(),
         ))
     ranking = [b.serial for b in sorted((b for b in blocks if b.rank is not None), key=lambda b: b.rank or 0)]
     load = meta.load
@@ -450,6 +463,8 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         markers=sorted(all_markers), warnings=warnings,
         resistance_reference=r_ref_kind, resistance_reference_mohm=_r(r_ref, 4),
         resistance_rule={"warn_pct": float(opt.resistance_warn_pct), "fail_pct": float(opt.resistance_fail_pct)},
+        evidence=test_evidence(((b.serial, b.position, b.evidence) for b in blocks), excluded),
+        excluded=list(excluded),
     )
 
 

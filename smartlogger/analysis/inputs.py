@@ -34,7 +34,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +60,9 @@ from smartlogger.quantities import (
     parse_load,
     parse_voltage,
 )
+
+if TYPE_CHECKING:  # results imports this module (MetadataError)
+    from smartlogger.analysis.results import BlockEvidence
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -136,6 +139,9 @@ class BlockLog:
     clock_observations: tuple[ClockObservation, ...] = ()
     clock_jumps: tuple[ClockJump, ...] = ()
     source: str = ""
+    #: The evidence of the files this log was loaded from (``analysis.loading.load_test_files``);
+    #: None for a log built in code (the analysis then calls it "unchecked").
+    evidence: BlockEvidence | None = None
 
     def __post_init__(self) -> None:
         self.t_ms = np.ascontiguousarray(self.t_ms, dtype=np.int64)

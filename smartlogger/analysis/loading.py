@@ -8,23 +8,37 @@ log at that pull; the phone-side metadata supplies block label and position
 when the logger's configuration has none. Also expands a directory argument
 into its ``.slog`` files.
 
-Does not own the logfile format or its verification (``smartlogger.logfile``).
+``load_test_files`` is the loader of a capacity test as evidence: it verifies every file
+(``logfile.verify``), excludes unreadable and tampered files, merges per logger only the
+files ``analysis.evidence.select`` allows, and returns the logs with each block's
+evidence and the exclusion records (``LoadedTest``); ``analyze_test(..., excluded=...)``
+puts them into the result.
+
+Does not own the logfile format or its verification (``smartlogger.logfile``), nor the
+merge rules (``analysis.evidence``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from smartlogger.analysis import evidence as ev
 from smartlogger.analysis.inputs import (
     BlockLog,
     ClockObservation,
     MetadataError,
     block_log_from_records,
 )
+from smartlogger.analysis.results import FileEvidence
+from smartlogger.errors import LogfileError
 from smartlogger.logfile.container import Logfile
+from smartlogger.logfile.evidence import Authority
 from smartlogger.logfile.format import read_logfile
+from smartlogger.logfile.verify import VerifyReport, verify_logfile
 from smartlogger.model import ClockSet, ConfigChange, Record
 
 LOGFILE_SUFFIX = ".slog"
@@ -106,6 +120,109 @@ def _block_log(files: list[Logfile], name: str) -> BlockLog:
         config = config.with_changes(block_label=meta.block_label)
     return block_log_from_records(newest.identity, main, config=config, observations=observations,
                                   source=name)
+
+
+@dataclass
+class LoadedTest:
+    """A capacity test loaded as evidence: one ``BlockLog`` per logger (each with its
+    ``evidence``), and every file that was not used, with its reason."""
+
+    logs: list[BlockLog] = field(default_factory=list)
+    excluded: list[FileEvidence] = field(default_factory=list)
+    #: The verification report of every readable file, by the name it was given under.
+    reports: dict[str, VerifyReport] = field(default_factory=dict)
+    #: The read logfile of every used file, by name (its phone-side metadata, for the report).
+    logfiles: dict[str, Logfile] = field(default_factory=dict)
+
+    def used_logfiles(self) -> list[Logfile]:
+        """The read logfiles whose data the analysis uses, in block order."""
+        return [self.logfiles[f.file] for log in self.logs if log.evidence is not None
+                for f in log.evidence.files if f.used and f.file in self.logfiles]
+
+    @property
+    def files(self) -> list[FileEvidence]:
+        """Every file given, used and excluded."""
+        used = [f for log in self.logs if log.evidence is not None for f in log.evidence.files if f.used]
+        return used + self.excluded
+
+
+#: A logfile to load: a path, or ``(name, bytes / read Logfile / path)``: the name is what the
+#: result calls the file (the API names its stored files).
+NamedSource = str | os.PathLike[str] | tuple[str, Source]
+
+
+def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority] | None = None,
+                    registered_keys: Mapping[str, str] | None = None) -> LoadedTest:
+    """Verify and load every logfile of a test; exclude what must not be used (see module docstring).
+
+    ``trust``: the verifier's trust list (default: the production root). ``registered_keys``:
+    serial -> device-key fingerprint the server holds for that logger (custody); signed files
+    under another key are excluded. Never raises for a bad file: it becomes an exclusion
+    record. Raises ``MetadataError`` only for files that pass every check yet cannot be one
+    logger's log (two verified pulls disagreeing on a record).
+    """
+    out = LoadedTest()
+    by_serial: dict[str, list[ev.Candidate]] = {}
+    for source in sources:
+        name, data = _named(source)
+        if isinstance(data, OSError):
+            out.excluded.append(ev.file_record(name, None, None, used=False, reason="unreadable",
+                                               message=f"cannot be read: {data.strerror or data}"))
+            continue
+        if isinstance(data, Logfile):
+            lf, digest = data, data.sha256
+        else:
+            digest = hashlib.sha256(data).hexdigest()
+            try:
+                lf = read_logfile(data, check_hash=False, decode=False)
+            except LogfileError as err:
+                out.excluded.append(ev.file_record(name, digest, None, used=False, reason="unreadable",
+                                                   message=f"not a readable logfile: {err}"))
+                continue
+        report = verify_logfile(lf, trust=trust)
+        out.reports[name] = report
+        position = lf.metadata.block_position or next(
+            (c.config.block_position for c in reversed(lf.config_history)), 0)
+        if not report.intact:
+            reason = "unreadable" if report.status == "unreadable" else "tampered"
+            out.excluded.append(ev.file_record(name, digest, report, used=False, reason=reason,
+                                               position=position))
+            continue
+        by_serial.setdefault(report.serial, []).append(ev.Candidate(name, digest, lf, report, position))
+    rejected = list(out.excluded)  # unreadable/tampered: named under their logger's block too
+    for serial, candidates in by_serial.items():
+        used, dropped = ev.select(candidates, ev.registered(registered_keys, serial))
+        out.excluded.extend(dropped)
+        dropped = [*(f for f in rejected if f.serial == serial), *dropped]
+        if not used:
+            continue
+        try:
+            log = _block_log([c.logfile for c in used], "+".join(c.name for c in used))
+        except LogfileError as err:  # a sample payload that does not decode
+            out.excluded.extend(ev.file_record(c.name, c.sha256, c.report, used=False, reason="unreadable",
+                                               message=f"its records do not decode: {err}", position=c.position)
+                                for c in used)
+            continue
+        except MetadataError as err:  # e.g. no logger configuration in the log
+            out.excluded.extend(ev.file_record(c.name, c.sha256, c.report, used=False, reason="unusable",
+                                               message=f"cannot be analysed: {err.message}", position=c.position)
+                                for c in used)
+            continue
+        log.evidence = ev.block_evidence(used, dropped)
+        out.logs.append(log)
+        out.logfiles.update((c.name, c.logfile) for c in used)
+    return out
+
+
+def _named(source: NamedSource) -> tuple[str, bytes | Logfile | OSError]:
+    """The name of a source and its bytes (or the read logfile, or why it cannot be read)."""
+    name, item = source if isinstance(source, tuple) else (str(source), source)
+    if isinstance(item, bytes | Logfile):
+        return name, item
+    try:
+        return name, Path(item).read_bytes()
+    except OSError as err:
+        return name, err
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:

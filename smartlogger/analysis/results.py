@@ -76,6 +76,54 @@ class ResistanceStepResult:
 
 
 @dataclass
+class FileEvidence:
+    """One logfile given to the analysis: its verification and what the analysis did with it.
+
+    The exclusion record shared by every loader: a file not used has ``used`` false, a
+    ``reason`` code and a ``message`` naming why (docs/EVIDENCE.md lists the codes).
+    """
+
+    file: str = field(metadata={"doc": "the file as given (path or name)"})
+    sha256: str | None = field(metadata={"doc": "SHA-256 of the file's bytes, hex; null if it could not be read"})
+    serial: str | None = field(metadata={"doc": "logger serial the file claims; null if unreadable"})
+    position: int = field(metadata={"doc": "string position the file names (configuration or phone metadata); 0 unknown"})
+    status: str = field(metadata={"doc": "verification: 'verified' (hardware evidence), 'simulated', 'unsigned', "
+                                         "'tampered' or 'unreadable'"})
+    authority: str | None = field(metadata={"doc": "certificate authority: 'production' or 'test'; null unsigned"})
+    markers: list[str] = field(metadata={"doc": "provenance markers the file carries (SIMULATED, REPLAYED)"})
+    device_key: str | None = field(metadata={"doc": "fingerprint of the certified device key"})
+    latest_pull: int | None = field(metadata={"doc": "device pull counter of the file's latest signed pull"})
+    used: bool = field(metadata={"doc": "the analysis used this file's data"})
+    reason: str = field(metadata={"doc": "why not used: '' (used), 'unreadable', 'tampered', 'unsigned_not_merged', "
+                                         "'simulated_not_merged', 'second_device_key', ..."})
+    message: str = field(metadata={"doc": "the verdict on the file (used) or why it was excluded"})
+
+
+@dataclass
+class BlockEvidence:
+    """What a block's numbers rest on."""
+
+    status: str = field(metadata={"doc": "weakest evidence of the data used: 'verified' (hardware evidence), "
+                                         "'simulated', 'unsigned', or 'unchecked' (not loaded from logfiles)"})
+    files: list[FileEvidence] = field(metadata={"doc": "this logger's files, used and excluded"})
+    note: str = field(metadata={"doc": "what was used and what was excluded, in words"})
+
+
+@dataclass
+class TestEvidence:
+    """What the whole result rests on."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    status: str = field(metadata={"doc": "weakest block evidence: 'verified', 'simulated', 'unsigned' or 'unchecked'"})
+    verified_only: bool = field(metadata={"doc": "every block rests on verified hardware evidence only"})
+    statement: str = field(metadata={"doc": "what the result rests on and what was excluded, in words"})
+    blocks: dict[str, int] = field(metadata={"doc": "number of blocks per evidence status"})
+    files_used: int = field(metadata={"doc": "logfiles whose data was used"})
+    files_excluded: int = field(metadata={"doc": "logfiles given but not used (see excluded)"})
+
+
+@dataclass
 class BlockResult:
     """One block (one logger) of the tested string."""
 
@@ -124,6 +172,9 @@ class BlockResult:
         "doc": "'ok', 'warning' (above reference x (1 + warn)) or 'fail' (above reference x (1 + fail))"})
     resistance_steps: list[ResistanceStepResult] = field(default_factory=list, metadata={
         "doc": "the resistance from every load step of the test"})
+    # Added in issue 17 (optional when reading older results):
+    evidence: BlockEvidence = field(default_factory=lambda: unchecked_block_evidence(), metadata={
+        "doc": "the evidence of the data this block was computed from"})
 
 
 @dataclass
@@ -224,6 +275,11 @@ class TestResult:
     resistance_rule: dict[str, float] = field(default_factory=dict, metadata={
         "doc": "warn_pct and fail_pct: warning above reference x (1 + warn_pct/100), fail above "
                "reference x (1 + fail_pct/100)"})
+    # Added in issue 17 (optional when reading older results):
+    evidence: TestEvidence = field(default_factory=lambda: unchecked_test_evidence(), metadata={
+        "doc": "what the whole result rests on (verified evidence only?)"})
+    excluded: list[FileEvidence] = field(default_factory=list, metadata={
+        "doc": "logfiles given but not used, each with its reason"})
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(to_dict(self), indent=indent, allow_nan=False)
@@ -248,6 +304,19 @@ class TestResult:
             if b.serial == serial:
                 return b
         raise KeyError(serial)
+
+
+UNRECORDED = "not recorded: results written before evidence was tracked; the evidence behind them is not known"
+
+
+def unchecked_block_evidence() -> BlockEvidence:
+    """The evidence of a block of a result written before evidence was recorded."""
+    return BlockEvidence("unchecked", [], UNRECORDED)
+
+
+def unchecked_test_evidence() -> TestEvidence:
+    """The evidence of a result written before evidence was recorded."""
+    return TestEvidence("unchecked", False, UNRECORDED, {}, 0, 0)
 
 
 T = TypeVar("T")

@@ -16,7 +16,10 @@ Configuration keys: ``DATA_DIR`` (SQLite file, blobs, server key), ``DATABASE_UR
 the max delay; defaults 0.5 and 60), ``AUTH_CACHE_SECONDS`` (how long a
 validated token is trusted without a database lookup; 0 = never), ``CORS_ORIGIN`` (the companion app's
 origin; nothing else gets CORS headers), ``DB_PING_AFTER_IDLE_SECONDS`` (a pooled PostgreSQL
-connection unused for longer is tested before use; default 10), ``PROXY_FIX`` (number of trusted reverse proxies in front, 0 = none), ``MIGRATE_ON_START``.
+connection unused for longer is tested before use; default 10), ``PROXY_FIX`` (number of trusted reverse proxies in front, 0 = none), ``MIGRATE_ON_START``,
+``TRUST_FILE`` (the trust list logfiles are verified against, TOML as ``logfile verify --trust``;
+environment ``SMARTLOGGER_TRUST_FILE``; default the manufacturer's production root) or ``TRUST``
+(the authorities themselves, for tests).
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ from smartlogger.api.filestore import LocalFileStore
 from smartlogger.api.receipts import load_or_create_key
 from smartlogger.api.resources import BLUEPRINTS
 from smartlogger.api.worker import ThreadRunner, make_runner, recover
+from smartlogger.logfile.evidence import default_trust
+from smartlogger.logfile.trust import load_trust
 
 DEFAULT_MAX_UPLOAD = 64 * 1024 * 1024  # bytes; a 10-year blackbox logfile is ~6 MB
 _ENV = ("DATA_DIR", "DATABASE_URL", "DB_SCHEMA", "FILES_DIR", "SERVER_KEY_PATH", "CORS_ORIGIN",
         "RATE_LIMIT_PER_MINUTE", "MAX_CONTENT_LENGTH", "AUTH_CACHE_SECONDS", "PROXY_FIX",
-        "CHECK_IDLE_SECONDS", "CHECK_MAX_DELAY_SECONDS", "DB_PING_AFTER_IDLE_SECONDS")
+        "CHECK_IDLE_SECONDS", "CHECK_MAX_DELAY_SECONDS", "DB_PING_AFTER_IDLE_SECONDS", "TRUST_FILE")
 
 
 class SmartLoggerApi(Api):  # type: ignore[misc]
@@ -102,6 +107,15 @@ def _config(overrides: dict[str, Any] | None) -> dict[str, Any]:
     return cfg
 
 
+def _trust(cfg: dict[str, Any]) -> tuple[Any, ...]:
+    """The authorities uploads are verified against: ``TRUST`` (objects), ``TRUST_FILE`` or the default."""
+    if cfg.get("TRUST") is not None:
+        return tuple(cfg["TRUST"])
+    if cfg.get("TRUST_FILE"):
+        return load_trust(cfg["TRUST_FILE"])
+    return default_trust()
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the API app. ``config`` overrides environment and defaults (tests pass a temp DATA_DIR)."""
     app = Flask("smartlogger.api")
@@ -121,6 +135,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["smartlogger_key"] = load_or_create_key(app.config["SERVER_KEY_PATH"])
     app.extensions["smartlogger_tokencache"] = TokenCache(float(app.config["AUTH_CACHE_SECONDS"]))
     app.extensions["smartlogger_logger_ids"] = {}  # services.LoggerIds: (org id, serial) -> logger id
+    app.extensions["smartlogger_trust"] = _trust(app.config)
     app.extensions["smartlogger_ratelimit"] = RateLimiter(app.config["RATE_LIMIT_PER_MINUTE"],
                                                           app.config["REDIS_URL"])
     app.extensions["smartlogger_jobs"] = runner = make_runner(app)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from smartlogger.analysis.analyze import analyze_test
 from smartlogger.analysis.inputs import TestMetadata, metadata_from_values
-from smartlogger.analysis.loading import block_logs_from_logfiles
+from smartlogger.analysis.loading import load_test_files
 from smartlogger.analysis.results import TestResult
 from smartlogger.api.errors import ApiError, NotFound
 from smartlogger.api.filestore import FileStore
@@ -115,7 +115,8 @@ LoggerIds = dict[tuple[int, str], int]
 def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uploader, data: bytes, *,
                    test_id: int | None = None, logger_ids: LoggerIds | None = None,
                    on_check_job: Callable[[int], None] | None = None,
-                   autocommit: Engine | None = None) -> tuple[Logfile, bool]:
+                   autocommit: Engine | None = None,
+                   trust: Sequence[Any] | None = None) -> tuple[Logfile, bool]:
     """Accept logfile bytes; returns (row, created). Same bytes again -> (existing row, False).
 
     A file whose structure, declared lengths or footer hash fail raises ``LogfileError``
@@ -145,7 +146,7 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
         if existing is None:
             raise
         return _duplicate(session, existing, test, who), False
-    report = verify_logfile(lf, trust=_trust())
+    report = verify_logfile(lf, trust=trust if trust is not None else _trust())
     ident = lf.identity
     cache_key = (who.org_id, ident.serial)
     logger_id = logger_ids.get(cache_key) if logger_ids is not None else None
@@ -403,14 +404,23 @@ def validate_test_metadata(test: CapacityTest) -> None:
     metadata_of(test)
 
 
-def compute_result(session: Session, store: FileStore, test: CapacityTest) -> Result:
-    """Analyse ``test`` from its stored logfiles (same library call as ``smartlogger test analyze``)."""
+def logfile_name(lf: Logfile) -> str:
+    """How the analysis and the report name a stored logfile (exclusions, the Evidence sheet)."""
+    return f"logfile {lf.id} ({lf.sha256[:12]}).slog"
+
+
+def compute_result(session: Session, store: FileStore, test: CapacityTest, *,
+                   trust: Sequence[Any] | None = None) -> Result:
+    """Analyse ``test`` from its stored logfiles (same library calls as ``smartlogger test analyze``:
+    every file verified, tampered/unreadable ones excluded and named, no logger's signed data
+    merged with its unsigned or simulated files)."""
     files = logfiles_of(session, test)
     if not files:
         raise ApiError(409, "conflict", "the test has no logfiles yet")
     # A logger pulled more than once has several logfiles: merged into one log per logger.
-    logs = block_logs_from_logfiles(store.get(lf.sha256) for lf in files)
-    result = analyze_test(logs, metadata_of(test))
+    loaded = load_test_files(((logfile_name(lf), store.get(lf.sha256)) for lf in files),
+                             trust=trust if trust is not None else _trust())
+    result = analyze_test(loaded.logs, metadata_of(test), excluded=loaded.excluded)
     digest = inputs_digest(test, [lf.sha256 for lf in files])
     payload = json.loads(result.to_json(indent=None))
     row = session.scalar(select(Result).where(Result.test_id == test.id))
@@ -423,7 +433,8 @@ def compute_result(session: Session, store: FileStore, test: CapacityTest) -> Re
     return row
 
 
-def build_report(session: Session, store: FileStore, test: CapacityTest) -> Report:
+def build_report(session: Session, store: FileStore, test: CapacityTest, *,
+                 trust: Sequence[Any] | None = None) -> Report:
     """The string report workbook of ``test`` from its result (as ``smartlogger export xlsx --test``):
     the stored logfiles' bytes and the stored result go in, the workbook's bytes come out."""
     result = session.scalar(select(Result).where(Result.test_id == test.id))
@@ -433,8 +444,9 @@ def build_report(session: Session, store: FileStore, test: CapacityTest) -> Repo
     row = session.scalar(select(Report).where(Report.test_id == test.id, Report.key == key))
     if row is not None and store.exists(row.sha256):
         return row
-    logfiles = [(f"{lf.id:06d}-{lf.sha256[:12]}.slog", store.get(lf.sha256)) for lf in logfiles_of(session, test)]
-    inputs = report_inputs_from_logfiles(logfiles, result=TestResult.from_data(result.result), where=f"test {test.id}")
+    logfiles = [(logfile_name(lf), store.get(lf.sha256)) for lf in logfiles_of(session, test)]
+    inputs = report_inputs_from_logfiles(logfiles, result=TestResult.from_data(result.result), where=f"test {test.id}",
+                                         trust=trust if trust is not None else _trust())
     data = string_report_bytes(inputs.outcome, inputs.series, exceedances=inputs.exceedances,
                                evidence=inputs.evidence, tz=str(test.meta.get("tz", "UTC")))
     digest = store.put(data)

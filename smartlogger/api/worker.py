@@ -227,11 +227,12 @@ def run_job(app: Flask, job_id: int) -> None:
             test = s.get(CapacityTest, job.test_id)
             if test is None:
                 raise SmartLoggerError("the test was deleted")
+            trust = app.extensions["smartlogger_trust"]
             if job.kind == "analyse":
-                result = services.compute_result(s, store, test)
+                result = services.compute_result(s, store, test, trust=trust)
                 follow_up = (test.org_id, services.report_key(result))
             else:
-                services.build_report(s, store, test)
+                services.build_report(s, store, test, trust=trust)
             job.status, job.finished_at, job.error = "finished", utcnow(), ""
     except Exception as err:
         if not isinstance(err, SmartLoggerError):

@@ -87,6 +87,8 @@ def _print_summary(console: object, summary: DemoSummary) -> None:
                   f"load {summary.options['load']})")
     console.print(f"  logfiles: {f['verified_simulated']} intact, verified as SIMULATED "
                   "(like `smartlogger logfile verify --allow-simulated`): not evidence from real hardware")
+    if f.get("evidence_statement"):
+        console.print(f"  evidence: {escape(f['evidence_statement'])}")
     console.print(f"  discharge: {f['discharge_h']:.2f} h, ended by {f['end_reason'].replace('_', ' ')}")
     for warning in f.get("warnings", []):
         console.print(f"  [yellow]note:[/] {escape(warning)}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from smartlogger.cli.logfile import trust_option
 from smartlogger.cli.options import CURRENT, POWER, DurationType
 from smartlogger.errors import ExportError
 from smartlogger.quantities import Current, Power, parse_voltage
@@ -90,13 +91,19 @@ def export() -> None:
 @_json
 @_quiet
 @_compact
+@trust_option
 def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolution: float,
          chart_points: int, load: Current | None, load_power: Power | None, rated_time: float | None,
          end_voltage: str | None, end_v_per_cell: float | None, as_json: bool, no_progress: bool,
-         compact: bool) -> None:
-    """Logger workbook of LOGFILE, or the string report of a test (--test DIR)."""
+         compact: bool, trust_file: str | None) -> None:
+    """Logger workbook of LOGFILE, or the string report of a test (--test DIR).
+
+    Every logfile is verified (--trust); the workbooks state each file's evidence and, for a
+    test, which files were excluded and whether the result rests on verified evidence only.
+    """
     # Lazy: only this command needs these (the other commands start without them).
     from smartlogger.export import adapters
+    from smartlogger.logfile.trust import load_trust
 
     if (logfile is None) == (test_dir is None):
         raise click.UsageError("give either LOGFILE or --test DIR")
@@ -104,11 +111,12 @@ def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolu
         raise ExportError(f"{out}: the workbook name must end in .xlsx")
     started = time.perf_counter()
     show = not no_progress and not as_json and sys.stderr.isatty()
+    trust = load_trust(trust_file) if trust_file else None
     if logfile is not None:
         # Lazy: only this command needs these (the other commands start without them).
         from smartlogger.export.logger_workbook import write_logger_workbook
 
-        inputs = adapters.logger_export_inputs(logfile)
+        inputs = adapters.logger_export_inputs(logfile, trust=trust)
         with _progress(f"logger {inputs.series.identity.serial}", show) as progress:
             write_logger_workbook(out, inputs.series, exceedances=inputs.exceedances,
                                   evidence=inputs.evidence, tz=tz, chart_points=chart_points,
@@ -125,13 +133,19 @@ def xlsx(logfile: Path | None, test_dir: Path | None, out: Path, tz: str, resolu
             raise click.UsageError("give --load or --load-power, not both")
         t = adapters.load_test_dir(test_dir, load=load if load is not None else load_power,
                                    rated_time_s=rated_time, end_v_per_cell=end_v_per_cell,
-                                   end_voltage=parse_voltage(end_voltage) if end_voltage is not None else None)
+                                   end_voltage=parse_voltage(end_voltage) if end_voltage is not None else None,
+                                   trust=trust)
         with _progress(f"string report ({len(t.series)} blocks)", show) as progress:
             write_string_report(out, t.outcome, t.series, exceedances=t.exceedances, evidence=t.evidence,
                                 tz=tz, resolution_s=resolution, chart_points=chart_points,
                                 progress=progress, compresslevel=6 if compact else 1)
         _report(out, started, as_json, kind="string_report", blocks=len(t.series), result=t.outcome.result,
-                all_verified=all(e.verified for e in t.evidence))
+                all_verified=all(e.verified for e in t.evidence), evidence=t.outcome.evidence_status,
+                verified_only=t.outcome.verified_only, evidence_statement=t.outcome.evidence_statement,
+                excluded=[{"file": f, "serial": s or None, "reason": r, "message": m}
+                          for f, s, r, m in t.outcome.excluded])
+        if not as_json:
+            click.echo(f"evidence: {t.outcome.evidence_statement}")
 
 
 @export.command()

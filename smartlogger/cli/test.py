@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -28,10 +30,12 @@ from smartlogger.analysis.inputs import (
     read_datasheet_csv,
     read_load_csv,
 )
-from smartlogger.analysis.loading import block_log_from_logfile, expand_paths
+from smartlogger.analysis.loading import expand_paths, load_test_files
 from smartlogger.analysis.results import TestResult, json_schema, to_dict
 from smartlogger.analysis.trend import block_trends
+from smartlogger.cli.logfile import trust_option
 from smartlogger.cli.options import CURRENT, POWER, DurationType
+from smartlogger.logfile.trust import load_trust
 from smartlogger.quantities import Current, Power, format_duration, parse_resistance, parse_voltage
 
 
@@ -96,13 +100,19 @@ def _load(load: Current | None, load_power: Power | None, load_csv: str | None,
 @click.option("--test-id", default="", help="test id to put in the results")
 @click.option("--json", "as_json", is_flag=True, help="print the results JSON")
 @click.option("--out", type=click.Path(dir_okay=False), help="also write the results JSON to this file")
+@trust_option
 def analyze(paths: tuple[str, ...], load: Current | None, load_power: Power | None, load_csv: str | None,
             load_time_column: str | None, load_time_format: str, load_timezone: str | None,
             load_current_column: str | None, load_power_column: str | None, load_decimal: str | None,
             load_out_of_order: str, rated_time: float | None, datasheet: str | None, end_voltage: str | None,
             blocks: int | None, reference_temp: float, method: str, ir_reference: str | None, ir_warn: float,
-            ir_fail: float, test_id: str, as_json: bool, out: str | None) -> None:
-    """Analyse the capacity test in DIR_OR_FILES (.slog files, one per logger)."""
+            ir_fail: float, test_id: str, as_json: bool, out: str | None, trust_file: str | None) -> None:
+    """Analyse the capacity test in DIR_OR_FILES (.slog files; several pulls of a logger are merged).
+
+    Every file is verified first: tampered and unreadable files are excluded and named, unsigned
+    or simulated files are never merged into a logger's signed (or hardware) data, and the
+    result says whether it rests on verified evidence only.
+    """
     csv_fmt = LoadCsvFormat(time_column=load_time_column, time_format=load_time_format, timezone=load_timezone,
                             current_column=load_current_column, power_column=load_power_column,
                             decimal=load_decimal, disorder=load_out_of_order)  # type: ignore[arg-type]
@@ -118,20 +128,24 @@ def analyze(paths: tuple[str, ...], load: Current | None, load_power: Power | No
         test_id=test_id,
     )
     files = expand_paths(paths)
+    trust = load_trust(trust_file) if trust_file else None
     err = Console(stderr=True)
     with Progress(console=err, transient=True, disable=as_json or len(files) < 8) as progress:
-        task = progress.add_task("loading logfiles", total=len(files))
-        logs = []
-        for f in files:
-            logs.append(block_log_from_logfile(f))
-            progress.advance(task)
+        task = progress.add_task("verifying and loading logfiles", total=len(files))
+
+        def each() -> Iterator[Path]:
+            for f in files:
+                yield f
+                progress.advance(task)
+
+        loaded = load_test_files(each(), trust=trust)
     if ir_fail < ir_warn:
         raise MetadataError("ir_fail", f"--ir-fail {ir_fail:g} % is below --ir-warn {ir_warn:g} %")
     opts = AnalysisOptions(method=method,  # type: ignore[arg-type]
                            resistance_reference_mohm=(parse_resistance(ir_reference) * 1000.0
                                                       if ir_reference is not None else None),
                            resistance_warn_pct=ir_warn, resistance_fail_pct=ir_fail)
-    result = analyze_test(logs, meta, opts)
+    result = analyze_test(loaded.logs, meta, opts, excluded=loaded.excluded)
     text = result.to_json()
     if out is not None:
         Path(out).write_text(text + "\n", encoding="utf-8")
@@ -200,6 +214,9 @@ def print_summary(r: TestResult, console: Console) -> None:
     """The technician's summary: the discharge, the string capacity, one row per block."""
     if r.markers:
         console.print(f"[bold magenta]{' '.join(r.markers)} DATA[/] - not evidence from real hardware")
+    ev = r.evidence
+    colour = "green" if ev.verified_only else "red" if ev.status in ("unsigned", "unchecked") else "magenta"
+    console.print(f"[bold {colour}]Evidence:[/] {escape(ev.statement)}")
     d, c = r.discharge, r.capacity
     console.print(
         f"Load: {r.load}; discharge {format_duration(d.duration_s)} ({d.end_reason.replace('_', ' ')}), "
@@ -219,7 +236,8 @@ def print_summary(r: TestResult, console: Console) -> None:
             f"(K_T {c.k_t}, {c.temperature_c} C, rated time {format_duration(c.rated_time_s)})"
         )
     table = Table(title=f"{len(r.blocks)} of {r.string_blocks} blocks")
-    for col in ("pos", "serial", "to end", "Ah", "%cap", "SOH%", "rank", "IR mΩ", "yellow", "red", "notes"):
+    for col in ("pos", "serial", "to end", "Ah", "%cap", "SOH%", "rank", "IR mΩ", "yellow", "red", "evidence",
+                "notes"):
         table.add_column(col, justify="right" if col not in ("serial", "notes") else "left",
                          no_wrap=col != "notes")
     for b in r.blocks:
@@ -235,6 +253,7 @@ def print_summary(r: TestResult, console: Console) -> None:
             _pct(b.capacity_pct, b.lower_bound), _pct(b.soh_pct, b.lower_bound), str(b.rank or "-"),
             _ir(b.resistance_mohm, b.resistance_uncertainty_mohm, b.resistance_status),
             f"[yellow]{b.yellow}[/]" if b.yellow else "0", f"[red]{b.red}[/]" if b.red else "0",
+            b.evidence.status if b.evidence.status == "verified" else f"[bold]{b.evidence.status}[/]",
             ", ".join(notes),
         )
     console.print(table)
@@ -251,3 +270,6 @@ def print_summary(r: TestResult, console: Console) -> None:
         console.print(f"alignment uncertainty <= {r.alignment_uncertainty_ms:.0f} ms")
     for w in r.warnings:
         console.print(f"[yellow]warning:[/] {w}")
+    for f in r.excluded:
+        console.print(f"[red]excluded:[/] {escape(f.file)} ({f.serial or 'unknown logger'}): "
+                      f"{f.reason}: {escape(f.message)}")

@@ -12,14 +12,17 @@ same functions with the bytes from its file store.
 
 Imports of ``logfile`` and ``analysis`` are here only, so the writers stay
 testable with plain values. Verification never raises: a file that fails is
-exported with its failure written in red on the Summary/Evidence sheets.
+exported with its failure written in red on the Summary/Evidence sheets. A test's
+logfiles are loaded as evidence (``analysis.loading.load_test_files``): tampered and
+unreadable files, and a logger's unsigned or simulated files beside its signed ones,
+are excluded from the analysis, the charts and the Data sheet, and named.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,7 @@ from smartlogger.analysis.align import align_block
 from smartlogger.analysis.analyze import analyze_test
 from smartlogger.analysis.exceedances import find_exceedances
 from smartlogger.analysis.inputs import BlockLog, TestMetadata, load_from_quantity
-from smartlogger.analysis.loading import block_logs_from_logfiles
+from smartlogger.analysis.loading import LoadedTest, load_test_files
 from smartlogger.analysis.results import TestResult
 from smartlogger.errors import ExportError
 from smartlogger.export.inputs import (
@@ -43,6 +46,7 @@ from smartlogger.export.inputs import (
 )
 from smartlogger.export.longterm import daily_rows
 from smartlogger.logfile import Logfile, load_events, load_samples, read_logfile, verify_logfile
+from smartlogger.logfile.evidence import Authority
 from smartlogger.logfile.verify import VerifyReport
 from smartlogger.model import (
     ConfigChange,
@@ -131,6 +135,22 @@ def evidence_from_report(report: VerifyReport, file: str) -> EvidenceRow:
                        verdict=report.verdict)
 
 
+def evidence_rows_of(loaded: LoadedTest) -> list[EvidenceRow]:
+    """One ``EvidenceRow`` per file of a loaded test: used files first (in block order), then
+    the excluded ones, each saying whether and why it was not used."""
+    rows = []
+    for f in loaded.files:
+        name = Path(f.file).name
+        report = loaded.reports.get(f.file)
+        if report is not None:
+            row = evidence_from_report(report, name)
+        else:
+            row = EvidenceRow(name, f.sha256 or "", f.serial or "", False, f"{f.status.upper()}: {f.message}",
+                              status=f.status, verdict=f.message)
+        rows.append(replace(row, used=f.used, excluded_because="" if f.used else f"{f.reason}: {f.message}"))
+    return rows
+
+
 def _yes_no(v: bool | None) -> str:
     return "-" if v is None else "valid" if v else "INVALID"
 
@@ -170,11 +190,13 @@ def _config_of(lf: Logfile) -> tuple[LoggerConfig, list[ConfigChange]]:
     return changes[-1].config, changes
 
 
-def logger_export_inputs(source: LogfileSource, *, name: str | None = None) -> LoggerExportInputs:
-    """Read and verify one logfile; samples in device time (as the logger recorded them).
-    ``name``: what the workbook calls the file (default: its file name, else the serial)."""
+def logger_export_inputs(source: LogfileSource, *, name: str | None = None,
+                         trust: Sequence[Authority] | None = None) -> LoggerExportInputs:
+    """Read and verify one logfile (``trust``: the verifier's trust list); samples in device time
+    (as the logger recorded them). ``name``: what the workbook calls the file (default: its file
+    name, else the serial)."""
     lf, name = _read(source, name)
-    report = verify_logfile(lf)
+    report = verify_logfile(lf, trust=trust)
     t, mv, dc = load_samples(lf)
     if len(t) == 0:
         raise ExportError(f"{name}: the logfile holds no samples")
@@ -187,11 +209,12 @@ def logger_export_inputs(source: LogfileSource, *, name: str | None = None) -> L
     return LoggerExportInputs(series, exceedances_of(series), evidence_from_report(report, name))
 
 
-def longterm_inputs(source: LogfileSource, *, tz: str = "UTC", name: str | None = None) -> LongtermData:
+def longterm_inputs(source: LogfileSource, *, tz: str = "UTC", name: str | None = None,
+                    trust: Sequence[Authority] | None = None) -> LongtermData:
     """A blackbox logfile as ``LongtermData``: daily rows from the summary stream's
     ``DailySummary`` records where present, otherwise computed from the samples."""
     lf, name = _read(source, name)
-    report = verify_logfile(lf)
+    report = verify_logfile(lf, trust=trust)
     config, changes = _config_of(lf)
     t, mv, dc = load_samples(lf)
     samples = None
@@ -251,7 +274,7 @@ def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
                                    None if b.min_voltage_v is None else round(b.min_voltage_v * 1000),
                                    None if b.max_temperature_c is None else round(b.max_temperature_c * 10),
                                    status, b.label, note, b.resistance_mohm,
-                                   b.resistance_uncertainty_mohm, b.resistance_status))
+                                   b.resistance_uncertainty_mohm, b.resistance_status, evidence=b.evidence.status))
         for e in b.exceedances:
             exceed.append(_row_from_interval(b.serial, log.config, Quantity(e.quantity), Side(e.side),
                                              Level(e.level), e.start_ms, e.duration_s, e.worst,
@@ -280,6 +303,9 @@ def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
             f"warning above +{result.resistance_rule.get('warn_pct', 0):g} %, fail above "
             f"+{result.resistance_rule.get('fail_pct', 0):g} %" if result.resistance_reference_mohm is not None
             else ""),
+        evidence_status=result.evidence.status, evidence_statement=result.evidence.statement,
+        verified_only=result.evidence.verified_only,
+        excluded=[(f.file, f.serial or "", f.reason, f.message) for f in result.excluded],
     )
     return outcome, series, exceed
 
@@ -308,29 +334,29 @@ class TestReportInputs:
 def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *, result: TestResult | None = None,
                        load: Current | Power | None = None, rated_time_s: float | None = None,
                        end_v_per_cell: float | None = None, end_voltage: Voltage | None = None,
-                       where: str = "test") -> TestReportInputs:
+                       where: str = "test", trust: Sequence[Authority] | None = None,
+                       registered_keys: dict[str, str] | None = None) -> TestReportInputs:
     """Read and verify a test's logfiles (``(name, bytes or Logfile)``; the name is what the
     Evidence sheet calls the file) and put them with the test's result.
 
+    Loading is ``analysis.loading.load_test_files`` (``trust``, ``registered_keys``): tampered
+    and unreadable files are excluded and named, and no logger's signed data is merged with its
+    unsigned or simulated files; the Evidence sheet lists every file, used or not.
     ``result`` is used as is when given (what the API stored, or a ``result.json``);
     otherwise the test is analysed, with the load and rated time taken from the
-    arguments or else from the logfiles' test metadata (keys ``load``, ``rated_time``,
+    arguments or else from the used logfiles' test metadata (keys ``load``, ``rated_time``,
     ``end_voltage`` (per cell, block or string) or ``end_v_per_cell``, ``test_id``).
     ``where`` names the test in error messages.
     """
-    decoded = []
-    evidence = []
+    loaded = load_test_files(logfiles, trust=trust, registered_keys=registered_keys)
+    if not loaded.logs and not loaded.excluded:
+        raise ExportError(f"{where}: no logfiles")
+    logs = loaded.logs
+    evidence = evidence_rows_of(loaded)
     test_meta: dict[str, str] = {}
-    for name, source in logfiles:
-        lf, name = _read(source, name)
-        evidence.append(evidence_from_report(verify_logfile(lf), name))
-        decoded.append(lf)
+    for lf in loaded.used_logfiles():  # the phone's metadata of the files whose data is used (never signed)
         for k, v in lf.metadata.test.items():
             test_meta.setdefault(k, v)
-    if not decoded:
-        raise ExportError(f"{where}: no logfiles")
-    # One log per logger: several pulls of one logger are merged by sequence number.
-    logs = block_logs_from_logfiles(decoded)
     if result is None:
         if load is None and test_meta.get("load"):
             load = parse_load(test_meta["load"], field="logfile test metadata 'load'")
@@ -350,7 +376,7 @@ def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *
             ev = end_v_per_cell
         meta = TestMetadata(load_from_quantity(load), rated_time_s=rated_time_s,
                             end_v_per_cell=ev, end_voltage=end_voltage, test_id=test_meta.get("test_id", ""))
-        result = analyze_test(logs, meta)
+        result = analyze_test(logs, meta, excluded=loaded.excluded)
     outcome, series, exceed = string_report_inputs(result, logs, evidence)
     if test_meta.get("site"):
         outcome = StringTestOutcome(**{**outcome.__dict__, "site": test_meta["site"]})
@@ -359,7 +385,8 @@ def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *
 
 def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | None = None,
                   rated_time_s: float | None = None, end_v_per_cell: float | None = None,
-                  end_voltage: Voltage | None = None) -> TestReportInputs:
+                  end_voltage: Voltage | None = None, trust: Sequence[Authority] | None = None,
+                  registered_keys: dict[str, str] | None = None) -> TestReportInputs:
     """``report_inputs_from_logfiles`` of every ``*.slog`` in ``directory`` (the command line's folder).
 
     A ``result.json`` in the directory (``TestResult`` JSON) is used as is; otherwise the
@@ -375,4 +402,5 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | 
     result = TestResult.from_json(result_file.read_text(encoding="utf-8")) if result_file.exists() else None
     return report_inputs_from_logfiles(((f.name, f) for f in files), result=result, load=load,
                               rated_time_s=rated_time_s, end_v_per_cell=end_v_per_cell,
-                              end_voltage=end_voltage, where=str(d))
+                              end_voltage=end_voltage, where=str(d), trust=trust,
+                              registered_keys=registered_keys)

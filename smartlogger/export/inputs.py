@@ -169,7 +169,9 @@ class BlockOutcome:
     """One block's result in a capacity test.
 
     ``capacity_pct`` is the delivered capacity in % of rated (None if it could not
-    be determined); ``status`` is one of "ok", "warning", "alarm" (the traffic light).
+    be determined); ``status`` is one of "ok", "warning", "alarm" (the traffic light);
+    ``evidence`` what the block's numbers rest on ("verified", "simulated", "unsigned",
+    "unchecked"; "" when not known).
     """
 
     position: int
@@ -185,6 +187,7 @@ class BlockOutcome:
     resistance_mohm: float | None = None  # internal (DC step) resistance, mOhm
     resistance_uncertainty_mohm: float | None = None  # its standard uncertainty, mOhm
     resistance_status: str | None = None  # "ok", "warning", "fail" against the test's reference
+    evidence: str = ""
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,13 @@ class StringTestOutcome:
     site: str = ""
     start_found: str = ""  # how the discharge start and end were found, in words
     resistance_reference: str = ""  # e.g. "4.95 mOhm (string median); warning +20 %, fail +50 %"
+    #: What the result rests on (``analysis.results.TestEvidence``): the weakest block's status,
+    #: the statement in words, whether it is verified hardware evidence only, and the files not
+    #: used as ``(file, serial, reason, message)``.
+    evidence_status: str = ""
+    evidence_statement: str = ""
+    verified_only: bool = False
+    excluded: Sequence[tuple[str, str, str, str]] = ()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ Owns ``write_string_report`` / ``build_string_report`` and ``align_blocks``.
 Sheets, in order:
 
 - "Summary": result, capacity % and the method, duration, load, temperature
-  correction, weakest blocks, and the traffic-light table of all blocks
+  correction, weakest blocks, what the result rests on (the evidence statement,
+  green only for verified hardware evidence), the traffic-light table of all blocks
+  with each block's evidence, and the logfiles excluded from the analysis
   (conditional formatting: capacity < 80 % red, < 90 % yellow, else green;
   status alarm/warning/ok in the same colours).
 - "Overview": all blocks' voltages on one chart (shared reduced time base) and
@@ -125,7 +127,7 @@ def _block_name(s: SampleSeries) -> str:
 
 def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[SampleSeries],
                   window: Window, n_exceed: int) -> None:
-    L.set_widths(ws, [22, 18, 16, 14, 14, 16, 12, 12, 10, 12, 12, 10, 40])
+    L.set_widths(ws, [22, 18, 16, 14, 14, 16, 12, 12, 10, 12, 12, 10, 40, 12])
     L.print_setup(ws)
     L.title(ws, f"Capacity test {outcome.test_id}")
     L.banner(ws, {m for s in series for m in s.identity.markers}, width=10)
@@ -150,12 +152,17 @@ def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[
         ("Weakest blocks (position)", weak),
         ("Threshold exceedances", n_exceed),
     ], fills={"Result": result_fill})
+    if outcome.evidence_statement:
+        # What a court could rely on: green only when every block rests on verified hardware evidence.
+        ws.append([L.cell(ws, "Evidence", font=L.BOLD),
+                   L.cell(ws, outcome.evidence_statement, fill=L.evidence_fill(
+                       "verified" if outcome.verified_only else outcome.evidence_status or "unchecked"))])
     for note in outcome.notes:
         ws.append([L.cell(ws, note)])
     L.section(ws, "All blocks")
     header_row = ws.rows_written + 1
     headers = ["Position", "Serial", "Label", "Capacity %", "Delivered Ah", "End time (min)",
-               "Min V", "Max C", "Status", "IR (mOhm)", "IR +/- (mOhm)", "IR status", "Note"]
+               "Min V", "Max C", "Status", "IR (mOhm)", "IR +/- (mOhm)", "IR status", "Note", "Evidence"]
     rows = []
     for b in sorted(outcome.blocks, key=lambda b: b.position):
         rows.append([b.position, b.serial, b.label or None,
@@ -167,7 +174,7 @@ def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[
                      b.status,
                      None if b.resistance_mohm is None else round(b.resistance_mohm, 3),
                      None if b.resistance_uncertainty_mohm is None else round(b.resistance_uncertainty_mohm, 3),
-                     b.resistance_status or None, b.note or None])
+                     b.resistance_status or None, b.note or None, b.evidence or None])
     n = L.table(ws, headers, rows, formats=[None, None, None, "0.0", "0.00", "0.0", "0.000", "0.0", None,
                                             "0.000", "0.000"])
     if n:
@@ -187,11 +194,20 @@ def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[
         irs = f"L{first}:L{last}"
         for word, fill in (("fail", L.ALARM_FILL), ("warning", L.WARNING_FILL), ("ok", L.OK_FILL)):
             ws.conditional_formatting.add(irs, FormulaRule(formula=[f'L{first}="{word}"'], fill=fill))
+        ev_col = f"N{first}:N{last}"
+        for word in ("verified", "simulated", "unsigned", "unchecked"):
+            ws.conditional_formatting.add(ev_col, FormulaRule(formula=[f'N{first}="{word}"'],
+                                                              fill=L.evidence_fill(word)))
     ws.append([])
     ws.append([L.cell(ws, f"Traffic light: capacity below {REPLACE_PCT:g} % of rated = replace (red), "
-                          f"below {WARN_PCT:g} % = watch (yellow), otherwise green.")])
+                          f"below {WARN_PCT:g} % = watch (yellow), otherwise green. Evidence: verified = "
+                          "hardware evidence (green); simulated / unsigned data is not evidence.")])
     ws.append([L.cell(ws, "IR: internal (DC step) resistance of the block from the load steps of the test "
                           "(+/- one standard uncertainty); IR status against the reference above.")])
+    if outcome.excluded:
+        L.section(ws, "Logfiles excluded from the analysis")
+        L.table(ws, ["Logfile", "Serial", "Reason", "Why"], [list(e) for e in outcome.excluded],
+                row_fills=[L.ALARM_FILL for _ in outcome.excluded])
 
 
 def write_evidence(ws: L.TextSheet, evidence: Sequence[EvidenceRow]) -> None:

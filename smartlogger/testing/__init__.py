@@ -7,6 +7,9 @@ downstream users need to exercise smartlogger, kept apart from the product.
   docs/LOGFILE_FORMAT.md, the fuzzer's seeds);
 - ``tamper``: every way of altering a logfile that ``verify`` must catch;
 - ``synthetic``: capacity tests with exactly known truth (closed-form curve, drifting clocks);
+- ``evidence_cases``: a capacity test as pulled logfiles (hardware loggers under a throwaway
+  production root, or simulated) and every forged file the analysis and the server must
+  withstand (forged simulated, tampered, relabelled, unsigned continuation, older pull, clone);
 - ``powerloss``: the blackbox power-loss sweep harness (crash copies of the flash before
   every operation, remount, re-check the invariants).
 

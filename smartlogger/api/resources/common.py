@@ -36,6 +36,12 @@ def server_key() -> ServerKey:
     return key
 
 
+def trust() -> tuple[Any, ...]:
+    """The trust list logfiles are verified against (``TRUST_FILE``)."""
+    roots: tuple[Any, ...] = current_app.extensions["smartlogger_trust"]
+    return roots
+
+
 def org_id() -> int:
     return current().org_id
 

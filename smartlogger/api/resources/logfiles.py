@@ -34,6 +34,7 @@ from smartlogger.api.resources.common import (
     scoped,
     server_key,
     session,
+    trust,
     uploader,
 )
 from smartlogger.api.resources.tests import schedule_if_complete
@@ -107,7 +108,7 @@ def upload(args: dict[str, Any]) -> Any:
     row, created = ingest_logfile(session(), files(), server_key(), uploader(), data,
                                   test_id=args["test_id"], logger_ids=app.extensions["smartlogger_logger_ids"],
                                   on_check_job=lambda job_id: submit_check(app, job_id),
-                                  autocommit=upload_engine(app))
+                                  autocommit=upload_engine(app), trust=trust())
     if row.test_id is not None:
         t = session().get(CapacityTest, row.test_id)
         if t is not None:
