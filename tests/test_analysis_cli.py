@@ -66,7 +66,7 @@ def test_analyze_json_matches_schema(test_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--load", "10A", "--load-power", "100W"], "exactly one of"),
+    (["--load", "10A", "--load-power", "100W"], "only one of"),
     (["--load", "10A", "--rated-time", "3fortnights"], "--rated-time: '3fortnights': unknown time unit"),
     (["--load", "10A", "--end-voltage", "10.5"], "10.5V/block"),
     (["--load", "ten"], "--load: 'ten' is not a current"),

@@ -228,8 +228,8 @@ def test_function_level_imports_say_why() -> None:
 
 
 #: Stdlib-level modules every part may use: value types, the error tree, the quantity parsers,
-#: the time-series CSV reader, and the dependency adapters.
-SHARED = {"model", "errors", "quantities", "csvseries", "compat"}
+#: the time-series CSV reader, the test metadata file, and the dependency adapters.
+SHARED = {"model", "errors", "quantities", "csvseries", "testinfo", "compat"}
 
 #: docs/ARCHITECTURE.md: which parts a part may import (beyond ``SHARED`` and itself).
 ALLOWED = {
@@ -237,6 +237,7 @@ ALLOWED = {
     "errors": set(),
     "quantities": set(),
     "csvseries": set(),
+    "testinfo": set(),
     "compat": set(),
     "protocol": {"wire"},
     "wire": set(),

@@ -16,7 +16,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -205,6 +205,15 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         raise MetadataError("logs", f"no usable logfile: all {len(excluded)} were excluded ("
                             + "; ".join(f"{f.file}: {f.reason}" for f in excluded[:5])
                             + ("; ..." if len(excluded) > 5 else "") + ")")
+    if meta.string_blocks is None and excluded:
+        # Loggers of this string excluded for their data are still blocks of the string (their
+        # positions are missing): an excluded logger never shrinks the string. Files of another
+        # test, or that said nothing of their logger, do not count.
+        ours = [f for f in excluded if f.serial and f.reason not in ("other_test", "not_a_logfile")]
+        serials = {log.serial for log in logs} | {f.serial for f in ours}
+        highest = max([log.position for log in logs] + [f.position for f in ours])
+        if max(len(serials), highest) > max([len(logs), *(log.position for log in logs)]):
+            meta = replace(meta, string_blocks=max(len(serials), highest))
     ordered, n_string, missing, chem = _validate_logs(logs, meta)
     warnings: list[str] = []
     if len(ordered) < n_string:

@@ -20,8 +20,10 @@ merge rules (``analysis.evidence``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +39,8 @@ from smartlogger.analysis.results import FileEvidence
 from smartlogger.errors import LogfileError
 from smartlogger.logfile.container import Logfile
 from smartlogger.logfile.evidence import Authority
-from smartlogger.logfile.format import read_logfile
+from smartlogger.logfile.format import MAGIC, read_logfile
+from smartlogger.logfile.gen1 import MAGIC as GEN1_MAGIC
 from smartlogger.logfile.verify import VerifyReport, verify_logfile
 from smartlogger.model import ClockSet, ConfigChange, Record
 
@@ -112,7 +115,10 @@ def _block_log(files: list[Logfile], name: str) -> BlockLog:
     if config is None and history:
         config = history[-1].config
     if config is None:
-        raise MetadataError(f"logs[{name}]", "the logfile holds no logger configuration")
+        ranges = ", ".join(f"seq {lf.streams[0].anchor_seq}..{lf.streams[0].next_seq - 1}"
+                           if lf.streams and lf.streams[0].records else "no records" for lf in files)
+        raise MetadataError(f"logs[{name}]", f"the pulls of {newest.identity.serial} hold no logger "
+                            f"configuration ({ranges}): its earlier pull is missing from the folder")
     meta = newest.metadata
     if config.block_position == 0 and meta.block_position:
         config = config.with_changes(block_position=meta.block_position)
@@ -152,17 +158,21 @@ NamedSource = str | os.PathLike[str] | tuple[str, Source]
 
 
 def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority] | None = None,
-                    registered_keys: Mapping[str, str] | None = None) -> LoadedTest:
+                    registered_keys: Mapping[str, str] | None = None, test_id: str | None = None) -> LoadedTest:
     """Verify and load every logfile of a test; exclude what must not be used (see module docstring).
 
     ``trust``: the verifier's trust list (default: the production root). ``registered_keys``:
     serial -> device-key fingerprint the server holds for that logger (custody); signed files
-    under another key are excluded. Never raises for a bad file: it becomes an exclusion
-    record. Raises ``MetadataError`` only for files that pass every check yet cannot be one
+    under another key are excluded. The same bytes given twice (a copied file) count once. A
+    file that is not a logfile at all is ``not_a_logfile`` (named for what it looks like: a
+    renamed workbook, a text file). A logger programmed for another test than ``test_id`` (or,
+    without it, than a clear majority of the string) is ``other_test``: a logger from another
+    job. Never raises for a bad file: it becomes an exclusion record. Raises ``MetadataError`` only for files that pass every check yet cannot be one
     logger's log (two verified pulls disagreeing on a record).
     """
     out = LoadedTest()
     by_serial: dict[str, list[ev.Candidate]] = {}
+    seen: set[str] = set()
     for source in sources:
         name, data = _named(source)
         if isinstance(data, OSError):
@@ -173,12 +183,22 @@ def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority
             lf, digest = data, data.sha256
         else:
             digest = hashlib.sha256(data).hexdigest()
+            if digest in seen:
+                continue  # the same bytes again (a copied file): one pull
+            if not data.startswith((MAGIC[:4], GEN1_MAGIC)):
+                out.excluded.append(ev.file_record(
+                    name, digest, None, used=False, reason="not_a_logfile",
+                    message=f"not a smartlogger logfile{_looks_like(data)} ({len(data)} bytes)"))
+                continue
             try:
                 lf = read_logfile(data, check_hash=False, decode=False)
             except LogfileError as err:
                 out.excluded.append(ev.file_record(name, digest, None, used=False, reason="unreadable",
                                                    message=f"not a readable logfile: {err}"))
                 continue
+        if digest in seen:
+            continue
+        seen.add(digest)
         report = verify_logfile(lf, trust=trust)
         out.reports[name] = report
         position = lf.metadata.block_position or next(
@@ -211,7 +231,39 @@ def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority
         log.evidence = ev.block_evidence(used, dropped)
         out.logs.append(log)
         out.logfiles.update((c.name, c.logfile) for c in used)
+    _exclude_other_tests(out, test_id)
     return out
+
+
+def _looks_like(data: bytes) -> str:
+    """What a file that is not a logfile seems to be, for the message."""
+    if data.startswith(b"PK\x03\x04"):
+        return " (a ZIP container: a workbook or an archive renamed to .slog?)"
+    if data[:5] == b"%PDF-":
+        return " (a PDF)"
+    head = data[:64]
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return " (a text file)"
+    return ""
+
+
+def _exclude_other_tests(out: LoadedTest, test_id: str | None) -> None:
+    """Leave out loggers programmed for another test (a logger from another job in the folder)."""
+    if not test_id:
+        ids = Counter(log.config.test_id for log in out.logs if log.config.test_id)
+        if not ids:
+            return
+        test_id, n = ids.most_common(1)[0]
+        if n * 2 <= len(out.logs):
+            return  # no clear majority speaks for the string
+    for log in list(out.logs):
+        if log.config.test_id and log.config.test_id != test_id:
+            out.logs.remove(log)
+            message = f"programmed for test {log.config.test_id!r}, not {test_id!r} (a logger from another job?)"
+            for f in (log.evidence.files if log.evidence is not None else []):
+                if f.used:
+                    out.excluded.append(dataclasses.replace(f, used=False, reason="other_test", message=message))
+                    out.logfiles.pop(f.file, None)
 
 
 def _named(source: NamedSource) -> tuple[str, bytes | Logfile | OSError]:

@@ -192,25 +192,35 @@ def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, fu
     outcome = _run(virtual, sim_blocks, body, adapter)
     if as_json:
         click.echo(json.dumps({
-            "pulled": {s: {"records": len(r.streams[0].records), "file": str(r.path),
+            "pulled": {s: {"records": len(r.streams[0].records), "file": str(r.path) if r.path else None,
                            "status": r.status, "verified": r.status == "verified",
                            "transfer_complete": r.verified, "marked_read": r.marked_read,
                            "connections": r.connections,
                            "clock_offset_ms": r.clocks[-1].offset_ms if r.clocks else None}
                        for s, r in sorted(outcome.results.items())},
+            "nothing_new": sorted(outcome.nothing_new),
             "failed": outcome.failures}, indent=1))
     else:
-        click.echo(f"{len(outcome.results)} pulled into {out_dir}, {len(outcome.failures)} failed")
+        new = len(outcome.written)
+        same = len(outcome.nothing_new)
+        click.echo(f"{len(outcome.results)} pulled into {out_dir}: {new} with new records"
+                   + (f", {same} with nothing new since the last pull (no file written)" if same else "")
+                   + f"; {len(outcome.failures)} failed")
         by_status: dict[str, list[str]] = {}
         for s, r in sorted(outcome.results.items()):
             by_status.setdefault(r.status or "not saved", []).append(s)
         for status, serials in sorted(by_status.items()):
             note = {"verified": "hardware evidence",
                     "simulated": "SIMULATED/REPLAYED loggers: intact, not evidence",
-                    "unsigned": "nothing signed them: not evidence"}.get(status, "NOT marked read: no reset")
+                    "unsigned": "nothing signed them: not evidence",
+                    "nothing new": "no new record since the last pull: no file written"
+                    }.get(status, "NOT marked read: no reset")
             click.echo(f"  {status}: {len(serials)} ({note})")
         for name, why in sorted(outcome.failures.items()):
             click.echo(f"  {name}: {why}", err=True)
+        if outcome.failures:
+            click.echo(f"  run the same command again to resume: {out_dir} keeps what each transfer got",
+                       err=True)
     if outcome.failures:
         raise SystemExit(3)
 

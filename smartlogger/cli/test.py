@@ -1,9 +1,17 @@
-"""``smartlogger test``: analyse a capacity test (thin wrapper over ``smartlogger.analysis``).
+"""``smartlogger test``: a capacity test's folder, its metadata and its analysis (thin wrappers).
 
-``test analyze DIR_OR_FILES (--load 20A | --load-power 4800W | --load-csv FILE)
-[--rated-time 3h | --datasheet FILE] [--end-voltage V/cell] [--json]`` loads the
-``.slog`` files, runs ``analysis.analyze.analyze_test`` and prints a summary
-table (or the results JSON). ``test schema`` prints the results JSON schema.
+One test, one place: a folder holds the pulled logfiles, ``test.json`` (what is stated about the
+test: site, string, battery, load, rated time, ...; ``smartlogger.testinfo``) and, once
+analysed, ``result.json``.
+
+- ``test new DIR [--site ... --string ... --blocks N --load 20A --rated-time 3h ...]`` creates
+  the folder's ``test.json``; ``test set DIR ...`` changes it; ``test show DIR`` prints it.
+- ``test analyze DIR`` analyses the logfiles with the metadata of ``DIR/test.json``, keeps the
+  result in ``DIR/result.json`` and prints a summary (or the JSON). Options given fill in what
+  ``test.json`` does not state and are recorded there; an option that contradicts it is an error
+  naming both values. Files that cannot be used are left out, named, and the rest analysed.
+  ``test analyze FILES...`` (or several folders) analyses without a folder to keep anything in.
+- ``test trend`` compares results of several tests; ``test schema`` prints the results schema.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -32,32 +41,48 @@ from smartlogger.analysis.inputs import (
 )
 from smartlogger.analysis.loading import expand_paths, load_test_files
 from smartlogger.analysis.results import TestResult, json_schema, to_dict
+from smartlogger.analysis.testfolder import folder_files, metadata_of, stale_reason
 from smartlogger.analysis.trend import block_trends
 from smartlogger.cli.logfile import trust_option
 from smartlogger.cli.options import CURRENT, POWER, DurationType
 from smartlogger.logfile.trust import load_trust
-from smartlogger.quantities import Current, Power, format_duration, parse_resistance, parse_voltage
+from smartlogger.quantities import (
+    Current,
+    Power,
+    Voltage,
+    format_duration,
+    parse_resistance,
+    parse_voltage,
+)
+from smartlogger.testinfo import (
+    RESULT_FILE,
+    TEST_FILE,
+    StatedOptions,
+    TestInfo,
+    TestInfoError,
+    adopt_options,
+)
 
 
 @click.group("test")
 def test() -> None:
-    """Analyse a capacity test: alignment, exceedances, capacity and SOH per block."""
+    """A capacity test: its folder and metadata, the analysis (alignment, exceedances, capacity
+    and SOH per block) and trends across tests."""
 
 
-def _load(load: Current | None, load_power: Power | None, load_csv: str | None,
-          csv_fmt: LoadCsvFormat) -> Load:
-    given = [x for x in (load, load_power, load_csv) if x is not None]
-    if len(given) != 1:
-        raise MetadataError("load", "give exactly one of --load, --load-power, --load-csv")
-    if load is not None:
-        return load_from_quantity(load)
-    if load_power is not None:
-        return load_from_quantity(load_power)
-    assert load_csv is not None
-    prof = read_load_csv(load_csv, csv_fmt)
-    for note in prof.notes:
-        click.echo(f"note: {load_csv}: {note}", err=True)
-    return prof
+def _console() -> Console:
+    # Piped or captured output gets room for the whole table; a terminal keeps its width.
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
+def _test_folder(paths: tuple[str, ...]) -> Path | None:
+    """The test folder when the command names exactly one folder."""
+    if len(paths) == 1 and Path(paths[0]).is_dir():
+        return Path(paths[0])
+    return None
+
+
+# --------------------------------------------------------------------------- analyze
 
 
 @test.command("analyze")
@@ -85,9 +110,9 @@ def _load(load: Current | None, load_power: Power | None, load_csv: str | None,
 @click.option("--end-voltage", metavar="VOLTAGE",
               help="end voltage per cell, block or string: 1.75V/cell, 10.5V/block, 252V/string (a bare number "
                    "is per cell; default by chemistry)")
-@click.option("--blocks", type=int, help="blocks in the string (to report missing loggers)")
-@click.option("--reference-temp", type=float, default=25.0, show_default=True,
-              help="temperature of the --rated-time rating, C")
+@click.option("--blocks", type=click.IntRange(1, 10000), help="blocks in the string (to report missing loggers)")
+@click.option("--reference-temp", type=float, default=None,
+              help="temperature of the --rated-time rating, C [default: 25]")
 @click.option("--method", type=click.Choice(["auto", "time_adjusted", "rate_adjusted"]), default="auto",
               show_default=True)
 @click.option("--ir-reference", metavar="RESISTANCE",
@@ -97,7 +122,7 @@ def _load(load: Current | None, load_power: Power | None, load_csv: str | None,
               help="internal resistance warning above the reference by this %")
 @click.option("--ir-fail", default=50.0, show_default=True, type=click.FloatRange(0, 1000), metavar="PCT",
               help="internal resistance fail above the reference by this %")
-@click.option("--test-id", default="", help="test id to put in the results")
+@click.option("--test-id", default=None, help="test id to put in the results")
 @click.option("--json", "as_json", is_flag=True, help="print the results JSON")
 @click.option("--out", type=click.Path(dir_okay=False), help="also write the results JSON to this file")
 @trust_option
@@ -105,40 +130,70 @@ def analyze(paths: tuple[str, ...], load: Current | None, load_power: Power | No
             load_time_column: str | None, load_time_format: str, load_timezone: str | None,
             load_current_column: str | None, load_power_column: str | None, load_decimal: str | None,
             load_out_of_order: str, rated_time: float | None, datasheet: str | None, end_voltage: str | None,
-            blocks: int | None, reference_temp: float, method: str, ir_reference: str | None, ir_warn: float,
-            ir_fail: float, test_id: str, as_json: bool, out: str | None, trust_file: str | None) -> None:
-    """Analyse the capacity test in DIR_OR_FILES (.slog files; several pulls of a logger are merged).
+            blocks: int | None, reference_temp: float | None, method: str, ir_reference: str | None,
+            ir_warn: float, ir_fail: float, test_id: str | None, as_json: bool, out: str | None,
+            trust_file: str | None) -> None:
+    """Analyse the capacity test in DIR (a test folder: its result is kept in DIR/result.json),
+    or in FILES (.slog files; several pulls of one logger are merged).
 
     Every file is verified first: tampered and unreadable files are excluded and named, unsigned
     or simulated files are never merged into a logger's signed (or hardware) data, and the
     result says whether it rests on verified evidence only.
     """
-    csv_fmt = LoadCsvFormat(time_column=load_time_column, time_format=load_time_format, timezone=load_timezone,
-                            current_column=load_current_column, power_column=load_power_column,
-                            decimal=load_decimal, disorder=load_out_of_order)  # type: ignore[arg-type]
-    the_load = _load(load, load_power, load_csv, csv_fmt)
+    if sum(x is not None for x in (load, load_power, load_csv)) > 1:
+        raise MetadataError("load", "give only one of --load, --load-power, --load-csv")
     if rated_time is not None and datasheet is not None:
         raise MetadataError("rated_time", "give either --rated-time or --datasheet, not both")
-    meta = TestMetadata(
-        the_load,
-        rated_time_s=rated_time,
-        datasheet=read_datasheet_csv(datasheet) if datasheet is not None else None,
-        end_voltage=parse_voltage(end_voltage) if end_voltage is not None else None,
-        string_blocks=blocks, reference_temperature_c=reference_temp,
-        test_id=test_id,
-    )
+    folder = _test_folder(paths)
+    err = Console(stderr=True)
+    profile: Load | None = None
+    if load_csv is not None:
+        csv_fmt = LoadCsvFormat(time_column=load_time_column, time_format=load_time_format,
+                                timezone=load_timezone, current_column=load_current_column,
+                                power_column=load_power_column, decimal=load_decimal,
+                                disorder=load_out_of_order)  # type: ignore[arg-type]
+        prof = read_load_csv(load_csv, csv_fmt)
+        for note in prof.notes:
+            err.print(f"note: {load_csv}: {escape(note)}")
+        profile = prof
+    ev: Voltage | None = parse_voltage(end_voltage) if end_voltage is not None else None
+    stated = StatedOptions(load=load if load is not None else load_power, rated_time_s=rated_time,
+                           datasheet=datasheet, end_voltage=ev, blocks=blocks, test_id=test_id,
+                           reference_temperature_c=reference_temp)
+    if folder is not None:
+        recorded = TestInfo.read(folder)
+        info, changed = adopt_options(recorded or TestInfo(), stated, folder)
+        if profile is not None and info.load:
+            raise TestInfoError("--load-csv", f"{load_csv} conflicts with the test's load {info.load} "
+                                              f"in {folder / TEST_FILE}; change the test with "
+                                              f"'smartlogger test set {folder} ...', or leave the option out")
+        meta = metadata_of(info, folder, load=profile)
+        if changed or recorded is None:
+            info.with_client_key().write(folder)
+            if not as_json:
+                err.print(f"recorded in {folder / TEST_FILE}: {', '.join(changed) or 'a new test'}")
+    else:
+        the_load = profile if profile is not None else (
+            load_from_quantity(stated.load) if stated.load is not None else None)
+        if the_load is None:
+            raise MetadataError("load", "give one of --load, --load-power, --load-csv")
+        meta = TestMetadata(
+            the_load, rated_time_s=rated_time,
+            datasheet=read_datasheet_csv(datasheet) if datasheet is not None else None,
+            end_voltage=ev, string_blocks=blocks,
+            reference_temperature_c=reference_temp if reference_temp is not None else 25.0,
+            test_id=test_id or "")
     files = expand_paths(paths)
     trust = load_trust(trust_file) if trust_file else None
-    err = Console(stderr=True)
     with Progress(console=err, transient=True, disable=as_json or len(files) < 8) as progress:
         task = progress.add_task("verifying and loading logfiles", total=len(files))
 
-        def each() -> Iterator[Path]:
+        def each() -> Iterator[tuple[str, Path]]:
             for f in files:
-                yield f
+                yield f.name if folder is not None else str(f), f
                 progress.advance(task)
 
-        loaded = load_test_files(each(), trust=trust)
+        loaded = load_test_files(each(), trust=trust, test_id=meta.test_id or None)
     if ir_fail < ir_warn:
         raise MetadataError("ir_fail", f"--ir-fail {ir_fail:g} % is below --ir-warn {ir_warn:g} %")
     opts = AnalysisOptions(method=method,  # type: ignore[arg-type]
@@ -147,17 +202,177 @@ def analyze(paths: tuple[str, ...], load: Current | None, load_power: Power | No
                            resistance_warn_pct=ir_warn, resistance_fail_pct=ir_fail)
     result = analyze_test(loaded.logs, meta, opts, excluded=loaded.excluded)
     text = result.to_json()
+    if folder is not None:
+        (folder / RESULT_FILE).write_text(text + "\n", encoding="utf-8")
     if out is not None:
         Path(out).write_text(text + "\n", encoding="utf-8")
     if as_json:
         click.echo(text)
-    else:
-        # Piped or captured output gets room for the whole table; a terminal keeps its width.
-        print_summary(result, Console() if sys.stdout.isatty() else Console(width=120))
+        return
+    print_summary(result, _console())
+    if folder is not None:
+        _console().print(f"result kept in {folder / RESULT_FILE}")
+
+
+# --------------------------------------------------------------------------- new / set / show
+
+
+def _info_options(f: Any) -> Any:
+    """The options of ``test new`` and ``test set``: everything ``test.json`` holds."""
+    opts = [
+        click.option("--name", help="what the test is called, e.g. 'Annual capacity test 2026'"),
+        click.option("--test-id", help="the test id written to the loggers by NFC (<= 32 bytes)"),
+        click.option("--site", help="site name, e.g. 'Data centre North'"),
+        click.option("--customer", help="the site's customer (who owns the battery)"),
+        click.option("--address", help="the site's address or room"),
+        click.option("--system", help="battery system, e.g. 'UPS A'"),
+        click.option("--system-kind", help="kind of system, e.g. UPS, telecom, switchgear"),
+        click.option("--string", "string_name", help="string name, e.g. 'String 1'"),
+        click.option("--blocks", type=click.IntRange(1, 10000), help="blocks in the string"),
+        click.option("--technician", help="who does the test"),
+        click.option("--company", help="the service company"),
+        click.option("--make", help="battery make"),
+        click.option("--model", help="battery model"),
+        click.option("--chemistry", type=click.Choice(["vrla", "flooded", "nicd", "lifepo4"]), help="battery chemistry"),
+        click.option("--block-voltage", type=click.FloatRange(1, 48), help="nominal block voltage, V"),
+        click.option("--rated-ah", type=click.FloatRange(0, 100000, min_open=True), help="rated capacity, Ah"),
+        click.option("--load", type=CURRENT, metavar="CURRENT", help="constant current of the test, e.g. 20A"),
+        click.option("--load-power", type=POWER, metavar="POWER", help="constant string power instead, e.g. 4.8kW"),
+        click.option("--rated-time", type=DurationType("h"), metavar="DURATION",
+                     help="rated time at this load to the end voltage, e.g. 3h"),
+        click.option("--datasheet", type=click.Path(exists=True, dir_okay=False),
+                     help="rated discharge table CSV (copied into the folder)"),
+        click.option("--end-voltage", metavar="VOLTAGE",
+                     help="end voltage per cell, block or string: 1.75V/cell, 10.5V/block, 252V/string"),
+        click.option("--reference-temp", type=float, help="temperature of the --rated-time rating, C"),
+        click.option("--tz", help="the site's time zone (IANA, e.g. Europe/Berlin)"),
+        click.option("--notes", help="free notes for the report"),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+_TEXT_FIELDS = {"name": ("name",), "test_id": ("test_id",), "site": ("site", "name"), "customer": ("site", "customer"),
+                "address": ("site", "address"), "system": ("system", "name"), "system_kind": ("system", "kind"),
+                "string_name": ("string", "name"), "technician": ("technician",), "company": ("company",),
+                "make": ("battery", "make"), "model": ("battery", "model"), "chemistry": ("battery", "chemistry"),
+                "block_voltage": ("battery", "block_voltage_v"), "rated_ah": ("battery", "rated_ah"),
+                "tz": ("tz",), "notes": ("notes",)}
+
+
+def _apply(info: TestInfo, folder: Path, kw: dict[str, Any], *, overwrite: bool) -> tuple[TestInfo, list[str]]:
+    if kw.get("load") is not None and kw.get("load_power") is not None:
+        raise click.UsageError("give --load (a current) or --load-power (a power), not both")
+    if kw.get("rated_time") is not None and kw.get("datasheet") is not None:
+        raise click.UsageError("give either --rated-time or --datasheet, not both")
+    stated = StatedOptions(load=kw["load"] if kw.get("load") is not None else kw.get("load_power"),
+                           rated_time_s=kw.get("rated_time"), datasheet=kw.get("datasheet"),
+                           end_voltage=parse_voltage(kw["end_voltage"]) if kw.get("end_voltage") else None,
+                           blocks=kw.get("blocks"),
+                           reference_temperature_c=kw.get("reference_temp"))
+    info, changed = adopt_options(info, stated, folder, overwrite=overwrite)
+    for key, path in _TEXT_FIELDS.items():
+        value = kw.get(key)
+        if value is None:
+            continue
+        target: Any = info
+        for part in path[:-1]:
+            target = getattr(target, part)
+        if getattr(target, path[-1]) != value:
+            setattr(target, path[-1], value)
+            changed.append(f"{'.'.join(path)}: {value}")
+    info.check(str(folder / TEST_FILE))
+    return info, changed
+
+
+@test.command("new")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@_info_options
+def new(folder: Path, **kw: Any) -> None:
+    """Create the test folder FOLDER with its test.json (pull the logs into it later).
+
+    Everything given here is used by 'test analyze FOLDER', 'export xlsx --test FOLDER',
+    'sync' (which creates the site, system, string and test on the server) and the report.
+    """
+    if (folder / TEST_FILE).exists():
+        raise TestInfoError("test", f"{folder / TEST_FILE} exists already: change it with "
+                                    f"'smartlogger test set {folder} ...'")
+    folder.mkdir(parents=True, exist_ok=True)
+    info, _ = _apply(TestInfo(), folder, kw, overwrite=False)
+    path = info.with_client_key().write(folder)
+    click.echo(f"created {path}")
+    _show(TestInfo.read(folder) or info, folder)
+
+
+@test.command("set")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_info_options
+def set_(folder: Path, **kw: Any) -> None:
+    """Change what FOLDER/test.json states; the test's result must then be analysed again."""
+    info = TestInfo.read(folder)
+    if info is None:
+        raise TestInfoError("test", f"{folder} has no {TEST_FILE}: create it with 'smartlogger test new {folder} ...'")
+    info, changed = _apply(info, folder, kw, overwrite=True)
+    if not changed:
+        click.echo("nothing changed")
+        return
+    info.with_client_key().write(folder)
+    click.echo(f"changed in {folder / TEST_FILE}: {', '.join(changed)}")
+    if (folder / RESULT_FILE).exists():
+        click.echo(f"the result in {folder / RESULT_FILE} is out of date: run 'smartlogger test analyze {folder}'")
+
+
+@test.command("show")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print test.json and the result's state as JSON")
+def show(folder: Path, as_json: bool) -> None:
+    """What FOLDER/test.json states, the logfiles in the folder and whether its result is current."""
+    info = TestInfo.read(folder)
+    if info is None:
+        raise TestInfoError("test", f"{folder} has no {TEST_FILE}: create it with 'smartlogger test new {folder} ...'")
+    if as_json:
+        click.echo(json.dumps({"test": info.to_dict(), "result": _result_state(folder, info)}, indent=1))
+        return
+    _show(info, folder)
+
+
+def _result_state(folder: Path, info: TestInfo) -> str:
+    result_file = folder / RESULT_FILE
+    if not result_file.exists():
+        return "not analysed"
+    result = TestResult.from_json(result_file.read_text(encoding="utf-8"))
+    why = stale_reason(result, folder_files(folder), info, folder)
+    return f"out of date: {why}" if why else "current"
+
+
+def _show(info: TestInfo, folder: Path) -> None:
+    rows = [("test", f"{info.name or '-'} (id {info.test_id or '-'})"),
+            ("site", ", ".join(x for x in (info.site.name, info.site.customer, info.site.address) if x) or "-"),
+            ("system", " ".join(x for x in (info.system.name, f"({info.system.kind})" if info.system.kind else "") if x) or "-"),
+            ("string", f"{info.string.name or '-'}, {info.string.blocks or '?'} blocks"),
+            ("battery", " ".join(x for x in (info.battery.make, info.battery.model, info.battery.chemistry,
+                                             f"{info.battery.block_voltage_v:g} V" if info.battery.block_voltage_v else "",
+                                             f"{info.battery.rated_ah:g} Ah" if info.battery.rated_ah else "") if x) or "-"),
+            ("load", info.load or "-"),
+            ("rating", f"rated time {info.rated_time}" if info.rated_time else
+             f"datasheet {info.datasheet}" if info.datasheet else "datasheet (inline)" if info.datasheet_csv else "-"),
+            ("end voltage", str(info.parsed_end_voltage()) if info.parsed_end_voltage() else "by chemistry"),
+            ("people", " / ".join(x for x in (info.technician, info.company) if x) or "-"),
+            ("time zone", info.tz or "UTC"),
+            ("logfiles", str(len(list(folder.glob("*.slog"))))),
+            ("result", _result_state(folder, info))]
+    if info.notes:
+        rows.append(("notes", info.notes))
+    for k, v in rows:
+        click.echo(f"{k:<12} {v}")
+
+
+# --------------------------------------------------------------------------- trend
 
 
 @test.command("trend")
-@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--by", type=click.Choice(["serial", "position", "both"]), default="both", show_default=True,
               help="identify a block by its logger, its string position, or both")
 @click.option("--ir-warn", default=20.0, show_default=True, type=click.FloatRange(0, 1000), metavar="PCT",
@@ -166,8 +381,14 @@ def analyze(paths: tuple[str, ...], load: Current | None, load_power: Power | No
               help="internal resistance fail above the block's own baseline by this %")
 @click.option("--json", "as_json", is_flag=True, help="print the trends as JSON")
 def trend(results: tuple[str, ...], by: str, ir_warn: float, ir_fail: float, as_json: bool) -> None:
-    """Capacity, SOH and internal resistance of each block across several results JSON files (from --out)."""
-    loaded = [TestResult.from_json(Path(p).read_text(encoding="utf-8")) for p in results]
+    """Capacity, SOH and internal resistance of each block across several tests: test folders
+    (their result.json) or results JSON files."""
+    loaded = []
+    for p in map(Path, results):
+        f = p / RESULT_FILE if p.is_dir() else p
+        if not f.exists():
+            raise MetadataError("results", f"{p} has no {RESULT_FILE}: run 'smartlogger test analyze {p}' first")
+        loaded.append(TestResult.from_json(f.read_text(encoding="utf-8")))
     trends = block_trends(loaded, by=by, warn_pct=ir_warn, fail_pct=ir_fail)  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps([to_dict(t) for t in trends], indent=2))
@@ -183,7 +404,7 @@ def trend(results: tuple[str, ...], by: str, ir_warn: float, ir_fail: float, as_
         irs = ", ".join("-" if p.resistance_mohm is None else f"{p.resistance_mohm:.2f}" for p in t.points)
         change = "-" if t.resistance_change_pct is None else _ir_change(t.resistance_change_pct, t.resistance_status)
         table.add_row(t.key, str(len(t.points)), caps, slope, _pct(t.latest_capacity_pct), when, irs, change)
-    (Console() if sys.stdout.isatty() else Console(width=120)).print(table)
+    _console().print(table)
 
 
 @test.command("schema")

@@ -33,6 +33,7 @@ from smartlogger.analysis.exceedances import find_exceedances
 from smartlogger.analysis.inputs import BlockLog, TestMetadata, load_from_quantity
 from smartlogger.analysis.loading import LoadedTest, load_test_files
 from smartlogger.analysis.results import TestResult
+from smartlogger.analysis.testfolder import folder_files, metadata_of, stale_reason
 from smartlogger.errors import ExportError
 from smartlogger.export.inputs import (
     BlockOutcome,
@@ -66,9 +67,7 @@ from smartlogger.quantities import (
     parse_load,
     parse_voltage,
 )
-
-#: Name of the analysis result a test folder may hold (``smartlogger test analyze --out``).
-RESULT_FILE = "result.json"
+from smartlogger.testinfo import RESULT_FILE, StatedOptions, TestInfo, adopt_options
 
 #: A logfile as the adapters take it: its bytes, or the file read already, or (a convenience
 #: of the command line) its path.
@@ -332,23 +331,26 @@ class TestReportInputs:
 
 
 def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *, result: TestResult | None = None,
-                       load: Current | Power | None = None, rated_time_s: float | None = None,
-                       end_v_per_cell: float | None = None, end_voltage: Voltage | None = None,
-                       where: str = "test", trust: Sequence[Authority] | None = None,
-                       registered_keys: dict[str, str] | None = None) -> TestReportInputs:
+                                meta: TestMetadata | None = None, load: Current | Power | None = None,
+                                rated_time_s: float | None = None, end_v_per_cell: float | None = None,
+                                end_voltage: Voltage | None = None, where: str = "test",
+                                trust: Sequence[Authority] | None = None,
+                                registered_keys: dict[str, str] | None = None,
+                                test_id: str | None = None) -> TestReportInputs:
     """Read and verify a test's logfiles (``(name, bytes or Logfile)``; the name is what the
     Evidence sheet calls the file) and put them with the test's result.
 
     Loading is ``analysis.loading.load_test_files`` (``trust``, ``registered_keys``): tampered
     and unreadable files are excluded and named, and no logger's signed data is merged with its
     unsigned or simulated files; the Evidence sheet lists every file, used or not.
-    ``result`` is used as is when given (what the API stored, or a ``result.json``);
-    otherwise the test is analysed, with the load and rated time taken from the
-    arguments or else from the used logfiles' test metadata (keys ``load``, ``rated_time``,
+    ``result`` is used as is when given (what the API stored, or a current ``result.json``);
+    otherwise the test is analysed with ``meta`` (a test folder's ``test.json``), or with the
+    load and rated time taken from the arguments or else from the used logfiles' test metadata
+    (keys ``load``, ``rated_time``,
     ``end_voltage`` (per cell, block or string) or ``end_v_per_cell``, ``test_id``).
     ``where`` names the test in error messages.
     """
-    loaded = load_test_files(logfiles, trust=trust, registered_keys=registered_keys)
+    loaded = load_test_files(logfiles, trust=trust, registered_keys=registered_keys, test_id=test_id)
     if not loaded.logs and not loaded.excluded:
         raise ExportError(f"{where}: no logfiles")
     logs = loaded.logs
@@ -357,6 +359,8 @@ def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *
     for lf in loaded.used_logfiles():  # the phone's metadata of the files whose data is used (never signed)
         for k, v in lf.metadata.test.items():
             test_meta.setdefault(k, v)
+    if result is None and meta is not None:
+        result = analyze_test(logs, meta, excluded=loaded.excluded)
     if result is None:
         if load is None and test_meta.get("load"):
             load = parse_load(test_meta["load"], field="logfile test metadata 'load'")
@@ -387,10 +391,14 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | 
                   rated_time_s: float | None = None, end_v_per_cell: float | None = None,
                   end_voltage: Voltage | None = None, trust: Sequence[Authority] | None = None,
                   registered_keys: dict[str, str] | None = None) -> TestReportInputs:
-    """``report_inputs_from_logfiles`` of every ``*.slog`` in ``directory`` (the command line's folder).
+    """``report_inputs_from_logfiles`` of the test folder ``directory`` (the command line's folder).
 
-    A ``result.json`` in the directory (``TestResult`` JSON) is used as is; otherwise the
-    test is analysed (see ``report_inputs_from_logfiles``).
+    One test, one place: the folder's ``result.json`` (kept there by ``smartlogger test analyze
+    DIR``) is used while it is current, i.e. computed from exactly the logfiles now in the
+    folder and the metadata its ``test.json`` states now; a stale one is refused
+    (``ExportError`` saying what changed). An option that contradicts ``test.json`` is refused
+    naming both values. Without a result the test is analysed from ``test.json`` and the
+    options.
     """
     d = Path(directory)
     if not d.is_dir():
@@ -398,9 +406,31 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | 
     files = sorted(d.glob("*.slog"))
     if not files:
         raise ExportError(f"{d}: no .slog logfiles in the directory")
+    info = TestInfo.read(d)
+    if end_v_per_cell is not None:
+        if end_voltage is not None:
+            raise ExportError("give the end voltage once (--end-voltage)")
+        end_voltage, end_v_per_cell = Voltage(end_v_per_cell, "cell"), None
+    if info is not None:
+        # Options may fill in what test.json leaves open, never contradict it.
+        info, _ = adopt_options(info, StatedOptions(load=load, rated_time_s=rated_time_s, end_voltage=end_voltage), d)
     result_file = d / RESULT_FILE
-    result = TestResult.from_json(result_file.read_text(encoding="utf-8")) if result_file.exists() else None
-    return report_inputs_from_logfiles(((f.name, f) for f in files), result=result, load=load,
-                              rated_time_s=rated_time_s, end_v_per_cell=end_v_per_cell,
-                              end_voltage=end_voltage, where=str(d), trust=trust,
-                              registered_keys=registered_keys)
+    result: TestResult | None = None
+    if result_file.exists():
+        result = TestResult.from_json(result_file.read_text(encoding="utf-8"))
+        why = stale_reason(result, folder_files(d), info, d)
+        if why:
+            raise ExportError(f"{result_file} is out of date: {why}; run 'smartlogger test analyze {d}' again")
+        if info is None and load is not None and load_from_quantity(load).describe() != result.load:
+            raise ExportError(f"--load {load_from_quantity(load).describe()} conflicts with the analysed load "
+                              f"{result.load} in {result_file}; run 'smartlogger test analyze {d}' with the load "
+                              "you mean")
+    meta = metadata_of(info, d) if result is None and info is not None and info.load else None
+    report = report_inputs_from_logfiles(((f.name, f) for f in files), result=result, meta=meta, load=load,
+                                         rated_time_s=rated_time_s, end_voltage=end_voltage, where=str(d),
+                                         trust=trust, registered_keys=registered_keys,
+                                         test_id=(info.test_id or None) if info else None)
+    site = " / ".join(x for x in (info.site.name, info.system.name, info.string.name) if x) if info else ""
+    if site:
+        report.outcome = replace(report.outcome, site=site)
+    return report

@@ -159,6 +159,12 @@ def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[
                        "verified" if outcome.verified_only else outcome.evidence_status or "unchecked"))])
     for note in outcome.notes:
         ws.append([L.cell(ws, note)])
+    if outcome.excluded:
+        # Named, in red, before the blocks: the result below is of the rest of the string.
+        L.section(ws, f"Excluded from the analysis ({len(outcome.excluded)})")
+        L.table(ws, ["File", "Serial", "Reason", "Why"],
+                [[f, serial or "-", reason, message] for f, serial, reason, message in outcome.excluded],
+                row_fills=[L.ALARM_FILL] * len(outcome.excluded))
     L.section(ws, "All blocks")
     header_row = ws.rows_written + 1
     headers = ["Position", "Serial", "Label", "Capacity %", "Delivered Ah", "End time (min)",

@@ -766,6 +766,13 @@ async def read_infos(loggers: Iterable[FoundLogger], *, backend: type[BaseBleakC
 class FleetOutcome:
     results: dict[str, PullResult] = field(default_factory=dict)  # serial -> result
     failures: dict[str, str] = field(default_factory=dict)  # name/address -> why
+    written: dict[str, Path] = field(default_factory=dict)  # serial -> the logfile of this pull
+    nothing_new: list[str] = field(default_factory=list)  # serials pulled with no new record: no file
+
+
+def has_new_records(result: PullResult) -> bool:
+    """The pull brought at least one record (main or summary stream) the phone did not hold."""
+    return any(sp.records for sp in result.streams.values())
 
 
 LogfileWriter = Callable[[PullResult, Path], Path]
@@ -781,7 +788,9 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
 
     Each result is written by ``write(result, out_dir)`` (default: ``write_logfile``) and
     verified (``logfile.verify`` with ``options.trust``) before the logger is told its records
-    were read; the per-serial pull state is saved only after the logfile is on disk.
+    were read; the per-serial pull state is saved only after the logfile is on disk. A pull that
+    brought no new record writes no file (``FleetOutcome.nothing_new``): a repeated pull "to be
+    sure" leaves the folder as it was (the earlier pulls there hold everything up to the head).
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -790,6 +799,11 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
     outcome = FleetOutcome()
 
     def commit(result: PullResult) -> bool:
+        if not has_new_records(result):
+            # Asked from the state's next seq and got nothing: the folder's earlier pulls hold
+            # every record up to the head already.
+            result.status = "nothing new"
+            return True
         result.path = writer(result, out_dir)
         report = verify_logfile(result.path, trust=options.trust)
         result.status = report.status
@@ -807,6 +821,10 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
                 if on_done:
                     on_done(serial, None, str(err))
                 return
+            if result.path is not None:
+                outcome.written[result.serial] = result.path
+            else:
+                outcome.nothing_new.append(result.serial)
             state.save(out_dir)
             outcome.results[result.serial] = result
             if on_done:
@@ -842,7 +860,8 @@ async def reset_logger(device: BLEDevice | str, *, backend: type[BaseBleakClient
 
 
 def logfile_name(result: PullResult) -> str:
-    """``<serial>-<first>-<next>.slog``: one file per pull, the main-stream range in the name."""
+    """``<serial>-<first>-<next>.slog``: one file per pull, the main-stream range in the name
+    (a second pull of the same range is written as ``...-2.slog``)."""
     main = result.streams[p.STREAM_MAIN]
     first = main.records[0][0] if main.records else main.anchor_seq
     nxt = main.head.next_seq if main.head is not None else first
@@ -890,6 +909,19 @@ def write_logfile(result: PullResult, out_dir: Path) -> Path:
     data = build_logfile(identity, cert, streams, anchors, attestations,
                          LogfileMetadata(test=test, created_ms=_phone_ms()))
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / logfile_name(result)
-    write_bytes(path, data)
-    return path
+    return _write_new(out_dir, logfile_name(result), data, write_bytes)
+
+
+def _write_new(out_dir: Path, name: str, data: bytes, write: Callable[[Path, bytes], None]) -> Path:
+    """Write ``data`` as ``name``, or as ``<stem>-2.slog``, ``-3``, ... when ``name`` holds another
+    pull already (a repeated full pull covers the same range): a pull never replaces another,
+    both are evidence. The same bytes again are left as they are."""
+    stem, suffix = name.rsplit(".", 1)
+    for k in range(1, 10_000):
+        path = out_dir / (name if k == 1 else f"{stem}-{k}.{suffix}")
+        if not path.exists():
+            write(path, data)
+            return path
+        if path.read_bytes() == data:
+            return path
+    raise PullError(f"{out_dir}: 9999 pulls named {name} already", reason="output")

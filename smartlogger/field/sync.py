@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smartlogger.errors import TransportError
+from smartlogger.errors import SmartLoggerError, TransportError
+from smartlogger.testinfo import RESULT_FILE, TEST_FILE, TestInfo
 
 QUEUE_FILE = ".smartlogger-sync.sqlite"
-TEST_FILE = "test.json"
 #: Backoff: first retry after BASE_S, doubling up to MAX_S, +-JITTER (fraction).
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 300.0
@@ -215,13 +215,41 @@ class SyncClient:
     # ------------------------------------------------------------------ run
 
     def _test_body(self, folder: str) -> dict[str, Any]:
-        meta = json.loads((self.folder / folder / TEST_FILE).read_bytes())
-        if not isinstance(meta, dict):
-            raise _Rejected(f"{folder}/{TEST_FILE}: not a JSON object")
-        body = {k: meta[k] for k in ("load", "rated_time", "end_v_per_cell", "end_voltage", "blocks", "name", "string_id",
-                                     "reference_temperature_c", "datasheet_csv") if k in meta}
-        body["metadata"] = {str(k): str(v) for k, v in (meta.get("metadata") or {}).items()}
-        return body
+        """The API's test fields from the folder's ``test.json`` (``smartlogger.testinfo``)."""
+        d = self.folder / folder
+        try:
+            info = TestInfo.read(d)
+        except SmartLoggerError as err:
+            raise _Rejected(str(err)) from None
+        if info is None:
+            raise _Rejected(f"{folder}/{TEST_FILE}: gone")
+        body: dict[str, Any] = {"load": info.load or None, "rated_time": info.rated_time or None,
+                                "name": info.name or info.test_id or "", "metadata": info.server_metadata()}
+        if info.end_voltage:
+            body["end_voltage"] = info.end_voltage
+        elif info.end_v_per_cell is not None:
+            body["end_v_per_cell"] = info.end_v_per_cell
+        if info.reference_temperature_c is not None:
+            body["reference_temperature_c"] = info.reference_temperature_c
+        if info.string_id is not None:
+            body["string_id"] = info.string_id
+        blocks = info.string_blocks
+        if blocks is None and (d / RESULT_FILE).exists():
+            # Not stated, but analysed here: the string size the local analysis used.
+            try:
+                blocks = int(json.loads((d / RESULT_FILE).read_text(encoding="utf-8"))["string_blocks"])
+            except (ValueError, KeyError, TypeError):
+                blocks = None
+        if blocks is not None:
+            body["blocks"] = blocks
+        if info.datasheet:
+            p = d / info.datasheet
+            if not p.exists():
+                raise _Rejected(f"{folder}/{TEST_FILE}: its datasheet {info.datasheet} is not in the folder")
+            body["datasheet_csv"] = p.read_text(encoding="utf-8")
+        elif info.datasheet_csv:
+            body["datasheet_csv"] = info.datasheet_csv
+        return {k: v for k, v in body.items() if v is not None}
 
     def _sync_test(self, q: SyncQueue, folder: str, key: str, remote: int | None, report: SyncReport) -> None:
         """Create the test (POST, matched by client key) or send its edited metadata (PATCH)."""
