@@ -7,7 +7,6 @@ firmware loggers that keep logging between pulls, on virtual time.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import shutil
@@ -23,38 +22,11 @@ from smartlogger.analysis.inputs import ConstantCurrent, TestMetadata
 from smartlogger.analysis.loading import load_test_files
 from smartlogger.analysis.results import to_dict
 from smartlogger.cli import main
-from smartlogger.device.gatt import serve_loggers
-from smartlogger.device.sim import PreparedTest, prepare_string_test
-from smartlogger.field import ble as fb
-from smartlogger.field.ble_virtual import VirtualBleakClient, VirtualBleakScanner, VirtualRadio
+from smartlogger.device.sim import prepare_string_test
 from smartlogger.testinfo import TestInfo
+from smartlogger.testing.field import pull_all, run_to
 
 BLOCKS = 3
-
-
-def pull_all(prepared: PreparedTest, out: Path, *, full: bool = False,
-             drop_after_bytes: int | None = None, retries: int = 4) -> fb.FleetOutcome:
-    """One 'ble pull --all -o out' on the virtual radio, the phone on the loggers' virtual time."""
-    loggers = prepared.loggers
-    pull_ms = prepared.start_ms + round(loggers[0].true_s * 1000)
-
-    async def go() -> fb.FleetOutcome:
-        async with VirtualRadio() as radio:
-            peripherals = await serve_loggers(radio.link, loggers)
-            if drop_after_bytes is not None:
-                peripherals[0].faults.drop_after_bytes = drop_after_bytes
-            found = await fb.scan(10.0, backend=VirtualBleakScanner, until_count=len(loggers))
-            options = fb.PullOptions(full=full, backend=VirtualBleakClient, retries=retries, backoff_s=0.0)
-            return await fb.pull_many(found, out, options)
-
-    with fb.phone_clock(lambda: pull_ms):
-        return asyncio.run(go())
-
-
-def run_to(prepared: PreparedTest, true_s: float) -> None:
-    for lg in prepared.loggers:
-        lg.run_until(true_s)
-        lg.flush()
 
 
 @pytest.fixture(scope="module")

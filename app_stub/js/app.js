@@ -499,9 +499,13 @@
           h("strong", {}, f.file), " \u00b7 " + f.status + (f.latest_pull !== null ? " \u00b7 pull #" + f.latest_pull : "") +
           (f.used ? " \u00b7 used" : " \u00b7 NOT used (" + f.reason + ")"), h("span", { class: "row-sub" }, " " + f.message));
       })) : null;
+      // The block's own notes: its clock (observations that disagreed and how it was placed),
+      // gaps, bounds. Shown before the figures they qualify.
+      var blockNotes = (block.warnings || []).length ? h("ul", { class: "list notes", id: "block-notes" },
+        block.warnings.map(function (w) { return h("li", { class: "note" }, "\u26a0 " + w); })) : null;
       show(savedNotice(r.savedAt), h("h1", {}, "Block " + (block.label || serial) + " ", severityTag(sev)),
         h("p", { class: "muted" }, "Position " + block.position + " \u00b7 " + block.block_type + " \u00b7 " + block.rated_ah + " Ah rated"),
-        figures, fileList ? h("h2", {}, "Logfiles") : null, fileList, h("h2", {}, "Exceedances"), exc, h("h2", {}, "Charts"), charts);
+        blockNotes, figures, fileList ? h("h2", {}, "Logfiles") : null, fileList, h("h2", {}, "Exceedances"), exc, h("h2", {}, "Charts"), charts);
       // Chart a logfile the analysis used (never an excluded one), the latest pull if several.
       var used = evFiles.filter(function (f) { return f.used; }).sort(function (a, b) { return (b.latest_pull || 0) - (a.latest_pull || 0); });
       var usedShas = used.map(function (f) { return f.sha256; });

@@ -22,7 +22,9 @@ Does not own the discharge detection or any judgement on the values.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,13 @@ DEFAULT_OBS_UNCERTAINTY_MS = 20.0
 #: Worst-case RTC frequency error assumed when drift cannot be fitted (ppm);
 #: the +/-50 ppm of the specification.
 DEFAULT_MAX_DRIFT_PPM = 50.0
+#: An implied drift above this (ppm) is no oscillator error: observations that disagree by
+#: more are not fitted together (a clock set or reset that left no record, or a phone with a
+#: wrong clock). Ten times the specification's bound.
+CONFLICT_DRIFT_PPM = 500.0
+#: Two clock observations agree within this (ms) plus the drift bound: phone clock read at the
+#: tap, BLE latency, the phone's own jitter.
+CONSISTENT_WITHIN_MS = 2000.0
 #: An interval between samples is a gap when it is longer than this many times
 #: the longer of its neighbouring intervals (and longer than 1.5 grid steps).
 GAP_FACTOR = 2.5
@@ -80,6 +89,9 @@ class AlignedBlock:
     dropped: int = 0
     warnings: list[str] = field(default_factory=list)
     device_ms: npt.NDArray[np.int64] | None = None  # device time of each kept sample (ms)
+    #: when the logger's clock observations disagree: the consistent sets, and the one used
+    candidates: tuple[ClockCandidate, ...] = ()
+    chosen: int = -1
 
     def event_true_ms(self, kind: EventKind) -> FloatArray:
         """True times (ms) of the logger's firmware events of ``kind``: each event takes the
@@ -129,17 +141,103 @@ def continuous_time(log: BlockLog) -> tuple[FloatArray, npt.NDArray[np.int64], F
     return c, group, shift
 
 
+@dataclass(frozen=True)
+class Observation:
+    """One clock observation on the continuous device time line: ``c`` (continuous device ms),
+    ``phone_ms``, the sample ``group`` it belongs to and where it came from (``nfc``: a tap set
+    the clock to the phone's time; ``ble``: a signed pull read the clock)."""
+
+    c: float
+    phone_ms: float
+    group: int
+    source: str
+
+
+@dataclass(frozen=True)
+class ClockCandidate:
+    """A set of a logger's clock observations that agree with each other, when all of them
+    together do not (see ``align_block``): ``indices`` into the logger's observations, a
+    description of them (``NFC tap at ...``) and their offset, true minus device time (ms)."""
+
+    indices: tuple[int, ...]
+    label: str
+    offset_ms: float
+    members: tuple[int, ...] = ()  # the observations of the split group that agree (in ``indices``)
+
+
+def _iso(ms: float) -> str:
+    try:
+        return str(np.datetime64(round(ms), "ms").astype("datetime64[m]")).replace("T", " ") + " UTC"
+    except (OverflowError, ValueError):
+        return f"{ms:.0f} ms"
+
+
+def clock_candidates(obs: list[Observation], *, tolerance_ms: float = CONSISTENT_WITHIN_MS,
+                     conflict_ppm: float = CONFLICT_DRIFT_PPM) -> list[ClockCandidate]:
+    """The consistent sets of ``obs`` when they disagree, else ``[]``.
+
+    Two observations of one sample group agree when their offsets (phone minus device time)
+    differ by at most ``tolerance_ms`` plus ``conflict_ppm`` of the device time between them: no
+    oscillator drifts more, so a larger difference is a clock set or reset that left no record,
+    or a phone whose clock was wrong. Observations are grouped in device-time order; each group
+    of the first group that splits is one candidate, with every observation of the other groups.
+    """
+    by_group: dict[int, list[int]] = {}
+    for i, o in enumerate(obs):
+        by_group.setdefault(o.group, []).append(i)
+    for g, idx in sorted(by_group.items()):
+        idx = sorted(idx, key=lambda i: obs[i].c)
+        clusters: list[list[int]] = [[idx[0]]]
+        for i in idx[1:]:
+            prev = obs[clusters[-1][-1]]
+            o = obs[i]
+            if abs((o.phone_ms - o.c) - (prev.phone_ms - prev.c)) > tolerance_ms + conflict_ppm * 1e-6 * abs(o.c - prev.c):
+                clusters.append([i])
+            else:
+                clusters[-1].append(i)
+        if len(clusters) < 2:
+            continue
+        others = [i for i in range(len(obs)) if obs[i].group != g]
+        out = []
+        for cl in clusters:
+            kinds = sorted({obs[i].source for i in cl})
+            words = {"nfc": "NFC tap", "ble": "pull"}
+            label = " and ".join(f"{words.get(k, k)}{'s' if sum(obs[i].source == k for i in cl) > 1 else ''}"
+                                 for k in kinds) + f" at {_iso(obs[cl[0]].phone_ms)}"
+            offset = float(np.mean([obs[i].phone_ms - obs[i].c for i in cl]))
+            out.append(ClockCandidate(tuple(sorted(cl + others)), label, offset, tuple(cl)))
+        return out
+    return []
+
+
+def default_candidate(candidates: list[ClockCandidate], obs: list[Observation]) -> int:
+    """The candidate to use without other evidence: the one holding the NFC tap that set the
+    clock (the logger kept that time base; a phone clock that disagrees later is reported, not
+    trusted), else the one with the most observations, else the latest."""
+    def score(k: int) -> tuple[bool, int, float]:
+        cand = candidates[k]
+        return (any(obs[i].source == "nfc" for i in cand.indices), len(cand.indices),
+                max(obs[i].c for i in cand.indices))
+    return max(range(len(candidates)), key=score)
+
+
+def observations_of(log: BlockLog) -> list[Observation]:
+    """Every clock observation of ``log`` (NFC clock sets and pulls) on its continuous time line."""
+    c, group, shift = continuous_time(log)
+    return _observations(log, c, group, shift)
+
+
 def _observations(log: BlockLog, c: FloatArray, group: npt.NDArray[np.int64],
-                  shift: FloatArray) -> list[tuple[float, float, int]]:
-    """Every clock observation as ``(continuous device ms, phone ms, group)``."""
+                  shift: FloatArray) -> list[Observation]:
+    """Every clock observation as ``(continuous device ms, phone ms, group, source)``."""
     n = len(log)
-    out: list[tuple[float, float, int]] = []
+    out: list[Observation] = []
     for k, j in enumerate(log.clock_jumps):
         if not j.phone_referenced:
             continue
         ref = j.index - 1 if j.index > 0 else 0
         g = int(group[ref]) if n else 0
-        out.append((float(j.old_ms) + shift[k], float(j.new_ms), g))
+        out.append(Observation(float(j.old_ms) + shift[k], float(j.new_ms), g, "nfc"))
     bounds = np.array([0, *(j.index for j in log.clock_jumps), n], dtype=np.int64)
     for obs in log.clock_observations:
         cc = float(obs.device_ms) + shift[obs.segment]
@@ -152,16 +250,51 @@ def _observations(log: BlockLog, c: FloatArray, group: npt.NDArray[np.int64],
             g = int(group[max(pos, lo)])
         else:
             g = int(group[min(max(lo - 1, 0), n - 1)])
-        out.append((cc, float(obs.phone_ms), g))
+        out.append(Observation(cc, float(obs.phone_ms), g, obs.source))
     return out
 
 
 def align_block(log: BlockLog, *, obs_uncertainty_ms: float = DEFAULT_OBS_UNCERTAINTY_MS,
-                max_drift_ppm: float = DEFAULT_MAX_DRIFT_PPM) -> AlignedBlock:
-    """Fit the logger's clock and map its samples to true time (see module docstring)."""
+                max_drift_ppm: float = DEFAULT_MAX_DRIFT_PPM, use: Sequence[int] | None = None,
+                ) -> AlignedBlock:
+    """Fit the logger's clock and map its samples to true time (see module docstring).
+
+    Observations that disagree beyond any drift (``clock_candidates``) are not fitted together:
+    the fit uses one consistent set, ``use`` (indices into ``observations_of(log)``) or else
+    ``default_candidate``; ``AlignedBlock.candidates`` lists the sets and ``chosen`` the one used,
+    so the analysis can pick another with the rest of the string's evidence.
+    """
     c, group, shift = continuous_time(log)
-    obs = _observations(log, c, group, shift)
+    all_obs = _observations(log, c, group, shift)
     warnings: list[str] = []
+    candidates = clock_candidates(all_obs)
+    if candidates and use is None:
+        # A clock that jumped forward without a record leaves a step in the samples' device
+        # times as large as the observations disagree: split there, and each side keeps its own.
+        brk = _forward_jump(c, group, all_obs, candidates)
+        if brk is not None:
+            jump = float(c[brk] - c[brk - 1])
+            group = group.copy()
+            group[brk:] += 1
+            all_obs = _observations(log, c, group, shift)
+            candidates = clock_candidates(all_obs)
+            warnings.append(f"its clock jumped {_span_text(jump, signed=True)} without a record after sample "
+                            f"{brk - 1} (a reset?): the samples before are placed by the observations before "
+                            "the jump, the samples after by those after")
+    chosen = -1
+    if use is not None:
+        obs = [all_obs[i] for i in use]
+        chosen = next((k for k, cand in enumerate(candidates) if tuple(sorted(use)) == cand.indices), -1)
+    elif candidates:
+        chosen = default_candidate(candidates, all_obs)
+        obs = [all_obs[i] for i in candidates[chosen].indices]
+    else:
+        obs = all_obs
+    if candidates:
+        spread = max(cand.offset_ms for cand in candidates) - min(cand.offset_ms for cand in candidates)
+        warnings.append(
+            f"clock observations disagree by {_span_text(spread)} ({'; '.join(c.label for c in candidates)}): "
+            f"more than any drift; fitted to the {candidates[chosen].label if chosen >= 0 else 'chosen set'} only")
     n = len(log)
     if n == 0:
         empty = np.zeros(0, dtype=np.float64)
@@ -174,9 +307,9 @@ def align_block(log: BlockLog, *, obs_uncertainty_ms: float = DEFAULT_OBS_UNCERT
         fit = ClockFit(0.0, 0.0, 0, False, 0.0, False)
         return _finish(log, true, unc, np.ones(n, dtype=bool), fit, warnings)
 
-    oc = np.array([o[0] for o in obs])
-    op = np.array([o[1] for o in obs])
-    og = np.array([o[2] for o in obs], dtype=np.int64)
+    oc = np.array([o.c for o in obs])
+    op = np.array([o.phone_ms for o in obs])
+    og = np.array([o.group for o in obs], dtype=np.int64)
     groups = np.unique(og)
     gi = {int(g): i for i, g in enumerate(groups)}
     c_ref = float(np.mean(oc))
@@ -240,7 +373,51 @@ def align_block(log: BlockLog, *, obs_uncertainty_ms: float = DEFAULT_OBS_UNCERT
     offset0 = float(true[0] - log.t_ms[0])
     # true = c (1 + b): a logger running fast (drift > 0) needs b < 0.
     fit = ClockFit(-b * 1e6, offset0, len(obs), fit_drift, rms, True)
-    return _finish(log, true, unc, keep, fit, warnings, dropped)
+    out = _finish(log, true, unc, keep, fit, warnings, dropped)
+    out.candidates, out.chosen = tuple(candidates), chosen
+    return out
+
+
+#: A forward clock jump is found as a step in device time this much (ms) longer than the jump
+#: at most: the logger may have been off for a while around it (a power loss).
+JUMP_STEP_SLACK_MS = 3_600_000.0
+
+
+def _forward_jump(c: FloatArray, group: npt.NDArray[np.int64], obs: list[Observation],
+                  candidates: list[ClockCandidate]) -> int | None:
+    """Index of the first sample after an unrecorded forward jump that explains the disagreement
+    of two consecutive candidates, or None."""
+    ordered = sorted(candidates, key=lambda cand: min(obs[i].c for i in cand.members))
+    steps = np.diff(c)
+    for a, b in itertools.pairwise(ordered):
+        jump = a.offset_ms - b.offset_ms  # device time gained on true time between them
+        if jump <= CONSISTENT_WITHIN_MS:
+            continue
+        lo_c = max(obs[i].c for i in a.members)
+        hi_c = min(obs[i].c for i in b.members)
+        lo, hi = np.searchsorted(c, [lo_c, hi_c])  # c is ascending within a group
+        lo, hi = max(int(lo) - 1, 0), min(int(hi), steps.size)
+        if hi <= lo:
+            continue
+        window = steps[lo:hi]
+        fits = np.nonzero((window >= jump - CONSISTENT_WITHIN_MS) & (window <= jump + JUMP_STEP_SLACK_MS))[0]
+        if fits.size:
+            k = lo + int(fits[np.argmin(window[fits])]) + 1
+            if group[k - 1] == group[k]:
+                return k
+    return None
+
+
+def _span_text(ms: float, *, signed: bool = False) -> str:
+    """``2.4 s``, ``3:10:00`` (h:mm:ss), ``276 d``: a clock offset or difference in words."""
+    sign = ("+" if ms >= 0 else "-") if signed else ""
+    a = abs(ms) / 1000.0
+    if a < 60:
+        return f"{sign}{a:.1f} s"
+    if a < 2 * 86400:
+        h, rem = divmod(round(a), 3600)
+        return f"{sign}{h}:{rem // 60:02d}:{rem % 60:02d}"
+    return f"{sign}{a / 86400:.0f} d"
 
 
 def _finish(log: BlockLog, true: FloatArray, unc: FloatArray, keep: BoolArray, fit: ClockFit,

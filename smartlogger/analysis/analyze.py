@@ -25,14 +25,17 @@ import numpy.typing as npt
 from smartlogger.analysis import capacity as cap
 from smartlogger.analysis import resistance as ir
 from smartlogger.analysis.align import (
+    CONFLICT_DRIFT_PPM,
     DEFAULT_MAX_DRIFT_PPM,
     DEFAULT_OBS_UNCERTAINTY_MS,
     AlignedBlock,
     Grid,
     align_block,
     block_gaps,
+    continuous_time,
     resample,
 )
+from smartlogger.analysis.clocks import resolve_clocks
 from smartlogger.analysis.discharge import (
     DEBOUNCE_S,
     START_FRACTION_OF_NOMINAL,
@@ -71,8 +74,14 @@ from smartlogger.analysis.results import (
     TestResult,
 )
 from smartlogger.model import Chemistry, Quantity
+from smartlogger.quantities import format_duration
 
 FloatArray = npt.NDArray[np.float64]
+
+#: A capacity or SOH above this (% of rated) is no battery's: withheld with a warning.
+MAX_PLAUSIBLE_PCT = 200.0
+#: Most points of the common 1 s grid the analysis holds (blocks x seconds): about 0.5 GB.
+MAX_GRID_CELLS = 60_000_000
 
 #: Window after the discharge start over which each block's temperature is
 #: averaged for K_T (s). IEEE 450 corrects with the temperature at the start of the test.
@@ -216,20 +225,37 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
             meta = replace(meta, string_blocks=max(len(serials), highest))
     ordered, n_string, missing, chem = _validate_logs(logs, meta)
     warnings: list[str] = []
-    if len(ordered) < n_string:
-        warnings.append(
-            f"{n_string - len(ordered)} of {n_string} loggers missing"
-            + (f" (positions {', '.join(map(str, missing))})" if missing else "")
-            + ": the string voltage counts them as average blocks"
-        )
     cells = np.array([log.cells for log in ordered], dtype=np.int64)
     common_cells = Counter(cells.tolist()).most_common(1)[0][0]
-    expected_cells = int(cells.sum()) + (n_string - len(ordered)) * common_cells
     end_v_pc = meta.end_voltage_for(chem, cells_per_block=common_cells, blocks=n_string)
     start_v_pc = chem.cell_nominal_mv / 1000.0 * opt.start_fraction_of_nominal
 
     aligned = [align_block(log, obs_uncertainty_ms=opt.obs_uncertainty_ms,
                            max_drift_ppm=opt.max_drift_ppm) for log in ordered]
+    # One time line for the string: clocks that disagree are decided with the string's evidence;
+    # a logger whose samples cannot be placed is left out, named (never stretched over years).
+    decision = resolve_clocks(ordered, aligned, obs_uncertainty_ms=opt.obs_uncertainty_ms,
+                              max_drift_ppm=opt.max_drift_ppm)
+    warnings.extend(decision.warnings)
+    clock_excluded = [f for x in decision.excluded for f in _clock_exclusions(ordered[x.index], x.message)]
+    keep = [i for i, al in enumerate(decision.aligned) if al is not None]
+    if not keep:
+        raise MetadataError("logs", "no logger's clock can be placed on a common time line: "
+                            + "; ".join(f"{x.serial}: {x.message}" for x in decision.excluded[:3]))
+    clock_notes = {j: decision.notes[i] for j, i in enumerate(keep) if i in decision.notes}
+    aligned = [a for a in decision.aligned if a is not None]
+    if len(keep) < len(ordered):
+        gone = [ordered[i].position for i in range(len(ordered)) if i not in keep and ordered[i].position > 0]
+        missing = sorted(set(missing) | set(gone))
+        ordered = [ordered[i] for i in keep]
+        cells = np.array([log.cells for log in ordered], dtype=np.int64)
+    if len(ordered) < n_string:
+        warnings.append(
+            f"{n_string - len(ordered)} of {n_string} loggers missing or left out"
+            + (f" (positions {', '.join(map(str, missing))})" if missing else "")
+            + ": the string voltage counts them as average blocks"
+        )
+    expected_cells = int(cells.sum()) + (n_string - len(ordered)) * common_cells
     profile = meta.load if isinstance(meta.load, CurrentProfile | PowerProfile) else None
     p_on_ms: list[tuple[float, float]] | None = None
     p_rel: list[tuple[float, float]] | None = None
@@ -245,6 +271,12 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
             p_rel = on_iv
     ws, we = find_test_window(aligned, start_v_pc, which=opt.which_test, extra=p_on_ms or ())
     step = opt.step_ms
+    cells_needed = len(aligned) * (int((we - ws) // step) + 1)
+    if cells_needed > MAX_GRID_CELLS:
+        # Memory stays bounded whatever the time stamps say: refuse rather than allocate.
+        raise MetadataError("logs", f"the test window is {format_duration((we - ws) / 1000.0)} long for "
+                            f"{len(aligned)} loggers ({cells_needed:,} points on the 1 s grid, at most "
+                            f"{MAX_GRID_CELLS:,}): the loggers' clocks do not agree on one test")
     grid = resample(aligned, int(math.floor(ws / step) * step), int(math.ceil(we / step) * step), step)
     found = locate_discharge(aligned, grid, cells, expected_cells, start_v_pc, end_v_pc,
                              debounce_s=opt.debounce_s, profile_on_ms=p_on_ms, profile_rel_on_s=p_rel,
@@ -271,6 +303,8 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         paused[1:] = np.cumsum(np.where(off_step, np.diff(t_rel), 0.0))
     t_on = t_rel - paused
     duration_s = float(t_on[-1])
+    _check_span(ordered, (t_end_ms := float(grid.t_ms[e])) - float(grid.t_ms[s]))
+    del t_end_ms
     if span.end_reason is EndReason.LOAD_REMOVED and floored:
         # The logged string voltage is an upper bound: the test set, which measures the real one,
         # has most likely stopped the test at its end-voltage cutoff.
@@ -355,6 +389,17 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
     # the blocks that outlasted the discharge.
     with _quiet_nan():
         v_end = np.nanmean(grid.v[:, max(s, e - 4):e + 1], axis=1) / end_v_block
+
+    # Numbers no battery can produce are withheld and named, never printed as if fine.
+    for i in range(len(ordered)):
+        for arr, what in ((chosen, "capacity"), (soh, "SOH")):
+            if math.isfinite(float(arr[i])) and float(arr[i]) > MAX_PLAUSIBLE_PCT:
+                warnings.append(f"{ordered[i].serial}: a {what} of {float(arr[i]):.0f} % of rated is not physically "
+                                f"possible (limit {MAX_PLAUSIBLE_PCT:g} %): withheld; check the load, the rated time "
+                                "or datasheet, and the logger's clock")
+                arr[i] = math.nan
+    ta = np.where(ta > MAX_PLAUSIBLE_PCT, np.nan, ta)
+    ra = np.where(ra > MAX_PLAUSIBLE_PCT, np.nan, ra)
     ranks = cap.rank_blocks([_opt(x) for x in chosen], reached.tolist(), [_opt(x) for x in v_end])
 
     # String capacity.
@@ -367,6 +412,10 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         except MetadataError as err:
             warnings.append(f"string rate-adjusted % not computed: {err.message}")
     string_lb = span.end_reason is not EndReason.END_VOLTAGE
+    if math.isfinite(string_pct) and string_pct > MAX_PLAUSIBLE_PCT:
+        warnings.append(f"a string capacity of {string_pct:.0f} % of rated is not physically possible (limit "
+                        f"{MAX_PLAUSIBLE_PCT:g} %): withheld; check the load and the rated time or datasheet")
+        string_pct = math.nan
 
     res_by_block = _resistances(aligned, grid, meta, found, span, current, mean_current, warnings)
     heads = [ir.headline(v) for v in res_by_block]
@@ -402,6 +451,8 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
             max_unc.append(unc)
         gaps = [GapResult(round(gs), round(gd, 3)) for gs, gd in block_gaps(al, float(t0), float(t_end), step)]
         bw = list(al.warnings)
+        if i in clock_notes:
+            bw.append(clock_notes[i])
         if gaps:
             bw.append(f"{len(gaps)} gap(s) during the discharge, longest {max(g.duration_s for g in gaps):.0f} s")
         if not has_data[i]:
@@ -431,7 +482,8 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
             min_voltage_v=_r(vmin[i], 4), max_temperature_c=_r(float(temps_win.max()) / 10.0, 1) if temps_win.size else None,
             yellow=sum(1 for x in exc if x.severity == "yellow"), red=sum(1 for x in exc if x.severity == "red"),
             clock=ClockResult(round(al.fit.drift_ppm, 4), round(al.fit.offset_ms, 3), al.fit.observations,
-                              al.fit.drift_fitted, round(al.fit.residual_rms_ms, 3), _r(unc, 3)),
+                              al.fit.drift_fitted, round(al.fit.residual_rms_ms, 3), _r(unc, 3),
+                              note=clock_notes.get(i, "")),
             gaps=gaps, exceedances=exc, warnings=bw,
             **_resistance_fields(heads[i], res_by_block[i], r_ref, opt),
             evidence=log.evidence if log.evidence is not None else unchecked_block(),
@@ -472,9 +524,33 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         markers=sorted(all_markers), warnings=warnings,
         resistance_reference=r_ref_kind, resistance_reference_mohm=_r(r_ref, 4),
         resistance_rule={"warn_pct": float(opt.resistance_warn_pct), "fail_pct": float(opt.resistance_fail_pct)},
-        evidence=test_evidence(((b.serial, b.position, b.evidence) for b in blocks), excluded),
-        excluded=list(excluded),
+        evidence=test_evidence(((b.serial, b.position, b.evidence) for b in blocks), [*excluded, *clock_excluded]),
+        excluded=[*excluded, *clock_excluded],
     )
+
+
+def _clock_exclusions(log: BlockLog, message: str) -> list[FileEvidence]:
+    """The exclusion records of a logger left out for its clock: each file it was loaded from."""
+    used = [f for f in (log.evidence.files if log.evidence is not None else []) if f.used]
+    if used:
+        return [replace(f, used=False, reason="clock", message=message) for f in used]
+    # A log built in code (no files behind it): named by its source, its evidence unchecked.
+    return [FileEvidence(log.source or log.serial, None, log.serial, log.position, "unchecked", None,
+                         list(log.identity.markers), None, None, False, "clock", message)]
+
+
+def _check_span(logs: Sequence[BlockLog], discharge_ms: float) -> None:
+    """A discharge longer than every logger's own record (on its own continuous clock) can only
+    come from clocks aligned wrongly: refused, never reported."""
+    longest = 0.0
+    for log in logs:
+        if len(log) > 1:
+            c = continuous_time(log)[0]
+            longest = max(longest, float(c.max() - c.min()))
+    if discharge_ms > longest * (1 + CONFLICT_DRIFT_PPM * 1e-6) + 60_000.0:
+        raise MetadataError("logs", f"the discharge found is {format_duration(discharge_ms / 1000.0)} long, longer "
+                            f"than any logger's own record ({format_duration(longest / 1000.0)}): the clocks "
+                            "cannot be aligned; refused")
 
 
 def _resistances(aligned: list[AlignedBlock], grid: Grid, meta: TestMetadata, found: Located, span: DischargeSpan,

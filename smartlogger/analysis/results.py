@@ -61,6 +61,8 @@ class ClockResult:
     drift_fitted: bool = field(metadata={"doc": "false when the drift was assumed zero (too few observations)"})
     residual_rms_ms: float = field(metadata={"doc": "RMS residual of the clock fit, ms"})
     uncertainty_ms: float | None = field(metadata={"doc": "largest alignment uncertainty during the discharge, ms; null if unreferenced"})
+    note: str = field(default="", metadata={
+        "doc": "how a clock whose observations disagree was placed on the string's time (empty: they agreed)"})
 
 
 @dataclass

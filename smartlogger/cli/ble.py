@@ -196,7 +196,12 @@ def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, fu
                            "status": r.status, "verified": r.status == "verified",
                            "transfer_complete": r.verified, "marked_read": r.marked_read,
                            "connections": r.connections,
-                           "clock_offset_ms": r.clocks[-1].offset_ms if r.clocks else None}
+                           "clock_offset_ms": r.clocks[-1].offset_ms if r.clocks else None,
+                           "clock_check": None if r.clock_check is None else {
+                               "ok": r.clock_check.ok, "reference": r.clock_check.reference,
+                               "expected_offset_ms": r.clock_check.expected_ms,
+                               "plausible_ms": r.clock_check.plausible_ms,
+                               "message": r.clock_check.describe(s)}}
                        for s, r in sorted(outcome.results.items())},
             "nothing_new": sorted(outcome.nothing_new),
             "failed": outcome.failures}, indent=1))
@@ -216,6 +221,9 @@ def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, fu
                     "nothing new": "no new record since the last pull: no file written"
                     }.get(status, "NOT marked read: no reset")
             click.echo(f"  {status}: {len(serials)} ({note})")
+        for serial, r in sorted(outcome.results.items()):
+            if r.clock_check is not None and not r.clock_check.ok:
+                click.echo(f"  {r.clock_check.describe(serial)}", err=True)
         for name, why in sorted(outcome.failures.items()):
             click.echo(f"  {name}: {why}", err=True)
         if outcome.failures:

@@ -48,8 +48,9 @@ from smartlogger.logfile.container import LogfileMetadata
 from smartlogger.logfile.evidence import Certificate, PullAttestation
 from smartlogger.logfile.format import build_logfile
 from smartlogger.logfile.format import write_logfile as write_bytes
+from smartlogger.logfile.records import RecordType, decode_record
 from smartlogger.logfile.verify import verify_logfile
-from smartlogger.model import Generation, LoggerIdentity
+from smartlogger.model import ClockSet, Generation, LoggerIdentity
 from smartlogger.protocol import ble as p
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ class PullResult:
     path: Path | None = None  # the logfile written for this pull (by the commit hook)
     status: str = ""  # logfile.verify status of that file: verified, simulated, unsigned, tampered, ...
     marked_read: bool = False  # the logger was told the pulled records are safe (enables a reset)
+    clock_check: ClockCheck | None = None  # the logger's clock against the phone's (recorded in the file)
 
     @property
     def verified(self) -> bool:
@@ -163,6 +165,9 @@ class PullState:
     next_seq: dict[int, int] = field(default_factory=dict)  # stream -> next seq to ask for
     chain: dict[int, str] = field(default_factory=dict)  # stream -> chain value before it (hex)
     partial: dict[str, Any] | None = None  # an interrupted transfer (header + acked bytes)
+    #: the logger's clock at the last pull: {"device_ms", "offset_ms" (device - phone)} and the
+    #: reference it was checked against, so the next pull can check the clock again
+    clock: dict[str, Any] | None = None
 
     @staticmethod
     def path(out_dir: Path, serial: str) -> Path:
@@ -175,7 +180,7 @@ class PullState:
             return cls(serial)
         raw = json.loads(path.read_text())
         return cls(raw["serial"], {int(k): v for k, v in raw["next_seq"].items()},
-                   {int(k): v for k, v in raw["chain"].items()}, raw.get("partial"))
+                   {int(k): v for k, v in raw["chain"].items()}, raw.get("partial"), raw.get("clock"))
 
     def save(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +188,109 @@ class PullState:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=1))
         os.replace(tmp, path)  # atomic: a crash leaves the old state, never half a file
+
+
+# --------------------------------------------------------------------------- the clock at the pull
+
+#: How close the tap sets the logger's clock to the phone's (ms), and a pull reads it.
+CLOCK_SET_WITHIN_MS = 2000.0
+#: Drift a logger's clock may show (ppm): twice the +/-50 ppm of its crystal, for age and cold.
+PLAUSIBLE_DRIFT_PPM = 100.0
+#: With no record of the clock ever being set or pulled, an offset up to this (ms) is a clock
+#: that was set from another phone a while ago; more is a clock that was never set or was reset.
+UNREFERENCED_WITHIN_MS = 10 * 60_000.0
+
+
+@dataclass(frozen=True)
+class ClockCheck:
+    """The logger's clock against the phone's at a pull, and what it should have been.
+
+    ``offset_ms`` = device - phone. ``reference`` says what the expectation rests on:
+    ``nfc_set`` (the last NFC tap set the clock to a phone's time, ``reference_ms`` device time
+    after the set), ``previous_pull`` (the offset seen at the previous pull of this folder), or
+    ``none``. ``plausible_ms`` is how far the offset may be from the expected one.
+    """
+
+    offset_ms: float
+    expected_ms: float
+    plausible_ms: float
+    reference: str
+    reference_ms: int | None
+
+    @property
+    def ok(self) -> bool:
+        return abs(self.offset_ms - self.expected_ms) <= self.plausible_ms
+
+    def describe(self, serial: str) -> str:
+        """One line for the technician (a named condition when not ok)."""
+        off = _span(self.offset_ms)
+        side = "ahead of" if self.offset_ms >= 0 else "behind"
+        if self.ok:
+            return f"{serial}: clock {off} {side} the phone's (ok)"
+        since = {"nfc_set": "since an NFC tap set it",
+                 "previous_pull": "since the previous pull"}.get(self.reference, "")
+        plaus = (f"{since} it should be within {_span(self.plausible_ms)} of "
+                 f"{_span(self.expected_ms)}" if self.reference != "none"
+                 else f"no record of it being set, and more than {_span(self.plausible_ms)} off")
+        return (f"{serial}: CLOCK DISAGREES: the logger's clock is {off} {side} the phone's; {plaus}. "
+                "Reset by a power loss, or set or pulled by a phone with a wrong clock? The analysis "
+                "places the block by the tap and pull observations that agree with the string, or "
+                "leaves it out with the reason")
+
+    def metadata(self) -> dict[str, str]:
+        """The logfile's test metadata keys for this check (docs/BLE.md)."""
+        out = {"ble.clock.check": "ok" if self.ok else "disagrees",
+               "ble.clock.expected_offset_ms": f"{self.expected_ms:.1f}",
+               "ble.clock.plausible_ms": f"{self.plausible_ms:.1f}",
+               "ble.clock.reference": self.reference}
+        if self.reference_ms is not None:
+            out["ble.clock.reference_device_ms"] = str(self.reference_ms)
+        return out
+
+
+def _span(ms: float) -> str:
+    a = abs(ms) / 1000.0
+    if a < 60:
+        return f"{a:.1f} s"
+    if a < 2 * 86400:
+        h, rem = divmod(round(a), 3600)
+        return f"{h}:{rem // 60:02d}:{rem % 60:02d} h"
+    return f"{a / 86400:.0f} d"
+
+
+def _last_clock_set(result: PullResult) -> tuple[int, int] | None:
+    """(seq-order key, new_ms) of the newest ClockSet the pull brought (either stream)."""
+    best: tuple[int, int] | None = None
+    for sp in result.streams.values():
+        for seq, data in sp.records:
+            if data[:1] == bytes([RecordType.CLOCK_SET]):
+                rec = decode_record(data)
+                if not isinstance(rec, ClockSet):
+                    continue
+                new_ms = int(rec.new_ms)
+                if best is None or new_ms >= best[1]:
+                    best = (seq, new_ms)
+    return best
+
+
+def check_clock(result: PullResult, previous: dict[str, Any] | None) -> ClockCheck | None:
+    """How the logger's clock compares with the phone's at this pull (None: not read)."""
+    if not result.clocks:
+        return None
+    obs = result.clocks[-1]
+    device_now = obs.device_ms
+    offset = obs.offset_ms
+    slack = CLOCK_SET_WITHIN_MS + obs.uncertainty_ms
+    clock_set = _last_clock_set(result)
+    if clock_set is not None:
+        ref_ms = clock_set[1]
+        plausible = slack + PLAUSIBLE_DRIFT_PPM * 1e-6 * max(0.0, device_now - ref_ms)
+        return ClockCheck(offset, 0.0, plausible, "nfc_set", ref_ms)
+    if previous and previous.get("device_ms") is not None and previous.get("offset_ms") is not None:
+        ref_ms = int(previous["device_ms"])
+        plausible = slack + PLAUSIBLE_DRIFT_PPM * 1e-6 * abs(device_now - ref_ms)
+        return ClockCheck(offset, float(previous["offset_ms"]), plausible, "previous_pull", ref_ms)
+    return ClockCheck(offset, 0.0, UNREFERENCED_WITHIN_MS, "none", None)
 
 
 # --------------------------------------------------------------------------- one transfer
@@ -798,7 +906,10 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
     sem = asyncio.Semaphore(concurrency)
     outcome = FleetOutcome()
 
+    previous_clock: dict[str, dict[str, Any] | None] = {}
+
     def commit(result: PullResult) -> bool:
+        result.clock_check = check_clock(result, previous_clock.get(result.serial))
         if not has_new_records(result):
             # Asked from the state's next seq and got nothing: the folder's earlier pulls hold
             # every record up to the head already.
@@ -813,6 +924,7 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
         serial = found.name or found.address
         async with sem:
             state = PullState.load(out_dir, serial)
+            previous_clock[serial] = state.clock
             try:
                 result = await pull_one(found.device, state, options, progress, commit=commit)
             except PullError as err:
@@ -825,6 +937,8 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
                 outcome.written[result.serial] = result.path
             else:
                 outcome.nothing_new.append(result.serial)
+            if result.clocks:
+                state.clock = {"device_ms": result.clocks[-1].device_ms, "offset_ms": result.clocks[-1].offset_ms}
             state.save(out_dir)
             outcome.results[result.serial] = result
             if on_done:
@@ -906,6 +1020,8 @@ def write_logfile(result: PullResult, out_dir: Path) -> Path:
         test[f"ble.clock.{i}.phone_after_ms"] = str(c.phone_after_ms)
     if result.clocks:
         test["ble.clock.offset_ms"] = f"{result.clocks[-1].offset_ms:.1f}"
+    if result.clock_check is not None:
+        test.update(result.clock_check.metadata())
     data = build_logfile(identity, cert, streams, anchors, attestations,
                          LogfileMetadata(test=test, created_ms=_phone_ms()))
     out_dir.mkdir(parents=True, exist_ok=True)
