@@ -30,7 +30,7 @@ def test_migrations_build_exactly_the_models(kind: str) -> None:
         try:
             upgrade(engine)
             upgrade(engine)  # idempotent
-            assert current_revision(engine) == "0005"
+            assert current_revision(engine) == "0006"
             with engine.connect() as conn:
                 diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diff == []
@@ -242,23 +242,34 @@ def test_upgrade_to_0004_keeps_every_row_and_reference(kind: str) -> None:
                 # tests gained a column in 0005 (end_voltage): insert only the columns of 0003
                 test_id = s.execute(CapacityTest.__table__.insert().values(
                     org_id=org.id, string_id=string.id, load="50A", blocks=2)).inserted_primary_key[0]
-                logger = Logger(org_id=org.id, serial="SIM-0001", generation=2)
-                s.add_all([logger])
-                s.flush()
-                lf = Logfile(org_id=org.id, sha256="ab" * 32, size=10, logger_id=logger.id, test_id=test_id,
-                             verification_status="verified", uploaded_by=user.id)
-                s.add(lf)
-                s.flush()
-                s.add_all([Job(org_id=org.id, key="k" * 64, kind="check", logfile_id=lf.id),
+                # loggers and logfiles gained columns in 0006 (custody): only the columns of 0003, and
+                # no column defaults of today's models (lightweight tables)
+                from sqlalchemy import JSON, column, table
+
+                loggers_0003 = table("loggers", *(column(c) for c in (
+                    "id", "org_id", "serial", "generation", "firmware", "simulated", "created_at")))
+                logfiles_0003 = table("logfiles", *(column(c) for c in (
+                    "id", "org_id", "sha256", "size", "logger_id", "test_id", "block_position", "format_version",
+                    "verification_status", "uploaded_by", "uploaded_at", "receipt_signature")),
+                    column("verification", JSON()), column("receipt", JSON()))
+                logger_id = s.execute(loggers_0003.insert().returning(loggers_0003.c.id).values(
+                    org_id=org.id, serial="SIM-0001", generation=2, firmware="", simulated=True,
+                    created_at=user.created_at)).scalar_one()
+                lf_id = s.execute(logfiles_0003.insert().returning(logfiles_0003.c.id).values(
+                    org_id=org.id, sha256="ab" * 32, size=10, logger_id=logger_id, test_id=test_id,
+                    block_position=0, format_version="", verification_status="verified", verification={},
+                    uploaded_by=user.id, uploaded_at=user.created_at, receipt={},
+                    receipt_signature="")).scalar_one()
+                s.add_all([Job(org_id=org.id, key="k" * 64, kind="check", logfile_id=lf_id),
                            AuditEvent(org_id=org.id, user_id=user.id, action="upload", object_type="logfile",
-                                      object_id=lf.id)])
+                                      object_id=lf_id)])
                 s.commit()
-                ids = (test_id, logger.id, user.id)
+                ids = (test_id, logger_id, user.id)
                 before = {m.__tablename__: s.scalar(select(func.count()).select_from(m))
                           for m in (Organisation, User, Site, BatterySystem, BatteryString, CapacityTest, Logger,
                                     Logfile, Job, AuditEvent)}
             upgrade(engine)
-            assert current_revision(engine) == "0005"
+            assert current_revision(engine) == "0006"
             with Session(engine) as s:
                 after = {m.__tablename__: s.scalar(select(func.count()).select_from(m))
                          for m in (Organisation, User, Site, BatterySystem, BatteryString, CapacityTest, Logger,

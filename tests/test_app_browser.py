@@ -478,6 +478,10 @@ def test_upload_made_offline_completes_when_back_online(page: Any, browser: Any,
     page.locator("#upload-list li[data-name='B1-spot-check.slog'][data-state=done]").wait_for()
     _, found = live.api("GET", f"/api/logfiles?sha256={sha}")
     assert len(found) == 1 and found[0]["test_id"] == live.spare_test_id
+    # The server's verdict as the app shows it: status, who certified the logger, what it claims.
+    expect(page.locator("#upload-list li[data-name='B1-spot-check.slog'] .upload-verification")).to_have_text(
+        "verification: simulated · TEST authority · SIMULATED")
+    assert found[0]["authority"] == "test" and found[0]["markers"] == ["SIMULATED"] and found[0]["custody"] == []
     expect(page.locator("#upload-badge")).to_be_hidden()
     shot(page, "uploads_done")
 

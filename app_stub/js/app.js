@@ -494,10 +494,17 @@
           ", from " + (e.start_offset_s / 60).toFixed(1) + " min" + (e.reason ? " \u2013 " + e.reason : ""));
       })) : h("p", { class: "empty" }, severityTag("green"), " No threshold exceeded in the analysed window.");
       var evFiles = block.evidence ? block.evidence.files : [];
+      // What the server noticed about each stored file (possible clone / replay), by SHA-256.
+      function custodyOf(sha) {
+        var stored = logfiles.filter(function (l) { return l.sha256 === sha; })[0];
+        if (!stored || !stored.custody || !stored.custody.length) return null;
+        return h("span", { class: "upload-error custody" }, stored.custody.map(function (c) { return " \u26a0 " + c.kind.replace("_", " "); }).join(""));
+      }
       var fileList = evFiles.length ? h("ul", { class: "list", id: "block-files" }, evFiles.map(function (f) {
         return h("li", { class: "evidence-file " + (f.used ? "used" : "excluded"), "data-status": f.status, "data-used": String(f.used) },
           h("strong", {}, f.file), " \u00b7 " + f.status + (f.latest_pull !== null ? " \u00b7 pull #" + f.latest_pull : "") +
-          (f.used ? " \u00b7 used" : " \u00b7 NOT used (" + f.reason + ")"), h("span", { class: "row-sub" }, " " + f.message));
+          (f.used ? " \u00b7 used" : " \u00b7 NOT used (" + f.reason + ")"), h("span", { class: "row-sub" }, " " + f.message),
+          custodyOf(f.sha256));
       })) : null;
       // The block's own notes: its clock (observations that disagreed and how it was placed),
       // gaps, bounds. Shown before the figures they qualify.
@@ -611,6 +618,13 @@
 
   // ------------------------------------------------------------------ uploads
 
+  /** The server's verdict on a logfile: its status, who certified the logger, what it claims. */
+  function describeVerification(lf) {
+    var who = lf.authority === "production" ? "hardware, production root" : lf.authority === "test" ? "TEST authority" : null;
+    var markers = lf.markers && lf.markers.length ? lf.markers.join(", ") : null;
+    return "verification: " + lf.verification_status + [who, markers].filter(Boolean).map(function (x) { return " \u00b7 " + x; }).join("");
+  }
+
   function describeEntry(e) {
     var st = STATES[e.state] || { icon: "?", word: e.state };
     var word = st.word;
@@ -627,7 +641,9 @@
         h("span", { class: "row-sub" }, fmtBytes(e.size) + (meta ? " \u00b7 " + meta : "") + (e.test_id ? " \u00b7 test " + e.test_id : "") +
           (e.source === "share" ? " \u00b7 shared to the app" : "") + (e.attempts ? " \u00b7 " + e.attempts + " attempt" + (e.attempts > 1 ? "s" : "") : "")),
         e.error ? h("span", { class: "upload-error" }, e.error) : null,
-        e.state === "done" && e.result ? h("span", { class: "row-sub" }, "verification: " + e.result.verification_status) : null),
+        e.state === "done" && e.result ? h("span", { class: "row-sub upload-verification" }, describeVerification(e.result)) : null,
+        e.state === "done" && e.result && e.result.custody && e.result.custody.length ? h("span", { class: "upload-error upload-custody" },
+          e.result.custody.map(function (f) { return "\u26a0 " + f.kind.replace("_", " ") + ": " + f.message; }).join(" ")) : null),
       h("div", { class: "upload-actions" }, actions));
   }
 

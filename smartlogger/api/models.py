@@ -154,6 +154,15 @@ class BlockPosition(TenantScoped, Base):
 
 
 class Logger(TenantScoped, Base):
+    """A logger and the server's custody of it (migration 0006).
+
+    ``simulated`` is fixed when it is registered (its first upload's markers, SIMULATED or
+    REPLAYED, or by hand): a file of the other kind cannot join it. ``device_key`` is the
+    fingerprint of the first certified device key seen and ``max_pull_counter`` the highest
+    signed pull counter seen under that key; ``custody`` lists every possible clone (a second
+    key) and possible replay (an older pull after a newer one) found on upload.
+    """
+
     __tablename__ = "loggers"
     __table_args__ = (UniqueConstraint("org_id", "serial"),)
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -162,6 +171,9 @@ class Logger(TenantScoped, Base):
     firmware: Mapped[str] = mapped_column(String(32), default="")
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    device_key: Mapped[str | None] = mapped_column(String(64), default=None)  # logfile.evidence.fingerprint
+    max_pull_counter: Mapped[int | None] = mapped_column(Integer, default=None)
+    custody: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{kind, logfile_id, sha256, at, message}]
 
 
 class CapacityTest(TenantScoped, Base):
@@ -208,6 +220,12 @@ class Logfile(TenantScoped, Base):
     uploaded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     receipt: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the signed receipt body
     receipt_signature: Mapped[str] = mapped_column(String(128), default="")  # Ed25519, hex
+    # Custody (migration 0006): who vouches for the file, what it claims, what the server noticed.
+    authority: Mapped[str | None] = mapped_column(String(16), default=None)  # "production" | "test"
+    markers: Mapped[list[Any]] = mapped_column(JSON, default=list)  # ["SIMULATED", "REPLAYED"]
+    device_key: Mapped[str | None] = mapped_column(String(64), default=None)  # certified key's fingerprint
+    pull_counter: Mapped[int | None] = mapped_column(Integer, default=None)  # latest signed pull's counter
+    custody: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{kind, message}]: possible_clone/replay
 
 
 class Result(TenantScoped, Base):

@@ -147,8 +147,16 @@ class LoggerSchema(ma.Schema):
     serial = f.String(required=True, validate=v.Regexp(r"^[A-Z0-9][A-Z0-9-]{2,31}$"))
     generation = f.Integer(required=True, validate=v.OneOf([1, 2]))
     firmware = f.String(load_default="", validate=v.Length(max=32))
-    simulated = f.Boolean(dump_only=True)
+    simulated = f.Boolean(load_default=None, allow_none=True, metadata={
+        "description": "registered as a SIMULATED/REPLAYED logger (default: a serial starting SIM-); files of "
+                       "the other kind are refused (409 provenance_conflict)"})
     created_at = f.DateTime(dump_only=True)
+    device_key = f.String(dump_only=True, allow_none=True, metadata={
+        "description": "fingerprint of the first certified device key the server saw for this logger"})
+    max_pull_counter = f.Integer(dump_only=True, allow_none=True, metadata={
+        "description": "highest signed pull counter seen under that key"})
+    custody = f.List(f.Dict(), dump_only=True, metadata={
+        "description": "custody flags: {kind: possible_clone | possible_replay, logfile_id, sha256, at, message}"})
 
 
 # ----------------------------------------------------------------------------- tests
@@ -218,6 +226,13 @@ class LogfileSchema(ma.Schema):
         "description": "verified (hardware evidence) | simulated (an intact file of a SIMULATED/REPLAYED "
                        "logger: never evidence) | unsigned | tampered; unreadable once the check job "
                        "found sample payloads that do not decode (docs/EVIDENCE.md)"})
+    authority = f.String(allow_none=True, metadata={
+        "description": "who certified the logger: production (hardware root) | test (simulated/replayed); null unsigned"})
+    markers = f.List(f.String(), metadata={"description": "SIMULATED / REPLAYED, as the file claims"})
+    device_key = f.String(allow_none=True, metadata={"description": "fingerprint of the certified device key"})
+    pull_counter = f.Integer(allow_none=True, metadata={"description": "the file's latest signed pull counter"})
+    custody = f.List(f.Dict(), metadata={
+        "description": "what the server noticed on upload: {kind: possible_clone | possible_replay, message}"})
     uploaded_by = f.Integer(allow_none=True)
     uploaded_at = f.DateTime()
     created = f.Boolean(metadata={"description": "false when the same bytes were already here"})

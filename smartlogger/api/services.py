@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, bindparam, func, insert, literal_column, select
+from sqlalchemy import Engine, Table, bindparam, func, insert, literal_column, or_, select, update
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -62,6 +62,13 @@ from smartlogger.logfile import (
     read_logfile,
     verify_logfile,
 )
+from smartlogger.logfile.custody import (
+    LoggerCustody,
+    ProvenanceConflict,
+    check_provenance,
+    custody_flags,
+)
+from smartlogger.logfile.custody import after as custody_after
 
 #: First bytes of every logfile we accept (2.x container, generation-1 file).
 LOGFILE_MAGICS: tuple[bytes, ...] = (b"\x89SLOG\r\n\x1a", b"SLG1")
@@ -156,24 +163,43 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
         new_logger = True
     else:
         new_logger = False
+    # Custody: the logger's registered kind, key and highest pull counter (one indexed read).
+    held = _custody_of(session, logger_id, ident.serial)
+    try:
+        check_provenance(report, held)
+    except ProvenanceConflict as err:
+        existing = _existing(session, who.org_id, digest)
+        if existing is not None:  # stored before this rule: the same bytes keep their answer
+            return _duplicate(session, existing, test, who), False
+        audit(session, who.org_id, who.user_id, "upload_refused", "logger", logger_id, sha256=digest,
+              remote_addr=who.remote_addr, detail=err.message[:2000])
+        session.commit()
+        raise ApiError(409, "provenance_conflict", err.message, field="body") from None
+    flags = [{"kind": f.kind, "message": f.message} for f in custody_flags(report, held)]
     store.put(data)  # content-addressed: a blob whose row fails to commit is harmless
     now = utcnow()
+    latest = report.latest_pull["counter"] if report.latest_pull else None
     # The receipt names the content (SHA-256), not the row: it is built before the INSERT so the
-    # row is written once, and it stays meaningful outside this database.
+    # row is written once, and it stays meaningful outside this database. It names what the
+    # server found: the verification status, who certified the logger and any custody flag.
     receipt = {
         "type": RECEIPT_TYPE, "organisation_id": who.org_id, "sha256": digest, "size": len(data),
         "uploaded_at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "uploader": {"id": who.user_id, "email": who.email}, "server_key": key.fingerprint,
-        "serial": ident.serial,
+        "serial": ident.serial, "verification_status": report.status, "authority": report.authority,
+        "markers": list(report.markers), "custody": [f["kind"] for f in flags],
     }
     values = {"org_id": who.org_id, "sha256": digest, "size": len(data), "logger_id": logger_id,
               "test_id": test.id if test else None, "block_position": lf.metadata.block_position,
               "format_version": f"{lf.version[0]}.{lf.version[1]}", "verification_status": report.status,
               "verification": _jsonable(report.to_dict()), "uploaded_by": who.user_id, "uploaded_at": now,
-              "receipt": receipt, "receipt_signature": key.sign(receipt)}
+              "receipt": receipt, "receipt_signature": key.sign(receipt), "authority": report.authority,
+              "markers": list(report.markers), "device_key": report.device_key, "pull_counter": latest,
+              "custody": flags}
+    flagged = "".join(f", {f['kind']}" for f in flags)
     audit_values = _audit_values(who.org_id, who.user_id, "upload", "logfile", None, sha256=digest,
                                  remote_addr=who.remote_addr,
-                                 detail=f"{len(data)} bytes, {ident.serial}, {report.status}")
+                                 detail=f"{len(data)} bytes, {ident.serial}, {report.status}{flagged}")
     job_values = {"org_id": who.org_id, "key": job_key(who.org_id, "check", digest), "kind": "check"}
     if autocommit is not None:
         # The logger row (if new) and the test lookup commit first: the statement runs on another
@@ -191,6 +217,8 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
         if ids is None:
             return _answer_duplicate(session, digest, test, who), False
         logfile_id, job_id = ids
+        _keep_custody(session, who, logger_id, held, report, flags, logfile_id, digest)
+        session.commit()
     else:
         # Three Core INSERTs on the session's connection (same transaction, one commit), statements
         # built once with the values as parameters (no ORM unit of work). Column defaults apply.
@@ -204,6 +232,7 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
         conn.execute(_INSERT_AUDIT, {**audit_values, "object_id": logfile_id})
         # Same transaction as the row: a stored logfile always has its check job (never unchecked).
         job_id = conn.execute(_INSERT_JOB, {**job_values, "logfile_id": logfile_id}).scalar_one()
+        _keep_custody(session, who, logger_id, held, report, flags, logfile_id, digest)
         session.commit()
     row = Logfile(id=logfile_id, **values)  # transient: what was inserted, for the response
     if logger_ids is not None and new_logger:
@@ -211,6 +240,39 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
     if on_check_job is not None:
         on_check_job(job_id)
     return row, True
+
+
+def _custody_of(session: Session, logger_id: int, serial: str) -> LoggerCustody:
+    row = session.connection().execute(
+        select(Logger.simulated, Logger.device_key, Logger.max_pull_counter).where(Logger.id == logger_id)).one()
+    return LoggerCustody(serial, not row.simulated, row.device_key, row.max_pull_counter)
+
+
+def _keep_custody(session: Session, who: Uploader, logger_id: int, held: LoggerCustody, report: Any,
+                  flags: list[dict[str, str]], logfile_id: int, digest: str) -> None:
+    """Record what a new logfile changes in its logger's custody (same transaction as the row).
+
+    Conditional UPDATEs, so two uploads of one logger at once cannot lower the counter or replace
+    the first key. Flags go to the logger's custody list and each to the audit log."""
+    new = custody_after(report, held)
+    conn = session.connection()
+    if new.device_key is not None and held.device_key is None:
+        conn.execute(update(Logger).where(Logger.id == logger_id, Logger.device_key.is_(None))
+                     .values(device_key=new.device_key))
+    if new.max_pull_counter is not None and new.max_pull_counter != held.max_pull_counter:
+        conn.execute(update(Logger).where(Logger.id == logger_id, or_(
+            Logger.max_pull_counter.is_(None), Logger.max_pull_counter < new.max_pull_counter))
+            .values(max_pull_counter=new.max_pull_counter))
+    if not flags:
+        return
+    at = utcnow().isoformat(timespec="seconds").replace("+00:00", "Z")
+    logger = session.get(Logger, logger_id)
+    if logger is not None:
+        logger.custody = [*(logger.custody or []), *({**f, "logfile_id": logfile_id, "sha256": digest, "at": at}
+                                                     for f in flags)]
+    for f in flags:
+        audit(session, who.org_id, who.user_id, f"custody_{f['kind']}", "logfile", logfile_id, sha256=digest,
+              remote_addr=who.remote_addr, detail=f["message"][:2000])
 
 
 def _conflict() -> ApiError:
@@ -250,7 +312,7 @@ def _insert_upload_pg() -> Any:
 
     lf_cols = ["org_id", "sha256", "size", "logger_id", "test_id", "block_position", "format_version",
                "verification_status", "verification", "uploaded_by", "uploaded_at", "receipt",
-               "receipt_signature"]
+               "receipt_signature", "authority", "markers", "device_key", "pull_counter", "custody"]
     lf = (pg_insert(_LOGFILES).values(dict(zip(lf_cols, params(_LOGFILES, "lf_", lf_cols), strict=True)))
           .on_conflict_do_nothing(index_elements=["org_id", "sha256"]).returning(_LOGFILES.c.id).cte("lf"))
     au_cols = ["org_id", "user_id", "action", "object_type", "sha256", "remote_addr", "detail", "at"]
@@ -404,6 +466,15 @@ def validate_test_metadata(test: CapacityTest) -> None:
     metadata_of(test)
 
 
+def registered_keys(session: Session, test: CapacityTest) -> dict[str, str]:
+    """serial -> the device key registered for each logger of ``test`` (custody): the analysis
+    excludes a file certified under another key (a possible clone)."""
+    rows = session.execute(select(Logger.serial, Logger.device_key).join(Logfile, Logfile.logger_id == Logger.id)
+                           .where(Logfile.org_id == test.org_id, Logfile.test_id == test.id,
+                                  Logger.device_key.is_not(None)).distinct())
+    return {serial: key for serial, key in rows if key is not None}
+
+
 def logfile_name(lf: Logfile) -> str:
     """How the analysis and the report name a stored logfile (exclusions, the Evidence sheet)."""
     return f"logfile {lf.id} ({lf.sha256[:12]}).slog"
@@ -419,7 +490,8 @@ def compute_result(session: Session, store: FileStore, test: CapacityTest, *,
         raise ApiError(409, "conflict", "the test has no logfiles yet")
     # A logger pulled more than once has several logfiles: merged into one log per logger.
     loaded = load_test_files(((logfile_name(lf), store.get(lf.sha256)) for lf in files),
-                             trust=trust if trust is not None else _trust())
+                             trust=trust if trust is not None else _trust(),
+                             registered_keys=registered_keys(session, test))
     result = analyze_test(loaded.logs, metadata_of(test), excluded=loaded.excluded)
     digest = inputs_digest(test, [lf.sha256 for lf in files])
     payload = json.loads(result.to_json(indent=None))
@@ -446,7 +518,8 @@ def build_report(session: Session, store: FileStore, test: CapacityTest, *,
         return row
     logfiles = [(logfile_name(lf), store.get(lf.sha256)) for lf in logfiles_of(session, test)]
     inputs = report_inputs_from_logfiles(logfiles, result=TestResult.from_data(result.result), where=f"test {test.id}",
-                                         trust=trust if trust is not None else _trust())
+                                         trust=trust if trust is not None else _trust(),
+                                         registered_keys=registered_keys(session, test))
     data = string_report_bytes(inputs.outcome, inputs.series, exceedances=inputs.exceedances,
                                evidence=inputs.evidence, tz=str(test.meta.get("tz", "UTC")))
     digest = store.put(data)

@@ -67,8 +67,10 @@ def uploader() -> Uploader:
 def logfile_out(lf: Logfile, created: bool = False) -> dict[str, Any]:
     """A logfile row as the API shows it (``LogfileSchema``)."""
     out = {c: getattr(lf, c) for c in ("id", "sha256", "size", "logger_id", "test_id", "block_position",
-                                       "format_version", "verification_status", "uploaded_by",
-                                       "uploaded_at")}
+                                       "format_version", "verification_status", "authority", "device_key",
+                                       "pull_counter", "uploaded_by", "uploaded_at")}
+    out["markers"] = list(lf.markers or [])
+    out["custody"] = list(lf.custody or [])
     out["serial"] = lf.receipt.get("serial") or (
         session().scalar(scoped(Logger).where(Logger.id == lf.logger_id).with_only_columns(Logger.serial))
         or "")

@@ -32,7 +32,9 @@ def list_loggers(args: dict[str, Any]) -> list[Logger]:
 @blp.arguments(LoggerSchema)
 @blp.response(201, LoggerSchema)
 def create_logger(data: dict[str, Any]) -> Logger:
-    row = Logger(org_id=org_id(), simulated=data["serial"].startswith("SIM-"), **data)
+    simulated = data.pop("simulated", None)
+    row = Logger(org_id=org_id(), simulated=data["serial"].startswith("SIM-") if simulated is None else simulated,
+                 **data)
     session().add(row)
     try:
         session().commit()
