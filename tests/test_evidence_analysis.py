@@ -229,3 +229,21 @@ def test_string_report_shows_the_evidence_and_charts_only_used_data(tmp_path: Pa
     evidence = [[c.value for c in r] for r in wb["Evidence"].iter_rows()]
     used = {r[1]: r[7] for r in evidence[2:] if r[0] and r[1] and str(r[1]).endswith(".slog")}
     assert used["x-tampered.slog"].startswith("NO: tampered") and used["SL2-000001-pull2.slog"] == "yes"
+
+
+def test_a_trend_keeps_each_tests_evidence(tmp_path: Path, genuine: TestResult) -> None:
+    from smartlogger.analysis.trend import block_trends
+
+    old = json.loads(genuine.to_json())
+    del old["evidence"], old["excluded"]
+    for b in old["blocks"]:
+        del b["evidence"]
+    old["discharge"]["start_ms"] -= 365 * 86_400_000
+    earlier = TestResult.from_json(json.dumps(old))  # written before evidence was recorded
+    (trend, *_) = block_trends([genuine, earlier], by="serial")
+    assert [p.evidence for p in trend.points] == ["unchecked", "verified"]
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(genuine.to_json())
+    b.write_text(earlier.to_json())
+    res = CliRunner().invoke(main, ["test", "trend", str(a), str(b)])
+    assert res.exit_code == 0 and "* not verified evidence" in res.output

@@ -62,7 +62,7 @@ def test_verify_of_several_files_exits_with_the_worst_refused_status(tmp_path: P
 def test_verify_with_a_trust_file(tmp_path: Path) -> None:
     """Exit 0 only for a logger certified by a production root named in --trust."""
     from smartlogger.device.store import MemoryStore
-    from smartlogger.logfile.evidence import new_authority, provision_device
+    from smartlogger.logfile.evidence import new_authority, provision_device, test_authority
     from smartlogger.logfile.format import pull_logfile
     from smartlogger.logfile.trust import load_trust, trust_toml
     from smartlogger.model import Generation, LoggerIdentity
@@ -92,7 +92,9 @@ def test_verify_with_a_trust_file(tmp_path: Path) -> None:
     assert {a.kind for a in load_trust(tmp_path / "default.toml")} == {"production", "test"}
     for text, msg in (("x", "not TOML"), ("", "no [[authority]]"),
                       ('[[authority]]\nkind="production"\npublic_key="00"', "32 bytes"),
-                      ('[[authority]]\nkind="root"\npublic_key="00"', "kind must be")):
+                      ('[[authority]]\nkind="root"\npublic_key="00"', "kind must be"),
+                      (f'[[authority]]\nkind="production"\npublic_key="{test_authority().public_key.hex()}"',
+                       "cannot be a production root")):
         trust.write_text(text)
         res = runner.invoke(main, ["logfile", "verify", str(real), "--trust", str(trust)])
         assert res.exit_code == 2 and msg in res.output and "Traceback" not in res.output, res.output

@@ -44,6 +44,9 @@ class TrendPoint:
     resistance_mohm: float | None = field(default=None, metadata={"doc": "internal resistance, mOhm"})
     resistance_uncertainty_mohm: float | None = field(default=None, metadata={
         "doc": "its standard uncertainty, mOhm"})
+    evidence: str = field(default="unchecked", metadata={
+        "doc": "what that test's numbers for the block rest on: 'verified' (hardware evidence), 'simulated', "
+               "'unsigned' or 'unchecked'"})
 
 
 @dataclass
@@ -89,6 +92,7 @@ def block_trends(results: Sequence[TestResult], *, by: Literal["serial", "positi
             groups.setdefault(key, []).append(TrendPoint(
                 r.test_id, r.discharge.start_ms, b.serial, b.position, b.capacity_pct, b.soh_pct,
                 b.lower_bound, b.delivered_ah, b.resistance_mohm, b.resistance_uncertainty_mohm,
+                b.evidence.status,
             ))
     out = []
     for key in sorted(groups):

@@ -398,13 +398,17 @@ def trend(results: tuple[str, ...], by: str, ir_warn: float, ir_fail: float, as_
                 "IR mΩ, oldest first", "IR vs baseline"):
         table.add_column(col)
     for t in trends:
-        caps = ", ".join(_pct(p.capacity_pct, p.lower_bound) for p in t.points)
+        caps = ", ".join(_pct(p.capacity_pct, p.lower_bound) + ("" if p.evidence == "verified" else "*")
+                         for p in t.points)
         when = "-" if t.below_limit_ms is None else str(np.datetime64(t.below_limit_ms, "ms").astype("datetime64[D]"))
         slope = "-" if t.slope_pct_per_year is None else f"{t.slope_pct_per_year:+.1f}"
         irs = ", ".join("-" if p.resistance_mohm is None else f"{p.resistance_mohm:.2f}" for p in t.points)
         change = "-" if t.resistance_change_pct is None else _ir_change(t.resistance_change_pct, t.resistance_status)
         table.add_row(t.key, str(len(t.points)), caps, slope, _pct(t.latest_capacity_pct), when, irs, change)
     _console().print(table)
+    if any(p.evidence != "verified" for t in trends for p in t.points):
+        _console().print("* not verified evidence: that test's data for the block is simulated, unsigned or "
+                         "unchecked (see each result's evidence)")
 
 
 @test.command("schema")

@@ -84,6 +84,10 @@ def parse_trust(text: str, where: str = "trust list") -> tuple[Authority, ...]:
         name = entry.get("name", "")
         if not isinstance(name, str):
             raise InputFileError(where, f"{what}: name must be text", column="name")
+        if kind == "production" and key == test_authority().public_key:
+            # Its private key is public: as a hardware root it would let anyone make "evidence".
+            raise InputFileError(where, f"{what}: the TEST authority's key cannot be a production root",
+                                 column="public_key")
         out.append(Authority(kind, key, None, name or f"{kind} authority"))
     return tuple(out)
 
