@@ -151,7 +151,9 @@ def test_evidence(blocks: Iterable[tuple[str, int, BlockEvidence]], excluded: Se
         weak = []
         for status in order[1:]:
             names = [_block_name(serial, pos) for serial, pos, ev in blocks if ev.status == status]
-            if names:
+            if names and len(names) == len(blocks) > 1:
+                weak.append(f"all {len(blocks)} blocks rest on {_DESCRIBE[status]}")
+            elif names:
                 weak.append(f"{_list(names)} rest{'s' if len(names) == 1 else ''} on {_DESCRIBE[status]}")
         if counts.get("verified"):
             weak.append(f"{counts['verified']} block(s) on verified hardware evidence")
