@@ -228,8 +228,9 @@ def test_function_level_imports_say_why() -> None:
 
 
 #: Stdlib-level modules every part may use: value types, the error tree, the quantity parsers,
-#: the time-series CSV reader, the test metadata file, and the dependency adapters.
-SHARED = {"model", "errors", "quantities", "csvseries", "testinfo", "compat"}
+#: the time-series CSV reader, the test metadata file, the primitive wire encodings, and the
+#: dependency adapters.
+SHARED = {"model", "errors", "quantities", "csvseries", "testinfo", "wire", "compat"}
 
 #: docs/ARCHITECTURE.md: which parts a part may import (beyond ``SHARED`` and itself).
 ALLOWED = {
@@ -239,16 +240,16 @@ ALLOWED = {
     "csvseries": set(),
     "testinfo": set(),
     "compat": set(),
-    "protocol": {"wire"},
     "wire": set(),
-    "logfile": {"wire"},
-    "device": {"protocol", "logfile", "wire"},
-    "analysis": {"logfile", "quantities"},
-    "export": {"analysis", "logfile", "compat", "quantities"},
-    "field": {"protocol", "logfile", "analysis", "export", "compat", "quantities"},
-    "api": {"logfile", "analysis", "export", "quantities"},
+    "protocol": set(),
+    "logfile": set(),
+    "device": {"protocol", "logfile"},
+    "analysis": {"logfile"},
+    "export": {"analysis", "logfile"},
+    "field": {"protocol", "logfile", "analysis", "export"},
+    "api": {"logfile", "analysis", "export"},
     # Test support may use every part of the product; no part of the product uses it.
-    "testing": {"device", "logfile", "analysis", "export", "protocol", "field", "quantities", "api", "wire"},
+    "testing": {"device", "logfile", "analysis", "export", "protocol", "field", "api"},
 }
 
 

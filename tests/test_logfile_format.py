@@ -213,8 +213,8 @@ def _stream_section(heads_and_bodies: list[bytes], count: int | None = None, anc
 
 
 def _read_section(section: bytes) -> object:
-    from smartlogger.logfile.bytereader import ByteReader
     from smartlogger.logfile.format import _read_stream
+    from smartlogger.wire import ByteReader
 
     return _read_stream(ByteReader(section), 0, 0, False)
 
@@ -222,9 +222,9 @@ def _read_section(section: bytes) -> object:
 def test_record_heads_fast_path_and_checked_reader_agree() -> None:
     """Record heads are parsed without per-field error text when well formed; anything else is
     re-read by the checked reader, which names the field and its offset."""
-    from smartlogger.logfile.bytereader import leb128
     from smartlogger.logfile.format import MAX_RECORD_BYTES
     from smartlogger.logfile.records import RecordType
+    from smartlogger.wire import leb128
 
     head_at = 1 + 8 + 32 + 4
     rec = bytes([RecordType.SAMPLE_BLOCK]) + bytes(range(200))  # a 2-byte LEB128 length

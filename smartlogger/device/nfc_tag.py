@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from smartlogger.compat.nfcpy import listen_on_bound_socket
 from smartlogger.device.firmware import Logger
 from smartlogger.errors import ConfigError, TransportError
 from smartlogger.model import Generation, LoggerConfig, LoggerIdentity, gen1_config
@@ -616,18 +617,9 @@ class TagEmulator:
 
     def _reactivate(self, clf: Any, tag: LoggerTag) -> Any:
         """Wait (up to ``poll_s``) to be selected as ``tag`` on the bound socket; None on timeout."""
-        # nfcpy's public listen() closes and re-binds the UDP socket; the reader
-        # sends its SENS_REQ right after RFOFF, and a closed socket drops it, so
-        # the reader would wait a full second. The udp driver's own listen loop
-        # runs on the still-bound socket, exactly like a tag that stays in the
-        # field while the reader resets it.
-        listen = getattr(clf.device, "_listen_tta", None)
-        if listen is None:
-            return clf.listen(_local_target(tag), self.poll_s)
-        target = listen(_local_target(tag), time.time() + self.poll_s)
-        if target is not None:
-            clf.target = target
-        return target
+        # A tag that stays in the field: nfcpy's public listen() would re-bind the socket and
+        # lose the reader's next SENS_REQ (compat.nfcpy says why).
+        return listen_on_bound_socket(clf, _local_target(tag), self.poll_s)
 
     def _session(self, clf: Any, tag: LoggerTag, target: Any) -> bool:
         """Answer commands until RF off. True if this ended the presentation."""

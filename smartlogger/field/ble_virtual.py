@@ -22,12 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bleak.backends.characteristic import BleakGATTCharacteristic
-from bleak.backends.client import BaseBleakClient, NotifyCallback
-from bleak.backends.descriptor import BleakGATTDescriptor
+from bleak.backends.client import NotifyCallback
 from bleak.backends.device import BLEDevice
-from bleak.backends.scanner import AdvertisementData, AdvertisementDataCallback, BaseBleakScanner
-from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
+from bleak.backends.scanner import AdvertisementDataCallback
 from bleak.exc import BleakDeviceNotFoundError, BleakError
 from bumble import gatt, ll
 from bumble.controller import Controller
@@ -39,6 +36,17 @@ from bumble.hci import Address
 from bumble.host import Host
 from bumble.link import LocalLink
 
+from smartlogger.compat.bleak import (
+    BackendClient,
+    BackendScanner,
+    BleakGATTCharacteristic,
+    BleakGATTDescriptor,
+    BleakGATTServiceCollection,
+    advertisement,
+    gatt_characteristic,
+    gatt_descriptor,
+    gatt_service,
+)
 from smartlogger.protocol import ble as p
 
 log = logging.getLogger(__name__)
@@ -375,7 +383,7 @@ def _radio(kwargs: dict[str, Any]) -> VirtualRadio:
     return radio if isinstance(radio, VirtualRadio) else VirtualRadio.current()
 
 
-class VirtualBleakScanner(BaseBleakScanner):
+class VirtualBleakScanner(BackendScanner):
     """bleak scanner backend listening on a ``VirtualRadio`` (``radio=`` kwarg or current)."""
 
     def __init__(self, detection_callback: AdvertisementDataCallback | None,
@@ -385,7 +393,7 @@ class VirtualBleakScanner(BaseBleakScanner):
         self._radio = _radio(kwargs)
 
     async def start(self) -> None:
-        self.seen_devices = {}
+        self.start_seen()
         await self._radio._scan(self, True)
 
     async def stop(self) -> None:
@@ -393,14 +401,9 @@ class VirtualBleakScanner(BaseBleakScanner):
 
     def on_advertisement(self, adv: Advertisement) -> None:
         uuids, name, _complete = p.parse_advertising(adv.data_bytes)
-        if not self.is_allowed_uuid(uuids):
-            return
         address = str(adv.address).split("/")[0]
-        data = AdvertisementData(
-            local_name=name, manufacturer_data={}, service_data={}, service_uuids=uuids,
-            tx_power=None, rssi=adv.rssi, platform_data=(adv,))
-        device = self.create_or_update_device(address, address, name, adv, data)
-        self.call_detection_callbacks(device, data)
+        self.report(address, name, adv, advertisement(local_name=name, service_uuids=uuids, rssi=adv.rssi,
+                                                      details=adv))
 
 
 _PROPS: tuple[tuple[gatt.Characteristic.Properties, str], ...] = (
@@ -413,7 +416,7 @@ _PROPS: tuple[tuple[gatt.Characteristic.Properties, str], ...] = (
 )
 
 
-class VirtualBleakClient(BaseBleakClient):
+class VirtualBleakClient(BackendClient):
     """bleak client backend: a Bumble GATT client on the virtual radio's phone device."""
 
     def __init__(self, address_or_ble_device: BLEDevice | str, *,
@@ -443,7 +446,7 @@ class VirtualBleakClient(BaseBleakClient):
         return self._connection is not None
 
     async def connect(self, pair: bool, **kwargs: Any) -> None:
-        timeout = float(kwargs.get("timeout", self._timeout))
+        timeout = float(kwargs.get("timeout", self.connect_timeout))
         try:
             conn = await self._radio.connect(self.address, timeout)
         except Exception as err:  # Bumble raises TimeoutError / core errors
@@ -468,21 +471,19 @@ class VirtualBleakClient(BaseBleakClient):
     async def _build_services(self, peer: Peer) -> BleakGATTServiceCollection:
         coll = BleakGATTServiceCollection()
         for svc in peer.services:
-            bs = BleakGATTService(svc, svc.handle, str(svc.uuid.to_hex_str("-")).lower())
+            bs = gatt_service(svc, svc.handle, str(svc.uuid.to_hex_str("-")).lower())
             coll.add_service(bs)
             for ch in await peer.discover_characteristics(service=svc):
                 props = [name for flag, name in _PROPS if ch.properties & flag]
-                bc = BleakGATTCharacteristic(
-                    ch, ch.handle, str(ch.uuid.to_hex_str("-")).lower(), props,  # type: ignore[arg-type]
-                    lambda: self.mtu_size - 3, bs)
+                bc = gatt_characteristic(ch, ch.handle, str(ch.uuid.to_hex_str("-")).lower(), props,
+                                         lambda: self.mtu_size - 3, bs)
                 coll.add_characteristic(bc)
                 self._proxies[ch.handle] = ch
                 if not ch.properties & (gatt.Characteristic.Properties.NOTIFY
                                         | gatt.Characteristic.Properties.INDICATE):
                     continue  # only notifiable characteristics carry a CCCD worth discovering
                 for d in await peer.discover_descriptors(ch):
-                    coll.add_descriptor(BleakGATTDescriptor(
-                        d, d.handle, str(d.type.to_hex_str("-")).lower(), bc))
+                    coll.add_descriptor(gatt_descriptor(d, d.handle, str(d.type.to_hex_str("-")).lower(), bc))
                     self._descriptors[d.handle] = d
         return coll
 
@@ -490,8 +491,8 @@ class VirtualBleakClient(BaseBleakClient):
         was = self._connection is not None
         self._connection = None
         self._peer = None
-        if was and self._disconnected_callback is not None:
-            self._disconnected_callback()
+        if was:
+            self.notify_disconnected()
 
     async def disconnect(self) -> None:
         conn = self._connection

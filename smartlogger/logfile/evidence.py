@@ -35,8 +35,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from smartlogger.errors import LogfileError, SmartLoggerError
-from smartlogger.logfile.bytereader import ByteReader, str8
 from smartlogger.model import Generation, LoggerIdentity, Record
+from smartlogger.wire import ByteReader, str8
 
 AuthorityKind = Literal["production", "test"]
 

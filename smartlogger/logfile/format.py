@@ -37,7 +37,6 @@ import numpy as np
 import numpy.typing as npt
 
 from smartlogger.errors import LogfileError
-from smartlogger.logfile.bytereader import MAX_LEB128_BYTES, ByteReader, leb128, str8, str16
 from smartlogger.logfile.container import (
     Logfile,
     LogfileMetadata,
@@ -61,6 +60,7 @@ from smartlogger.logfile.gen1 import read_gen1
 from smartlogger.logfile.records import SAMPLE_HEAD, RecordType, decode_record, encode_record
 from smartlogger.logfile.samples import decode_many, read_head
 from smartlogger.model import ConfigChange, LoggerIdentity, Record, SampleBlock
+from smartlogger.wire import ByteReader, leb128, read_leb128, str8, str16
 
 MAGIC: Final = b"\x89SLOG\r\n\x1a"
 MAJOR: Final = 2
@@ -332,20 +332,6 @@ def _read_header(r: ByteReader) -> tuple[LoggerIdentity, LogfileMetadata]:
 _CRC = struct.Struct("<I")
 
 
-def _leb128_fast(data: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
-    """``(value, next pos)`` of a canonical unsigned LEB128 at ``pos``; value -1 if it is not one
-    (truncated, over-long or too long): the caller then re-reads it with ``ByteReader.leb128``."""
-    value = shift = 0
-    while pos < end and shift < 7 * MAX_LEB128_BYTES:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return (-1 if shift and byte == 0 else value), pos
-        shift += 7
-    return -1, pos
-
-
 def _record_head(r: ByteReader, index: int, i: int, seq: int) -> tuple[int, int, int]:
     """Record ``i``'s head read field by field with the checked reader: ``(seq, length, crc)``,
     or the ``LogfileError`` naming what is wrong (the slow path of ``_read_stream``)."""
@@ -383,8 +369,8 @@ def _read_stream(r: ByteReader, expected: int, section_at: int, decode: bool) ->
         # no per-field error text. Anything unusual re-reads the head with the checked reader,
         # which names the field and offset of the problem (same result, same messages).
         head_at = r.pos
-        delta, pos = _leb128_fast(data, head_at, end)
-        length, pos = _leb128_fast(data, pos, end) if delta >= 0 else (-1, pos)
+        delta, pos = read_leb128(data, head_at, end)
+        length, pos = read_leb128(data, pos, end) if delta >= 0 else (-1, pos)
         if 0 <= length <= MAX_RECORD_BYTES and seq + delta < 1 << 64 and pos + 4 + length <= end:
             seq += delta
             (crc,) = _CRC.unpack_from(data, pos)

@@ -28,7 +28,6 @@ from typing import Final, Protocol
 import numpy as np
 
 from smartlogger.errors import LogfileError
-from smartlogger.logfile.bytereader import ByteReader
 from smartlogger.logfile.chain import stream_genesis
 from smartlogger.logfile.container import (
     Logfile,
@@ -48,6 +47,7 @@ from smartlogger.model import (
     SampleBlock,
     gen1_config,
 )
+from smartlogger.wire import ByteReader
 
 MAGIC: Final = b"SLG1"
 VERSION: Final = 1

@@ -47,6 +47,7 @@ from smartlogger.model import (
     Side,
     Thresholds,
 )
+from smartlogger.wire import ByteReader, str8
 
 _Bytes = bytes | bytearray | memoryview
 
@@ -135,12 +136,7 @@ def encode_config(config: LoggerConfig) -> bytes:
         th.v_low_alarm_mv, th.v_low_warn_mv, th.v_high_warn_mv, th.v_high_alarm_mv,
         th.t_low_alarm_dc, th.t_low_warn_dc, th.t_high_warn_dc, th.t_high_alarm_dc,
         float(config.rated_ah), config.float_rate_s, config.discharge_rate_s, config.block_position)
-    return fixed + _text(config.block_label) + _text(config.test_id)
-
-
-def _text(value: str) -> bytes:
-    raw = value.encode("utf-8")
-    return bytes([len(raw)]) + raw
+    return fixed + str8(config.block_label, "block_label") + str8(config.test_id, "test_id")
 
 
 # --------------------------------------------------------------------------- decode
@@ -170,42 +166,37 @@ def decode_record_prefix(data: _Bytes, *, offset: int = 0) -> tuple[Record, int]
     if offset < 0 or offset >= size:
         raise LogfileError("record expected, but no bytes are left", offset=offset)
     rtype = data[offset]
-    pos = offset + 1
+    r = ByteReader(data, offset + 1)
     if rtype == RecordType.SAMPLE_BLOCK:
-        _need(data, pos, _SAMPLE_HEAD.size, "SampleBlock header")
-        start_ms, interval_ms = _SAMPLE_HEAD.unpack_from(data, pos)
+        start_ms, interval_ms = r.unpack(_SAMPLE_HEAD, "SampleBlock header")
         if interval_ms == 0:
-            raise LogfileError("SampleBlock interval_ms is 0", offset=pos + 8)
-        mv, dc, end = samples.decode_samples(data, pos + _SAMPLE_HEAD.size)
+            raise LogfileError("SampleBlock interval_ms is 0", offset=r.pos - 4)
+        mv, dc, end = samples.decode_samples(data, r.pos)
         block = SampleBlock(start_ms, interval_ms, array("i", mv.tobytes()), array("i", dc.tobytes()))
         return block, end
     if rtype == RecordType.EVENT:
-        _need(data, pos, _EVENT.size, "Event")
-        t_ms, kind, q, s, value = _EVENT.unpack_from(data, pos)
+        at = r.pos
+        t_ms, kind, q, s, value = r.unpack(_EVENT, "Event")
         try:
             ekind = EventKind(kind)
         except ValueError:
-            raise LogfileError(f"Event kind {kind} is unknown", offset=pos + 8) from None
+            raise LogfileError(f"Event kind {kind} is unknown", offset=at + 8) from None
         if q not in _QUANTITY_OF:
-            raise LogfileError(f"Event quantity code {q} is not 0, 1 or 2", offset=pos + 9)
+            raise LogfileError(f"Event quantity code {q} is not 0, 1 or 2", offset=at + 9)
         if s not in _SIDE_OF:
-            raise LogfileError(f"Event side code {s} is not 0, 1 or 2", offset=pos + 10)
-        return Event(t_ms, ekind, _QUANTITY_OF[q], _SIDE_OF[s], value), pos + _EVENT.size
+            raise LogfileError(f"Event side code {s} is not 0, 1 or 2", offset=at + 10)
+        return Event(t_ms, ekind, _QUANTITY_OF[q], _SIDE_OF[s], value), r.pos
     if rtype == RecordType.CONFIG_CHANGE:
-        _need(data, pos, _CONFIG_HEAD.size, "ConfigChange header")
-        t_ms, seq = _CONFIG_HEAD.unpack_from(data, pos)
-        config, end = decode_config(data, offset=pos + _CONFIG_HEAD.size)
+        t_ms, seq = r.unpack(_CONFIG_HEAD, "ConfigChange header")
+        config, end = decode_config(data, offset=r.pos)
         return ConfigChange(t_ms, config, seq), end
     if rtype == RecordType.CLOCK_SET:
-        _need(data, pos, _CLOCK.size, "ClockSet")
-        old_ms, new_ms = _CLOCK.unpack_from(data, pos)
-        return ClockSet(old_ms, new_ms), pos + _CLOCK.size
+        old_ms, new_ms = r.unpack(_CLOCK, "ClockSet")
+        return ClockSet(old_ms, new_ms), r.pos
     if rtype == RecordType.DAILY_SUMMARY:
-        _need(data, pos, _DAILY.size, "DailySummary")
-        return DailySummary(*_DAILY.unpack_from(data, pos)), pos + _DAILY.size
+        return DailySummary(*r.unpack(_DAILY, "DailySummary")), r.pos
     if rtype == RecordType.DISCHARGE_SUMMARY:
-        _need(data, pos, _DISCHARGE.size, "DischargeSummary")
-        return DischargeSummary(*_DISCHARGE.unpack_from(data, pos)), pos + _DISCHARGE.size
+        return DischargeSummary(*r.unpack(_DISCHARGE, "DischargeSummary")), r.pos
     raise LogfileError(f"unknown record type 0x{rtype:02x}", offset=offset)
 
 
@@ -215,14 +206,13 @@ def decode_config(data: _Bytes, *, offset: int = 0) -> tuple[LoggerConfig, int]:
     A configuration the model rejects (``ConfigError``) becomes a ``LogfileError``
     naming the field, so a reader never trusts an invalid configuration.
     """
-    _need(data, offset, _CONFIG.size, "LoggerConfig")
+    r = ByteReader(data, offset)
     (chem, cells, vla, vlw, vhw, vha, tla, tlw, thw, tha, rated_ah, float_rate, dis_rate,
-     position) = _CONFIG.unpack_from(data, offset)
+     position) = r.unpack(_CONFIG, "LoggerConfig")
     if chem not in _CHEMISTRY_OF:
         raise LogfileError(f"LoggerConfig chemistry code {chem} is unknown", offset=offset)
-    pos = offset + _CONFIG.size
-    label, pos = _decode_text(data, pos, "block_label")
-    test_id, pos = _decode_text(data, pos, "test_id")
+    label = r.str8("block_label", _TEXT_MAX["block_label"])
+    test_id = r.str8("test_id", _TEXT_MAX["test_id"])
     try:
         config = LoggerConfig(
             block_type=BlockType(_CHEMISTRY_OF[chem], cells),
@@ -231,22 +221,4 @@ def decode_config(data: _Bytes, *, offset: int = 0) -> tuple[LoggerConfig, int]:
             block_label=label, block_position=position, test_id=test_id)
     except ConfigError as err:
         raise LogfileError(f"LoggerConfig is invalid: {err}", offset=offset) from None
-    return config, pos
-
-
-def _decode_text(data: _Bytes, pos: int, name: str) -> tuple[str, int]:
-    _need(data, pos, 1, f"{name} length")
-    n = data[pos]
-    if n > _TEXT_MAX[name]:
-        raise LogfileError(f"{name} length {n} exceeds {_TEXT_MAX[name]} bytes", offset=pos)
-    _need(data, pos + 1, n, name)
-    try:
-        text = bytes(data[pos + 1:pos + 1 + n]).decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise LogfileError(f"{name} is not UTF-8", offset=pos + 1 + err.start) from None
-    return text, pos + 1 + n
-
-
-def _need(data: _Bytes, pos: int, n: int, what: str) -> None:
-    if pos + n > len(data):
-        raise LogfileError(f"{what} needs {n} bytes, {max(0, len(data) - pos)} left", offset=pos)
+    return config, r.pos

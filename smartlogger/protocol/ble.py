@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from smartlogger.errors import TransportError
+from smartlogger.wire import ByteReader, leb128, read_leb128
 
 # --------------------------------------------------------------------------- UUIDs
 
@@ -618,22 +619,11 @@ def decode_chunk_v1(data: bytes) -> tuple[int, bytes]:
 # --------------------------------------------------------------------------- transfer image
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def encode_image(records: Iterable[tuple[int, bytes]], first_seq: int) -> tuple[bytes, int]:
     """Frame records ``(seq, canonical bytes)`` into a transfer image; returns (image, count).
 
-    Each frame is ``varint(len << 1 | gap) [varint(skipped)] | record bytes``; ``gap``
+    Each frame is ``LEB128(len << 1 | gap) [LEB128(skipped)] | record bytes`` (``wire.leb128``,
+    the one LEB128 of every format); ``gap``
     marks that ``skipped`` sequence numbers precede this record (the store holds
     none of them), so the sequence numbers stay implicit and cost nothing.
     """
@@ -644,9 +634,9 @@ def encode_image(records: Iterable[tuple[int, bytes]], first_seq: int) -> tuple[
         if seq < expect:
             raise ProtocolError(f"record {seq} out of order (expected >= {expect})")
         if seq > expect:
-            out += _varint(len(data) << 1 | 1) + _varint(seq - expect)
+            out += leb128(len(data) << 1 | 1) + leb128(seq - expect)
         else:
-            out += _varint(len(data) << 1)
+            out += leb128(len(data) << 1)
         out += data
         expect = seq + 1
         count += 1
@@ -654,13 +644,13 @@ def encode_image(records: Iterable[tuple[int, bytes]], first_seq: int) -> tuple[
 
 
 def decode_image(image: bytes, first_seq: int) -> Iterator[tuple[int, bytes]]:
-    """Inverse of ``encode_image``; ``ProtocolError(offset=...)`` on a truncated frame."""
+    """Inverse of ``encode_image``; ``ProtocolError(offset=...)`` on a truncated or malformed frame."""
     pos, seq, n = 0, first_seq, len(image)
     while pos < n:
         start = pos
-        word, pos = _read_varint(image, pos)
+        word, pos = _frame_leb128(image, pos, "frame length")
         if word & 1:
-            skipped, pos = _read_varint(image, pos)
+            skipped, pos = _frame_leb128(image, pos, "frame gap")
             seq += skipped
         size = word >> 1
         if pos + size > n:
@@ -670,18 +660,13 @@ def decode_image(image: bytes, first_seq: int) -> Iterator[tuple[int, bytes]]:
         seq += 1
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    shift = value = 0
-    start = pos
-    while True:
-        if pos >= len(data) or shift > 35:
-            raise ProtocolError("truncated or overlong varint", offset=start)
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
+def _frame_leb128(image: bytes, pos: int, what: str) -> tuple[int, int]:
+    value, after = read_leb128(image, pos, len(image))
+    if value < 0:  # re-read with the checked reader for the message (truncated, over-long, ...)
+        r = ByteReader(image, pos, error=lambda message, offset: ProtocolError(message, offset=offset))
+        r.leb128(what)
+        raise ProtocolError(f"{what}: not a LEB128 value", offset=pos)  # (leb128 raised already)
+    return value, after
 
 
 def transfer_id(stream: int, first_seq: int, end_seq: int, image_crc: int) -> int:

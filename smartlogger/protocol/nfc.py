@@ -38,6 +38,7 @@ from smartlogger.model import (
     LoggerIdentity,
     Thresholds,
 )
+from smartlogger.wire import ByteReader, str8
 
 # --------------------------------------------------------------------------- errors
 
@@ -92,51 +93,9 @@ def _unseal(record: str, payload: bytes) -> bytes:
     return body
 
 
-class _Reader:
-    """Cursor over a record body that names the record and offset in its errors."""
-
-    def __init__(self, record: str, body: bytes, start: int = 0) -> None:
-        self.record = record
-        self.body = body
-        self.pos = start
-
-    def take(self, fmt: struct.Struct) -> tuple[int, ...]:
-        if self.pos + fmt.size > len(self.body):
-            raise NfcRecordError(self.record, "payload ends inside a field", offset=self.pos)
-        values = fmt.unpack_from(self.body, self.pos)
-        self.pos += fmt.size
-        return values
-
-    def text(self, field: str, limit: int) -> str:
-        (n,) = self.take(_U8)
-        if n > limit:
-            raise NfcRecordError(self.record, f"{field} length {n} exceeds {limit}", offset=self.pos - 1)
-        if self.pos + n > len(self.body):
-            raise NfcRecordError(self.record, f"payload ends inside {field}", offset=self.pos)
-        raw = self.body[self.pos : self.pos + n]
-        try:
-            value = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise NfcRecordError(self.record, f"{field} is not UTF-8", offset=self.pos) from None
-        self.pos += n
-        return value
-
-    def done(self) -> None:
-        if self.pos != len(self.body):
-            raise NfcRecordError(
-                self.record, f"{len(self.body) - self.pos} unexpected bytes after the last field",
-                offset=self.pos,
-            )
-
-
-_U8 = struct.Struct(">B")
-
-
-def _text(value: str) -> bytes:
-    raw = value.encode("utf-8")
-    if len(raw) > 255:
-        raise ValueError("text field longer than 255 bytes")
-    return bytes([len(raw)]) + raw
+def _reader(record: str, body: bytes) -> ByteReader:
+    """The one byte cursor (``wire.ByteReader``) over a record body; errors name the record."""
+    return ByteReader(body, error=lambda message, offset: NfcRecordError(record, message, offset=offset))
 
 
 # --------------------------------------------------------------------------- config record
@@ -196,17 +155,17 @@ class ConfigRecord:
             c.discharge_rate_s,  # s between samples during a discharge
             c.block_position,  # 1-based position in the string, 0 = not set
         )
-        return _seal(fixed + _text(c.block_label) + _text(c.test_id))
+        return _seal(fixed + str8(c.block_label, "block_label") + str8(c.test_id, "test_id"))
 
     @classmethod
     def from_payload(cls, payload: bytes) -> ConfigRecord:
         body = _unseal("cfg", bytes(payload))
-        r = _Reader("cfg", body)
+        r = _reader("cfg", body)
         (_, flags, seq, phone_ms, chem, cells, rated_mah,
-         vla, vlw, vhw, vha, tla, tlw, thw, tha, float_s, dis_s, position) = r.take(_CFG_FIXED)
-        label = r.text("block_label", 16)
-        test_id = r.text("test_id", 32)
-        r.done()
+         vla, vlw, vhw, vha, tla, tlw, thw, tha, float_s, dis_s, position) = r.unpack(_CFG_FIXED, "cfg fields")
+        label = r.str8("block_label", 16)
+        test_id = r.str8("test_id", 32)
+        r.expect_end("the payload")
         if chem not in _CHEMISTRY_BY_CODE:
             raise NfcRecordError("cfg", f"unknown chemistry code {chem}", offset=14)
         try:
@@ -254,16 +213,16 @@ class IdentityRecord:
         i = self.identity
         flags = (ID_FLAG_SIMULATED if i.simulated else 0) | (ID_FLAG_REPLAYED if i.replayed else 0)
         return _seal(_ID_FIXED.pack(RECORD_VERSION, int(i.generation), flags)
-                     + _text(i.serial) + _text(i.firmware))
+                     + str8(i.serial, "serial") + str8(i.firmware, "firmware"))
 
     @classmethod
     def from_payload(cls, payload: bytes) -> IdentityRecord:
         body = _unseal("id", bytes(payload))
-        r = _Reader("id", body)
-        _, generation, flags = r.take(_ID_FIXED)
-        serial = r.text("serial", 32)
-        firmware = r.text("firmware", 32)
-        r.done()
+        r = _reader("id", body)
+        _, generation, flags = r.unpack(_ID_FIXED, "id fields")
+        serial = r.str8("serial", 32)
+        firmware = r.str8("firmware", 32)
+        r.expect_end("the payload")
         try:
             identity = LoggerIdentity(serial, Generation(generation), firmware,
                                       simulated=bool(flags & ID_FLAG_SIMULATED),
@@ -365,16 +324,16 @@ class StatusRecord:
             max(0, min(lt.min_mv, 0xFFFF)),  # mV
             max(0, min(lt.delivered_mah, 0xFFFFFFFF)),  # mAh
         )
-        return _seal(fixed + _text(detail))
+        return _seal(fixed + str8(detail, "ack_detail"))
 
     @classmethod
     def from_payload(cls, payload: bytes) -> StatusRecord:
         body = _unseal("st", bytes(payload))
-        r = _Reader("st", body)
+        r = _reader("st", body)
         (_, flags, device_ms, config_seq, ack_seq, reason, old_ms, new_ms, mv, dc, records,
-         t0, t1, min_mv, mah) = r.take(_ST_FIXED)
-        detail = r.text("ack_detail", 32)
-        r.done()
+         t0, t1, min_mv, mah) = r.unpack(_ST_FIXED, "st fields")
+        detail = r.str8("ack_detail", 32)
+        r.expect_end("the payload")
         try:
             ack_reason = Reason(reason)
         except ValueError:
