@@ -10,8 +10,10 @@ What it does (docs/DEPENDENCIES.md):
    tested when it is set);
 3. only if everything passed, rewrites constraints.txt with the exact versions installed,
    restricted to what smartlogger[dev] needs transitively (read from the installed packages'
-   metadata, markers evaluated for this platform); otherwise constraints.txt is left as it was
-   and the failing step is named (exit 1).
+   metadata, markers evaluated for this platform), and checks the new file against the
+   environment (``tests/test_dependencies.py``; the one test left out of step 2, as the
+   environment differs from the old pins on purpose); otherwise constraints.txt is left as it
+   was and the failing step is named (exit 1).
 
 A release that breaks us is then fixed or excluded with an upper bound in pyproject.toml (and,
 for a dependency with an adapter in smartlogger/compat/, in its ``require`` range) before the
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONSTRAINTS = ROOT / "constraints.txt"
 PROJECT = "smartlogger"
 EXTRAS = ("dev",)
+PINNED_TEST = "tests/test_dependencies.py::test_the_installed_environment_is_the_pinned_one"
 HEADER = """\
 # Exact versions of every dependency of smartlogger[dev] (transitively) that the checks and the
 # whole test suite pass with. Install with:  pip install -c constraints.txt -e '.[dev]'
@@ -117,11 +120,21 @@ def refresh(venv: Path) -> None:
          [python, "-m", "pip", "install", "-q", "--upgrade", "-e", f".[{','.join(EXTRAS)}]"], env)
     _run("lint", [python, "-m", "ruff", "check", "smartlogger", "tests", "benchmarks"], env)
     _run("types", [python, "-m", "mypy", "smartlogger"], env)
-    _run("tests", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], env)
+    # Every test but the one that compares the environment with constraints.txt: the environment
+    # is the new one on purpose; that test runs once the new file is written.
+    _run("tests", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--deselect", PINNED_TEST], env)
     out = subprocess.run([python, str(Path(__file__).resolve()), "--print-closure"], cwd=ROOT, env=env,
                          check=True, capture_output=True, text=True).stdout
-    old = read_pins() if CONSTRAINTS.exists() else {}
+    before = CONSTRAINTS.read_text(encoding="utf-8") if CONSTRAINTS.exists() else None
+    old = read_pins() if before is not None else {}
     CONSTRAINTS.write_text(out, encoding="utf-8")
+    try:
+        _run("the new pins are the environment", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                                   PINNED_TEST], env)
+    except SystemExit:
+        if before is not None:
+            CONSTRAINTS.write_text(before, encoding="utf-8")
+        raise
     new = read_pins()
     changed = [f"  {n}: {old.get(n, '-')} -> {v}" for n, v in new.items() if old.get(n) != v]
     gone = [f"  {n}: {v} -> -" for n, v in old.items() if n not in new]
