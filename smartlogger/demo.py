@@ -64,6 +64,7 @@ from smartlogger.field.profiles import load_profile
 from smartlogger.field.sync import sync_folder
 from smartlogger.logfile import verify_logfile
 from smartlogger.quantities import parse_load
+from smartlogger.testinfo import BatteryInfo, SiteInfo, StringInfo, SystemInfo, TestInfo
 
 #: The datasheet of the simulated block (CSB GP 12400 scaled to 100 Ah C10), used as rated data.
 DATASHEET = Path(__file__).parent / "data" / "sim_vrla_12v100_datasheet.csv"
@@ -418,19 +419,17 @@ def _api(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress:
     base = f"http://127.0.0.1:{server.server_port}"
     http = _Http(base, issued.token)
     try:
-        site = http.find_or_create("/api/sites", {"name": "Demo data centre", "address": "Basement B2"})
-        system = http.find_or_create("/api/systems", {"site_id": site["id"], "name": "UPS A"},
-                                     query=f"site_id={site['id']}")
-        string = http.find_or_create(
-            "/api/strings", {"system_id": system["id"], "name": f"String 1 ({opts.blocks} blocks)",
-                             "blocks": opts.blocks, "rated_ah": opts.rated_ah},
-            query=f"system_id={system['id']}")
+        # The test's metadata file names the site, system and string: the sync creates them
+        # on the server (found by name on a later run), as 'smartlogger test new' + 'sync' do.
         logs_dir = opts.out / "logs"
-        (logs_dir / "test.json").write_text(json.dumps({
-            "name": f"Capacity test {ctx['test_id']}", "client_key": ctx["test_id"], "load": opts.load,
-            "blocks": opts.blocks, "string_id": string["id"], "datasheet_csv": DATASHEET.read_text(),
-            "metadata": {"source": "smartlogger demo", "markers": "SIMULATED"},
-        }, indent=1) + "\n")
+        TestInfo(
+            test_id=ctx["test_id"], name=f"Capacity test {ctx['test_id']}", client_key=ctx["test_id"],
+            site=SiteInfo("Demo data centre", address="Basement B2"), system=SystemInfo("UPS A", "UPS"),
+            string=StringInfo(f"String 1 ({opts.blocks} blocks)", opts.blocks),
+            battery=BatteryInfo(chemistry="vrla", block_voltage_v=12.0, rated_ah=opts.rated_ah),
+            load=opts.load, datasheet_csv=DATASHEET.read_text(),
+            metadata={"source": "smartlogger demo", "markers": "SIMULATED"},
+        ).write(logs_dir)
         report = sync_folder(base, issued.token, logs_dir)
         if report.rejected or report.pending or report.errors:
             raise DemoStepError("api", f"sync incomplete: {report.to_dict()}")
@@ -495,13 +494,6 @@ class _Http:
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self._call("POST", path, body)
-
-    def find_or_create(self, path: str, body: dict[str, Any], *, query: str = "") -> dict[str, Any]:
-        listing = self.get(path + (f"?{query}" if query else ""))
-        for item in listing:
-            if item.get("name") == body["name"]:
-                return dict(item)
-        return dict(self.post(path, body))
 
     def wait(self, path: str, done: Callable[[Any], bool], *, timeout_s: float = 600.0) -> Any:
         deadline = time.monotonic() + timeout_s

@@ -97,22 +97,33 @@ def test_sync_uploads_once_then_nothing(server: tuple[ApiEnv, str, FlakyMiddlewa
     assert len(c.get("/api/tests", headers=h).get_json()) == 1  # the test matched by its client key
 
 
-def test_no_network_keeps_the_queue_and_backs_off(server: tuple[ApiEnv, str, FlakyMiddleware], tmp_path: Path,
-                                                  logfiles: list[bytes]) -> None:
-    env, url, _ = server
-    work = _work_folder(tmp_path, logfiles)
-    token = env.a.tokens["technician"]
-    waits: list[float] = []
-    now = [1_000_000.0]
-    offline = SyncClient(_closed_port(), token, work, sleep=waits.append, clock=lambda: now[0]).run()
-    assert offline.uploaded == 0 and offline.pending == 2 and "no connection" in offline.errors[0]
-    assert len(waits) == 3 and waits[0] < waits[1] < waits[2]  # exponential backoff within the run
-    # Back online, but before the backoff expired: nothing is due yet.
-    early = SyncClient(url, token, work, sleep=waits.append, clock=lambda: now[0]).run()
-    assert early.uploaded == 0 and early.pending == 2
-    now[0] += 3600
-    online = SyncClient(url, token, work, sleep=waits.append, clock=lambda: now[0]).run()
-    assert online.uploaded == 2 and online.pending == 0
+def test_no_network_keeps_the_queue_and_backs_off(tmp_path: Path, logfiles: list[bytes]) -> None:
+    """The server's address does not answer (basement, no network); later it does: the same
+    server (URL and organisation), so the backoff of the queue applies, then everything goes up."""
+    with api_env("sqlite", tmp_path / "server") as env:
+        port = int(_closed_port().split(":")[2].split("/")[0])
+        url = f"http://127.0.0.1:{port}/api"
+        work = _work_folder(tmp_path, logfiles)
+        token = env.a.tokens["technician"]
+        waits: list[float] = []
+        now = [1_000_000.0]
+        offline = SyncClient(url, token, work, sleep=waits.append, clock=lambda: now[0]).run()
+        assert offline.uploaded == 0 and offline.pending == 2 and "no connection" in offline.errors[0]
+        assert offline.organisation == ""  # not known without a connection
+        assert len(waits) == 3 and waits[0] < waits[1] < waits[2]  # exponential backoff within the run
+        srv = make_server("127.0.0.1", port, env.app, threaded=True)  # the server comes up
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        try:
+            # Back online, but before the backoff expired: nothing is due yet.
+            early = SyncClient(url, token, work, sleep=waits.append, clock=lambda: now[0]).run()
+            assert early.uploaded == 0 and early.pending == 2 and early.organisation == "Acme Service"
+            now[0] += 3600
+            online = SyncClient(url, token, work, sleep=waits.append, clock=lambda: now[0]).run()
+            assert online.uploaded == 2 and online.pending == 0
+        finally:
+            srv.shutdown()
+            thread.join()
 
 
 def test_transient_server_errors_are_retried(server: tuple[ApiEnv, str, FlakyMiddleware], tmp_path: Path,
@@ -135,7 +146,7 @@ def test_rejected_file_is_reported_and_not_retried(server: tuple[ApiEnv, str, Fl
     assert r.uploaded == 0 and len(r.rejected) == 1 and "truncated" in r.rejected[0]["message"]
     seen = flaky.seen
     r2 = SyncClient(url, env.a.tokens["technician"], work).run()
-    assert r2.rejected == [] and flaky.seen == seen  # no request at all
+    assert r2.rejected == [] and flaky.seen == seen + 1  # only 'who am I here' (GET /api/me), no upload
 
 
 def test_viewer_token_is_refused_and_queue_kept(server: tuple[ApiEnv, str, FlakyMiddleware], tmp_path: Path,
@@ -205,3 +216,105 @@ def test_test_metadata_edits_are_sent_and_a_refused_test_holds_its_logfiles(
     tests = c.get("/api/tests", headers=h).get_json()
     assert len(tests) == 1 and tests[0]["rated_time"] == "3h" and tests[0]["metadata"] == {"site": "DC-2"}
     assert tests[0]["logfiles"] == 2
+
+
+@pytest.fixture
+def two_servers(tmp_path: Path) -> Iterator[list[tuple[ApiEnv, str]]]:
+    """The company's old server and its new one: separate databases, separate organisations."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        out = []
+        for name in ("old", "new"):
+            env = stack.enter_context(api_env("sqlite", tmp_path / name))
+            srv = make_server("127.0.0.1", 0, env.app, threaded=True)
+            thread = threading.Thread(target=srv.serve_forever, daemon=True)
+            thread.start()
+            stack.callback(thread.join)
+            stack.callback(srv.shutdown)
+            out.append((env, f"http://127.0.0.1:{srv.server_port}/api"))
+        yield out
+
+
+def test_a_new_server_gets_everything_and_status_says_what_is_where(
+        two_servers: list[tuple[ApiEnv, str]], tmp_path: Path, logfiles: list[bytes]) -> None:
+    (old, old_url), (new, new_url) = two_servers
+    work = _work_folder(tmp_path, logfiles, blocks=2)
+    first = SyncClient(old_url, old.a.tokens["technician"], work).run()
+    assert (first.uploaded, first.tests, first.pending) == (2, 1, 0)
+    # The issue's case: the queue remembered the uploads without remembering where to.
+    second = SyncClient(new_url, new.a.tokens["technician"], work).run()
+    assert (second.uploaded, second.duplicates, second.tests, second.pending) == (2, 0, 1, 0), second
+    assert len(new.client.get("/api/logfiles", headers=new.a.headers("viewer")).get_json()) == 2
+    # Again to the old one: nothing new there.
+    again = SyncClient(old_url, old.a.tokens["technician"], work).run()
+    assert (again.uploaded, again.duplicates, again.tests) == (0, 0, 0)
+    res = CliRunner().invoke(main, ["sync", "--status", "--dir", str(work), "--json"])
+    assert res.exit_code == 0, res.output
+    st = json.loads(res.output)
+    assert st["logfiles"] == 2 and st["tests"] == 1
+    assert [(s["api"], s["on_server"], s["waiting"]) for s in st["servers"]] == [(old_url, 2, 0), (new_url, 2, 0)]
+    assert all(s["organisation"] == "Acme Service" and s["tests"][0]["test_id"] == 1 for s in st["servers"])
+    # A pull added to the folder: waiting for both, until each has it.
+    (work / "late.slog").write_bytes(simulated_logfiles(3)[2])
+    res = CliRunner().invoke(main, ["sync", "--status", "--dir", str(work)])
+    assert res.output.count("1 waiting") == 2, res.output
+
+
+def test_sync_creates_site_system_and_string_so_the_test_is_in_the_app(
+        server: tuple[ApiEnv, str, FlakyMiddleware], tmp_path: Path, logfiles: list[bytes]) -> None:
+    env, url, _ = server
+    folder = tmp_path / "work" / "ups-a"
+    res = CliRunner().invoke(main, ["test", "new", str(folder), "--site", "Data centre North", "--customer", "Bank",
+                                    "--system", "UPS A", "--string", "String 1", "--blocks", "2",
+                                    "--load", "50A", "--rated-time", "2h", "--make", "CSB",
+                                    "--rated-ah", "100", "--tz", "Europe/Berlin"])
+    assert res.exit_code == 0, res.output
+    for i, data in enumerate(logfiles):
+        (folder / f"SIM-000{i + 1}.slog").write_bytes(data)
+    res = CliRunner().invoke(main, ["sync", "--api", url, "--token", env.a.tokens["technician"],
+                                    "--dir", str(tmp_path / "work")])
+    assert res.exit_code == 0, res.output
+    assert "in the app: " in res.output and "/app/#/tests/1" in res.output
+    c, h = env.client, env.a.headers("viewer")
+    (site,) = c.get("/api/sites", headers=h).get_json()
+    assert (site["name"], site["customer"]) == ("Data centre North", "Bank")
+    (system,) = c.get(f"/api/systems?site_id={site['id']}", headers=h).get_json()
+    (string,) = c.get(f"/api/strings?system_id={system['id']}", headers=h).get_json()
+    assert (system["name"], string["name"], string["blocks"]) == ("UPS A", "String 1", 2)
+    (test,) = c.get(f"/api/tests?string_id={string['id']}", headers=h).get_json()
+    assert test["logfiles"] == 2 and test["metadata"]["battery.make"] == "CSB"
+    assert test["metadata"]["tz"] == "Europe/Berlin"
+    # A colleague syncs a copy of the folder from another laptop: the same site, string and test.
+    other = tmp_path / "laptop2"
+    import shutil
+
+    shutil.copytree(folder, other / "ups-a")
+    (other / "ups-a" / ".smartlogger-sync.sqlite").unlink(missing_ok=True)
+    again = SyncClient(url, env.a.tokens["technician"], other).run()
+    assert (again.uploaded, again.duplicates, again.rejected) == (0, 2, [])
+    assert len(c.get("/api/sites", headers=h).get_json()) == 1
+    assert len(c.get("/api/tests", headers=h).get_json()) == 1
+
+
+def test_a_queue_from_before_servers_were_told_apart_is_migrated(
+        server: tuple[ApiEnv, str, FlakyMiddleware], tmp_path: Path, logfiles: list[bytes]) -> None:
+    import sqlite3
+
+    env, url, _ = server
+    work = _work_folder(tmp_path, logfiles, blocks=2)
+    db = sqlite3.connect(work / QUEUE_FILE)  # the old layout, every file marked uploaded (somewhere)
+    db.executescript("""
+        CREATE TABLE tests (folder TEXT PRIMARY KEY, meta_sha256 TEXT NOT NULL, client_key TEXT NOT NULL,
+                            remote_id INTEGER, dirty INTEGER NOT NULL DEFAULT 1, error TEXT NOT NULL DEFAULT '');
+        CREATE TABLE logfiles (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, folder TEXT NOT NULL,
+                               status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                               next_attempt REAL NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',
+                               remote_id INTEGER);
+        INSERT INTO logfiles VALUES ('x', 'a.slog', '', 'uploaded', 0, 0, '', 1);
+    """)
+    db.commit()
+    db.close()
+    r = SyncClient(url, env.a.tokens["technician"], work).run()
+    assert r.uploaded == 2 and r.pending == 0
+    assert any("did not record which server" in n for n in r.notes)
