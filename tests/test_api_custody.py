@@ -163,6 +163,27 @@ def test_a_second_device_key_is_flagged_and_kept_out_of_the_analysis(env: ApiEnv
     assert res["evidence"]["verified_only"]
 
 
+def test_a_mistaken_first_upload_can_be_undone(env: ApiEnv, case: SignedTest) -> None:
+    """A forged SIMULATED file registered the hardware serial as simulated; an admin can correct the
+    kind only once that file is deleted, and the real logger's file is then accepted."""
+    forged = _up(env, case.forged_simulated(1)).get_json()
+    logger = _logger(env, "SL2-000002")
+    assert logger["simulated"]
+    assert _up(env, case.loggers[1].pulls[-1]).status_code == 409  # the history says simulated
+    admin, url = env.a.headers("admin"), f"/api/loggers/{logger['id']}"
+    assert env.client.patch(url, headers=env.a.headers("technician"), json={"simulated": False}).status_code == 403
+    r = env.client.patch(url, headers=admin, json={"simulated": False})
+    assert r.status_code == 409 and "cannot change while they are kept" in r.get_json()["error"]["message"]
+    assert env.client.delete(f"/api/logfiles/{forged['id']}", headers=admin).status_code == 204
+    r = env.client.patch(url, headers=admin, json={"simulated": False})
+    assert r.status_code == 200 and r.get_json()["simulated"] is False and r.get_json()["device_key"] is None
+    r = _up(env, case.loggers[1].pulls[-1])
+    assert r.status_code == 201 and r.get_json()["custody"] == []
+    assert _logger(env, "SL2-000002")["device_key"] == r.get_json()["device_key"]
+    (event,) = _audit(env, "logger_kind_changed")
+    assert "registered again as a hardware logger" in event["detail"]
+
+
 def test_a_logger_registered_by_hand_keeps_its_kind(env: ApiEnv, case: SignedTest) -> None:
     c, tech = env.client, env.a.headers("technician")
     r = c.post("/api/loggers", headers=tech, json={"serial": "SL2-000003", "generation": 2, "simulated": False})

@@ -55,6 +55,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/positions/<int:position_id>", "PATCH"): {"label": "x"},
     ("/api/tests/<int:test_id>", "PATCH"): {"name": "x"},
     ("/api/logfiles/<int:logfile_id>/test", "PUT"): {"test_id": None},
+    ("/api/loggers/<int:logger_id>", "PATCH"): {"simulated": True},
 }
 
 

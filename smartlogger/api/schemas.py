@@ -159,6 +159,11 @@ class LoggerSchema(ma.Schema):
         "description": "custody flags: {kind: possible_clone | possible_replay, logfile_id, sha256, at, message}"})
 
 
+class LoggerKindSchema(ma.Schema):
+    simulated = f.Boolean(required=True, metadata={
+        "description": "register the logger as SIMULATED/REPLAYED (true) or hardware (false)"})
+
+
 # ----------------------------------------------------------------------------- tests
 
 

@@ -248,6 +248,12 @@ def _custody_of(session: Session, logger_id: int, serial: str) -> LoggerCustody:
     return LoggerCustody(serial, not row.simulated, row.device_key, row.max_pull_counter)
 
 
+def holds_logfiles(session: Session, logger_id: int) -> bool:
+    """Does the organisation keep any logfile of this logger?"""
+    return session.connection().execute(
+        select(Logfile.id).where(Logfile.logger_id == logger_id).limit(1)).first() is not None
+
+
 def _keep_custody(session: Session, who: Uploader, logger_id: int, held: LoggerCustody, report: Any,
                   flags: list[dict[str, str]], logfile_id: int, digest: str) -> None:
     """Record what a new logfile changes in its logger's custody (same transaction as the row).
