@@ -92,22 +92,30 @@ class AlignedBlock:
     #: when the logger's clock observations disagree: the consistent sets, and the one used
     candidates: tuple[ClockCandidate, ...] = ()
     chosen: int = -1
+    _events: dict[EventKind, FloatArray] = field(default_factory=dict, repr=False)
 
     def event_true_ms(self, kind: EventKind) -> FloatArray:
         """True times (ms) of the logger's firmware events of ``kind``: each event takes the
         clock correction of the sample nearest to it in device time (the latest such sample
         when a clock set made device times repeat)."""
-        ev = [e.t_ms for e in self.log.events if e.kind is kind]
-        if not ev or self.device_ms is None or self.device_ms.size == 0:
-            return np.zeros(0, dtype=np.float64)
-        dev = self.device_ms.astype(np.float64)
-        corr = self.true_ms - dev
-        out = np.empty(len(ev))
-        for k, t in enumerate(ev):
-            d = np.abs(dev - float(t))
-            near = np.nonzero(d == d.min())[0][-1]
-            out[k] = float(t) + float(corr[near])
-        return np.sort(out)
+        cached = self._events.get(kind)
+        if cached is not None:
+            return cached
+        ev = np.array([e.t_ms for e in self.log.events if e.kind is kind], dtype=np.float64)
+        if ev.size == 0 or self.device_ms is None or self.device_ms.size == 0:
+            out: FloatArray = np.zeros(0, dtype=np.float64)
+        else:
+            dev = self.device_ms.astype(np.float64)
+            corr = self.true_ms - dev
+            if dev.size < 2 or bool(np.all(np.diff(dev) >= 0)):
+                k = np.clip(np.searchsorted(dev, ev), 1, dev.size - 1) if dev.size > 1 else np.zeros(ev.size, int)
+                left = np.maximum(k - 1, 0)
+                near = np.where(np.abs(dev[left] - ev) < np.abs(dev[k] - ev), left, k)
+            else:  # device time repeats after a clock set: the latest nearest sample
+                near = np.array([np.nonzero(np.abs(dev - t) == np.abs(dev - t).min())[0][-1] for t in ev])
+            out = np.sort(ev + corr[near])
+        self._events[kind] = out
+        return out
 
     def max_uncertainty_ms(self, start_ms: float, end_ms: float) -> float | None:
         """Largest alignment uncertainty (ms) of samples in [start_ms, end_ms]; None if unreferenced."""

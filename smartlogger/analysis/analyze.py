@@ -44,6 +44,7 @@ from smartlogger.analysis.discharge import (
     Located,
     block_end_indices,
     check_profile_overlap,
+    extend_to_load_step,
     find_test_window,
     locate_discharge,
     profile_on_intervals,
@@ -270,6 +271,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         else:
             p_rel = on_iv
     ws, we = find_test_window(aligned, start_v_pc, which=opt.which_test, extra=p_on_ms or ())
+    ws = extend_to_load_step(aligned, ws)
     step = opt.step_ms
     cells_needed = len(aligned) * (int((we - ws) // step) + 1)
     if cells_needed > MAX_GRID_CELLS:

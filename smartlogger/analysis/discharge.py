@@ -143,6 +143,30 @@ def find_test_window(blocks: list[AlignedBlock], start_v_per_cell: float, *,
     return max(s - PREROLL_S * 1000.0, t_min), min(e + POSTROLL_S * 1000.0, t_max)
 
 
+#: How far before the window the load step is looked for (s): a light load on a battery at
+#: rest takes hours to reach the start threshold or the firmware's own rule (C/20: ~6 h).
+LOAD_STEP_SEARCH_S = 24 * 3600.0
+#: Data kept before a load step found that way (s).
+STEP_PREROLL_S = 600.0
+
+
+def extend_to_load_step(blocks: list[AlignedBlock], window_start_ms: float) -> float:
+    """Move the window's start back to a load step of the string in the ``LOAD_STEP_SEARCH_S``
+    before it that is still on when the window starts (a down-step not followed by an up-step),
+    so a slowly falling discharge keeps its start. Returns the (possibly earlier) start, ms."""
+    steps = find_steps(blocks, window_start_ms - LOAD_STEP_SEARCH_S * 1000.0, window_start_ms)
+    on: StringStep | None = None
+    for st in steps:
+        if st.sign < 0 and (on is None or abs(st.dv_per_cell) > RESTART_FACTOR * abs(on.dv_per_cell)):
+            on = st
+        elif st.sign > 0 and on is not None and abs(st.dv_per_cell) >= OFF_FRACTION * abs(on.dv_per_cell):
+            on = None
+    if on is None:
+        return window_start_ms
+    t_min = min((float(b.true_ms[0]) for b in blocks if b.true_ms.size), default=window_start_ms)
+    return max(min(window_start_ms, on.lo_ms - STEP_PREROLL_S * 1000.0), t_min)
+
+
 def string_voltage(grid: Grid, cells: npt.NDArray[np.int64], expected_cells: int) -> tuple[FloatArray, FloatArray]:
     """Mean cell voltage (V/cell) over the blocks with data at each grid point, and the
     string voltage (V) estimated as that mean times ``expected_cells`` (so a missing
@@ -337,14 +361,20 @@ def check_profile_overlap(blocks: Sequence[AlignedBlock], on_ms: Sequence[tuple[
             "they do not overlap; check --load-timezone, the instrument's clock or the file")
 
 
-def _group_intervals(steps: list[StringStep]) -> list[list[tuple[StringStep, StringStep | None]]]:
+#: With a constant load, a step down while "on" this much larger than the step that started
+#: it is the load coming on, and the earlier one was something else (a charger switched off).
+RESTART_FACTOR = 1.5
+
+
+def _group_intervals(steps: list[StringStep], *, constant_load: bool = True,
+                     ) -> list[list[tuple[StringStep, StringStep | None]]]:
     """Load on-intervals from the string steps, grouped into tests (pauses up to
     ``MAX_INTERRUPTION_S`` inside a group)."""
     intervals: list[tuple[StringStep, StringStep | None]] = []
     on: StringStep | None = None
     for st in steps:
         if st.sign < 0:
-            if on is None:
+            if on is None or (constant_load and abs(st.dv_per_cell) > RESTART_FACTOR * abs(on.dv_per_cell)):
                 on = st
         elif on is not None and abs(st.dv_per_cell) >= OFF_FRACTION * abs(on.dv_per_cell):
             intervals.append((on, st))
@@ -412,7 +442,7 @@ def locate_discharge(aligned: list[AlignedBlock], grid: Grid, cells: npt.NDArray
     anchors = [x for x in (t_ev, t_cross) if x is not None]
     if profile_on_ms:
         anchors.append(profile_on_ms[0][0] + 1.0)
-    groups = _group_intervals(steps)
+    groups = _group_intervals(steps, constant_load=not profile)
     chosen = None
     if groups and anchors:
         anchor = min(anchors)

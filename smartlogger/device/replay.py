@@ -204,21 +204,26 @@ def replay_trace(
     discharge_rate_s: int = 1,
     thresholds: Thresholds | None = None,
     store: LogStore | None = None,
+    phase_s: float = 0.0,
 ) -> ReplayResult:
     """Run ``trace`` through a generation-2 logger with an ideal sensor and clock.
 
     The logger's identity carries ``replayed=True``; its clock is set to the trace's
     absolute start (or 2026-01-01T00:00:00Z for relative times) so device times
-    reproduce the recorded times.
+    reproduce the recorded times. ``phase_s`` (0 <= phase < 1 tick): the logger's
+    ticks fall this long after the trace's first row, as a real logger's sampling
+    is not in step with the recorder (or with the other loggers of a string).
     """
+    if not 0.0 <= phase_s < 60.0:
+        raise ConfigError("phase_s", f"{phase_s!r} s: the sampling phase is 0 .. 60 s")
     bt = block_type if block_type is not None else infer_block_type(trace)
     th = thresholds if thresholds is not None else Thresholds.default_for(bt)
     cfg = LoggerConfig(bt, th, rated_ah, float_rate_s=float_rate_s, discharge_rate_s=discharge_rate_s)
     ident = replay_identity(serial)
     start_ms = trace.start_ms if trace.start_ms is not None else RELATIVE_ORIGIN_MS
     # A replay reproduces what was recorded: no extra sensor error or clock drift on top.
-    logger = Logger(ident, cfg, store=store, rtc=Rtc(base_ms=start_ms, drift_ppm=0.0),
-                    sensor=Sensor.ideal(bt), source=TraceSource(trace.t_s, trace.volts, trace.temp_c))
-    logger.run_until(float(trace.t_s[-1]))
+    logger = Logger(ident, cfg, store=store, rtc=Rtc(base_ms=start_ms + round(phase_s * 1000.0), drift_ppm=0.0),
+                    sensor=Sensor.ideal(bt), source=TraceSource(trace.t_s - phase_s, trace.volts, trace.temp_c))
+    logger.run_until(float(trace.t_s[-1]) - phase_s)
     logger.flush()
     return ReplayResult(logger, trace)

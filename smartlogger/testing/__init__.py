@@ -10,6 +10,8 @@ downstream users need to exercise smartlogger, kept apart from the product.
 - ``evidence_cases``: a capacity test as pulled logfiles (hardware loggers under a throwaway
   production root, or simulated) and every forged file the analysis and the server must
   withstand (forged simulated, tampered, relabelled, unsigned continuation, older pull, clone);
+- ``realdata``: a real lead-acid discharge (public, not redistributed: read from a local copy),
+  replayed and compared with an independent reference;
 - ``powerloss``: the blackbox power-loss sweep harness (crash copies of the flash before
   every operation, remount, re-check the invariants).
 
