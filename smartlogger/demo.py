@@ -1,14 +1,17 @@
 """The whole job on a simulated string, every seam exercised: ``smartlogger demo``.
 
 Owns the orchestration only; every step calls the same library functions the
-individual commands use:
+individual commands use, and the string is a virtual site (``smartlogger sim site``),
+so the demo and a rehearsal step by step share one path:
 
-1. simulate a string of healthy and weak blocks, one logger per block (``device.sim``);
+1. start a virtual site of healthy and weak blocks in ``OUT/site`` (its own process,
+   ``device.site``), one logger per block;
 2. program every logger over NFC in tap order (nfcpy's ``udp`` driver against the
-   emulated Type 2 tags, ``field.nfc.KitSession``);
-3. run the constant-load discharge test on virtual time;
-4. pull every log over BLE (bleak on Bumble virtual controllers) with at most K
-   connections, as on a phone (``field.ble.pull_many``);
+   site's walk, ``field.nfc.KitSession``), the phone's clock being the site's;
+3. run the constant-load discharge test on the site's virtual time: float, load bank
+   on with its cutoff at the end voltage, until it switches off, rest;
+4. pull every log over BLE (bleak on a Bumble controller in the site's process, over
+   HCI) with at most K connections, as on a phone (``field.ble.pull_many``);
 5. verify every logfile (``logfile.verify_logfile``): the demo's loggers are simulated, so
    each must come out ``simulated`` (intact, never evidence), as ``smartlogger logfile
    verify --allow-simulated`` accepts it;
@@ -16,10 +19,11 @@ individual commands use:
    per-logger workbooks (``export``);
 7. start the API in-process on an embedded SQLite in the output folder and sync
    everything to it (``field.sync``);
-8. summarise.
+8. summarise. The site is stopped and kept in ``OUT/site`` (``smartlogger sim site
+   start OUT/site`` continues the rehearsal); a later demo into the folder replaces it.
 
 A failing step raises ``DemoStepError`` naming the step; nothing here catches
-and hides an error.
+and hides an error, and the demo's site never outlives the demo.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shutil
-import socket
 import threading
 import time
 import urllib.error
@@ -46,9 +50,7 @@ from smartlogger.analysis.inputs import TestMetadata, load_from_quantity, read_d
 from smartlogger.analysis.loading import load_test_files
 from smartlogger.api import create_app
 from smartlogger.api.admin import Admin, AdminError
-from smartlogger.device.gatt import serve_loggers
-from smartlogger.device.nfc_tag import LoggerTag, TagEmulator, serve_in_thread
-from smartlogger.device.sim import prepare_string_test
+from smartlogger.device.site.launch import start_background
 from smartlogger.errors import SmartLoggerError
 from smartlogger.export.adapters import (
     evidence_from_report,
@@ -61,8 +63,10 @@ from smartlogger.field import ble as fb
 from smartlogger.field.ble_virtual import VirtualBleakClient, VirtualBleakScanner, VirtualRadio
 from smartlogger.field.nfc import KitSession, Outcome
 from smartlogger.field.profiles import load_profile
+from smartlogger.field.site import SiteClient, is_site
 from smartlogger.field.sync import sync_folder
 from smartlogger.logfile import verify_logfile
+from smartlogger.protocol.site import lock_is_held
 from smartlogger.quantities import parse_load
 from smartlogger.testinfo import BatteryInfo, SiteInfo, StringInfo, SystemInfo, TestInfo
 
@@ -70,7 +74,7 @@ from smartlogger.testinfo import BatteryInfo, SiteInfo, StringInfo, SystemInfo, 
 DATASHEET = Path(__file__).parent / "data" / "sim_vrla_12v100_datasheet.csv"
 
 STEPS: tuple[tuple[str, str], ...] = (
-    ("simulate", "Simulate the string and power on the loggers"),
+    ("simulate", "Start a virtual site: the string and its loggers"),
     ("nfc", "Program every logger over NFC (tap order)"),
     ("discharge", "Run the discharge test on virtual time"),
     ("ble", "Pull every log over BLE"),
@@ -123,7 +127,7 @@ ProgressHook = Callable[[int, int], None]  # (done, total) within the current st
 DEMO_MARKER = ".smartlogger-demo"
 #: What a demo writes into its output folder; a later demo removes exactly these.
 DEMO_OUTPUTS = ("logs", "workbooks", "api", "report.xlsx", "result.json", "summary.json",
-                "nfc_session.json", DEMO_MARKER)
+                "nfc_session.json", "site", DEMO_MARKER)
 
 
 def prepare_output(out: Path) -> list[str]:
@@ -142,6 +146,11 @@ def prepare_output(out: Path) -> list[str]:
         return []
     # A demo folder: our marker, or (from demos before the marker) the demo's own summary files.
     ours = (out / DEMO_MARKER).exists() or (out / "summary.json").exists() or (out / "nfc_session.json").exists()
+    site = out / "site"
+    if site.exists() and (not is_site(site) or lock_is_held(site)):
+        why = "is running" if is_site(site) else "is not a virtual site"
+        raise DemoStepError("options", f"{site} {why}; stop it (smartlogger sim site stop {site}) "
+                                       "or choose another --out")
     if not ours:
         raise DemoStepError("options", f"--out {out} is not empty and was not written by smartlogger demo "
                                        f"(it holds {', '.join(present[:5])}{', ...' if len(present) > 5 else ''}): "
@@ -184,19 +193,22 @@ def run_demo(opts: DemoOptions, *, on_step: StepHook | None = None,
         summary.facts["cleared_earlier_demo"] = removed
     ctx: dict[str, Any] = {}
     progress = on_progress or (lambda done, total: None)
-    for key, description in STEPS:
-        if on_step is not None:
-            on_step(key, description)
-        t0 = time.perf_counter()
-        try:
-            _STEP_FUNCS[key](opts, ctx, summary, progress)
-        except DemoStepError:
-            raise
-        except SmartLoggerError as err:
-            raise DemoStepError(key, str(err)) from err
-        except Exception as err:  # a bug or an environment problem: still name the step
-            raise DemoStepError(key, f"{type(err).__name__}: {err}") from err
-        summary.steps[key] = round(time.perf_counter() - t0, 3)
+    try:
+        for key, description in STEPS:
+            if on_step is not None:
+                on_step(key, description)
+            t0 = time.perf_counter()
+            try:
+                _STEP_FUNCS[key](opts, ctx, summary, progress)
+            except DemoStepError:
+                raise
+            except SmartLoggerError as err:
+                raise DemoStepError(key, str(err)) from err
+            except Exception as err:  # a bug or an environment problem: still name the step
+                raise DemoStepError(key, f"{type(err).__name__}: {err}") from err
+            summary.steps[key] = round(time.perf_counter() - t0, 3)
+    finally:
+        _stop_site(ctx)
     (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=1) + "\n")
     summary.outputs["summary"] = str(out / "summary.json")
     return summary
@@ -206,67 +218,80 @@ def run_demo(opts: DemoOptions, *, on_step: StepHook | None = None,
 
 
 def _simulate(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
+    parse_load(opts.load)  # a bad load is the demo's input error, before anything starts
     test_id = f"DEMO-{opts.seed}"
-    prepared = prepare_string_test(opts.blocks, weak=opts.weak, load=opts.load,
-                                   ambient_c=opts.ambient_c, seed=opts.seed, rated_ah=opts.rated_ah,
-                                   test_id=test_id)
-    ctx["prepared"] = prepared
+    site_dir = opts.out / "site"
+    # The site never outlives the demo: it stops on its own if this process is gone.
+    start_background(site_dir, {"blocks": opts.blocks, "weak": opts.weak, "seed": opts.seed,
+                                "rated_ah": opts.rated_ah, "ambient_c": opts.ambient_c},
+                     owner_pid=os.getpid())
+    client = SiteClient.open(site_dir)
+    ctx["site"] = client
     ctx["test_id"] = test_id
-    truth = prepared.trace.truth
-    summary.facts["weak_blocks_truth"] = [t.index + 1 for t in truth if t.weak]
+    truth = client.request("truth")
+    summary.facts["weak_blocks_truth"] = [b["position"] for b in truth["blocks"] if b["weak"]]
+    summary.outputs["site"] = str(site_dir)
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def _stop_site(ctx: dict[str, Any]) -> None:
+    client = ctx.pop("site", None)
+    if client is None:
+        return
+    with contextlib.suppress(SmartLoggerError, OSError):
+        client.stop(wait_s=30.0)
+    client.close()
 
 
 def _nfc(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
-    prepared = ctx["prepared"]
-    n = len(prepared.loggers)
-    tags = [LoggerTag(logger) for logger in prepared.loggers]
-    emulator = TagEmulator(tags, host="127.0.0.1", port=_free_udp_port())
-    thread = serve_in_thread(emulator)
+    site = ctx["site"]
+    n = opts.blocks
     profile = load_profile("vrla-12v", rated_ah=opts.rated_ah)
-    # The phone's clock during the walk: the simulated loggers live on virtual time,
-    # where the walk happens at the test's start (true t = 0).
-    session = KitSession(profile, count=n, test_id=ctx["test_id"], clock=lambda: prepared.start_ms,
+    # The phone's clock during the walk is the site's virtual clock (docs/SIMULATOR.md).
+    session = KitSession(profile, count=n, test_id=ctx["test_id"], clock=site.phone_clock_ms,
                          on_update=lambda s, r: progress(s.done, n))
     t0 = time.perf_counter()
-    try:
-        rows = session.run(emulator.path, timeout_s=30.0 + 5.0 * n)
-    finally:
-        emulator.stop()
-        thread.join(timeout=5.0)
+    rows = session.run(site.nfc_device, timeout_s=30.0 + 5.0 * n)
     wall = time.perf_counter() - t0
     bad = [r for r in rows if r.result.outcome is not Outcome.PROGRAMMED]
     if len(rows) != n or bad:
         detail = "; ".join(f"{r.serial}: {r.result.outcome.value} {r.result.message}" for r in bad)
         raise DemoStepError("nfc", f"{len(rows) - len(bad)} of {n} loggers programmed. {detail}")
-    for row, logger in zip(rows, prepared.loggers, strict=True):
-        # Tap order numbers the blocks: the k-th logger tapped must be block k.
-        if logger.identity.serial != row.serial or logger.config.block_position != row.position:
-            raise DemoStepError("nfc", f"{row.serial} is not at position {row.position} after programming")
+    on_block = {lg["serial"]: lg["position"] for lg in site.request("status")["loggers"]}
+    for row in rows:
+        # Tap order numbers the blocks: the k-th logger tapped must be the one on block k.
+        if on_block.get(row.serial) != row.position:
+            raise DemoStepError("nfc", f"{row.serial} on block {on_block.get(row.serial)} was "
+                                       f"programmed as position {row.position}")
     summary.facts["nfc_programmed"] = n
     summary.facts["nfc_wall_s_per_tap"] = round(wall / n, 3)
     (opts.out / "nfc_session.json").write_text(json.dumps(session.to_json(), indent=1) + "\n")
     summary.outputs["nfc_session"] = str(opts.out / "nfc_session.json")
 
 
+#: Virtual time on float before the load and at rest after it (as ``smartlogger sim string``).
+REST_BEFORE = "5min"
+REST_AFTER = "10min"
+
+
 def _discharge(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
                progress: ProgressHook) -> None:
-    sim = ctx["prepared"].run(progress)
-    ctx["sim"] = sim
-    trace = sim.trace
-    summary.facts["virtual_test_h"] = round(float(trace.t_s[-1]) / 3600, 2)
-    summary.facts["load_on_to_off_h_truth"] = round((trace.load_off_s - trace.load_on_s) / 3600, 3)
+    site = ctx["site"]
+    site.request("advance", {"duration": REST_BEFORE})
+    # The load bank switches itself off at the string's end voltage (the chemistry's default).
+    site.request("load", {"load": opts.load, "cutoff": "1.75"})
+    site.request("advance", {"duration": "48h", "until_load_off": True},
+                 progress=lambda done, total: progress(int(done), int(total)))
+    if site.request("status")["load"] is not None:
+        raise DemoStepError("discharge", "the string did not reach its end voltage within 48 h")
+    site.request("advance", {"duration": REST_AFTER})
+    truth = site.request("truth")
+    summary.facts["virtual_test_h"] = round(truth["t_s"] / 3600, 2)
+    summary.facts["load_on_to_off_h_truth"] = round(truth["test"]["duration_s"] / 3600, 3)
 
 
 def _ble(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress: ProgressHook) -> None:
-    loggers = ctx["sim"].loggers
-    n = len(loggers)
+    site = ctx["site"]
+    n = opts.blocks
     logs_dir = opts.out / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     done = 0
@@ -277,8 +302,7 @@ def _ble(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress:
         progress(done, n)
 
     async def pull() -> fb.FleetOutcome:
-        async with VirtualRadio() as radio:
-            await serve_loggers(radio.link, loggers)
+        async with VirtualRadio(transport=site.ble_transport):
             found = await fb.scan(10.0, backend=VirtualBleakScanner, until_count=n)
             if len(found) != n:
                 raise DemoStepError("ble", f"scan found {len(found)} of {n} loggers")
@@ -286,10 +310,8 @@ def _ble(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress:
             return await fb.pull_many(found, logs_dir, options, concurrency=opts.concurrency,
                                       on_done=on_done)
 
-    # The phone's clock at the pull, on the loggers' virtual time: the end of the test.
-    sim = ctx["sim"]
-    pull_ms = sim.start_ms + round(float(sim.trace.t_s[-1]) * 1000)
-    with fb.phone_clock(lambda: pull_ms):
+    # The phone's clock at the pull is the site's virtual clock: the end of the test.
+    with fb.phone_clock(site.phone_clock_ms):
         outcome = asyncio.run(pull())
     if outcome.failures:
         detail = "; ".join(f"{k}: {v}" for k, v in sorted(outcome.failures.items()))

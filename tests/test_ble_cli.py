@@ -17,7 +17,7 @@ def test_pull_all_virtual_writes_verified_logfiles_and_state(tmp_path: Path) -> 
                                     "--sim-blocks", "3", "-k", "2", "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
-    assert sorted(summary["pulled"]) == ["SIM-0001", "SIM-0002", "SIM-0003"]
+    assert sorted(summary["pulled"]) == ["VIRT-0001", "VIRT-0002", "VIRT-0003"]
     # simulated loggers: intact and marked read, never "verified" (that is hardware evidence)
     assert all(v["status"] == "simulated" and not v["verified"] and v["marked_read"]
                and v["transfer_complete"] for v in summary["pulled"].values())
@@ -28,7 +28,7 @@ def test_pull_all_virtual_writes_verified_logfiles_and_state(tmp_path: Path) -> 
 
 
 def test_reset_is_refused_with_the_devices_reason() -> None:
-    res = CliRunner().invoke(main, ["ble", "reset", "SIM-0001", "--virtual", "--sim-blocks", "1"])
+    res = CliRunner().invoke(main, ["ble", "reset", "VIRT-0001", "--virtual", "--sim-blocks", "1"])
     assert res.exit_code == 1
     assert "reset refused by the logger" in res.output and "have not been read out" in res.output
 

@@ -1,9 +1,12 @@
 """``smartlogger ble``: scan, pull and reset loggers over Bluetooth LE (thin click wrapper).
 
 The work is in ``smartlogger.field.ble`` (the pull client through bleak) and
-``smartlogger.field.ble_virtual`` (the ``--virtual`` radio). Without
-``--virtual`` bleak's platform backend is used unchanged; with it, a simulated
-string (``device.sim``) is served on Bumble virtual controllers in this process.
+``smartlogger.field.ble_virtual`` (the virtual radio). Without ``--virtual`` or
+``--site`` bleak's platform backend is used unchanged. With ``--site DIR`` the phone's
+Bluetooth is a controller in the virtual site's process, driven over HCI (its loggers
+live there, across commands), and the phone's clock is the site's virtual time. With
+``--virtual`` a new simulated string (``device.sim``, serials ``VIRT-0001``, ...) is served
+on Bumble virtual controllers in this process for the one command: never a site's loggers.
 """
 
 from __future__ import annotations
@@ -25,17 +28,28 @@ from smartlogger.quantities import format_duration
 
 T = TypeVar("T")
 
+#: Serial prefix of the loggers of ``--virtual`` (a new in-process string per command).
+VIRTUAL_PREFIX = "VIRT"
+
 
 def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaitable[T]],
-         adapter: str | None = None) -> T:
-    """Run ``body(backends)`` in an event loop, inside a simulated radio if ``virtual``.
+         adapter: str | None = None, site_dir: Path | None = None) -> T:
+    """Run ``body(backends)`` in an event loop, inside a simulated radio if ``virtual``, or on
+    the radio of the virtual site in ``site_dir`` (with its virtual time as the phone's clock).
 
     ``adapter`` picks the Bluetooth adapter of bleak's platform backend (BlueZ: ``hci1``).
     """
+    if virtual and site_dir is not None:
+        raise click.UsageError("--virtual (an in-process string) and --site exclude each other")
+    if site_dir is not None:
+        return _run_at_site(site_dir, body)
     # Lazy: the simulation only for --virtual (real pulls start without the battery model).
     from smartlogger.device.sim import SimulatedTest, simulate_string_test
 
-    sim: SimulatedTest | None = simulate_string_test(sim_blocks, weak=min(2, sim_blocks // 4)) if virtual else None
+    # Serials of their own (VIRT-0001, ...): this string exists for this one command and must
+    # never be taken for the loggers of a virtual site (SIM-0001, ...).
+    sim: SimulatedTest | None = simulate_string_test(
+        sim_blocks, weak=min(2, sim_blocks // 4), serial_prefix=VIRTUAL_PREFIX) if virtual else None
 
     @contextlib.asynccontextmanager
     async def radio() -> AsyncIterator[dict[str, Any]]:
@@ -52,7 +66,7 @@ def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaita
         )
 
         async with VirtualRadio() as r:
-            await serve_loggers(r.link, sim.loggers)
+            await serve_loggers(r.air, sim.loggers)
             yield {"client": VirtualBleakClient, "scanner": VirtualBleakScanner, "kwargs": {}}
 
     async def main() -> T:
@@ -68,8 +82,31 @@ def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaita
         return asyncio.run(main())
 
 
+def _run_at_site(site_dir: Path, body: Callable[[dict[str, Any]], Awaitable[T]]) -> T:
+    # Lazy: the site client and the virtual radio only when a site is asked for.
+    from smartlogger.field.ble_virtual import VirtualBleakClient, VirtualBleakScanner, VirtualRadio
+    from smartlogger.field.site import SiteClient
+
+    with SiteClient.open(site_dir) as client:
+
+        async def main() -> T:
+            async with VirtualRadio(transport=client.ble_transport):
+                return await body({"client": VirtualBleakClient, "scanner": VirtualBleakScanner,
+                                   "kwargs": {}})
+
+        # At a site the phone's clock is the site's virtual clock (docs/SIMULATOR.md).
+        with fb.phone_clock(client.phone_clock_ms):
+            return asyncio.run(main())
+
+
 _virtual = click.option("--virtual", is_flag=True,
-                        help="Use the in-process virtual radio with a simulated string.")
+                        help="Use an in-process virtual radio with a simulated string of its own "
+                             "(VIRT-0001...; new for each command: for loggers that live across "
+                             "commands use --site).")
+_site = click.option("--site", "site_dir", default=None,
+                     type=click.Path(file_okay=False, path_type=Path),
+                     help="Reach the loggers of the virtual site in this directory "
+                          "(smartlogger sim site start DIR).")
 _adapter = click.option("--adapter", default=None, metavar="NAME",
                         help="Bluetooth adapter to use (Linux/BlueZ, e.g. hci1); default: the system's.")
 _sim_blocks = click.option("--sim-blocks", default=24, show_default=True,
@@ -79,7 +116,7 @@ _sim_blocks = click.option("--sim-blocks", default=24, show_default=True,
 
 @click.group()
 def ble() -> None:
-    """Pull logs over Bluetooth LE (bleak; --virtual: Bumble virtual controllers)."""
+    """Pull logs over Bluetooth LE (bleak; --site/--virtual: Bumble virtual controllers)."""
 
 
 @ble.command("scan")
@@ -91,10 +128,11 @@ def ble() -> None:
               help="Concurrent connections at most while reading the loggers.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_virtual
+@_site
 @_sim_blocks
 @_adapter
 def scan(timeout_s: float, no_connect: bool, concurrency: int, as_json: bool, virtual: bool,
-         sim_blocks: int, adapter: str | None) -> None:
+         site_dir: Path | None, sim_blocks: int, adapter: str | None) -> None:
     """List loggers advertising the smartlogger service: serial, signal strength and (read from
     each logger) block position, label, test id, records not yet pulled and its clock offset."""
     async def body(b: dict[str, Any]) -> list[fb.LoggerSighting]:
@@ -105,7 +143,7 @@ def scan(timeout_s: float, no_connect: bool, concurrency: int, as_json: bool, vi
         return await fb.read_infos(found, backend=b["client"], backend_kwargs=b["kwargs"],
                                    concurrency=concurrency)
 
-    sightings = _run(virtual, sim_blocks, body, adapter)
+    sightings = _run(virtual, sim_blocks, body, adapter, site_dir)
     rows: list[dict[str, Any]] = []
     for sg in sightings:
         info = sg.info
@@ -160,11 +198,12 @@ def _offset_text(offset_ms: float) -> str:
               show_envvar=True, help="Trust list (TOML) for verifying each pulled logfile "
                                      "(see `smartlogger logfile verify --trust`).")
 @_virtual
+@_site
 @_sim_blocks
 @_adapter
 def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, full: bool,
          scan_timeout: float, retries: int, as_json: bool, trust_file: str | None, virtual: bool,
-         sim_blocks: int, adapter: str | None) -> None:
+         site_dir: Path | None, sim_blocks: int, adapter: str | None) -> None:
     """Pull SERIAL, or every logger with --all, into OUT as logfiles.
 
     Each logfile is verified once it is on disk; only then is the logger told its records
@@ -189,7 +228,7 @@ def pull(serial: str | None, pull_all: bool, out_dir: Path, concurrency: int, fu
             return await fb.pull_many(found, out_dir, options, concurrency=concurrency)
         return await _pull_with_progress(found, out_dir, options, concurrency)
 
-    outcome = _run(virtual, sim_blocks, body, adapter)
+    outcome = _run(virtual, sim_blocks, body, adapter, site_dir)
     if as_json:
         click.echo(json.dumps({
             "pulled": {s: {"records": len(r.streams[0].records), "file": str(r.path) if r.path else None,
@@ -263,9 +302,10 @@ async def _pull_with_progress(found: list[Any], out_dir: Path, options: Any,
 @click.option("--scan-timeout", default=5.0, show_default=True, type=SECONDS,
               help="Scan at most this long (a bare number is seconds).")
 @_virtual
+@_site
 @_sim_blocks
 @_adapter
-def reset(serial: str, scan_timeout: float, virtual: bool, sim_blocks: int,
+def reset(serial: str, scan_timeout: float, virtual: bool, site_dir: Path | None, sim_blocks: int,
           adapter: str | None) -> None:
     """Reset SERIAL for reuse; the logger refuses unless everything was pulled, saved and verified.
 
@@ -281,5 +321,5 @@ def reset(serial: str, scan_timeout: float, virtual: bool, sim_blocks: int,
         await fb.reset_logger(found[0].device, backend=b["client"], backend_kwargs=b["kwargs"],
                               serial=serial)
 
-    _run(virtual, sim_blocks, body, adapter)
+    _run(virtual, sim_blocks, body, adapter, site_dir)
     click.echo(f"{serial}: reset for reuse")

@@ -7,10 +7,13 @@ The work is in ``smartlogger.field.nfc`` (the phone side, through nfcpy),
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -28,7 +31,10 @@ def nfc() -> None:
 @nfc.command("program")
 @click.option("--profile", "profile_spec", default="vrla-12v", show_default=True,
               help="Preset key (see 'nfc profiles') or path to a profile TOML file.")
-@click.option("--device", required=True, help="nfcpy reader path: usb, tty:USB0:pn532, udp:HOST:PORT.")
+@click.option("--device", default=None, help="nfcpy reader path: usb, tty:USB0:pn532, udp:HOST:PORT.")
+@click.option("--site", "site_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Rehearse at the virtual site in this directory: its NFC walk, and its "
+                   "virtual time as the phone's clock (instead of --device).")
 @click.option("--count", default=1, show_default=True, type=click.IntRange(1, 65535),
               help="Loggers in the kit: stop when this many are done.")
 @click.option("--start-position", default=1, show_default=True, type=click.IntRange(1, 65535),
@@ -39,31 +45,33 @@ def nfc() -> None:
 @click.option("--timeout", "timeout_s", default=None, type=SECONDS,
               help="Give up after this long, e.g. 120 or 5min (a bare number is seconds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON instead of a live list.")
-def program(profile_spec: str, device: str, count: int, start_position: int, test_id: str,
-            label_prefix: str, rated_ah: float | None, timeout_s: float | None, as_json: bool) -> None:
+def program(profile_spec: str, device: str | None, site_dir: Path | None, count: int,
+            start_position: int, test_id: str, label_prefix: str, rated_ah: float | None,
+            timeout_s: float | None, as_json: bool) -> None:
     """Wait for taps and program each logger with PROFILE; tap order numbers the blocks."""
     # Lazy: only this command needs these (the other commands start without them).
-    from smartlogger.field.nfc import KitSession, Outcome, render_kit
+    from smartlogger.field.nfc import KitSession, Outcome, phone_clock_ms, render_kit
     from smartlogger.field.profiles import load_profile
 
     profile = load_profile(profile_spec, rated_ah=rated_ah)
     if len(test_id.encode()) > 32:
         raise ConfigError("test_id", "test id is longer than 32 bytes")
-    session = KitSession(profile, count=count, start_position=start_position, test_id=test_id,
-                         label_prefix=label_prefix)
-    if as_json:
-        session.run(device, timeout_s=timeout_s)
-        click.echo(json.dumps(session.to_json(), indent=2))
-    else:
-        # Lazy: rich's display only when there is something to show.
-        from rich.console import Console
-        from rich.live import Live
+    with _reader(device, site_dir) as (reader, clock):
+        session = KitSession(profile, count=count, start_position=start_position, test_id=test_id,
+                             label_prefix=label_prefix, clock=clock or phone_clock_ms)
+        if as_json:
+            session.run(reader, timeout_s=timeout_s)
+            click.echo(json.dumps(session.to_json(), indent=2))
+        else:
+            # Lazy: rich's display only when there is something to show.
+            from rich.console import Console
+            from rich.live import Live
 
-        console = Console(stderr=False)
-        console.print(f"Tap loggers with the reader at {device} ({count} to go). Ctrl-C stops.")
-        with Live(render_kit(session), console=console, refresh_per_second=8) as live:
-            session.on_update = lambda s, _r: live.update(render_kit(s))
-            session.run(device, timeout_s=timeout_s)
+            console = Console(stderr=False)
+            console.print(f"Tap loggers with the reader at {reader} ({count} to go). Ctrl-C stops.")
+            with Live(render_kit(session), console=console, refresh_per_second=8) as live:
+                session.on_update = lambda s, _r: live.update(render_kit(s))
+                session.run(reader, timeout_s=timeout_s)
     bad = [r for r in session.ordered_rows() if r.result.outcome in (Outcome.REJECTED, Outcome.FAILED)]
     if session.done < count or bad:
         # Say why the exit code is not 0: on stderr, so --json output stays one document.
@@ -78,26 +86,52 @@ def program(profile_spec: str, device: str, count: int, start_position: int, tes
         sys.exit(3)
 
 
+@contextlib.contextmanager
+def _reader(device: str | None, site_dir: Path | None) -> Iterator[tuple[str, Callable[[], int] | None]]:
+    """The reader moniker and the phone's clock: --device as given (the phone's own clock), or
+    the virtual site's NFC walk and its virtual clock (docs/SIMULATOR.md)."""
+    if (device is None) == (site_dir is None):
+        raise click.UsageError("give either --device or --site")
+    if device is not None:
+        yield device, None
+        return
+    # Lazy: the site client only when a site is asked for.
+    from smartlogger.field.site import SiteClient
+
+    assert site_dir is not None
+    with SiteClient.open(site_dir) as client:
+        yield client.nfc_device, client.phone_clock_ms
+
+
 @nfc.command("read")
-@click.option("--device", required=True, help="nfcpy reader path: usb, tty:..., udp:HOST:PORT.")
+@click.option("--device", default=None, help="nfcpy reader path: usb, tty:..., udp:HOST:PORT.")
+@click.option("--site", "site_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Read at the virtual site in this directory (instead of --device).")
 @click.option("--timeout", "timeout_s", default=10.0, show_default=True, type=SECONDS,
               help="Wait this long for a tap (a bare number is seconds).")
 @click.option("--json", "as_json", is_flag=True)
-def read(device: str, timeout_s: float, as_json: bool) -> None:
+def read(device: str | None, site_dir: Path | None, timeout_s: float, as_json: bool) -> None:
     """Read one logger's published state (identity, config, status) without writing."""
     # Lazy: the reader's code only when this command runs.
-    from smartlogger.field.nfc import Type2Link, connect_tag, open_reader, read_state
+    from smartlogger.field.nfc import (
+        Type2Link,
+        connect_tag,
+        open_reader,
+        phone_clock_ms,
+        read_state,
+    )
     from smartlogger.field.profiles import describe_thresholds
 
     deadline = time.monotonic() + timeout_s
-    clf = open_reader(device)
-    try:
-        tag = connect_tag(clf, lambda: time.monotonic() > deadline)
-        if tag is None:
-            raise TransportError(f"no tag within {timeout_s:g} s at {device}")
-        got = read_state(Type2Link(tag))
-    finally:
-        clf.close()
+    with _reader(device, site_dir) as (reader, clock):
+        clf = open_reader(reader)
+        try:
+            tag = connect_tag(clf, lambda: time.monotonic() > deadline)
+            if tag is None:
+                raise TransportError(f"no tag within {timeout_s:g} s at {reader}")
+            got = read_state(Type2Link(tag), clock or phone_clock_ms)
+        finally:
+            clf.close()
     s, st = got.state, got.state.status
     data = {
         "uid": bytes(tag.identifier).hex().upper(), "serial": s.identity.serial,

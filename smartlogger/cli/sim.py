@@ -14,6 +14,7 @@ import click
 from rich.progress import Progress
 
 from smartlogger.cli.options import CURRENT, LOG_INTERVAL, POWER, load_text
+from smartlogger.cli.site import site
 from smartlogger.device.blackbox import BlackboxStore
 from smartlogger.device.firmware import Logger
 from smartlogger.device.sim import (
@@ -70,6 +71,9 @@ def _out_dir(path: str) -> Path:
 @click.group()
 def sim() -> None:
     """Simulate loggers on virtual batteries (virtual time, SIMULATED marker)."""
+
+
+sim.add_command(site)
 
 
 @sim.command("string")

@@ -37,6 +37,7 @@ from smartlogger.errors import SimulationError
 from smartlogger.model import BlockType, Chemistry
 
 __all__ = [
+    "BlockBank",
     "BlockParams",
     "BlockTruth",
     "ChemistryParams",
@@ -350,8 +351,13 @@ class StringTrace:
         return np.asarray(self.block_v.sum(axis=0), dtype=np.float64)
 
 
-class _Bank:
-    """Vectorised state of the blocks of one string (all arrays have one entry per block)."""
+class BlockBank:
+    """Vectorised state of the blocks of one string (all arrays have one entry per block).
+
+    The state (``dod``, ``ah_out``, ``eta_f``, ``eta_s``, ``temp``) is what a stepped
+    simulation carries from one step to the next (``device.live_string`` keeps it
+    across a virtual site's restarts).
+    """
 
     def __init__(self, p: ChemistryParams, cells: int, blocks: list[BlockParams],
                  rated_current_a: float) -> None:
@@ -377,6 +383,10 @@ class _Bank:
         self._capt_t = np.array(p.cap_temp_c)
         self._capt_f = np.array(p.cap_temp_factor)
         self._floor_v = 0.0  # a collapsed block sits near 0 V (reversal is not modelled)
+        # The knee models the end-of-discharge diffusion limit. A block driven past exhaustion
+        # (d > 1; reversal is not modelled) would carry it into a recharge as an unbounded
+        # charging voltage; a stepped string that recharges such blocks switches it off.
+        self.knee_on_charge = True
 
     def ocv(self) -> FloatArray:
         # np.interp clamps outside the grid, so no explicit clip of soc is needed
@@ -404,6 +414,8 @@ class _Bank:
         d = np.maximum(self.dod, 0.0)
         # knee: grows as d -> 1 and stays huge past exhaustion, so an empty block collapses
         knee = self.r_knee * d / np.maximum(1.0 - d, 1e-4)
+        if current < 0 and not self.knee_on_charge:
+            knee = np.zeros_like(knee)
         ocv = self.ocv()
         eta_f = self.eta_f + a_f * (self._eta_f_ss(current, rt) - self.eta_f)
         eta_s = self.eta_s + a_s * (current * self.cells * rt * self.r_slow - self.eta_s)
@@ -478,7 +490,7 @@ class StringModel:
         """DC ohmic resistance of block ``index`` at 25 C, mOhm."""
         return self.blocks[index].r_ohm * self.block_type.cells * 1000.0
 
-    def _charge_current(self, bank: _Bank, offsets: FloatArray, dt_s: float) -> float:
+    def charge_current(self, bank: BlockBank, offsets: FloatArray, dt_s: float) -> float:
         """The charger's current (negative) for the next step: 0.1 C limit, float voltage cap."""
         target = float(np.sum(np.asarray(float_voltage(self.block_type, bank.temp)) + offsets))
         i_lim = 0.1 * self.rated_ah
@@ -495,8 +507,9 @@ class StringModel:
                 hi = mid
         return 0.5 * (lo + hi)
 
-    def _bank(self) -> _Bank:
-        return _Bank(self.params, self.block_type.cells, self.blocks, self.rated_current_a)
+    def new_bank(self) -> BlockBank:
+        """The blocks of this string, fully charged (state from ``set_float``)."""
+        return BlockBank(self.params, self.block_type.cells, self.blocks, self.rated_current_a)
 
     def discharge(self, load: Load, *, rest_before_s: float = 300.0, rest_after_s: float = 600.0,
                   end_v_per_cell: float | None = None, max_duration_s: float = 24 * 3600,
@@ -538,7 +551,7 @@ class StringModel:
         temps = np.empty((n_blocks, cap))
         amps = np.zeros(cap)
 
-        bank = self._bank()
+        bank = self.new_bank()
         bank.temp = block_amb.copy()
         v_float = np.asarray(float_voltage(self.block_type, block_amb), dtype=np.float64)
         v_float = v_float + np.array([b.float_offset_v for b in self.blocks])
@@ -606,7 +619,7 @@ class StringModel:
         # the load is removed right after the last loaded sample (load_off)
         offsets = np.array([b.float_offset_v for b in self.blocks])
         for a in range(n_after):
-            current = self._charge_current(bank, offsets, dt_s) if recharge else 0.0
+            current = self.charge_current(bank, offsets, dt_s) if recharge else 0.0
             if a == 0:
                 note_step(k, float(amps[k - 1]), current)
             v, ocv, rt = bank.voltages(current, dt_s)
@@ -675,7 +688,7 @@ def _make_blocks(p: ChemistryParams, block_type: BlockType, rated_ah: float, rat
 
     trial_c0 = rated_ah * cf
     i_r = rated_ah / rated_hours
-    bank = _Bank(p, cells, blocks_with(trial_c0, 1e15), i_r)  # isothermal: no self-heating
+    bank = BlockBank(p, cells, blocks_with(trial_c0, 1e15), i_r)  # isothermal: no self-heating
     dt = rated_hours * 3600.0 / 1000.0
     delivered = 0.0
     end_at = np.full(n, np.nan)
@@ -882,7 +895,7 @@ def _outage_segment(p: ChemistryParams, block_type: BlockType, blk: BlockParams,
     n = volts.size
     cells = block_type.cells
     share = volts[i0] - float(np.asarray(float_voltage(block_type, temp[i0])))  # this block's float share
-    bank = _Bank(p, cells, [blk], rated_ah / 10.0)
+    bank = BlockBank(p, cells, [blk], rated_ah / 10.0)
     bank.temp = np.array([temp[i0]])
     bank.set_float(np.array([volts[i0]]))
     end_v = cells * p.end_v_cell

@@ -291,6 +291,11 @@ class BlackboxStore:
             }
         return out
 
+    def head_sector(self, stream: int = 0) -> int | None:
+        """The flash sector the newest record of ``stream`` is in (None: the stream is empty)."""
+        sectors = self._ring(stream).run_sectors()
+        return sectors[-1][0] if sectors else None
+
     def region_erase_counts(self, stream: int = 0) -> np.ndarray[Any, Any]:
         ring = self._ring(stream)
         return self.flash.erase_counts[ring.first_sector:ring.first_sector + ring.n_sectors].copy()

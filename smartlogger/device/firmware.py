@@ -23,7 +23,7 @@ import enum
 import math
 from array import array
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -203,6 +203,8 @@ class Logger:
         sensor: Sensor | None = None,
         source: SignalSource | None = None,
         seed: int = 0,
+        config_seq: int = 0,
+        power_on_s: float = 0.0,
     ) -> None:
         if identity.generation is Generation.GEN1:
             fixed = gen1_config(config.rated_ah)
@@ -213,7 +215,9 @@ class Logger:
         config.validate()
         self.identity = identity
         self.config = config
-        self.config_seq = 0
+        # A logger that boots again (power back after a loss) restores the configuration it
+        # had committed to its log, with that configuration's sequence number.
+        self.config_seq = config_seq
         self.store: LogStore = store if store is not None else MemoryStore(serial=identity.serial)
         self.rtc = rtc if rtc is not None else Rtc.seeded(seed)
         self.sensor = sensor if sensor is not None else Sensor.seeded(config.block_type, seed)
@@ -222,8 +226,11 @@ class Logger:
         self.source = source
         self.seed = seed
 
-        self._true_s = 0.0
-        self._origin_ms = 0  # oscillator ms of tick 0 of the current grid
+        if power_on_s < 0 or not math.isfinite(power_on_s):
+            raise SimulationError(f"power-on time {power_on_s!r} s must be a finite time >= 0")
+        self._true_s = float(power_on_s)
+        # oscillator ms of tick 0 of the current grid: the first whole ms at or after power-on
+        self._origin_ms = math.ceil(self.rtc.oscillator_ms(self._true_s) - 1e-9)
         self._next_k = 0  # next tick to process
         self._detect = _Detect.RESTING  # armed once the block is seen charged
         self._run_a = 0
@@ -238,7 +245,7 @@ class Logger:
         self.skip_quiet = True  # tests switch this off to prove the skip is exact
         self._set_grid(config)
         self._append(Event(self.now_ms(), EventKind.POWER_ON))
-        self._append(ConfigChange(self.now_ms(), config, 0))
+        self._append(ConfigChange(self.now_ms(), config, config_seq))
 
     # ------------------------------------------------------------------ public API
 
@@ -345,6 +352,101 @@ class Logger:
         self._close_block(self._next_k)
         self._flush_pending()
         self.store.flush()
+
+    # ------------------------------------------------------------------ RAM snapshot
+
+    def snapshot(self) -> dict[str, Any]:
+        """The firmware's RAM and RTC as plain JSON data (the open sample block included).
+
+        A virtual site keeps it in its checkpoint so that a *paused* simulation resumes
+        exactly where it was (``resume``); a power loss instead loses it (a new ``Logger``
+        boots on the same store). The store, sensor and signal source are not part of it.
+        """
+        from smartlogger.logfile.records import encode_config, encode_record
+
+        blk = self._open
+        return {
+            "v": 1,
+            "config": encode_config(self.config).hex(),
+            "config_seq": self.config_seq,
+            "rtc": {"base_ms": self.rtc.base_ms, "drift_ppm": self.rtc.drift_ppm},
+            "true_s": self._true_s,
+            "origin_ms": self._origin_ms,
+            "next_k": self._next_k,
+            "detect": self._detect.value,
+            "run_a": self._run_a,
+            "run_b": self._run_b,
+            "extreme": self._extreme,
+            "active": [self._active[key] for key in _COMPARATORS],
+            "open": None if blk is None else {
+                "start_k": blk.start_k, "stride": blk.stride, "count": blk.count,
+                "mv": np.concatenate(blk.mv).astype(np.int64).tolist() if blk.mv else [],
+                "dc": np.concatenate(blk.dc).astype(np.int64).tolist() if blk.dc else []},
+            "last_stored_k": self._last_stored_k,
+            "last": None if self._last is None else list(self._last),
+            "discharge": None if self._discharge is None else [
+                self._discharge.start_ms, self._discharge.end_ms, self._discharge.min_mv],
+            "pending": [[k, order, encode_record(rec).hex()] for k, order, rec in self._pending],
+            "skip_quiet": self.skip_quiet,
+        }
+
+    @classmethod
+    def resume(cls, identity: LoggerIdentity, snapshot: dict[str, Any], *, store: LogStore,
+               sensor: Sensor, source: SignalSource | None = None, seed: int = 0) -> Logger:
+        """The logger as ``snapshot`` left it, on ``store``: nothing is logged (no power-on).
+
+        Raises ``SimulationError`` for a snapshot this firmware cannot read.
+        """
+        from smartlogger.logfile.records import decode_config, decode_record
+
+        try:
+            if snapshot.get("v") != 1:
+                raise ValueError(f"snapshot version {snapshot.get('v')!r}")
+            config, _ = decode_config(bytes.fromhex(snapshot["config"]))
+            rtc = Rtc(base_ms=int(snapshot["rtc"]["base_ms"]),
+                      drift_ppm=float(snapshot["rtc"]["drift_ppm"]))
+            self = cls.__new__(cls)
+            self.identity = identity
+            self.config = config
+            self.config_seq = int(snapshot["config_seq"])
+            self.store = store
+            self.rtc = rtc
+            self.sensor = sensor
+            self.source = source
+            self.seed = seed
+            self._set_grid(config)
+            self._true_s = float(snapshot["true_s"])
+            self._origin_ms = int(snapshot["origin_ms"])
+            self._next_k = int(snapshot["next_k"])
+            self._detect = _Detect(snapshot["detect"])
+            self._run_a = int(snapshot["run_a"])
+            self._run_b = int(snapshot["run_b"])
+            self._extreme = int(snapshot["extreme"])
+            active = list(snapshot["active"])
+            if len(active) != len(_COMPARATORS):
+                raise ValueError("comparator flags")
+            self._active = {key: bool(on) for key, on in zip(_COMPARATORS, active, strict=True)}
+            blk = snapshot["open"]
+            self._open = None if blk is None else _OpenBlock(
+                int(blk["start_k"]), int(blk["stride"]),
+                [np.asarray(blk["mv"], dtype=np.int64)], [np.asarray(blk["dc"], dtype=np.int64)],
+                int(blk["count"]))
+            if self._open is not None and self._open.mv[0].size != self._open.count:
+                raise ValueError("open sample block length")
+            self._last_stored_k = int(snapshot["last_stored_k"])
+            last = snapshot["last"]
+            self._last = None if last is None else (int(last[0]), int(last[1]), int(last[2]))
+            d = snapshot["discharge"]
+            self._discharge = None if d is None else DischargeInfo(
+                int(d[0]), None if d[1] is None else int(d[1]), int(d[2]))
+            self._pending = [(int(k), int(order), decode_record(bytes.fromhex(h)))
+                             for k, order, h in snapshot["pending"]]
+            self.skip_quiet = bool(snapshot["skip_quiet"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise SimulationError(f"{identity.serial}: unreadable firmware snapshot: {err}") from None
+        if self.sensor.range_mv != config.block_type.measuring_range_mv:
+            raise SimulationError(f"{identity.serial}: snapshot is for another block class")
+        return self
 
     # ------------------------------------------------------------------ grid and helpers
 

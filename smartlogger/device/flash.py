@@ -40,10 +40,20 @@ Image file format (``save``/``load``), all little-endian::
     counts     u32 * sectors   erase count per sector
     bad        u8  * sectors   1 = sector is bad
     data       size bytes      the cells
+
+Live image files (``open_live``): the chip *is* the file. A virtual site keeps each
+logger's chip in one, mapped shared into memory, so every program and erase is in the
+file the moment it completes: a process killed at any instant leaves exactly what a
+power loss at that instant would leave on a real chip, and the blackbox's recovery
+applies across processes. Same header fields with magic ``b"SLNOR\\x00\\x02\\x00"``,
+then the counts and bad flags, then, from the next 4 KiB boundary, the cells *inverted*
+(a zero byte is an erased 0xFF), so an erased chip is a sparse file of holes. ``busy_us``
+is brought up to date at ``sync_file``. ``load`` reads both formats.
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import random
@@ -145,7 +155,15 @@ class FlashOp:
 
 
 _IMAGE_MAGIC = b"SLNOR\x00\x01\x00"
+_LIVE_MAGIC = b"SLNOR\x00\x02\x00"
 _IMAGE_HEAD = struct.Struct("<8sIIIIQ")
+_LIVE_ALIGN = 4096
+
+
+def _live_cells_offset(sectors: int) -> int:
+    """Where the (inverted) cells start in a live image: after header, counts and bad flags."""
+    raw = _IMAGE_HEAD.size + 5 * sectors
+    return -(-raw // _LIVE_ALIGN) * _LIVE_ALIGN
 
 
 class NorFlash:
@@ -174,6 +192,93 @@ class NorFlash:
         self._rng = random.Random(seed)
         # programs since the last sync: (addr, bytes before the program); used by out-of-order mode
         self._unsynced: list[tuple[int, bytes]] = []
+        self._live: mmap.mmap | None = None  # the mapped file of a live image (open_live)
+        self._live_bad: npt.NDArray[np.uint8] | None = None
+        self._live_cells_at = 0
+        self.path: Path | None = None
+
+    # ------------------------------------------------------------------ live image files
+
+    @classmethod
+    def open_live(cls, path: str | os.PathLike[str], *, geometry: FlashGeometry | None = None,
+                  seed: int = 0) -> NorFlash:
+        """The chip kept in the live image file ``path`` (see the module docstring).
+
+        With ``geometry`` a new, erased chip is created at ``path`` (which must not
+        exist); without it the existing file is opened. Raises ``ImageError`` for a file
+        that is not a live image.
+        """
+        name = os.fspath(path)
+        if geometry is not None:
+            n = geometry.sectors
+            cells_at = _live_cells_offset(n)
+            with open(name, "xb") as fh:  # exclusive: never format over an existing chip
+                fh.write(_IMAGE_HEAD.pack(_LIVE_MAGIC, geometry.size, geometry.sector_size,
+                                          geometry.page_size, geometry.erase_limit, 0))
+                fh.truncate(cells_at + geometry.size)  # holes: erased cells cost no disk
+        try:
+            fd = os.open(name, os.O_RDWR)
+        except OSError as err:
+            raise ImageError(name, f"cannot open: {err.strerror}") from None
+        try:
+            total = os.fstat(fd).st_size
+            head = os.pread(fd, _IMAGE_HEAD.size, 0)
+            if len(head) < _IMAGE_HEAD.size or head[:8] != _LIVE_MAGIC:
+                raise ImageError(name, "not a live smartlogger flash image", offset=0)
+            _, size, sector, page, limit, busy_us = _IMAGE_HEAD.unpack(head)
+            try:
+                geom = FlashGeometry(size=size, sector_size=sector, page_size=page, erase_limit=limit)
+            except FlashError as err:
+                raise ImageError(name, str(err), offset=8) from None
+            n = geom.sectors
+            cells_at = _live_cells_offset(n)
+            if total != cells_at + size:
+                raise ImageError(name, f"live image is {total} bytes, header says {cells_at + size}",
+                                 offset=total)
+            mem = mmap.mmap(fd, total, flags=mmap.MAP_SHARED)
+        finally:
+            os.close(fd)  # the mapping keeps the file open
+        flash = cls(geom, seed=seed)
+        del flash._inv  # drop the view of the anonymous map before closing it
+        flash._mem.close()
+        flash._mem = mem
+        flash._live = mem
+        flash._live_cells_at = cells_at
+        flash.path = Path(name)
+        flash._inv = np.frombuffer(mem, dtype=np.uint8, count=size, offset=cells_at)
+        flash.erase_counts = np.frombuffer(mem, dtype="<u4", count=n, offset=_IMAGE_HEAD.size)
+        flash._live_bad = np.frombuffer(mem, dtype=np.uint8, count=n, offset=_IMAGE_HEAD.size + 4 * n)
+        flash.bad_sectors = {int(i) for i in np.flatnonzero(flash._live_bad)}
+        flash.busy_s = busy_us / 1e6
+        return flash
+
+    @property
+    def live(self) -> bool:
+        """True if the cells are a live image file (``open_live``)."""
+        return self._live is not None
+
+    def sync_file(self) -> None:
+        """Live image: record the busy time and ask the OS to write the pages to disk.
+
+        Not needed to survive the process being killed (the pages are the file's);
+        this is for a clean shutdown and for surviving a crash of the machine.
+        """
+        if self._live is None:
+            return
+        struct.pack_into("<Q", self._live, _IMAGE_HEAD.size - 8, round(self.busy_s * 1e6))
+        self._live.flush()
+
+    def close(self) -> None:
+        """Release the memory (a live image is synced first). The model is unusable after."""
+        if self._live is not None:
+            self.sync_file()
+        # numpy views hold exports of the buffer: drop them before closing the mapping
+        self._inv = np.zeros(0, dtype=np.uint8)
+        self.erase_counts = np.zeros(self.geometry.sectors, dtype=np.uint32)
+        self._live_bad = None
+        with contextlib.suppress(BufferError):
+            self._mem.close()
+        self._live = None
 
     # ------------------------------------------------------------------ reading
 
@@ -232,7 +337,7 @@ class NorFlash:
             self._partial_erase(sl)
             self._lose_power(op.index)
         if sector in self.bad_sectors or int(self.erase_counts[sector]) > self.geometry.erase_limit:
-            self.bad_sectors.add(sector)
+            self._set_bad(sector)
             self._partial_erase(sl)
             raise BadSectorError(sector, f"erase failed after {int(self.erase_counts[sector])} cycles")
         self._erase_cells(sl)
@@ -253,7 +358,12 @@ class NorFlash:
     def mark_bad(self, sector: int) -> None:
         """Make ``sector`` fail every later erase and program."""
         self._sector_slice(sector)
+        self._set_bad(sector)
+
+    def _set_bad(self, sector: int) -> None:
         self.bad_sectors.add(sector)
+        if self._live_bad is not None:
+            self._live_bad[sector] = 1
 
     def clone(self) -> NorFlash:
         """An independent copy of the chip (cells, wear, faults), without hooks."""
@@ -325,6 +435,8 @@ class NorFlash:
             raise ImageError(name, f"file of {len(raw)} bytes is too short for the image header",
                              offset=0)
         magic, size, sector, page, limit, busy_us = _IMAGE_HEAD.unpack_from(raw, 0)
+        if magic == _LIVE_MAGIC:
+            return cls._load_live_copy(name, raw)
         if magic != _IMAGE_MAGIC:
             raise ImageError(name, f"not a smartlogger flash image (magic {magic!r})", offset=0)
         try:
@@ -345,6 +457,29 @@ class NorFlash:
         cells = np.frombuffer(raw, dtype=np.uint8, count=size, offset=pos).reshape(-1, sector)
         used = np.flatnonzero((cells != 0xFF).any(axis=1))
         flash._inv.reshape(-1, sector)[used] = ~cells[used]
+        return flash
+
+    @classmethod
+    def _load_live_copy(cls, name: str, raw: bytes) -> NorFlash:
+        """A live image read into an ordinary (in-memory) chip, e.g. to inspect it."""
+        _, size, sector, page, limit, busy_us = _IMAGE_HEAD.unpack_from(raw, 0)
+        try:
+            geometry = FlashGeometry(size=size, sector_size=sector, page_size=page, erase_limit=limit)
+        except FlashError as err:
+            raise ImageError(name, str(err), offset=8) from None
+        n = geometry.sectors
+        cells_at = _live_cells_offset(n)
+        if len(raw) != cells_at + size:
+            raise ImageError(name, f"live image is {len(raw)} bytes, header says {cells_at + size}",
+                             offset=len(raw))
+        flash = cls(geometry)
+        flash.busy_s = busy_us / 1e6
+        pos = _IMAGE_HEAD.size
+        flash.erase_counts[:] = np.frombuffer(raw, dtype="<u4", count=n, offset=pos)
+        flash.bad_sectors = {i for i, b in enumerate(raw[pos + 4 * n:pos + 5 * n]) if b}
+        inv = np.frombuffer(raw, dtype=np.uint8, count=size, offset=cells_at).reshape(-1, sector)
+        used = np.flatnonzero(inv.any(axis=1))
+        flash._inv.reshape(-1, sector)[used] = inv[used]
         return flash
 
     # ------------------------------------------------------------------ internals
@@ -378,6 +513,16 @@ class NorFlash:
             self._inv[sl] &= ~np.frombuffer(self._rng.randbytes(n), dtype=np.uint8)
 
     def _erase_cells(self, sl: slice) -> None:
+        if self._live is not None:
+            # a live image: punch a hole (the file stays sparse), else write the zeros
+            try:
+                if not self._can_release:
+                    raise OSError("sector not page aligned")
+                self._live.madvise(mmap.MADV_REMOVE, self._live_cells_at + sl.start,
+                                   sl.stop - sl.start)
+            except (OSError, AttributeError):
+                self._inv[sl] = 0
+            return
         if self._can_release:
             # hand the pages back: they read as zero (= erased) and cost no memory until written
             self._mem.madvise(mmap.MADV_DONTNEED, sl.start, sl.stop - sl.start)

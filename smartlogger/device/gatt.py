@@ -7,10 +7,11 @@ acknowledgements, gap re-sends and resume, MARK_READ and the guarded reset for
 reuse, and advertising. Protocol version 2 for generation-2 loggers, version 1
 (23-byte MTU, no resume, unsigned) for generation-1 loggers.
 
-Does not own the radio: ``LoggerPeripheral.attach(link, address)`` puts the
-logger on any Bumble ``LocalLink`` (the field tool's virtual radio hands one
-out), so ``device`` never imports ``field``. Does not own the record encoding
-(``logfile.records``) or the chain (``logfile.chain``).
+Does not own the radio: ``LoggerPeripheral.attach(air)`` puts the logger on a
+virtual air (``compat.bumble.Air``: the field tool's in-process radio hands one out,
+a virtual site owns its own), so ``device`` never imports ``field``. Uses Bumble's
+public API plus ``smartlogger.compat.bumble`` for the controller. Does not own the
+record encoding (``logfile.records``) or the chain (``logfile.chain``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bumble import gatt
-from bumble.controller import Controller
 from bumble.device import Connection, Device
 from bumble.hci import Address
 from bumble.host import Host
-from bumble.link import LocalLink
+
+from smartlogger.compat.bumble import Air, new_controller
 
 if TYPE_CHECKING:
     from smartlogger.device.firmware import Logger
@@ -44,9 +45,6 @@ from smartlogger.model import Generation, LoggerIdentity, Record
 from smartlogger.protocol import ble as p
 
 log = logging.getLogger(__name__)
-
-#: Link-layer data length (LL payload octets) the virtual controllers use: LE Data Length Extension.
-LL_DATA_LENGTH = 251
 
 #: Outgoing LE ACL buffers of the logger's controller (nRF52-class SoftDevices have a handful).
 CONTROLLER_ACL_BUFFERS = 8
@@ -62,14 +60,10 @@ def address_for(serial: str) -> str:
     return ":".join(f"{b:02X}" for b in raw)
 
 
-def make_bumble_device(link: LocalLink, name: str, address: str) -> Device:
-    """A Bumble device on its own virtual controller, with LE data length 251 (DLE)."""
-    controller = Controller(name, link=link)
-    controller.le_acl_data_packet_length = LL_DATA_LENGTH
-    controller.supported_max_tx_octets = LL_DATA_LENGTH
-    # A logger-class controller holds few outgoing ACL buffers; the host feeds it as packets
-    # complete. This also paces the in-process link so ACKs interleave with chunks as on air.
-    controller.total_num_le_acl_data_packets = CONTROLLER_ACL_BUFFERS
+def make_bumble_device(air: Air, name: str, address: str) -> Device:
+    """A Bumble device on its own virtual controller, with LE data length 251 (DLE) and a
+    logger-class controller's few outgoing ACL buffers."""
+    controller = new_controller(name, air, acl_buffers=CONTROLLER_ACL_BUFFERS)
     return Device(name, Address(address), host=Host(controller, controller))
 
 
@@ -195,7 +189,9 @@ class LoggerPeripheral:
 
     ``clock_ms`` reads the device RTC (ms since the epoch). ``live`` returns the newest
     sample, or None. ``credentials`` (generation 2) sign pulls; without them END says
-    ``signed = 0`` and ATTEST reads empty.
+    ``signed = 0`` and ATTEST reads empty. ``lock`` (a re-entrant lock) is held around
+    every access to the store and the clock. ``flush`` commits the firmware's RAM to the
+    store; it is called when a pull reads INFO and when a transfer starts.
     """
 
     def __init__(
@@ -209,8 +205,17 @@ class LoggerPeripheral:
         live: Callable[[], p.LiveValues | None] | None = None,
         credentials: DeviceCredentials | None = None,
         encode: Callable[[Record], bytes] | None = None,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
+        flush: Callable[[], None] | None = None,
     ) -> None:
         self.identity = identity
+        # The firmware commits what it holds in RAM (its open sample block) when a pull
+        # begins, so the phone gets everything measured up to now.
+        self.flush = flush
+        # Held around every use of the store and the clock: at a virtual site the NFC
+        # side and the firmware's stepping touch the same logger from another thread.
+        self.lock: contextlib.AbstractContextManager[Any] = (
+            lock if lock is not None else contextlib.nullcontext())
         self.view = LogView(identity, store, encode)
         self.clock_ms = clock_ms
         self.config_seq = config_seq
@@ -242,7 +247,8 @@ class LoggerPeripheral:
             return c.block_position, c.block_label, c.test_id
 
         return cls(logger.identity, logger.store, clock_ms=logger.now_ms,
-                   config_seq=lambda: logger.config_seq, placement=placement, live=live, **kwargs)
+                   config_seq=lambda: logger.config_seq, placement=placement, live=live,
+                   flush=logger.flush, **kwargs)
 
     # ------------------------------------------------------------------ GATT database
 
@@ -269,20 +275,23 @@ class LoggerPeripheral:
             self.data_char, self.attest_char])
 
     def _read_info(self, connection: Connection) -> bytes:
-        flags = p.InfoFlags(0)
-        if self.identity.simulated:
-            flags |= p.InfoFlags.SIMULATED
-        if self.identity.replayed:
-            flags |= p.InfoFlags.REPLAYED
-        if self.credentials is not None:
-            flags |= p.InfoFlags.SIGNED
-        store = self.view.store
-        return p.LoggerInfo(
-            device_ms=self.clock_ms(), flags=flags, main_next=store.next_seq,
-            main_oldest=store.oldest_seq, read_up_to=store.read_up_to_seq,
-            summary_next=self.view.next_seq(1), summary_oldest=self.view.oldest_seq(1),
-            config_seq=self.config_seq(), serial=self.identity.serial,
-            firmware=self.identity.firmware, **self._placement()).to_bytes()
+        with self.lock:
+            if self.flush is not None:
+                self.flush()
+            flags = p.InfoFlags(0)
+            if self.identity.simulated:
+                flags |= p.InfoFlags.SIMULATED
+            if self.identity.replayed:
+                flags |= p.InfoFlags.REPLAYED
+            if self.credentials is not None:
+                flags |= p.InfoFlags.SIGNED
+            store = self.view.store
+            return p.LoggerInfo(
+                device_ms=self.clock_ms(), flags=flags, main_next=store.next_seq,
+                main_oldest=store.oldest_seq, read_up_to=store.read_up_to_seq,
+                summary_next=self.view.next_seq(1), summary_oldest=self.view.oldest_seq(1),
+                config_seq=self.config_seq(), serial=self.identity.serial,
+                firmware=self.identity.firmware, **self._placement()).to_bytes()
 
     def _placement(self) -> dict[str, Any]:
         # Generation-1 firmware predates the placement tail of INFO.
@@ -292,33 +301,36 @@ class LoggerPeripheral:
         return {"position": position, "label": label, "test_id": test_id}
 
     def _read_live(self, connection: Connection) -> bytes:
-        value = self.live() if self.live is not None else None
-        if value is None:
-            value = p.LiveValues(self.clock_ms(), 0, 0)
-        return value.to_bytes()
+        with self.lock:
+            value = self.live() if self.live is not None else None
+            if value is None:
+                value = p.LiveValues(self.clock_ms(), 0, 0)
+            return value.to_bytes()
 
     def _read_attest(self, connection: Connection) -> bytes:
-        s = self._sessions.get(connection.handle)
-        if s is None or self.credentials is None or not s.from_seqs:
-            return b""
-        heads = [self.view.head(st) for st in (p.STREAM_MAIN, p.STREAM_SUMMARY)]
-        # A long read calls this once per ATT READ/READ BLOB: sign once per pull state.
-        key = (s.nonce, tuple((h.next_seq, h.hash) for h in heads))
-        if s.attest_cache is not None and s.attest_cache[0] == key:
-            return s.attest_cache[1]
-        oldest = [self.view.oldest_seq(st) for st in (p.STREAM_MAIN, p.STREAM_SUMMARY)]
-        froms = [min(max(s.from_seqs.get(st, h.next_seq), o), h.next_seq)
-                 for st, o, h in zip((0, 1), oldest, heads, strict=True)]
-        att = sign_pull(self.credentials, [(h.next_seq, h.hash) for h in heads], s.nonce,
-                        self.clock_ms(), oldest_seqs=oldest, from_seqs=froms)
-        value = p.AttestReply(self.credentials.certificate.to_bytes(), att.to_bytes()).to_bytes()
-        s.attest_cache = (key, value)
-        return value
+        with self.lock:
+            s = self._sessions.get(connection.handle)
+            if s is None or self.credentials is None or not s.from_seqs:
+                return b""
+            heads = [self.view.head(st) for st in (p.STREAM_MAIN, p.STREAM_SUMMARY)]
+            # A long read calls this once per ATT READ/READ BLOB: sign once per pull state.
+            key = (s.nonce, tuple((h.next_seq, h.hash) for h in heads))
+            if s.attest_cache is not None and s.attest_cache[0] == key:
+                return s.attest_cache[1]
+            oldest = [self.view.oldest_seq(st) for st in (p.STREAM_MAIN, p.STREAM_SUMMARY)]
+            froms = [min(max(s.from_seqs.get(st, h.next_seq), o), h.next_seq)
+                     for st, o, h in zip((0, 1), oldest, heads, strict=True)]
+            att = sign_pull(self.credentials, [(h.next_seq, h.hash) for h in heads], s.nonce,
+                            self.clock_ms(), oldest_seqs=oldest, from_seqs=froms)
+            value = p.AttestReply(self.credentials.certificate.to_bytes(), att.to_bytes()).to_bytes()
+            s.attest_cache = (key, value)
+            return value
 
     # ------------------------------------------------------------------ radio
 
-    async def attach(self, link: LocalLink) -> Device:
-        """Power on a Bumble device for this logger on ``link`` and start advertising."""
+    async def attach(self, link: Air, *, advertising_interval_ms: float = ADVERTISING_INTERVAL_MS,
+                     ) -> Device:
+        """Power on a Bumble device for this logger on the air ``link`` and start advertising."""
         device = make_bumble_device(link, self.identity.serial, self.address)
         device.add_service(self.service)
         device.gatt_server.max_mtu = self.max_mtu
@@ -327,8 +339,8 @@ class LoggerPeripheral:
         await device.start_advertising(
             auto_restart=True,
             advertising_data=p.advertising_data(self.identity.serial),
-            advertising_interval_min=ADVERTISING_INTERVAL_MS,
-            advertising_interval_max=ADVERTISING_INTERVAL_MS)
+            advertising_interval_min=advertising_interval_ms,
+            advertising_interval_max=advertising_interval_ms)
         self.device = device
         return device
 
@@ -404,51 +416,54 @@ class LoggerPeripheral:
         return self._images[key]
 
     def _start_v2(self, s: _Session, msg: p.Start) -> None:
-        if s.task is not None and not s.task.done():
-            s.task.cancel()
-        oldest = self.view.oldest_seq(msg.stream)
-        newest = self.view.next_seq(msg.stream)
-        first = self.view.store.read_up_to_seq if msg.from_seq == p.SINCE_LAST_READ else msg.from_seq
-        if msg.stream != p.STREAM_MAIN and msg.from_seq == p.SINCE_LAST_READ:
-            first = oldest
-        end = newest if msg.end_seq == p.TO_NEWEST else msg.end_seq
-        if first < oldest and msg.image_crc != 0:
-            self._reply(s, p.ErrorReply(p.ErrorCode.RANGE_GONE,
-                                        f"records {first}..{oldest - 1} were overwritten"))
-            return
-        first = min(max(first, oldest), newest)
-        end = min(max(end, first), newest)
-        image, count = self._image(msg.stream, first, end)
-        crc = p.crc32(image)
-        if msg.image_crc != 0 and msg.image_crc != crc:
-            self._reply(s, p.ErrorReply(p.ErrorCode.IMAGE_CHANGED,
-                                        "the records of this range changed since the first attempt"))
-            return
-        start = msg.resume_offset if msg.image_crc != 0 else 0
-        if start > len(image):
-            self._reply(s, p.ErrorReply(p.ErrorCode.BAD_REQUEST,
-                                        f"resume offset {start} is past the image end {len(image)}"))
-            return
-        mtu = s.connection.att_mtu
-        header = p.Header(
-            transfer_id=p.transfer_id(msg.stream, first, end, crc), stream=msg.stream,
-            first_seq=first, end_seq=end, total_len=len(image), image_crc=crc,
-            record_count=count, chunk_payload=p.chunk_payload_size(mtu), start_offset=start,
-            device_ms=self.clock_ms(), anchor=self.view.chain_at(msg.stream, first))
-        t = _Transfer(header, image, p.PROTOCOL_V2, msg.window, msg.credit, msg.nonce,
-                      acked=start, sent=start)
-        s.transfer = t
-        s.nonce = msg.nonce
-        # One pull (one nonce) may span reconnects: remember where it began per stream.
-        froms = self._pull_froms.setdefault(msg.nonce, {})
-        froms.setdefault(msg.stream, first)
-        s.from_seqs = froms
-        while len(self._pull_froms) > 16:
-            del self._pull_froms[next(iter(self._pull_froms))]
-        s.wake.clear()
-        self._reply(s, header)
-        self.faults.arm(s, len(image) - start)
-        s.task = asyncio.get_running_loop().create_task(self._stream_v2(s, t))
+        with self.lock:
+            if self.flush is not None:
+                self.flush()
+            if s.task is not None and not s.task.done():
+                s.task.cancel()
+            oldest = self.view.oldest_seq(msg.stream)
+            newest = self.view.next_seq(msg.stream)
+            first = self.view.store.read_up_to_seq if msg.from_seq == p.SINCE_LAST_READ else msg.from_seq
+            if msg.stream != p.STREAM_MAIN and msg.from_seq == p.SINCE_LAST_READ:
+                first = oldest
+            end = newest if msg.end_seq == p.TO_NEWEST else msg.end_seq
+            if first < oldest and msg.image_crc != 0:
+                self._reply(s, p.ErrorReply(p.ErrorCode.RANGE_GONE,
+                                            f"records {first}..{oldest - 1} were overwritten"))
+                return
+            first = min(max(first, oldest), newest)
+            end = min(max(end, first), newest)
+            image, count = self._image(msg.stream, first, end)
+            crc = p.crc32(image)
+            if msg.image_crc != 0 and msg.image_crc != crc:
+                self._reply(s, p.ErrorReply(p.ErrorCode.IMAGE_CHANGED,
+                                            "the records of this range changed since the first attempt"))
+                return
+            start = msg.resume_offset if msg.image_crc != 0 else 0
+            if start > len(image):
+                self._reply(s, p.ErrorReply(p.ErrorCode.BAD_REQUEST,
+                                            f"resume offset {start} is past the image end {len(image)}"))
+                return
+            mtu = s.connection.att_mtu
+            header = p.Header(
+                transfer_id=p.transfer_id(msg.stream, first, end, crc), stream=msg.stream,
+                first_seq=first, end_seq=end, total_len=len(image), image_crc=crc,
+                record_count=count, chunk_payload=p.chunk_payload_size(mtu), start_offset=start,
+                device_ms=self.clock_ms(), anchor=self.view.chain_at(msg.stream, first))
+            t = _Transfer(header, image, p.PROTOCOL_V2, msg.window, msg.credit, msg.nonce,
+                          acked=start, sent=start)
+            s.transfer = t
+            s.nonce = msg.nonce
+            # One pull (one nonce) may span reconnects: remember where it began per stream.
+            froms = self._pull_froms.setdefault(msg.nonce, {})
+            froms.setdefault(msg.stream, first)
+            s.from_seqs = froms
+            while len(self._pull_froms) > 16:
+                del self._pull_froms[next(iter(self._pull_froms))]
+            s.wake.clear()
+            self._reply(s, header)
+            self.faults.arm(s, len(image) - start)
+            s.task = asyncio.get_running_loop().create_task(self._stream_v2(s, t))
 
     async def _send_chunk(self, s: _Session, t: _Transfer, offset: int) -> None:
         payload = t.image[offset:offset + t.header.chunk_payload]
@@ -490,22 +505,26 @@ class LoggerPeripheral:
             return
 
     async def _finish_v2(self, s: _Session, t: _Transfer) -> None:
-        main, summary = self.view.head(p.STREAM_MAIN), self.view.head(p.STREAM_SUMMARY)
         h = t.header
-        await self._notify(s, self.control_char, p.End(
-            h.transfer_id, h.total_len, h.record_count, h.image_crc, self.clock_ms(), main,
-            summary, self.credentials is not None).to_bytes())
+        with self.lock:
+            main, summary = self.view.head(p.STREAM_MAIN), self.view.head(p.STREAM_SUMMARY)
+            end = p.End(h.transfer_id, h.total_len, h.record_count, h.image_crc, self.clock_ms(),
+                        main, summary, self.credentials is not None)
+        await self._notify(s, self.control_char, end.to_bytes())
         s.transfer = None
 
     # ------------------------------------------------------------------ version 1
 
     def _start_v1(self, s: _Session, msg: p.StartV1) -> None:
-        if s.task is not None and not s.task.done():
-            s.task.cancel()
-        first = min(max(msg.from_seq, self.view.oldest_seq(0)), self.view.next_seq(0))
-        image, count = p.encode_image(self.view.records(0, first, self.view.next_seq(0)), first)
-        self.faults.arm(s, len(image))
-        s.task = asyncio.get_running_loop().create_task(self._stream_v1(s, first, image, count))
+        with self.lock:
+            if self.flush is not None:
+                self.flush()
+            if s.task is not None and not s.task.done():
+                s.task.cancel()
+            first = min(max(msg.from_seq, self.view.oldest_seq(0)), self.view.next_seq(0))
+            image, count = p.encode_image(self.view.records(0, first, self.view.next_seq(0)), first)
+            self.faults.arm(s, len(image))
+            s.task = asyncio.get_running_loop().create_task(self._stream_v1(s, first, image, count))
 
     async def _stream_v1(self, s: _Session, first: int, image: bytes, count: int) -> None:
         try:
@@ -518,37 +537,40 @@ class LoggerPeripheral:
                     return
                 if i % 32 == 31:
                     await asyncio.sleep(0)
-            await self._notify(s, self.control_char,
-                               p.EndV1(len(image), p.crc32(image), self.clock_ms()).to_bytes())
+            with self.lock:
+                end_v1 = p.EndV1(len(image), p.crc32(image), self.clock_ms())
+            await self._notify(s, self.control_char, end_v1.to_bytes())
         except asyncio.CancelledError:
             return
 
     # ------------------------------------------------------------------ read-out and reset
 
     def _mark_read(self, s: _Session, msg: p.MarkRead) -> None:
-        store = self.view.store
-        if not store.oldest_seq <= msg.up_to_seq <= store.next_seq:
-            self._reply(s, p.Result(p.Op.MARK_READ, False,
-                                    f"seq {msg.up_to_seq} is outside {store.oldest_seq}..{store.next_seq}"))
-            return
-        if self.view.chain_at(p.STREAM_MAIN, msg.up_to_seq) != msg.chain:
-            self._reply(s, p.Result(p.Op.MARK_READ, False,
-                                    f"chain value at seq {msg.up_to_seq} does not match this log"))
-            return
-        store.mark_read(msg.up_to_seq)
-        self._reply(s, p.Result(p.Op.MARK_READ, True))
+        with self.lock:
+            store = self.view.store
+            if not store.oldest_seq <= msg.up_to_seq <= store.next_seq:
+                self._reply(s, p.Result(p.Op.MARK_READ, False,
+                                        f"seq {msg.up_to_seq} is outside {store.oldest_seq}..{store.next_seq}"))
+                return
+            if self.view.chain_at(p.STREAM_MAIN, msg.up_to_seq) != msg.chain:
+                self._reply(s, p.Result(p.Op.MARK_READ, False,
+                                        f"chain value at seq {msg.up_to_seq} does not match this log"))
+                return
+            store.mark_read(msg.up_to_seq)
+            self._reply(s, p.Result(p.Op.MARK_READ, True))
 
     def _reset(self, s: _Session, msg: p.Reset) -> None:
-        try:
-            self.view.store.reset(t_ms=self.clock_ms())
-        except ResetRefused as err:
-            self._reply(s, p.Result(p.Op.RESET, False, err.reason))
-            return
-        self._images.clear()
-        self._reply(s, p.Result(p.Op.RESET, True))
+        with self.lock:
+            try:
+                self.view.store.reset(t_ms=self.clock_ms())
+            except ResetRefused as err:
+                self._reply(s, p.Result(p.Op.RESET, False, err.reason))
+                return
+            self._images.clear()
+            self._reply(s, p.Result(p.Op.RESET, True))
 
 
-async def serve_loggers(link: LocalLink, loggers: Iterable[Logger], *, signed: bool = True,
+async def serve_loggers(link: Air, loggers: Iterable[Logger], *, signed: bool = True,
                         ) -> list[LoggerPeripheral]:
     """Put firmware ``Logger``s on a radio link, each advertising its GATT service.
 

@@ -65,9 +65,14 @@ class NfcHost(Protocol):
     ``firmware.LoggerStatus`` has them; missing ones publish as 0.
     """
 
-    identity: LoggerIdentity
-    config: LoggerConfig
-    config_seq: int
+    @property
+    def identity(self) -> LoggerIdentity: ...
+
+    @property
+    def config(self) -> LoggerConfig: ...
+
+    @property
+    def config_seq(self) -> int: ...
 
     def now_ms(self) -> int: ...
 
@@ -299,6 +304,28 @@ class LoggerTag:
         self.publish()
 
     # ------------------------------------------------------------------ firmware side
+
+    def firmware_state(self) -> dict[str, Any]:
+        """What the firmware publishes besides its configuration (the last ack, the last
+        clock set), as JSON data: a logger keeps it across a power cycle (it sits in the
+        tag's EEPROM); a virtual site keeps it in its checkpoint."""
+        return {"ack": [self.ack.seq, int(self.ack.reason), self.ack.detail],
+                "clock_old_ms": self.clock_old_ms, "clock_new_ms": self.clock_new_ms,
+                "applied_phone_ms": [[k, v] for k, v in self._applied_phone_ms.items()]}
+
+    def restore_firmware_state(self, raw: dict[str, Any]) -> None:
+        """Restore ``firmware_state`` and publish it (unreadable data leaves the tag as it is)."""
+        try:
+            seq, reason, detail = raw["ack"]
+            ack = Ack(int(seq), Reason(int(reason)), str(detail))
+            old, new = int(raw["clock_old_ms"]), int(raw["clock_new_ms"])
+            applied = {int(k): int(v) for k, v in raw["applied_phone_ms"]}
+        except (KeyError, TypeError, ValueError):
+            log.warning("tag %s: unreadable saved state ignored", self.serial)
+            return
+        self.ack, self.clock_old_ms, self.clock_new_ms = ack, old, new
+        self._applied_phone_ms = applied
+        self.publish()
 
     @property
     def serial(self) -> str:

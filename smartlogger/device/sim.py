@@ -87,9 +87,9 @@ class SimulatedYears:
         return self.battery_wall_s + self.firmware_wall_s
 
 
-def sim_identity(index: int) -> LoggerIdentity:
+def sim_identity(index: int, prefix: str = "SIM") -> LoggerIdentity:
     """Identity of the ``index``-th (0-based) simulated logger of a kit: ``SIM-0001``, ..."""
-    return LoggerIdentity(f"SIM-{index + 1:04d}", Generation.GEN2, SIM_FIRMWARE, simulated=True)
+    return LoggerIdentity(f"{prefix}-{index + 1:04d}", Generation.GEN2, SIM_FIRMWARE, simulated=True)
 
 
 def _default_store(identity: LoggerIdentity) -> LogStore:
@@ -157,6 +157,7 @@ def prepare_string_test(
     start_ms: int = DEFAULT_TEST_START_MS,
     test_id: str = "",
     from_rest: bool = False,
+    serial_prefix: str = "SIM",
 ) -> PreparedTest:
     """Simulate the battery and power on one logger per block (factory configuration).
 
@@ -175,7 +176,7 @@ def prepare_string_test(
     loggers: list[Logger] = []
     configs: list[LoggerConfig] = []
     for i in range(n_blocks):
-        ident = sim_identity(i)
+        ident = sim_identity(i, serial_prefix)
         lseed = seed * 100_003 + i
         factory_cfg = LoggerConfig.default_for(bt, rated_ah)
         loggers.append(Logger(ident, factory_cfg, store=factory(ident), rtc=Rtc.seeded(lseed),
@@ -210,6 +211,7 @@ def simulate_string_test(
     test_id: str = "",
     progress: Progress | None = None,
     from_rest: bool = False,
+    serial_prefix: str = "SIM",
 ) -> SimulatedTest:
     """A capacity test of ``n_blocks`` blocks, one logger each.
 
@@ -224,7 +226,7 @@ def simulate_string_test(
         rated_ah=rated_ah, store_factory=store_factory, float_rate_s=float_rate_s,
         discharge_rate_s=discharge_rate_s, thresholds=thresholds, end_v_per_cell=end_v_per_cell,
         rest_before_s=rest_before_s, rest_after_s=rest_after_s, max_duration_s=max_duration_s,
-        start_ms=start_ms, test_id=test_id, from_rest=from_rest)
+        start_ms=start_ms, test_id=test_id, from_rest=from_rest, serial_prefix=serial_prefix)
     prepared.tap_all()
     return prepared.run(progress)
 

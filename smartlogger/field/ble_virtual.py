@@ -1,16 +1,18 @@
 """The ``virtual`` BLE transport: a bleak backend running on Bumble virtual controllers.
 
-Owns the virtual radio (``VirtualRadio``: one in-process Bumble ``LocalLink``,
-a phone-side central device, metering of every link-layer data PDU), the
-link-time model that turns the metered packets into modeled radio time
-(``LinkModel``), and the bleak backend classes ``VirtualBleakScanner`` and
-``VirtualBleakClient`` passed to bleak's public ``BleakScanner``/``BleakClient``
-with ``backend=``. ATT, GATT, MTU exchange, notifications and disconnects are
-Bumble's real stacks; only radio timing is modeled (LocalLink has none).
+Owns the phone's virtual radio (``VirtualRadio``: a phone-side central device on a
+Bumble controller, either on an in-process air whose every link-layer data PDU is
+metered, or at a virtual site over HCI on a TCP transport), the link-time model that
+turns the metered packets into modeled radio time (``LinkModel``), and the bleak
+backend classes ``VirtualBleakScanner`` and ``VirtualBleakClient`` passed to bleak's
+public ``BleakScanner``/``BleakClient`` with ``backend=``. ATT, GATT, MTU exchange,
+notifications and disconnects are Bumble's real stacks; only radio timing is modeled
+(Bumble's link has none). Uses Bumble's public API only; the air itself and the
+controller settings are ``smartlogger.compat.bumble``.
 
 Does not own any logger: simulated loggers are placed on ``radio.link`` by the
-device side (``device.gatt.LoggerPeripheral.attach``), so ``field`` never
-touches device objects. Does not own the pull logic (``field.ble``).
+device side (``device.gatt.LoggerPeripheral.attach``) or live in a site's process,
+so ``field`` never touches device objects. Does not own the pull logic (``field.ble``).
 """
 
 from __future__ import annotations
@@ -18,23 +20,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bleak.backends.client import NotifyCallback
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementDataCallback
 from bleak.exc import BleakDeviceNotFoundError, BleakError
-from bumble import gatt, ll
-from bumble.controller import Controller
+from bumble import gatt
 from bumble.core import UUID as BumbleUUID
-from bumble.core import PhysicalTransport
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy, DescriptorProxy
 from bumble.hci import Address
 from bumble.host import Host
-from bumble.link import LocalLink
+from bumble.transport import open_transport
+from bumble.transport.common import TransportSpecError
 
 from smartlogger.compat.bleak import (
     BackendClient,
@@ -47,11 +49,11 @@ from smartlogger.compat.bleak import (
     gatt_descriptor,
     gatt_service,
 )
+from smartlogger.compat.bumble import LL_DATA_LENGTH, Air, LinkSession, new_controller
 from smartlogger.protocol import ble as p
 
 log = logging.getLogger(__name__)
 
-LL_DATA_LENGTH = 251  # LE Data Length Extension: LL payload octets per data PDU
 PHONE_MTU = 247  # the ATT MTU the phone asks for
 
 
@@ -85,35 +87,6 @@ LINK_CAPACITY_BPS = (PHONE_MTU - p.NOTIFY_OVERHEAD) / (MAX_EXCHANGE_US * 1e-6)  
 def air_us(payload: int) -> float:
     """Air time of one LL data PDU with ``payload`` octets (0 = empty PDU)."""
     return PHY_US_PER_BYTE * (LL_OVERHEAD_BYTES + payload)
-
-
-@dataclass
-class LinkSession:
-    """The LL data PDUs of one connection, in the order the controllers sent them.
-
-    ``pdus`` holds ``(direction, payload octets, cause)``; direction 0 = central (phone)
-    to peripheral (logger), 1 = back; ``cause`` is the index of the newest PDU of the
-    other direction that had been *delivered* to the sender when it sent this one (-1:
-    none), i.e. the latest thing this PDU can be an answer to. ``dropped`` = the link
-    ended without the phone asking.
-    """
-
-    address: str
-    pdus: list[tuple[int, int, int]] = field(default_factory=list)
-    dropped: bool = False
-    closed: bool = False
-    _sent: tuple[list[int], list[int]] = field(default_factory=lambda: ([], []))
-    _delivered: list[int] = field(default_factory=lambda: [0, 0])
-
-    def sent(self, direction: int, octets: int, unsolicited: bool = False) -> None:
-        other = 1 - direction
-        n = self._delivered[other]
-        cause = self._sent[other][n - 1] if n and not unsolicited else -1
-        self._sent[direction].append(len(self.pdus))
-        self.pdus.append((direction, octets, cause))
-
-    def delivered(self, direction: int) -> None:
-        self._delivered[direction] += 1
 
 
 @dataclass(frozen=True)
@@ -205,112 +178,45 @@ class LinkModel:
 # --------------------------------------------------------------------------- the radio
 
 
-ATT_CID = 0x0004
-ATT_UNSOLICITED = frozenset({0x1B, 0x1D, 0x52})  # notification, indication, write command
-
-
-def _unsolicited(acl: bytes) -> bool:
-    """True for an LL PDU that starts an ATT notification/indication or write command."""
-    return len(acl) >= 5 and acl[2] | acl[3] << 8 == ATT_CID and acl[4] in ATT_UNSOLICITED
-
-
-class MeteredLink(LocalLink):
-    """A ``LocalLink`` that meters LL data PDUs per connection and delivers advertising
-    PDUs only to controllers that listen (scanning or initiating), as a radio would."""
-
-    def __init__(self, central_addresses: set[str]) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self.central_addresses = central_addresses
-        self.sessions: dict[str, list[LinkSession]] = {}
-        self._by_address: dict[str, Controller] = {}
-
-    def add_controller(self, controller: Controller) -> None:
-        super().add_controller(controller)
-        self._by_address.clear()
-
-    def remove_controller(self, controller: Controller) -> None:
-        super().remove_controller(controller)
-        self._by_address.clear()
-
-    def find_le_controller(self, address: Address) -> Controller | None:
-        key = str(address)
-        c = self._by_address.get(key)
-        if c is None:
-            c = super().find_le_controller(address)
-            if c is not None:
-                self._by_address[key] = c
-        return c
-
-    def _current(self, address: str) -> LinkSession:
-        lst = self.sessions.setdefault(address, [])
-        if not lst or lst[-1].closed:
-            lst.append(LinkSession(address))
-        return lst[-1]
-
-    def send_acl_data(self, sender_controller: Controller, destination_address: Address,
-                      transport: PhysicalTransport, data: bytes) -> None:
-        if transport != PhysicalTransport.LE:
-            super().send_acl_data(sender_controller, destination_address, transport, data)
-            return
-        src = str(sender_controller.random_address)
-        direction = 0 if src in self.central_addresses else 1
-        session = self._current(str(destination_address) if direction == 0 else src)
-        session.sent(direction, len(data), _unsolicited(data))
-        destination = self.find_le_controller(destination_address)
-        if destination is None:
-            return
-        source = sender_controller.random_address
-
-        def deliver() -> None:
-            session.delivered(direction)
-            destination.on_link_acl_data(source, transport, data)
-
-        asyncio.get_running_loop().call_soon(deliver)
-
-    def send_advertising_pdu(self, sender_controller: Controller, packet: Any) -> None:
-        loop = asyncio.get_running_loop()
-        if isinstance(packet, ll.ConnectInd):
-            target = str(packet.advertiser_address)
-            lst = self.sessions.setdefault(target, [])
-            lst.append(LinkSession(target))
-            for c in self.controllers:
-                if c is not sender_controller and str(c.random_address) == target:
-                    loop.call_soon(c.on_ll_advertising_pdu, packet)
-            return
-        for c in self.controllers:
-            if c is not sender_controller and (c.le_scan_enable or c.pending_le_connection):
-                loop.call_soon(c.on_ll_advertising_pdu, packet)
-
-    def send_ll_control_pdu(self, sender_address: Address, receiver_address: Address,
-                            packet: Any) -> None:
-        if isinstance(packet, ll.TerminateInd):
-            src, dst = str(sender_address), str(receiver_address)
-            peripheral = dst if src in self.central_addresses else src
-            if self.sessions.get(peripheral):
-                s = self.sessions[peripheral][-1]
-                s.closed = True
-                # The phone never drops on purpose mid-transfer; a logger-side end is a link loss.
-                s.dropped = src not in self.central_addresses
-        super().send_ll_control_pdu(sender_address, receiver_address, packet)
-
-
 class VirtualRadio:
-    """An in-process radio: loggers are placed on ``link``; the phone is ``phone``.
+    """The phone's Bluetooth on virtual controllers, in one of two places.
 
-    Use ``async with VirtualRadio() as radio:`` (or ``await radio.start()``) inside the
+    In-process (``VirtualRadio()``): the air is a ``compat.bumble.Air`` in this process;
+    simulated loggers are placed on ``radio.link`` by the device side
+    (``device.gatt.LoggerPeripheral.attach``) and every LL data PDU is metered
+    (``sessions``). At a virtual site (``VirtualRadio(transport="tcp-client:HOST:PORT")``):
+    the air, the loggers and the phone's controller live in the site's process; this
+    process runs the phone's host stack over HCI on that transport (Bumble's
+    ``bumble.transport``), as a phone's OS talks to its Bluetooth chip. Then ``link`` is
+    None: nothing can be placed on a site's air from here.
+
+    Use ``async with VirtualRadio(...) as radio:`` (or ``await radio.start()``) inside the
     event loop that runs the pull. ``VirtualRadio.current()`` is the radio the bleak
     backends use when no ``radio=`` keyword is passed to ``BleakClient``/``BleakScanner``.
     """
 
     _current: VirtualRadio | None = None
 
-    def __init__(self, phone_address: str = "C0:00:00:00:00:01") -> None:
-        self.phone_address = phone_address
-        self.link = MeteredLink({phone_address})
+    def __init__(self, phone_address: str | None = None, *, transport: str | None = None) -> None:
+        # A phone at a site gets an address of its own: two field-tool processes on one
+        # site are two phones.
+        self.phone_address = phone_address or ("C0:00:00:00:00:01" if transport is None
+                                               else _random_static_address())
+        self.transport_name = transport
+        self.link: Air | None = Air() if transport is None else None
         self.phone: Device | None = None
+        self._transport: Any = None
         self._connect_lock = asyncio.Lock()
         self.scanners: set[VirtualBleakScanner] = set()
         self._scanning = False
+
+    @property
+    def air(self) -> Air:
+        """The in-process air loggers are placed on (``BleakError`` at a site: its air is
+        in the site's process, out of reach by design)."""
+        if self.link is None:
+            raise BleakError("a virtual site's radio: its loggers live in the site's process")
+        return self.link
 
     @classmethod
     def current(cls) -> VirtualRadio:
@@ -319,10 +225,19 @@ class VirtualRadio:
         return cls._current
 
     async def start(self) -> VirtualRadio:
-        controller = Controller("phone", link=self.link)
-        controller.le_acl_data_packet_length = LL_DATA_LENGTH
-        controller.supported_max_tx_octets = LL_DATA_LENGTH
-        self.phone = Device("phone", Address(self.phone_address), host=Host(controller, controller))
+        if self.link is not None:
+            controller = new_controller("phone", self.link)
+            self.link.add_central(controller)
+            host = Host(controller, controller)
+        else:
+            assert self.transport_name is not None
+            try:
+                self._transport = await open_transport(self.transport_name)
+            except (OSError, TransportSpecError) as err:
+                raise BleakError(f"cannot reach the virtual site's radio at "
+                                 f"{self.transport_name}: {err}") from err
+            host = Host(self._transport.source, self._transport.sink)
+        self.phone = Device("phone", Address(self.phone_address), host=host)
         self.phone.on("advertisement", self._on_advertisement)
         await self.phone.power_on()
         VirtualRadio._current = self
@@ -333,7 +248,12 @@ class VirtualRadio:
             for conn in list(self.phone.connections.values()):
                 with contextlib.suppress(Exception):
                     await conn.disconnect()
-            await self.phone.power_off()
+            with contextlib.suppress(Exception):
+                await self.phone.power_off()
+        if self._transport is not None:
+            with contextlib.suppress(Exception):
+                await self._transport.close()
+            self._transport = None
         if VirtualRadio._current is self:
             VirtualRadio._current = None
 
@@ -345,7 +265,7 @@ class VirtualRadio:
 
     # ------------------------------------------------------------------ scanning
 
-    async def _scan(self, scanner: VirtualBleakScanner, on: bool) -> None:
+    async def set_scanning(self, scanner: VirtualBleakScanner, on: bool) -> None:
         assert self.phone is not None
         if on:
             self.scanners.add(scanner)
@@ -371,8 +291,16 @@ class VirtualRadio:
             return await self.phone.connect(address, timeout=timeout)
 
     def sessions(self, address: str) -> list[LinkSession]:
-        """Every metered connection to the logger at ``address``, oldest first."""
+        """Every metered connection to the logger at ``address``, oldest first (in-process)."""
+        if self.link is None:
+            return []
         return list(self.link.sessions.get(address, []))
+
+
+def _random_static_address() -> str:
+    raw = bytearray(secrets.token_bytes(6))
+    raw[0] |= 0xC0  # random static: the two top bits set
+    return ":".join(f"{b:02X}" for b in raw)
 
 
 # --------------------------------------------------------------------------- bleak backends
@@ -394,10 +322,10 @@ class VirtualBleakScanner(BackendScanner):
 
     async def start(self) -> None:
         self.start_seen()
-        await self._radio._scan(self, True)
+        await self._radio.set_scanning(self, True)
 
     async def stop(self) -> None:
-        await self._radio._scan(self, False)
+        await self._radio.set_scanning(self, False)
 
     def on_advertisement(self, adv: Advertisement) -> None:
         uuids, name, _complete = p.parse_advertising(adv.data_bytes)
