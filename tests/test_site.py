@@ -288,7 +288,9 @@ def test_a_site_killed_mid_advance_loses_nothing_its_loggers_committed(tmp_path:
         cli("sim", "site", "advance", str(site), "1h")
         first = json.loads(cli("ble", "pull", "--site", str(site), "--all", "-o", str(logs),
                                "--scan-timeout", "1", "--json").stdout)
-        assert all(v["verified"] for v in first["pulled"].values()) and len(first["pulled"]) == 3
+        # simulated loggers: intact and marked read ("simulated"), never hardware evidence
+        assert all(v["transfer_complete"] and v["status"] == "simulated" and v["marked_read"]
+                   for v in first["pulled"].values()) and len(first["pulled"]) == 3
         state = {s: json.loads((logs / f"{s}.pull.json").read_text()) for s in first["pulled"]}
         advance = subprocess.Popen([SMARTLOGGER, "sim", "site", "advance", str(site), "20h"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -305,7 +307,8 @@ def test_a_site_killed_mid_advance_loses_nothing_its_loggers_committed(tmp_path:
         second = json.loads(cli("ble", "pull", "--site", str(site), "--all", "-o", str(logs),
                                 "--scan-timeout", "1", "--json").stdout)
         for serial, got in second["pulled"].items():
-            assert got["verified"], serial  # chained on from the first pull's head: nothing lost
+            # chained on from the first pull's head: nothing lost
+            assert got["transfer_complete"] and got["status"] == "simulated", serial
             assert got["records"] > 0
             before = state[serial]["next_seq"]["0"]
             files = sorted(logs.glob(f"{serial}-*.slog"))

@@ -40,11 +40,13 @@ def _offset(ms: int | None) -> str:
 
 def _request(directory: Path, cmd: str, args: dict[str, Any] | None = None, *,
              progress_label: str | None = None) -> dict[str, Any]:
+    # Lazy: the site client only when a command runs (``sim --help`` starts without it).
     from smartlogger.field.site import SiteClient
 
     with SiteClient.open(directory) as client:
         if progress_label is None:
             return client.request(cmd, args)
+        # Lazy: rich's display only when there is progress to show.
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         # shown from the first progress line on (the site sends them after 0.2 s of work)
@@ -99,6 +101,7 @@ def start(directory: Path, blocks: int | None, weak: int | None, seed: int | Non
           ambient_c: float | None, serial_prefix: str | None, speed: float, nfc_port: int,
           ble_port: int, foreground: bool, as_json: bool) -> None:
     """Start the site in DIR (a new or empty DIR creates one; an existing site resumes)."""
+    # Lazy: the site's own code only when a site is started.
     from smartlogger.device.site.launch import configure_logging, plan_start, start_background
 
     given = {"blocks": blocks, "weak": weak, "seed": seed, "block_voltage": block_voltage,
@@ -106,6 +109,7 @@ def start(directory: Path, blocks: int | None, weak: int | None, seed: int | Non
              "serial_prefix": serial_prefix}
     options = {k: v for k, v in given.items() if v is not None}
     if foreground:
+        # Lazy: the server runs in this process only with --foreground.
         from smartlogger.device.site.server import serve
 
         create = plan_start(directory, options)
@@ -284,6 +288,7 @@ def truth(directory: Path, as_json: bool) -> None:
 @click.option("--timeout", "timeout_s", default=60.0, show_default=True, type=float)
 def stop(directory: Path, timeout_s: float) -> None:
     """Stop the site (its state is kept; 'start' resumes it)."""
+    # Lazy: the site client only when this command runs.
     from smartlogger.field.site import SiteClient
 
     with SiteClient.open(directory) as client:

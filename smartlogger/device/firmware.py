@@ -32,6 +32,7 @@ from smartlogger.device.clock import Rtc
 from smartlogger.device.sensors import Sensor, SignalSource
 from smartlogger.device.store import LogStore, MemoryStore
 from smartlogger.errors import ConfigError, SimulationError
+from smartlogger.logfile.records import decode_config, decode_record, encode_config, encode_record
 from smartlogger.model import (
     Chemistry,
     ClockSet,
@@ -362,8 +363,6 @@ class Logger:
         exactly where it was (``resume``); a power loss instead loses it (a new ``Logger``
         boots on the same store). The store, sensor and signal source are not part of it.
         """
-        from smartlogger.logfile.records import encode_config, encode_record
-
         blk = self._open
         return {
             "v": 1,
@@ -397,8 +396,6 @@ class Logger:
 
         Raises ``SimulationError`` for a snapshot this firmware cannot read.
         """
-        from smartlogger.logfile.records import decode_config, decode_record
-
         try:
             if snapshot.get("v") != 1:
                 raise ValueError(f"snapshot version {snapshot.get('v')!r}")
