@@ -21,8 +21,9 @@ from smartlogger.device.blackbox import BlackboxStore
 from smartlogger.device.clock import DEFAULT_EPOCH_MS
 from smartlogger.device.firmware import Logger
 from smartlogger.device.flash import NorFlash
-from smartlogger.device.live_string import LiveString
+from smartlogger.device.live_string import BlockSignal, LiveString
 from smartlogger.device.load import ConstantCurrent
+from smartlogger.device.sensors import TraceSource
 from smartlogger.device.sim import prepare_string_test
 from smartlogger.device.site.state import SiteDir, SiteError, SiteSpec
 from smartlogger.device.site.walk import SlotHost
@@ -47,15 +48,22 @@ def test_live_string_steps_exactly_like_the_whole_discharge() -> None:
     live.run(2000.5)
     live = LiveString.from_json(model, json.loads(json.dumps(live.to_json())), ambient_c=25.0)
     while live.load is not None:
-        live.run(live.t_s + 777)
+        live.run(live.t_s + 97)  # odd steps; the history keeps the last 300 s
     d = live.discharges[-1]
     assert (d.start_s, d.end_s, d.end_reason) == (whole.load_on_s, whole.load_off_s, "cutoff")
     for truth in whole.truth:
         assert d.block_end_s[truth.index] == truth.time_to_end_s
         assert d.block_delivered_ah[truth.index] == pytest.approx(truth.delivered_ah, abs=1e-9)
-    # the voltages the loggers sample: the last loaded point is the one the whole run has
-    k = int(d.end_s)
-    assert np.interp(d.end_s, live.hist_t, live.hist_v[0]) == pytest.approx(whole.block_v[0, k])
+    # the load switching on and off: the same instants, currents and step resistances
+    assert [(st["t_s"], st["current_before_a"], st["current_after_a"]) for st in d.steps] == \
+        [(st.t_s, st.current_before_a, st.current_after_a) for st in whole.steps]
+    for mine, theirs in zip(d.steps, whole.steps, strict=True):
+        assert mine["resistance_mohm"] == pytest.approx(theirs.resistance_mohm.tolist())
+    # what the loggers sample around the switch-off: a step, exactly as the whole run's source
+    source = TraceSource(whole.t_s, whole.block_v[0], whole.block_temp_c[0], jumps=whole.jumps(0))
+    t = np.array([d.end_s - 0.5, d.end_s, d.end_s + 0.3, d.end_s + 0.8])
+    live.run(max(live.t_s, d.end_s + 2))
+    assert BlockSignal(live, 0).at(t)[0] == pytest.approx(source.at(t)[0])
     # a weak block's capacity at the test's rate is what it delivered to its end voltage
     weak = next(t.index for t in whole.truth if t.weak)
     assert live.capacity_at_test_rate(d)[weak] == pytest.approx(d.block_delivered_ah[weak], abs=0.1)

@@ -25,7 +25,11 @@ Stepping (docs/SIMULATOR.md):
   the last change (1 s up to 10 min), so weeks of float cost next to nothing.
 
 History points are labelled as in ``StringModel.discharge``: under load the point at
-``t`` carries the voltage the step from ``t`` produces (the load's IR drop at once).
+``t`` carries the voltage the step from ``t`` produces; the switching of the load itself
+is an instantaneous jump of ``dI x R`` (``BlockBank.instant_resistance``) placed at the
+grid time before, so the loggers see a step, not a 1-s ramp (``jumps``, as
+``sensors.TraceSource`` has them), and the discharge records it (``Discharge.steps``: the
+truth of the step resistance).
 """
 
 from __future__ import annotations
@@ -110,6 +114,9 @@ class Discharge:
     block_end_s: list[float | None] = field(default_factory=list)
     block_delivered_ah: list[float] = field(default_factory=list)
     capacity_ah_test_rate: list[float | None] | None = None  # what-if, filled on request
+    # the load switching on and off: t_s (the instant), current_before_a, current_after_a,
+    # resistance_mohm per block (instantaneous DC resistance then), temp_c per block
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def mean_current_a(self) -> float:
@@ -119,7 +126,7 @@ class Discharge:
         return {k: getattr(self, k) for k in (
             "start_s", "load", "cutoff_v_per_cell", "end_v_per_cell", "end_v_block", "start_state",
             "end_s", "end_reason", "delivered_ah", "amp_seconds", "seconds", "block_end_s",
-            "block_delivered_ah", "capacity_ah_test_rate")}
+            "block_delivered_ah", "capacity_ah_test_rate", "steps")}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Discharge:
@@ -173,6 +180,8 @@ class LiveString:
         self.hist_t: FloatArray = np.array([self.t_s])
         self.hist_v: FloatArray = v[:, None].copy()
         self.hist_c: FloatArray = temp[:, None].copy()
+        # instantaneous steps of the voltage: (instant, next grid time, per-block value just after)
+        self.jumps: list[tuple[float, float, FloatArray]] = []
         self.current_a = 0.0
 
     # ------------------------------------------------------------------ what is connected
@@ -199,6 +208,9 @@ class LiveString:
         p = self.model.params
         end_cell = (cutoff_v_per_cell if cutoff_v_per_cell is not None
                     else end_v_per_cell if end_v_per_cell is not None else p.end_v_cell)
+        # The grid point before the switch holds the state as it was (the jump starts there).
+        v0, temp0 = self._present()
+        self._append(np.array([self.t_s - LOADED_DT_S]), v0[:, None], temp0[:, None])
         d = Discharge(self.t_s, load_to_json(load), cutoff_v_per_cell, float(end_cell),
                       float(end_cell) * self.cells, _bank_state(self.bank),
                       block_end_s=[None] * self.n, block_delivered_ah=[0.0] * self.n)
@@ -218,8 +230,21 @@ class LiveString:
         d.end_s = self.t_s
         d.end_reason = reason
         self.mode_since_s = self.t_s
+        # the switch happened just after the last loaded point: a jump from there to now
+        self._step(d, self.t_s - LOADED_DT_S, self.current_a, 0.0, self.hist_v[:, -1])
+        self.current_a = 0.0
         self._append_present()
         return d
+
+    def _step(self, d: Discharge, t: float, before: float, after: float,
+              v_before: FloatArray) -> None:
+        """The current changes at ``t`` from ``before`` to ``after``: the voltage jumps at once."""
+        r = self.bank.instant_resistance()
+        v_after = np.maximum(v_before - (after - before) * r, 0.0)
+        self.jumps.append((t, t + LOADED_DT_S, v_after))
+        d.steps.append({"t_s": t, "current_before_a": before, "current_after_a": after,
+                        "resistance_mohm": (r * 1000.0).tolist(),
+                        "temp_c": self.bank.temp.tolist()})
 
     def set_charger(self, on: bool) -> None:
         if on and self.load is not None:
@@ -271,6 +296,8 @@ class LiveString:
                 current = float(load.current_a(t_rel, max(v_s, 0.0)))
                 v, ocv, rt = bank.voltages(current, dt)
                 v_s = float(v.sum())
+        if not d.steps:  # the first loaded step: the load switches on
+            self._step(d, self.t_s - dt, 0.0, current, self.hist_v[:, -1] if not pts_v else pts_v[-1])
         pts_t.append(self.t_s)
         pts_v.append(v)
         pts_c.append(bank.temp.copy())
@@ -284,6 +311,7 @@ class LiveString:
             self.load = None
             d.end_s = self.t_s
             d.end_reason = "cutoff"
+            self._step(d, self.t_s, current, 0.0, v)
             self._finish_blocks(d)
             self.mode_since_s = self.t_s
             self.current_a = 0.0
@@ -377,6 +405,7 @@ class LiveString:
             self.hist_t = self.hist_t[cut:]
             self.hist_v = self.hist_v[:, cut:]
             self.hist_c = self.hist_c[:, cut:]
+        self.jumps = [j for j in self.jumps if j[1] >= self.hist_t[0]]
 
     def string_voltage(self) -> float:
         return float(self.hist_v[:, -1].sum())
@@ -432,6 +461,7 @@ class LiveString:
             "hist_t": _b64(self.hist_t),
             "hist_v": _b64(self.hist_v),
             "hist_c": _b64(self.hist_c),
+            "jumps": [[a, b, _b64(v)] for a, b, v in self.jumps],
             "discharges": [d.to_json() for d in self.discharges],
         }
 
@@ -452,6 +482,9 @@ class LiveString:
             self.hist_t = _unb64(raw["hist_t"])
             self.hist_v = _unb64(raw["hist_v"]).reshape(self.n, -1)
             self.hist_c = _unb64(raw["hist_c"]).reshape(self.n, -1)
+            self.jumps = [(float(a), float(b), _unb64(v)) for a, b, v in raw["jumps"]]
+            if any(v.shape != (self.n,) for _, _, v in self.jumps):
+                raise ValueError("a jump is not one value per block")
             if self.hist_t.size != self.hist_v.shape[1] or self.hist_t.size != self.hist_c.shape[1]:
                 raise ValueError("history arrays differ in length")
             self.discharges = [Discharge.from_json(d) for d in raw["discharges"]]
@@ -475,8 +508,15 @@ class BlockSignal:
 
     def at(self, t_s: FloatArray) -> tuple[FloatArray, FloatArray]:
         s = self.string
-        return (np.interp(t_s, s.hist_t, s.hist_v[self.index]),
-                np.interp(t_s, s.hist_t, s.hist_c[self.index]))
+        row = s.hist_v[self.index]
+        v = np.interp(t_s, s.hist_t, row)
+        for a, b, after in s.jumps:
+            m = (t_s > a) & (t_s < b)
+            if m.any():  # from the value just after the switch to the next grid value
+                nxt = float(np.interp(b, s.hist_t, row))
+                x = float(after[self.index])
+                v = np.where(m, x + (nxt - x) * (t_s - a) / (b - a), v)
+        return v, np.interp(t_s, s.hist_t, s.hist_c[self.index])
 
     def envelope(self, t0_s: float, t1_s: float) -> tuple[float, float, float, float]:
         s = self.string
@@ -485,6 +525,7 @@ class BlockSignal:
         i1 = int(np.searchsorted(t, t1_s, side="left"))
         ve, ce = self.at(np.array([t0_s, t1_s]))
         vi, ci = s.hist_v[self.index, i0:i1], s.hist_c[self.index, i0:i1]
-        vs = np.concatenate((ve, vi))
+        vj = [float(v[self.index]) for a, b, v in s.jumps if a < t1_s and b > t0_s]
+        vs = np.concatenate((ve, vi, vj))
         cs = np.concatenate((ce, ci))
         return float(vs.min()), float(vs.max()), float(cs.min()), float(cs.max())

@@ -511,6 +511,7 @@ class World:
             serials = self.discharge_loggers[k] if k < len(self.discharge_loggers) else []
             end_s = d.end_s
             rows = []
+            on = d.steps[0] if d.steps else None
             for i in range(self.spec.blocks):
                 rows.append({
                     "position": i + 1, "serial": serials[i] if i < len(serials) else None,
@@ -518,7 +519,9 @@ class World:
                     "time_to_end_s": d.block_end_s[i],
                     "reached_end_voltage": d.block_end_s[i] is not None,
                     "capacity_ah_test_rate": caps[i],
-                    "resistance_mohm": model.resistance_mohm(i)})
+                    "resistance_mohm": model.resistance_mohm(i),
+                    # what the load-on step sees: the DC resistance at the block's temperature
+                    "step_resistance_mohm": None if on is None else on["resistance_mohm"][i]})
             discharges.append({
                 "start_s": d.start_s, "end_s": end_s,
                 "start_utc_ms": self.utc_ms(d.start_s),
@@ -526,7 +529,11 @@ class World:
                 "duration_s": None if end_s is None else end_s - d.start_s,
                 "load": describe_load_json(d.load), "mean_current_a": d.mean_current_a,
                 "cutoff_v_per_cell": d.cutoff_v_per_cell, "end_v_per_cell": d.end_v_per_cell,
-                "end_reason": d.end_reason, "delivered_ah": d.delivered_ah, "blocks": rows})
+                "end_reason": d.end_reason, "delivered_ah": d.delivered_ah,
+                "load_steps": [{"t_s": st["t_s"], "utc_ms": self.utc_ms(st["t_s"]),
+                                "current_before_a": st["current_before_a"],
+                                "current_after_a": st["current_after_a"]} for st in d.steps],
+                "blocks": rows})
         return {"t_s": self.t_s, "utc_ms": self.utc_ms(), "blocks": blocks,
                 "block_type": self.spec.block_type.describe(), "rated_ah": model.rated_ah,
                 "rated_hours": model.rated_hours, "ambient_c": self.spec.ambient_c,
