@@ -10,7 +10,7 @@ notifications and disconnects are Bumble's real stacks; only radio timing is mod
 (Bumble's link has none). Uses Bumble's public API only; the air itself and the
 controller settings are ``smartlogger.compat.bumble``.
 
-Does not own any logger: simulated loggers are placed on ``radio.link`` by the
+Does not own any logger: simulated loggers are placed on ``radio.air`` by the
 device side (``device.gatt.LoggerPeripheral.attach``) or live in a site's process,
 so ``field`` never touches device objects. Does not own the pull logic (``field.ble``).
 """
@@ -182,7 +182,7 @@ class VirtualRadio:
     """The phone's Bluetooth on virtual controllers, in one of two places.
 
     In-process (``VirtualRadio()``): the air is a ``compat.bumble.Air`` in this process;
-    simulated loggers are placed on ``radio.link`` by the device side
+    simulated loggers are placed on ``radio.air`` by the device side
     (``device.gatt.LoggerPeripheral.attach``) and every LL data PDU is metered
     (``sessions``). At a virtual site (``VirtualRadio(transport="tcp-client:HOST:PORT")``):
     the air, the loggers and the phone's controller live in the site's process; this

@@ -32,7 +32,7 @@ def pull_all(prepared: PreparedTest, out: Path, *, full: bool = False, phone_off
 
     async def go() -> fb.FleetOutcome:
         async with VirtualRadio() as radio:
-            peripherals = await serve_loggers(radio.link, loggers)
+            peripherals = await serve_loggers(radio.air, loggers)
             if drop_after_bytes is not None:
                 peripherals[0].faults.drop_after_bytes = drop_after_bytes
             found = await fb.scan(10.0, backend=VirtualBleakScanner, until_count=len(loggers))
