@@ -179,7 +179,7 @@ def f(ws, clf, radio):
     wb = ws.parent
     wb._add_sheet(ws)
     getattr(clf.device, "_listen_tta", None)
-    return radio._scan  # ours (field.ble_virtual.VirtualRadio._scan)
+    return radio._connect_lock  # ours (field.ble_virtual.VirtualRadio._connect_lock)
 '''
     got = violations(Path("example.py"), source)
     assert sorted(g.split(": ", 1)[1] for g in got) == sorted([
