@@ -39,8 +39,10 @@ def test_live_string_steps_exactly_like_the_whole_discharge() -> None:
     """The site's battery, stepped piecewise with a JSON round trip in the middle of the load,
     gives the same discharge as ``StringModel.discharge`` in one go."""
     bt = BlockType.lead_acid(12)
+    # the site connects its load at 300 s: its first loaded point is one step later (301 s),
+    # which is the whole run's load-on with 301 s of float before it
     whole = build_string(6, bt, 100.0, weak=1, seed=5).discharge(
-        ConstantCurrent(25.0), rest_before_s=300, rest_after_s=600)
+        ConstantCurrent(25.0), rest_before_s=301, rest_after_s=600)
     model = build_string(6, bt, 100.0, weak=1, seed=5)
     live = LiveString(model, ambient_c=25.0)
     live.run(300)

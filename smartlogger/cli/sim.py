@@ -8,27 +8,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import Progress
 
 from smartlogger.cli.options import CURRENT, LOG_INTERVAL, POWER, load_text
 from smartlogger.cli.site import site
-from smartlogger.device.blackbox import BlackboxStore
-from smartlogger.device.firmware import Logger
-from smartlogger.device.sim import (
-    StoreFactory,
-    simulate_string_test,
-    simulate_years,
-    trace_truth,
-    write_events_csv,
-    write_logger_logfile,
-    write_samples_csv,
-    write_truth_json,
-)
 from smartlogger.model import BlockType, Chemistry
 from smartlogger.quantities import Current, Power
+
+if TYPE_CHECKING:
+    from smartlogger.device.firmware import Logger
+    from smartlogger.device.sim import StoreFactory
 
 
 def _block(nominal_v: int, chemistry: str) -> BlockType:
@@ -41,6 +33,9 @@ def _block(nominal_v: int, chemistry: str) -> BlockType:
 
 def _flash_factory(flash_image: str | None) -> StoreFactory | None:
     """With ``--flash-image`` every logger logs into a NOR-flash blackbox instead of RAM."""
+    # Lazy: the simulation's modules only when a simulation runs (``sim site`` starts without them).
+    from smartlogger.device.blackbox import BlackboxStore
+
     return (lambda ident: BlackboxStore.create(ident)) if flash_image else None
 
 
@@ -51,6 +46,9 @@ def image_path(flash_image: str, serial: str, many: bool) -> Path:
 
 
 def _save_images(loggers: list[Logger], flash_image: str | None) -> list[str]:
+    # Lazy: the simulation's modules only when a simulation runs (``sim site`` starts without them).
+    from smartlogger.device.blackbox import BlackboxStore
+
     saved = []
     if flash_image:
         for lg in loggers:
@@ -101,6 +99,16 @@ def string_cmd(blocks: int, weak: int, load: Current | None, load_power: Power |
                chemistry: str, rated_ah: float, float_rate: int, discharge_rate: int, output: str,
                flash_image: str | None, with_csv: bool, as_json: bool) -> None:
     """Simulate a capacity test of a string: one logger per block, float, load, end voltage, rest."""
+    # Lazy: the simulation's modules only when a simulation runs (``sim site`` starts without them).
+    from smartlogger.device.sim import (
+        simulate_string_test,
+        trace_truth,
+        write_events_csv,
+        write_logger_logfile,
+        write_samples_csv,
+        write_truth_json,
+    )
+
     load_t = load_text(load, load_power, default="20A")
     assert load_t is not None
     bt = _block(block_voltage, chemistry)
@@ -158,6 +166,16 @@ def years_cmd(years: float, log_rate: int, seed: int, ambient: float, block_volt
               rated_ah: float, discharges_per_year: float, output: str, flash_image: str | None,
               with_csv: bool, as_json: bool) -> None:
     """Simulate one logger through years of float life with occasional discharges."""
+    # Lazy: the simulation's modules only when a simulation runs (``sim site`` starts without them).
+    from smartlogger.device.sim import (
+        simulate_years,
+        trace_truth,
+        write_events_csv,
+        write_logger_logfile,
+        write_samples_csv,
+        write_truth_json,
+    )
+
     bt = _block(block_voltage, chemistry)
     out = _out_dir(output)
     with Progress(transient=True, disable=as_json) as bar:

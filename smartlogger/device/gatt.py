@@ -31,7 +31,7 @@ from bumble.device import Connection, Device
 from bumble.hci import Address
 from bumble.host import Host
 
-from smartlogger.compat.bumble import Air, new_controller
+from smartlogger.compat.bumble import Air, Controller, new_controller
 
 if TYPE_CHECKING:
     from smartlogger.device.firmware import Logger
@@ -63,8 +63,12 @@ def address_for(serial: str) -> str:
 def make_bumble_device(air: Air, name: str, address: str) -> Device:
     """A Bumble device on its own virtual controller, with LE data length 251 (DLE) and a
     logger-class controller's few outgoing ACL buffers."""
+    return _device_and_controller(air, name, address)[0]
+
+
+def _device_and_controller(air: Air, name: str, address: str) -> tuple[Device, Controller]:
     controller = new_controller(name, air, acl_buffers=CONTROLLER_ACL_BUFFERS)
-    return Device(name, Address(address), host=Host(controller, controller))
+    return Device(name, Address(address), host=Host(controller, controller)), controller
 
 
 # --------------------------------------------------------------------------- the log as seen over BLE
@@ -226,6 +230,7 @@ class LoggerPeripheral:
         self.max_mtu = p.ATT_MTU_V2 if self.version == p.PROTOCOL_V2 else p.ATT_MTU_V1
         self.faults = Faults()
         self.device: Device | None = None
+        self._air: tuple[Air, Controller] | None = None
         self.address = address_for(identity.serial)
         self._sessions: dict[int, _Session] = {}
         self._images: dict[tuple[int, int, int], tuple[bytes, int]] = {}
@@ -331,7 +336,8 @@ class LoggerPeripheral:
     async def attach(self, link: Air, *, advertising_interval_ms: float = ADVERTISING_INTERVAL_MS,
                      ) -> Device:
         """Power on a Bumble device for this logger on the air ``link`` and start advertising."""
-        device = make_bumble_device(link, self.identity.serial, self.address)
+        device, controller = _device_and_controller(link, self.identity.serial, self.address)
+        self._air = (link, controller)
         device.add_service(self.service)
         device.gatt_server.max_mtu = self.max_mtu
         device.on("connection", self._on_connection)
@@ -354,6 +360,12 @@ class LoggerPeripheral:
                 await conn.disconnect()
         await self.device.power_off()
         self.device = None
+        if self._air is not None:
+            # a radio that is off is not on the air: a later attach (a reboot) is a new controller
+            # with the same address, and must be the only one found there
+            air, controller = self._air
+            self._air = None
+            air.remove_controller(controller)
 
     def _on_connection(self, connection: Connection) -> None:
         s = _Session(connection)

@@ -208,10 +208,12 @@ class LiveString:
         p = self.model.params
         end_cell = (cutoff_v_per_cell if cutoff_v_per_cell is not None
                     else end_v_per_cell if end_v_per_cell is not None else p.end_v_cell)
-        # The grid point before the switch holds the state as it was (the jump starts there).
+        # The load switches on now: the point now holds the state as it was (the loggers may
+        # have read it already), the voltage jumps right after, and the first loaded point is
+        # one step later: the discharge starts there (``StringModel.discharge``'s load_on).
         v0, temp0 = self._present()
-        self._append(np.array([self.t_s - LOADED_DT_S]), v0[:, None], temp0[:, None])
-        d = Discharge(self.t_s, load_to_json(load), cutoff_v_per_cell, float(end_cell),
+        self._append(np.array([self.t_s]), v0[:, None], temp0[:, None])
+        d = Discharge(self.t_s + LOADED_DT_S, load_to_json(load), cutoff_v_per_cell, float(end_cell),
                       float(end_cell) * self.cells, _bank_state(self.bank),
                       block_end_s=[None] * self.n, block_delivered_ah=[0.0] * self.n)
         self.discharges.append(d)
@@ -227,13 +229,12 @@ class LiveString:
         if self.load is None or d is None:
             return None
         self.load = None
-        d.end_s = self.t_s
+        d.end_s = self.t_s  # the last loaded point is now
         d.end_reason = reason
         self.mode_since_s = self.t_s
-        # the switch happened just after the last loaded point: a jump from there to now
-        self._step(d, self.t_s - LOADED_DT_S, self.current_a, 0.0, self.hist_v[:, -1])
+        # the voltage jumps back right after it (the loggers have read up to now)
+        self._step(d, self.t_s, self.current_a, 0.0, self.hist_v[:, -1])
         self.current_a = 0.0
-        self._append_present()
         return d
 
     def _step(self, d: Discharge, t: float, before: float, after: float,
@@ -285,7 +286,11 @@ class LiveString:
         assert load is not None and d is not None
         dt = LOADED_DT_S
         bank = self.bank
-        t_rel = self.t_s - d.start_s
+        # The step from t_s carries the load from t_s on and is labelled t_s + dt: the loggers
+        # have read up to t_s, so nothing they read changes (StringModel.discharge labels the
+        # same point t_s; a site's discharge is that trace one step later).
+        t_rel = self.t_s - (d.start_s - dt)
+        label = self.t_s + dt
         if isinstance(load, ConstantCurrent):
             current = float(load.amps)
             v, ocv, rt = bank.voltages(current, dt)
@@ -297,23 +302,24 @@ class LiveString:
                 v, ocv, rt = bank.voltages(current, dt)
                 v_s = float(v.sum())
         if not d.steps:  # the first loaded step: the load switches on
-            self._step(d, self.t_s - dt, 0.0, current, self.hist_v[:, -1] if not pts_v else pts_v[-1])
-        pts_t.append(self.t_s)
+            self._step(d, self.t_s, 0.0, current, self.hist_v[:, -1] if not pts_v else pts_v[-1])
+        pts_t.append(label)
         pts_v.append(v)
         pts_c.append(bank.temp.copy())
         self.current_a = current
         for i in np.flatnonzero(v <= d.end_v_block):
             if d.block_end_s[int(i)] is None:
-                d.block_end_s[int(i)] = t_rel
+                d.block_end_s[int(i)] = label - d.start_s
                 d.block_delivered_ah[int(i)] = d.delivered_ah
         if d.cutoff_v_per_cell is not None and float(v.sum()) <= d.cutoff_v_per_cell * self.cells * self.n:
             # the load bank sees its end voltage and switches itself off: no charge this step
             self.load = None
-            d.end_s = self.t_s
+            self.t_s = label
+            d.end_s = label
             d.end_reason = "cutoff"
-            self._step(d, self.t_s, current, 0.0, v)
+            self._step(d, label, current, 0.0, v)
             self._finish_blocks(d)
-            self.mode_since_s = self.t_s
+            self.mode_since_s = label
             self.current_a = 0.0
             return True
         bank.advance(current, v, ocv, rt, dt, self.block_ambient)
@@ -384,10 +390,6 @@ class LiveString:
             return self._float_targets(), self.bank.temp.copy()
         v, _, _ = self.bank.voltages(0.0, 1e-9)
         return np.asarray(v, dtype=np.float64), self.bank.temp.copy()
-
-    def _append_present(self) -> None:
-        v, temp = self._present()
-        self._append(np.array([self.t_s]), v[:, None], temp[:, None])
 
     def _append(self, t: FloatArray, v: FloatArray, c: FloatArray) -> None:
         # a point at the same time replaces the older one (a change of what is connected)

@@ -390,10 +390,13 @@ class VirtualBleakClient(BackendClient):
                                          if self._wanted else [])
             self.services = await self._build_services(peer)
             self._peer = peer
-        except BaseException:
+        except BaseException as err:
             with contextlib.suppress(Exception):
                 await conn.disconnect()
             self._connection = None
+            if isinstance(err, Exception) and not isinstance(err, BleakError):
+                # a GATT timeout or a link lost during discovery is a failed connect to bleak
+                raise BleakError(f"{self.address}: connected, but {type(err).__name__}: {err}") from err
             raise
 
     async def _build_services(self, peer: Peer) -> BleakGATTServiceCollection:
