@@ -8,7 +8,12 @@ the security headers. OpenAPI is served at ``/api/openapi.json``, interactive
 docs at ``/api/docs``.
 
 Configuration keys: ``DATA_DIR`` (SQLite file, blobs, server key), ``DATABASE_URL``,
-``DB_SCHEMA`` (PostgreSQL schema), ``FILES_DIR``, ``SERVER_KEY_PATH``, ``REDIS_URL``
+``DB_SCHEMA`` (PostgreSQL schema), ``STORE`` (where blobs live: ``file://DIR``, default
+``file://DATA_DIR/files``, or ``s3://bucket/prefix``, see ``api.filestore.open_store``),
+``FILES_DIR`` (the folder of a ``file://`` store, older spelling), ``STORE_TIMEOUT_SECONDS`` /
+``STORE_CONNECT_TIMEOUT_SECONDS`` / ``STORE_ATTEMPTS`` (object store client),
+``JOB_STORE_PATIENCE_SECONDS`` (how long a job waits out a store outage, default 60),
+``SERVER_KEY`` (the receipt key's PEM) or ``SERVER_KEY_PATH``, ``REDIS_URL``, ``RQ_QUEUE``
 (jobs on RQ and a shared rate limit), ``MAX_CONTENT_LENGTH`` (bytes, upload limit),
 ``APP_DIR`` (the companion web app served at ``/app/``),
 ``RATE_LIMIT_PER_MINUTE`` (per token, 0 = off), ``CHECK_IDLE_SECONDS`` / ``CHECK_MAX_DELAY_SECONDS``
@@ -37,17 +42,22 @@ from smartlogger import __version__
 from smartlogger.api import errors, webapp
 from smartlogger.api.auth import RateLimiter, TokenCache, check_endpoint_guarded
 from smartlogger.api.db import Database
-from smartlogger.api.filestore import LocalFileStore
-from smartlogger.api.receipts import load_or_create_key
+from smartlogger.api.filestore import LocalFileStore, StoreSettings
+from smartlogger.api.health import StoreHealth
+from smartlogger.api.receipts import server_key_from_config
 from smartlogger.api.resources import BLUEPRINTS
+from smartlogger.api.stores import open_store
 from smartlogger.api.worker import ThreadRunner, make_runner, recover
+from smartlogger.errors import ConfigError
 from smartlogger.logfile.evidence import default_trust
 from smartlogger.logfile.trust import load_trust
 
 DEFAULT_MAX_UPLOAD = 64 * 1024 * 1024  # bytes; a 10-year blackbox logfile is ~6 MB
 _ENV = ("DATA_DIR", "DATABASE_URL", "DB_SCHEMA", "FILES_DIR", "SERVER_KEY_PATH", "CORS_ORIGIN",
         "RATE_LIMIT_PER_MINUTE", "MAX_CONTENT_LENGTH", "AUTH_CACHE_SECONDS", "PROXY_FIX",
-        "CHECK_IDLE_SECONDS", "CHECK_MAX_DELAY_SECONDS", "DB_PING_AFTER_IDLE_SECONDS", "TRUST_FILE")
+        "CHECK_IDLE_SECONDS", "CHECK_MAX_DELAY_SECONDS", "DB_PING_AFTER_IDLE_SECONDS", "TRUST_FILE",
+        "STORE", "STORE_TIMEOUT_SECONDS", "STORE_CONNECT_TIMEOUT_SECONDS", "STORE_ATTEMPTS",
+        "JOB_STORE_PATIENCE_SECONDS", "SERVER_KEY", "RQ_QUEUE")
 
 
 class SmartLoggerApi(Api):  # type: ignore[misc]
@@ -80,7 +90,15 @@ def _config(overrides: dict[str, Any] | None) -> dict[str, Any]:
     data = Path(cfg.get("DATA_DIR") or "smartlogger-data").resolve()
     cfg["DATA_DIR"] = str(data)
     cfg.setdefault("DATABASE_URL", f"sqlite:///{data / 'smartlogger.db'}")
-    cfg.setdefault("FILES_DIR", str(data / "files"))
+    if cfg.get("STORE") and cfg.get("FILES_DIR"):
+        raise ConfigError("STORE", "give the file store once: STORE (file://DIR or s3://bucket/prefix) or "
+                                   "FILES_DIR, not both")
+    if not cfg.get("STORE"):
+        cfg.setdefault("FILES_DIR", str(data / "files"))
+        cfg["STORE"] = f"file://{cfg['FILES_DIR']}"
+    elif not cfg["STORE"].startswith("s3://"):
+        # FILES_DIR stays the folder of a folder store (tools and tests read it).
+        cfg["FILES_DIR"] = str(Path(cfg["STORE"].removeprefix("file://") or ".").resolve())
     cfg.setdefault("SERVER_KEY_PATH", str(data / "server_key.pem"))
     cfg["MAX_CONTENT_LENGTH"] = int(cfg.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_UPLOAD)
     cfg["RATE_LIMIT_PER_MINUTE"] = int(cfg.get("RATE_LIMIT_PER_MINUTE", 600))
@@ -128,11 +146,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
         n = app.config["PROXY_FIX"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    store = open_store(app.config["STORE"], StoreSettings(
+        connect_timeout_s=float(app.config.get("STORE_CONNECT_TIMEOUT_SECONDS") or 2),
+        read_timeout_s=float(app.config.get("STORE_TIMEOUT_SECONDS") or 10),
+        attempts=int(app.config.get("STORE_ATTEMPTS") or 3)))
+    # A web host keeps nothing a request needs on its own disk unless the deployment is a single
+    # host: then DATA_DIR holds the SQLite database, the folder store and the server key.
+    single_host = isinstance(store, LocalFileStore)
+    if single_host or app.config["DATABASE_URL"].startswith("sqlite"):
+        Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
 
     Database().init_app(app)
-    app.extensions["smartlogger_files"] = LocalFileStore(app.config["FILES_DIR"])
-    app.extensions["smartlogger_key"] = load_or_create_key(app.config["SERVER_KEY_PATH"])
+    app.extensions["smartlogger_files"] = store
+    app.extensions["smartlogger_store_health"] = StoreHealth(store)
+    app.extensions["smartlogger_key"] = server_key_from_config(
+        app.config.get("SERVER_KEY"), app.config["SERVER_KEY_PATH"], may_create=single_host)
     app.extensions["smartlogger_tokencache"] = TokenCache(float(app.config["AUTH_CACHE_SECONDS"]))
     app.extensions["smartlogger_logger_ids"] = {}  # services.LoggerIds: (org id, serial) -> logger id
     app.extensions["smartlogger_trust"] = _trust(app.config)

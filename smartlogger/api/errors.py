@@ -17,10 +17,17 @@ import logging
 from typing import Any
 
 import marshmallow as ma
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from sqlalchemy import exc
 from werkzeug.exceptions import HTTPException
 
+from smartlogger.api.filestore import (
+    BlobDamaged,
+    BlobMissing,
+    FileStoreError,
+    StoreFull,
+    StoreUnavailable,
+)
 from smartlogger.errors import AnalysisError, ConfigError, LogfileError, SmartLoggerError
 
 log = logging.getLogger("smartlogger.api")
@@ -30,7 +37,7 @@ _CODES: dict[int, str] = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
     415: "unsupported_media_type", 422: "validation", 429: "rate_limited", 500: "internal",
-    503: "unavailable",
+    503: "unavailable", 507: "insufficient_storage",
 }
 
 
@@ -120,6 +127,39 @@ def _database_unreachable(err: Exception) -> bool:
         isinstance(err, exc.DBAPIError) and (err.connection_invalidated or isinstance(err, exc.OperationalError)))
 
 
+def store_error_response(err: FileStoreError) -> Response:
+    """The answer to a file store failure. The client learns what to do; where the store is and
+    what it said (bucket, endpoint, path) go to the server log only.
+
+    Unavailable (unreachable, slow, refusing our bucket or credentials): 503 with Retry-After.
+    Full: 507 with Retry-After. Either way the request changed nothing in the database (every
+    upload writes its blob before its row). A blob the database names but the store cannot give
+    back (missing, or bytes that do not match their SHA-256): 500 with its own code; retrying does
+    not help, an administrator must restore it (``smartlogger admin store check`` lists them).
+    """
+    health = current_app.extensions.get("smartlogger_store_health")
+    nothing = "" if request.method in ("GET", "HEAD") else "; nothing was stored"
+    if isinstance(err, StoreFull):
+        log.error("file store full: %s", err.message)
+        if health is not None:
+            health.note_failure(err)
+        return error_response(507, "insufficient_storage", f"the file store is full{nothing}; retry later", headers={"Retry-After": str(err.retry_after_s)})
+    if isinstance(err, StoreUnavailable):
+        log.warning("file store unavailable: %s", err.message)
+        if health is not None:
+            health.note_failure(err)
+        return error_response(503, "store_unavailable", f"the file store is unavailable{nothing}; "
+                              f"retry in {err.retry_after_s} s", headers={"Retry-After": str(err.retry_after_s)})
+    if isinstance(err, BlobMissing | BlobDamaged):
+        log.error("file store: %s", err.message)
+        what = "missing from" if isinstance(err, BlobMissing) else "damaged in"
+        return error_response(500, "blob_missing" if isinstance(err, BlobMissing) else "blob_damaged",
+                              f"the stored bytes {err.sha256} are {what} the file store and are not served; "
+                              "the record is kept; an administrator must restore them from a backup")
+    log.error("file store: %s", err.message)
+    return error_response(500, "internal", "internal server error")
+
+
 def register(app: Flask) -> None:
     """Install the handlers for non-HTTP exceptions (HTTP ones go through ``Api``)."""
 
@@ -140,6 +180,10 @@ def register(app: Flask) -> None:
         # Bad test metadata (MetadataError carries ``field``) is an input validation error.
         field = getattr(err, "field", None)
         return error_response(422, "validation" if field else "analysis", str(err), field)
+
+    @app.errorhandler(FileStoreError)
+    def _store_error(err: FileStoreError) -> Response:
+        return store_error_response(err)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:

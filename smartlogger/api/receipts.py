@@ -11,6 +11,11 @@ UTF-8) of::
 and the signature is Ed25519 over exactly those bytes (hex in the API). Anyone
 with the server's public key (``GET /api/server-key``) can check a receipt
 offline with ``verify_receipt``.
+
+Every web host of one deployment must sign with the same key: with an object store
+(several hosts) the key comes from configuration (``SERVER_KEY``, the PEM text, or
+``SERVER_KEY_PATH``, a file the deployment puts on each host; ``new_key_pem`` makes one) and
+is never created by a host on its own (``server_key_from_config``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from smartlogger.errors import ConfigError
 
 RECEIPT_TYPE = "smartlogger.receipt/1"
 
@@ -52,6 +59,47 @@ class ServerKey:
 
     def sign(self, body: dict[str, Any]) -> str:
         return self.private.sign(canonical(body)).hex()
+
+
+def key_from_pem(pem: str | bytes, *, source: str = "SERVER_KEY") -> ServerKey:
+    """The server key in ``pem`` (PKCS#8 PEM, unencrypted); ``ConfigError`` naming ``source`` if not."""
+    try:
+        key = serialization.load_pem_private_key(pem.encode() if isinstance(pem, str) else pem, password=None)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(source, f"not an unencrypted PEM private key ({err})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(source, "not an Ed25519 private key")
+    return ServerKey(key)
+
+
+def new_key_pem() -> str:
+    """A new server key as PKCS#8 PEM text (``smartlogger admin server-key``)."""
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+
+
+def server_key_from_config(pem: str | None, path: str | os.PathLike[str], *, may_create: bool) -> ServerKey:
+    """The receipt key: ``pem`` (configuration) if given, else the file at ``path``.
+
+    ``may_create``: only a single-host deployment (a folder store) creates the file on first start;
+    hosts sharing an object store would each create their own key and sign receipts that the others'
+    public key does not check, so they must be given one.
+    """
+    if pem and pem.strip():
+        return key_from_pem(pem)
+    if may_create:
+        return load_or_create_key(path)
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("SERVER_KEY", f"no server key: every host of a deployment on an object store signs "
+                                        f"receipts with the same key; set SMARTLOGGER_SERVER_KEY (the PEM) or "
+                                        f"SMARTLOGGER_SERVER_KEY_PATH (a file; {p} does not exist). Make one "
+                                        f"with `smartlogger admin server-key`") from None
+    except OSError as err:
+        raise ConfigError("SERVER_KEY_PATH", f"{p}: {err.strerror}") from None
+    return key_from_pem(data, source="SERVER_KEY_PATH")
 
 
 def load_or_create_key(path: str | os.PathLike[str]) -> ServerKey:

@@ -359,6 +359,12 @@ class AuditSchema(ma.Schema):
     detail = f.String()
 
 
+class StoreStateSchema(ma.Schema):
+    status = f.String(metadata={"description": "ok | unavailable | misconfigured | full (details in the "
+                                               "server log)"})
+
+
 class HealthSchema(ma.Schema):
-    status = f.String()
+    status = f.String(metadata={"description": "ok | degraded"})
     version = f.String()
+    store = f.Nested(StoreStateSchema)

@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 
 from smartlogger.api import services
 from smartlogger.api.db import database
+from smartlogger.api.filestore import PatientStore
 from smartlogger.api.models import CapacityTest, Job, Logfile, utcnow
 from smartlogger.api.queue import JobRunner, RQRunner, enqueue
 from smartlogger.errors import SmartLoggerError
@@ -131,6 +132,13 @@ class ThreadRunner:
             self._cond.notify_all()
 
 
+def job_store(app: Flask) -> PatientStore:
+    """The file store as jobs use it: waiting out a short outage (``JOB_STORE_PATIENCE_SECONDS``,
+    default 60) where a request would answer 503 at once: a job has no client that retries it."""
+    return PatientStore(app.extensions["smartlogger_files"],
+                        float(app.config.get("JOB_STORE_PATIENCE_SECONDS") or 60))
+
+
 def make_runner(app: Flask) -> JobRunner:
     url = app.config.get("REDIS_URL")
     if url:
@@ -164,7 +172,7 @@ def run_checks(app: Flask, job_ids: list[int]) -> None:
     skipped), each job finished with its verdict on its logfile, or failed with the reason.
     """
     db = database(app)
-    store = app.extensions["smartlogger_files"]
+    store = job_store(app)
     with db.system_session() as s:
         claimed = set(s.scalars(
             update(Job).where(Job.id.in_(job_ids), Job.status == "queued", Job.kind == "check")
@@ -200,7 +208,7 @@ def run_checks(app: Flask, job_ids: list[int]) -> None:
 def run_job(app: Flask, job_id: int) -> None:
     """Execute job ``job_id`` (any process); records running/finished/failed in its row."""
     db = database(app)
-    store = app.extensions["smartlogger_files"]
+    store = job_store(app)
     with db.system_session() as s:
         # Claim atomically: of several workers handed the same job, exactly one runs it.
         claimed = s.execute(

@@ -29,7 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("smartlogger.cli.export", "export", "Write Excel workbooks and data files."),
     "serve": ("smartlogger.cli.serve", "serve", "Run the API and the web app."),
     "sync": ("smartlogger.cli.sync", "sync", "Upload logfiles to the API."),
-    "admin": ("smartlogger.cli.admin", "admin", "Create organisations, users and tokens."),
+    "admin": ("smartlogger.cli.admin", "admin", "Organisations, users, tokens, the server key, the file store."),
+    "worker": ("smartlogger.cli.worker", "worker", "Run the API's background jobs from Redis."),
 }
 
 

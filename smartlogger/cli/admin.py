@@ -1,19 +1,27 @@
-"""``smartlogger admin``: the first organisation, users with roles, tokens, migrations.
+"""``smartlogger admin``: the first organisation, users with roles, tokens, migrations, the file store.
 
-Thin wrapper over ``smartlogger.api.admin.Admin``. The database is the one
-``smartlogger serve --data DIR`` uses (SQLite in DIR) unless ``--database-url``
-(or ``SMARTLOGGER_DATABASE_URL``) names another, e.g. PostgreSQL in production.
+Thin wrapper over ``smartlogger.api.admin.Admin`` and ``smartlogger.api.storecheck``. The
+database is the one ``smartlogger serve --data DIR`` uses (SQLite in DIR) unless
+``--database-url`` (or ``SMARTLOGGER_DATABASE_URL``) names another, e.g. PostgreSQL in
+production; the file store is ``DIR/files`` unless ``--store`` (or ``SMARTLOGGER_STORE``) names
+another (``file://DIR`` or ``s3://bucket/prefix``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import click
+from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from smartlogger.api.admin import Admin
 from smartlogger.api.migrate import current_revision
+from smartlogger.api.receipts import new_key_pem
+from smartlogger.api.storecheck import check_store, copy_store
+from smartlogger.api.stores import open_store
 
 
 def _admin(ctx: click.Context) -> Admin:
@@ -103,3 +111,104 @@ def revoke_token(ctx: click.Context, token_id: int) -> None:
     row = a.revoke_token(token_id)
     a.close()
     click.echo(f"token {row.id} revoked at {row.revoked_at}")
+
+
+def _store_moniker(data: str, store: str | None) -> str:
+    if store:
+        return store
+    files = os.environ.get("SMARTLOGGER_FILES_DIR")
+    return f"file://{Path(files or Path(data) / 'files').resolve()}"
+
+
+_STORE_HELP = "file store: file://DIR or s3://bucket/prefix (default: DATA/files)"
+
+
+@admin.command("store-check")
+@click.option("--store", envvar="SMARTLOGGER_STORE", default=None, help=_STORE_HELP)
+@click.option("--verify", is_flag=True, help="also read every blob back and check its SHA-256 (reads everything)")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def store_check(ctx: click.Context, store: str | None, verify: bool, as_json: bool) -> None:
+    """Find orphaned blobs (no row names them) and rows whose blob is missing or damaged.
+
+    Reports only: nothing is deleted. Exit 0 when blobs and rows match, 3 when there are
+    orphans only (harmless: an upload interrupted between its blob and its row; its retry uses
+    the blob), 4 when a row's blob is missing or damaged (restore it from a backup).
+    """
+    a = _admin(ctx)
+    target = open_store(_store_moniker(ctx.obj["data"], store))
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,
+                      disable=as_json or not sys.stderr.isatty()) as bar:
+            task = bar.add_task("checking the file store", total=None)
+            report = check_store(a.engine, target, verify=verify,
+                                 progress=lambda n: bar.update(task, description=f"{n:,} blobs checked"))
+    finally:
+        a.close()
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        click.echo(f"{report.location}: {report.blobs} blobs ({report.blob_bytes:,} bytes), "
+                   f"{report.referenced} named by rows; orphans {report.orphan_count} "
+                   f"({report.orphan_bytes:,} bytes), missing {report.missing_count}, "
+                   f"damaged {report.damaged_count if verify else 'not checked (--verify)'}")
+        for o in report.orphans[:20]:
+            click.echo(f"  orphan {o['sha256']} {o['size']} bytes, written {o['modified']}"
+                       + (" (recent: may be an upload in progress)" if o["recent"] else ""))
+        for m in report.missing[:20]:
+            click.echo(f"  MISSING {m['sha256']} named by {', '.join(m['rows'])}", err=True)
+        for d in report.damaged[:20]:
+            click.echo(f"  DAMAGED {d['sha256']} named by {', '.join(d['rows'])}", err=True)
+    if report.missing_count or report.damaged_count:
+        sys.exit(4)
+    if report.orphan_count:
+        sys.exit(3)
+
+
+@admin.command("store-copy")
+@click.option("--from", "source", required=True, help="the store to copy from (file://DIR or s3://bucket/prefix)")
+@click.option("--to", "target", required=True, help="the store to copy into")
+@click.option("--json", "as_json", is_flag=True)
+def store_copy(source: str, target: str, as_json: bool) -> None:
+    """Copy every blob from one file store into another (e.g. a folder into an object store).
+
+    Each blob's SHA-256 is checked on the way; blobs already in the target are skipped, so an
+    interrupted copy is resumed by running it again. Exit 4 if a source blob was damaged.
+    """
+
+    src, dst = open_store(source), open_store(target)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True,
+                  disable=as_json or not sys.stderr.isatty()) as bar:
+        task = bar.add_task("copying", total=None)
+        report = copy_store(src, dst, progress=lambda n: bar.update(task, description=f"{n:,} blobs"))
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        click.echo(f"copied {report.copied} blobs ({report.bytes:,} bytes) from {report.source} to "
+                   f"{report.target}; {report.present} were there already; {len(report.failed)} failed")
+        for f in report.failed[:20]:
+            click.echo(f"  {f['sha256']}: {f['message']}", err=True)
+    if report.failed:
+        sys.exit(4)
+
+
+@admin.command("server-key")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="write the key to this file (mode 0600; refused if it exists) instead of stdout")
+def server_key(output: str | None) -> None:
+    """Make a new receipt-signing key (Ed25519, PEM) for a deployment with several web hosts.
+
+    Every host gets the same key: SMARTLOGGER_SERVER_KEY (the PEM text) or
+    SMARTLOGGER_SERVER_KEY_PATH (this file). Keep a backup: receipts are checked against it.
+    """
+    pem = new_key_pem()
+    if output is None:
+        click.echo(pem, nl=False)
+        return
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.UsageError(f"{output} exists; a server key is never overwritten") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(pem)
+    click.echo(f"server key written to {output}", err=True)
