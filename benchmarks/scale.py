@@ -11,8 +11,10 @@ Prints ONE JSON object:
   weed process; ``client``: this load generator), from which the per-core budget follows.
 - ``jobs``: seconds of worker time per check job, per analysis and per report of an
   ``--blocks``-block test, as run by one ``smartlogger worker`` process (``started_at`` ..
-  ``finished_at`` of the job rows; the worker runs one job at a time) and the worker's CPU
-  seconds for all of them.
+  ``finished_at`` of the job rows; the worker runs one job at a time), the worker's CPU
+  seconds for all of them and for its start-up alone, the check jobs' CPU milliseconds each,
+  the report workbook's bytes and the database bytes per stored logfile (its row, its check
+  job and its audit events, indexes included).
 - ``s3_vs_file_upload_ratio`` (goal >= 0.7), ``s3_vs_file_read_ratio``.
 - ``multi_host_identical``: a second host on the same database and object store serves every
   file uploaded through the first, byte for byte.
@@ -51,7 +53,7 @@ from api import (  # the API benchmark's load generator, next to this file
     run_concurrent,
     variants,
 )
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from smartlogger.api.db import make_engine
 from smartlogger.api.models import Job
@@ -111,26 +113,40 @@ def measure_jobs(d: Deployment, blocks: int) -> dict[str, Any]:
     assert all(code == 201 for code in codes), codes
     import resource
 
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    worker = d.start_worker("--burst")
-    worker.wait(1800)
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    def worker_run(queue: str | None = None) -> tuple[float, float]:
+        """(wall s, CPU s) of one ``smartlogger worker --burst`` (on ``queue``, if given)."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        d.start_worker("--burst", *(("--queue", queue) if queue else ())).wait(1800)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.perf_counter() - t, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+    _, startup_cpu = worker_run(f"{d.queue}-empty")  # start-up alone: imports, the app, RQ
+    wall, cpu = worker_run()
     engine = make_engine(d.db_url, schema=d.schema)
     try:
         with engine.connect() as conn:
             rows = conn.execute(select(Job.kind, Job.status, Job.started_at, Job.finished_at)).all()
+            n_logfiles = conn.scalar(text("SELECT count(*) FROM logfiles"))
+            db_bytes = conn.scalar(text(
+                "SELECT pg_total_relation_size('logfiles') + pg_total_relation_size('jobs') + "
+                "pg_total_relation_size('audit_events')"))
     finally:
         engine.dispose()
     by_kind: dict[str, list[float]] = {}
     for kind, status, start, end in rows:
         assert status == "finished", (kind, status)
         by_kind.setdefault(kind, []).append((end - start).total_seconds())
-    return {"blocks": blocks, "worker_wall_s": round(wall, 2),
-            "worker_cpu_s": round((after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), 2),
+    report = json.loads(c.request("GET", f"/api/tests/{tid}/report")[1])
+    one_of_each = sum(sum(v) / len(v) for k, v in by_kind.items() if k != "check")
+    return {"blocks": blocks, "worker_wall_s": round(wall, 2), "worker_cpu_s": round(cpu, 2),
+            "worker_startup_cpu_s": round(startup_cpu, 2),
+            # the checks' share of the worker's CPU: all of it but start-up, analysis and report
+            "check_cpu_ms": round((cpu - startup_cpu - one_of_each) / len(by_kind["check"]) * 1000, 1),
             **{f"{k}_jobs": len(v) for k, v in sorted(by_kind.items())},
-            **{f"{k}_s_per_job": round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())}}
+            **{f"{k}_s_per_job": round(sum(v) / len(v), 4) for k, v in sorted(by_kind.items())},
+            "report_bytes": report["size"],
+            "db_bytes_per_logfile": round(db_bytes / max(1, n_logfiles))}
 
 
 def measure_multi_host(d: Deployment, files: list[bytes]) -> dict[str, Any]:

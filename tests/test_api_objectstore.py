@@ -14,6 +14,7 @@ import hashlib
 import os
 import secrets
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -354,3 +355,39 @@ def test_store_check_reports_orphans_and_missing_blobs_and_deletes_nothing(
         resumed = runner.invoke(cli, ["admin", "store-copy", "--from", f"file://{tmp_path / 'files'}", "--to",
                                       target, "--json"])
         assert json.loads(resumed.output)["present"] == 4
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs: a disk that really fills up (ENOSPC), not a simulated one."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_folder_store_is_507_and_health_says_full(tmp_path: Path, small_disk: Path,
+                                                         logfiles: list[bytes]) -> None:
+    with api_env("sqlite", tmp_path / "host", STORE=f"file://{small_disk / 'files'}") as env:
+        tech = env.a.headers("technician")
+        health = env.client.get("/api/health")  # 2 MB cannot take a 64 MiB upload: degraded already
+        assert health.status_code == 503 and health.get_json()["store"] == {"status": "full"}
+        assert env.client.post("/api/logfiles", headers=tech, data=logfiles[0], content_type=OCTET).status_code == 201
+        filler = small_disk / "filler"
+        with open(filler, "wb", buffering=0) as f:  # fill the disk to the last block
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        r = env.client.post("/api/logfiles", headers=tech, data=logfiles[1], content_type=OCTET)
+        assert r.status_code == 507 and r.get_json()["error"]["code"] == "insufficient_storage"
+        assert int(r.headers["Retry-After"]) > 0 and _count(env.app, Logfile) == 1
+        assert not [p for p in (small_disk / "files").rglob(".tmp-*")]  # no half-written blob left
+        filler.unlink()
+        env.wait_jobs()

@@ -23,6 +23,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+
 from smartlogger.api.admin import Admin
 from smartlogger.api.receipts import new_key_pem
 from smartlogger.testing.api import database_url
@@ -126,8 +128,6 @@ class Deployment:
 def deployment(folder: Path, *, store: str = "s3", redis_url: str = "redis://127.0.0.1:6379/13") -> Iterator[Deployment]:
     """An empty deployment (database migrated, one technician with a token, no hosts yet) on a
     fresh PostgreSQL schema (in ``SMARTLOGGER_TEST_DATABASE_URL``) and ``store`` ("s3": a SeaweedFS of its own; "file": a folder)."""
-    import redis
-
     folder.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         url, schema = stack.enter_context(database_url("postgresql"))
