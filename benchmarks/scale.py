@@ -18,7 +18,8 @@ Prints ONE JSON object:
 - ``s3_vs_file_upload_ratio`` (goal >= 0.7), ``s3_vs_file_read_ratio``.
 - ``multi_host_identical``: a second host on the same database and object store serves every
   file uploaded through the first, byte for byte.
-- ``store_restart_lost`` (goal 0): uploads through host 1 while SeaweedFS is killed and
+- ``store_restart_lost`` (goal 0): uploads of new files (a fifth of ``--uploads``, at least 40)
+  through host 1 while SeaweedFS is killed and
   restarted; every upload is retried 1 s after a 503 (the sync client waits Retry-After), then
   every file is read back from host 2: files not served identically are lost.
   ``store_restart_503`` counts the 503 answers, ``store_restart_down_s`` the store's downtime.
@@ -57,8 +58,10 @@ from sqlalchemy import select, text
 
 from smartlogger.api.db import make_engine
 from smartlogger.api.models import Job
+from smartlogger.logfile import LogfileMetadata, read_logfile
 from smartlogger.testing.api import simulated_logfiles
 from smartlogger.testing.multihost import BUCKET, Deployment, deployment
+from smartlogger.testing.tamper import rebuild
 
 SLOG = "application/vnd.smartlogger.slog"
 REDIS = "redis://127.0.0.1:6379/12"
@@ -149,18 +152,33 @@ def measure_jobs(d: Deployment, blocks: int) -> dict[str, Any]:
             "db_bytes_per_logfile": round(db_bytes / max(1, n_logfiles))}
 
 
+def served(c: Client, data: bytes) -> bool:
+    """Whether the host behind ``c`` has these bytes and serves them identically."""
+    status, body = c.request("GET", f"/api/logfiles?sha256={hashlib.sha256(data).hexdigest()}")
+    found = json.loads(body) if status == 200 else []
+    return len(found) == 1 and c.request("GET", f"/api/logfiles/{found[0]['id']}/content") == (200, data)
+
+
+def fresh_files(data: bytes, n: int) -> list[bytes]:
+    """``n`` files no other phase uploads (their unsigned metadata differs from ``variants``')."""
+    lf = read_logfile(data)
+    out = []
+    for i in range(n):
+        lf.metadata = LogfileMetadata(test={"restart": str(i)})
+        out.append(rebuild(lf))
+    return out
+
+
 def measure_multi_host(d: Deployment, files: list[bytes]) -> dict[str, Any]:
     """A second host serves every file the first took in; then uploads through the store's restart."""
     one = d.hosts[0]
     two = d.start_host(workers=1, threads=4)
     c2 = Client(two.port, d.token)
-    by_sha = {lf["sha256"]: lf["id"] for lf in json.loads(c2.request("GET", "/api/logfiles?limit=1000")[1])}
-    identical = all(c2.request("GET", f"/api/logfiles/{by_sha[hashlib.sha256(f).hexdigest()]}/content") ==
-                    (200, f) for f in files)
+    identical = all(served(c2, f) for f in files)
     out: dict[str, Any] = {"multi_host_identical": identical, "multi_host_files": len(files)}
 
-    # Uploads through host 1 while the store is killed and restarted.
-    restart_files = variants(base_logfile(), len(files) // 2 + 40)[len(files) // 2:]  # new bytes
+    # Uploads of new files through host 1 while the store is killed and restarted.
+    restart_files = fresh_files(base_logfile(), max(40, len(files) // 5))
     seen: dict[str, float] = {}
     n503 = 0
     lock = threading.Lock()
@@ -195,9 +213,7 @@ def measure_multi_host(d: Deployment, files: list[bytes]) -> dict[str, Any]:
     for t in threads:
         t.join()
     restarter.join()
-    by_sha = {lf["sha256"]: lf["id"] for lf in json.loads(c2.request("GET", "/api/logfiles?limit=1000")[1])}
-    lost = sum(1 for f in restart_files if hashlib.sha256(f).hexdigest() not in by_sha or
-               c2.request("GET", f"/api/logfiles/{by_sha[hashlib.sha256(f).hexdigest()]}/content") != (200, f))
+    lost = sum(1 for f in restart_files if not served(c2, f))
     out.update({"store_restart_uploads": len(restart_files), "store_restart_503": n503,
                 "store_restart_down_s": round(seen["up"] - seen["stop"], 1), "store_restart_lost": lost})
     return out

@@ -9,7 +9,7 @@ docs at ``/api/docs``.
 
 Configuration keys: ``DATA_DIR`` (SQLite file, blobs, server key), ``DATABASE_URL``,
 ``DB_SCHEMA`` (PostgreSQL schema), ``STORE`` (where blobs live: ``file://DIR``, default
-``file://DATA_DIR/files``, or ``s3://bucket/prefix``, see ``api.filestore.open_store``),
+``file://DATA_DIR/files``, or ``s3://bucket/prefix``, see ``api.stores.open_store``),
 ``FILES_DIR`` (the folder of a ``file://`` store, older spelling), ``STORE_TIMEOUT_SECONDS`` /
 ``STORE_CONNECT_TIMEOUT_SECONDS`` / ``STORE_ATTEMPTS`` (object store client),
 ``JOB_STORE_PATIENCE_SECONDS`` (how long a job waits out a store outage, default 60),
