@@ -133,6 +133,23 @@ class S3FileStore:
                 return digest  # these bytes are there already (content addressing)
             if code == "ConditionalRequestConflict" and self.exists(digest):
                 return digest  # a concurrent put of the same bytes won
+            if (code == "NotImplemented" or status == 501) and not self.exists(digest):
+                # A store without conditional writes: look first, then write. A race can only
+                # replace the object with the same bytes (the name is their SHA-256).
+                return self._put_unconditional(digest, h.digest(), data)
+            if code == "NotImplemented" or status == 501:
+                return digest
+            raise self._failure(err, f"cannot store blob {digest}", digest) from None
+        except (BotoCoreError, NoCredentialsError) as err:
+            raise self._unreachable(err, f"cannot store blob {digest}", digest) from None
+        return digest
+
+    def _put_unconditional(self, digest: str, raw_digest: bytes, data: bytes) -> str:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(digest), Body=data,
+                                   ChecksumSHA256=base64.b64encode(raw_digest).decode(),
+                                   ContentType="application/octet-stream")
+        except ClientError as err:
             raise self._failure(err, f"cannot store blob {digest}", digest) from None
         except (BotoCoreError, NoCredentialsError) as err:
             raise self._unreachable(err, f"cannot store blob {digest}", digest) from None
