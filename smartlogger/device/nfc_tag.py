@@ -676,8 +676,12 @@ class TagEmulator:
         tag.field_off()
         return used
 
-def serve_in_thread(emulator: TagEmulator, *, wait_s: float = 5.0) -> threading.Thread:
-    """Start ``emulator.serve()`` in a daemon thread and wait until its port is bound."""
+def serve_in_thread(emulator: TagEmulator, *, wait_s: float = 60.0) -> threading.Thread:
+    """Start ``emulator.serve()`` in a daemon thread and wait until its port is bound.
+
+    The wait ends as soon as the port is bound; ``wait_s`` only bounds a start that hangs. It is
+    generous because the first start imports nfcpy and opens its driver, which took over 5 s on a
+    loaded two-core machine (tests failed with "did not start" while nothing was wrong)."""
     thread = threading.Thread(target=emulator.serve, name=f"nfc-tag {emulator.path}", daemon=True)
     thread.start()
     if not emulator.ready.wait(wait_s):
