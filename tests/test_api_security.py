@@ -36,11 +36,9 @@ def test_rate_limit_per_token(tmp_path: Path, shared: bool) -> None:
             redis.Redis.from_url(redis_url).ping()
         except Exception:
             pytest.skip("no Redis server")
-    with api_env("sqlite", tmp_path, RATE_LIMIT_PER_MINUTE=5) as env:
-        if shared:  # only the limiter on Redis; jobs stay in-process for this test
-            from smartlogger.api.auth import RateLimiter
-
-            env.app.extensions["smartlogger_ratelimit"] = RateLimiter(5, redis_url)
+    # Only the limits on Redis; jobs stay in-process for this test.
+    with api_env("sqlite", tmp_path, RATE_LIMIT_PER_MINUTE=5,
+                 RATE_LIMIT_STORAGE_URL=redis_url if shared else None) as env:
         c = env.client
         codes = [c.get("/api/me", headers=env.a.headers("viewer")).status_code for _ in range(6)]
         if codes[0] == 429:  # the minute window turned over on a shared counter of an earlier run

@@ -195,7 +195,7 @@ def test_api_answers_503_when_the_database_connection_is_lost(tmp_path: Path) ->
             if after_s:
                 assert r.status_code == 503 and r.headers["Retry-After"] == "1"
                 assert r.get_json() == {"error": {"code": "unavailable",
-                                                  "message": "the database is unavailable; retry shortly"}}
+                                                  "message": "the database is unavailable; nothing was written, retry shortly"}}
             else:
                 assert r.status_code == 200
             assert c.get("/api/sites", headers=h).status_code == 200

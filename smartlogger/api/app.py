@@ -24,23 +24,33 @@ origin; nothing else gets CORS headers), ``DB_PING_AFTER_IDLE_SECONDS`` (a poole
 connection unused for longer is tested before use; default 10), ``PROXY_FIX`` (number of trusted reverse proxies in front, 0 = none), ``MIGRATE_ON_START``,
 ``TRUST_FILE`` (the trust list logfiles are verified against, TOML as ``logfile verify --trust``;
 environment ``SMARTLOGGER_TRUST_FILE``; default the manufacturer's production root) or ``TRUST``
-(the authorities themselves, for tests).
+(the authorities themselves, for tests),
+``AUTH_FAILURES_PER_MINUTE`` (failed authentications per client address and minute before
+429; 0 = off), ``RATE_LIMIT_STORAGE_URL`` (where the limits count; default ``REDIS_URL``, else
+in the process), ``JOB_LEASE_SECONDS`` (how long a job's claim lasts without a heartbeat).
+
+Security headers on every answer: ``X-Content-Type-Options``, ``X-Frame-Options: DENY``,
+``Referrer-Policy``, and a ``Content-Security-Policy`` with ``frame-ancestors 'none'`` (the
+companion app's policy on ``/app/``, ``docs_page.DOCS_CSP`` on ``/api/docs``, "nothing" on API
+answers). A request body is at most ``MAX_CONTENT_LENGTH`` bytes, also when it is sent chunked
+(``_bounded_body``): 413 either way.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request
 from flask_smorest import Api
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
 from smartlogger import __version__
-from smartlogger.api import errors, webapp
-from smartlogger.api.auth import RateLimiter, TokenCache, check_endpoint_guarded
+from smartlogger.api import docs_page, errors, webapp
+from smartlogger.api.auth import TokenCache, check_endpoint_guarded, make_limiter
 from smartlogger.api.db import Database
 from smartlogger.api.filestore import LocalFileStore, StoreSettings
 from smartlogger.api.health import StoreHealth
@@ -57,7 +67,14 @@ _ENV = ("DATA_DIR", "DATABASE_URL", "DB_SCHEMA", "FILES_DIR", "SERVER_KEY_PATH",
         "RATE_LIMIT_PER_MINUTE", "MAX_CONTENT_LENGTH", "AUTH_CACHE_SECONDS", "PROXY_FIX",
         "CHECK_IDLE_SECONDS", "CHECK_MAX_DELAY_SECONDS", "DB_PING_AFTER_IDLE_SECONDS", "TRUST_FILE",
         "STORE", "STORE_TIMEOUT_SECONDS", "STORE_CONNECT_TIMEOUT_SECONDS", "STORE_ATTEMPTS",
-        "JOB_STORE_PATIENCE_SECONDS", "SERVER_KEY", "RQ_QUEUE")
+        "JOB_STORE_PATIENCE_SECONDS", "SERVER_KEY", "RQ_QUEUE",
+        "AUTH_FAILURES_PER_MINUTE", "JOB_LEASE_SECONDS", "RATE_LIMIT_STORAGE_URL")
+#: The companion app's policy (as its index.html's meta element) plus what only a header can say.
+APP_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+           "connect-src 'self' https:; worker-src 'self'; manifest-src 'self'; object-src 'none'; "
+           "base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+#: API answers are data, never a document: nothing may load, nothing may frame them.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
 class SmartLoggerApi(Api):  # type: ignore[misc]
@@ -104,6 +121,7 @@ def _config(overrides: dict[str, Any] | None) -> dict[str, Any]:
     cfg["RATE_LIMIT_PER_MINUTE"] = int(cfg.get("RATE_LIMIT_PER_MINUTE", 600))
     cfg["AUTH_CACHE_SECONDS"] = float(cfg.get("AUTH_CACHE_SECONDS", 5))
     cfg["PROXY_FIX"] = int(cfg.get("PROXY_FIX") or 0)
+    cfg["AUTH_FAILURES_PER_MINUTE"] = int(cfg.get("AUTH_FAILURES_PER_MINUTE", 30))
     cfg.setdefault("CORS_ORIGIN", None)
     cfg.setdefault("REDIS_URL", None)
     cfg.setdefault("MIGRATE_ON_START", True)
@@ -111,8 +129,8 @@ def _config(overrides: dict[str, Any] | None) -> dict[str, Any]:
     cfg.update({
         "API_TITLE": "smartlogger API", "API_VERSION": __version__, "OPENAPI_VERSION": "3.0.3",
         "OPENAPI_URL_PREFIX": "/api", "OPENAPI_JSON_PATH": "openapi.json",
-        "OPENAPI_SWAGGER_UI_PATH": "docs",
-        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # /api/docs is docs_page's (assets from this server, with SRI), not flask-smorest's CDN page.
+        "OPENAPI_SWAGGER_UI_PATH": None,
         "API_SPEC_OPTIONS": {
             "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearer": []}],
@@ -164,8 +182,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["smartlogger_tokencache"] = TokenCache(float(app.config["AUTH_CACHE_SECONDS"]))
     app.extensions["smartlogger_logger_ids"] = {}  # services.LoggerIds: (org id, serial) -> logger id
     app.extensions["smartlogger_trust"] = _trust(app.config)
-    app.extensions["smartlogger_ratelimit"] = RateLimiter(app.config["RATE_LIMIT_PER_MINUTE"],
-                                                          app.config["REDIS_URL"])
+    app.extensions["smartlogger_limiter"] = make_limiter(app)
     app.extensions["smartlogger_jobs"] = runner = make_runner(app)
     if isinstance(runner, ThreadRunner):
         recover(app)
@@ -184,6 +201,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Cache-Control", "no-store")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("X-Frame-Options", "DENY")  # for browsers without frame-ancestors
+        resp.headers.setdefault("Content-Security-Policy",
+                                API_CSP if request.path.startswith("/api/") else APP_CSP)
         # CORS only for the companion app's own origin; any other origin gets no CORS headers.
         if origin and request.headers.get("Origin") == origin:
             resp.headers["Access-Control-Allow-Origin"] = origin
@@ -201,6 +221,33 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             return errors.error_response(403, "forbidden", "cross-origin requests are not allowed")
         return Response(status=204)
 
+    @app.before_request
+    def _bounded_body() -> None:
+        """A chunked body (no Content-Length) over ``MAX_CONTENT_LENGTH`` is a 413 too.
+
+        werkzeug stops reading such a stream at the limit without an error, so the truncated body
+        would reach the view (an upload would then be a 422 "truncated logfile"). Read it here, up
+        to one byte past the limit, and hand the view the bytes with their length.
+        """
+        env = request.environ
+        if request.content_length is not None or "wsgi.input_terminated" not in env:
+            return
+        limit = int(app.config["MAX_CONTENT_LENGTH"])
+        raw = env["wsgi.input"]
+        body = bytearray()
+        while len(body) <= limit:
+            chunk = raw.read(min(1 << 16, limit + 1 - len(body)))
+            if not chunk:
+                break
+            body += chunk
+        if len(body) > limit:
+            raise RequestEntityTooLarge()
+        env["wsgi.input"] = io.BytesIO(bytes(body))
+        env["CONTENT_LENGTH"] = str(len(body))
+        del env["wsgi.input_terminated"]
+        env.pop("HTTP_TRANSFER_ENCODING", None)  # else werkzeug ignores the Content-Length
+
     app.before_request(check_endpoint_guarded)
     webapp.register(app)
+    docs_page.register(app)
     return app

@@ -2,9 +2,14 @@
 
 Owns bearer tokens (``slt_`` + 32 random bytes, URL-safe; only the SHA-256 is
 stored; expiring; revocable), the role order viewer < technician < admin, the
-``require(role)`` decorator every API view carries, and the per-token rate limit
-(fixed one-minute windows; in Redis when ``REDIS_URL`` is set so all workers
-share it, else per process).
+``require(role)`` decorator every API view carries, and throttling with Flask-Limiter
+(``make_limiter``; counted in Redis when ``REDIS_URL`` is set so all workers share the
+counts, else per process):
+
+- failed authentications per client address (``AUTH_FAILURES_PER_MINUTE``): only answers 401
+  count, and once an address is over the limit every request from it is answered 429 before
+  its token is looked up (no database work for a token-guessing client);
+- requests per token (``RATE_LIMIT_PER_MINUTE``), counted once the token is known good.
 
 Fail closed: ``check_endpoint_guarded`` (a ``before_request`` hook) refuses any
 ``/api`` endpoint whose view lacks ``require`` unless it is in ``PUBLIC_ENDPOINTS``.
@@ -22,20 +27,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-from flask import current_app, g, request
+from flask import Flask, Response, current_app, g, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from limits import RateLimitItemPerMinute
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from smartlogger.api.db import database
-from smartlogger.api.errors import ApiError
+from smartlogger.api.errors import ApiError, error_response
 from smartlogger.api.models import ROLES, ApiToken, User, utcnow
 
 TOKEN_PREFIX = "slt_"
 DEFAULT_TOKEN_DAYS = 90
 #: Endpoints reachable without a token (the API description and the liveness probe).
 PUBLIC_ENDPOINTS = frozenset({
-    "api-docs.openapi_json", "api-docs.openapi_swagger_ui", "api-docs.openapi_redoc",
-    "api-docs.openapi_rapidoc", "health.health", "static", "app_index", "app_static", "app_redirect", "root",
+    "api-docs.openapi_json", "docs_page", "docs_asset", "health.health", "static", "app_index",
+    "app_static", "app_redirect", "root",
 })
 
 P = ParamSpec("P")
@@ -85,41 +93,49 @@ def current() -> Principal:
     return p
 
 
-class RateLimiter:
-    """``limit`` requests per token per minute window; 0 disables."""
+def make_limiter(app: Flask) -> Limiter:
+    """Flask-Limiter for this app: failed authentications per client address (the default limit,
+    deducted only for 401 answers) and the store the per-token limit counts in."""
+    failures = int(app.config.get("AUTH_FAILURES_PER_MINUTE") or 0)
+    storage = app.config.get("RATE_LIMIT_STORAGE_URL") or app.config.get("REDIS_URL") or "memory://"
+    limiter = Limiter(
+        get_remote_address,  # the client address (behind a proxy: PROXY_FIX's X-Forwarded-For)
+        app=app,
+        storage_uri=storage,
+        strategy="fixed-window",
+        key_prefix="smartlogger",
+        default_limits=[f"{failures} per minute"] if failures else [],
+        default_limits_deduct_when=lambda resp: resp.status_code == 401,
+        headers_enabled=False,  # Retry-After is set on our own 429 answers (``_throttled``)
+        swallow_errors=True,  # a Redis outage must not take the API down: limits then lapse
+        in_memory_fallback_enabled=True,
+        on_breach=_throttled,
+    )
+    return limiter
 
-    def __init__(self, limit: int, redis_url: str | None = None) -> None:
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[int, int], int] = {}
-        self._redis: Any = None
-        if redis_url and limit:
-            import redis  # lazy: the optional Redis back end, only when a shared limit is configured
 
-            self._redis = redis.Redis.from_url(redis_url)
+def _throttled(limit: Any) -> Response:
+    """The 429 answer when a client address is over its failed-authentication limit."""
+    reset = getattr(limit, "reset_at", None)
+    wait = max(1, int(reset - time.time())) if reset else 60
+    return error_response(429, "rate_limited", "too many failed authentications from this address; "
+                          "wait before retrying", headers={"Retry-After": str(wait)})
 
-    def hit(self, token_id: int) -> int | None:
-        """Count one request; returns seconds to wait if over the limit, else None."""
-        if not self.limit:
-            return None
-        now = time.time()
-        window = int(now // 60)
-        if self._redis is not None:
-            key = f"smartlogger:rl:{token_id}:{window}"
-            pipe = self._redis.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            n = int(pipe.execute()[0])
-        else:
-            with self._lock:
-                k = (token_id, window)
-                n = self._counts.get(k, 0) + 1
-                self._counts[k] = n
-                if len(self._counts) > 10_000:  # drop old windows
-                    self._counts = {kk: v for kk, v in self._counts.items() if kk[1] >= window}
-        if n > self.limit:
-            return max(1, int(60 - now % 60))
+
+def _token_rate_limited(token_id: int) -> int | None:
+    """Count one request of a good token; seconds to wait if it is over ``RATE_LIMIT_PER_MINUTE``."""
+    per_minute = int(current_app.config.get("RATE_LIMIT_PER_MINUTE") or 0)
+    if not per_minute:
         return None
+    limiter: Limiter = current_app.extensions["smartlogger_limiter"]
+    item = RateLimitItemPerMinute(per_minute)
+    try:
+        if limiter.limiter.hit(item, "token", str(token_id)):
+            return None
+        reset = limiter.limiter.get_window_stats(item, "token", str(token_id)).reset_time
+    except Exception:  # the counter's store (Redis) is down: do not refuse requests for it
+        return None
+    return max(1, int(reset - time.time()))
 
 
 class TokenCache:
@@ -191,11 +207,10 @@ def _authenticate() -> Principal:
         cache.put(digest, p, expires)
     if expires <= utcnow():
         raise _unauthorized("token expired")
-    limiter: RateLimiter = current_app.extensions["smartlogger_ratelimit"]
-    wait = limiter.hit(p.token_id)
+    wait = _token_rate_limited(p.token_id)
     if wait is not None:
-        raise ApiError(429, "rate_limited", f"more than {limiter.limit} requests per minute on this token",
-                       headers={"Retry-After": str(wait)})
+        raise ApiError(429, "rate_limited", f"more than {current_app.config['RATE_LIMIT_PER_MINUTE']} "
+                       "requests per minute on this token", headers={"Retry-After": str(wait)})
     # From here on every ORM query of this request is limited to the caller's organisation.
     s.info["org_id"] = p.org_id
     if p.customer is not None:  # ...and, for a customer's viewer, to that customer's batteries

@@ -6,6 +6,10 @@ production). ``TenantSession`` carries the current organisation in
 ``TenantScoped`` table (``with_loader_criteria``): a view that forgets to filter
 still cannot read another tenant's rows. System code (jobs, the CLI) uses a
 session without ``org_id`` and sees everything.
+
+Also notes, per request, whether anything has been committed (``write_state``): a COMMIT sent
+(``"committing"``) or acknowledged (``"committed"``). The error handlers answer a lost database
+connection with 503 "nothing was written" only while it is None (``api.errors``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask, g, has_request_context
 from sqlalchemy import Engine, create_engine, event, exc, select
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
 
@@ -40,6 +44,35 @@ from smartlogger.api.models import (
 
 class TenantSession(Session):
     """A session that filters tenant-owned rows by ``info["org_id"]`` when it is set."""
+
+
+def write_state() -> str | None:
+    """What this request has committed: None (nothing), ``"committing"`` (a COMMIT or a
+    one-statement autocommit write was sent and not acknowledged) or ``"committed"``."""
+    if not has_request_context():
+        return None
+    state: str | None = g.get("_sl_write_state")
+    return state
+
+
+def note_write(state: str) -> None:
+    """Record ``"committing"`` / ``"committed"`` for this request (no-op outside a request).
+    ``"committed"`` is never downgraded: a later transaction cannot un-write an earlier one."""
+    if has_request_context() and g.get("_sl_write_state") != "committed":
+        g._sl_write_state = state
+
+
+def forget_committing() -> None:
+    """A write found not to have happened (``"committing"`` -> None; ``"committed"`` stays)."""
+    if has_request_context() and g.get("_sl_write_state") == "committing":
+        g._sl_write_state = None
+
+
+@event.listens_for(TenantSession, "after_commit")
+def _committed(session: Session) -> None:
+    if session.in_nested_transaction():  # a SAVEPOINT released: nothing is committed yet
+        return
+    note_write("committed")
 
 
 @event.listens_for(TenantSession, "do_orm_execute")
@@ -115,12 +148,26 @@ def make_engine(url: str, *, pool_size: int = 5, schema: str | None = None,
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+        _note_commits(engine)
         return engine
-    connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
+    # The application name tells an operator (pg_stat_activity) whose connection it is, and lets
+    # a test terminate exactly its own connections on a server others use too.
+    connect_args: dict[str, Any] = {"application_name": f"smartlogger:{schema or 'public'}"[:63]}
+    if schema:
+        connect_args["options"] = f"-csearch_path={schema}"
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args=connect_args,
                            **isolation)
     _ping_when_idle(engine, ping_after_idle_s)
+    _note_commits(engine)
     return engine
+
+
+def _note_commits(engine: Engine) -> None:
+    """Mark the request ``"committing"`` when a COMMIT goes to the server (``after_commit`` of the
+    session marks it ``"committed"``): a connection lost in between leaves the outcome unknown."""
+    @event.listens_for(engine, "commit")
+    def _commit(_conn: Any) -> None:
+        note_write("committing")
 
 
 def _ping_when_idle(engine: Engine, after_s: float) -> None:

@@ -9,6 +9,20 @@ library errors, unexpected exceptions) into::
 ``field`` is present when one input field is at fault (e.g. ``json.load`` or
 ``body``). Unexpected exceptions are logged with their traceback on the server
 and answered with a generic 500: no stack trace ever leaves the process.
+
+Honest status codes for faults of the machinery (docs/API.md, "Status codes"):
+
+- the database connection lost before anything of the request was committed: 503
+  ``unavailable`` with ``Retry-After`` (nothing was written, retry);
+- lost while committing, or after a commit of this request: 500 ``outcome_unknown`` (some of
+  it may have been written; the request's own idempotency, e.g. an upload's SHA-256, makes a
+  retry safe) - never a 503, whose promise is that nothing was written;
+- the database's or the file store's disk full: 507 ``insufficient_storage`` (nothing written);
+- the file store failing or unreachable: 503 ``store_unavailable`` with ``Retry-After``;
+- a stored blob missing or damaged: 500 ``blob_missing`` / ``blob_damaged`` (never served).
+
+Which of the first two applies is known from ``db.write_state()``: the database extension
+notes when a request's transaction starts to commit and when it has committed.
 """
 
 from __future__ import annotations
@@ -19,8 +33,9 @@ from typing import Any
 import marshmallow as ma
 from flask import Flask, Response, current_app, jsonify, request
 from sqlalchemy import exc
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from smartlogger.api.db import write_state
 from smartlogger.api.filestore import (
     BlobDamaged,
     BlobMissing,
@@ -39,6 +54,10 @@ _CODES: dict[int, str] = {
     415: "unsupported_media_type", 422: "validation", 429: "rate_limited", 500: "internal",
     503: "unavailable", 507: "insufficient_storage",
 }
+#: Seconds a client should wait before retrying after a 503 / 507.
+RETRY_AFTER_UNAVAILABLE = "1"
+RETRY_AFTER_STORE = "5"
+RETRY_AFTER_FULL = "60"
 
 
 class ApiError(SmartLoggerError):
@@ -99,6 +118,8 @@ def _first_field(messages: Any, prefix: str = "") -> tuple[str, str]:
 
 
 def http_exception_payload(error: HTTPException) -> Response:
+    if isinstance(error.response, Response) and (error.code or 500) < 500:
+        return error.response  # an answer built for it already (Flask-Limiter's on_breach, say)
     status = error.code or 500
     code = _CODES.get(status, "error")
     data = getattr(error, "data", None) or {}
@@ -112,6 +133,9 @@ def http_exception_payload(error: HTTPException) -> Response:
     message = data.get("message") or error.description or error.name
     if status == 405:
         message = "method not allowed on this resource"
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            # RFC 9110 15.5.6: a 405 lists the methods the resource supports.
+            headers.setdefault("Allow", ", ".join(sorted(set(error.valid_methods))))
     elif status == 404:
         message = "not found"
     elif status == 413:
@@ -121,10 +145,29 @@ def http_exception_payload(error: HTTPException) -> Response:
     return error_response(status, code, str(message), None, headers)
 
 
-def _database_unreachable(err: Exception) -> bool:
-    """A lost or refused database connection (not a bad statement): answered 503, not 500."""
+def database_full(err: BaseException) -> bool:
+    """The database cannot write for lack of disk space (PostgreSQL SQLSTATE 53100 ``disk_full``,
+    53400 ``configuration_limit_exceeded`` aside; SQLite ``SQLITE_FULL``)."""
+    if not isinstance(err, exc.DBAPIError):
+        return False
+    orig = err.orig
+    if getattr(orig, "pgcode", None) == "53100":
+        return True
+    return getattr(orig, "sqlite_errorcode", None) == 13  # SQLITE_FULL
+
+
+def database_unreachable(err: BaseException) -> bool:
+    """A lost or refused database connection (not a bad statement, not a full disk)."""
+    if database_full(err):
+        return False
     return isinstance(err, exc.DisconnectionError) or (
         isinstance(err, exc.DBAPIError) and (err.connection_invalidated or isinstance(err, exc.OperationalError)))
+
+
+def outcome_unknown(message: str = "the database connection was lost while this request was being "
+                                  "saved; it may or may not have been written: read it back, or retry "
+                                  "(uploads and creates with a client_key are idempotent)") -> Response:
+    return error_response(500, "outcome_unknown", message, headers={"Retry-After": RETRY_AFTER_UNAVAILABLE})
 
 
 def store_error_response(err: FileStoreError) -> Response:
@@ -163,6 +206,13 @@ def store_error_response(err: FileStoreError) -> Response:
 def register(app: Flask) -> None:
     """Install the handlers for non-HTTP exceptions (HTTP ones go through ``Api``)."""
 
+    @app.errorhandler(FileStoreError)
+    def _store_error(err: FileStoreError) -> Response:
+        if write_state() is not None and not isinstance(err, BlobMissing | BlobDamaged):
+            return outcome_unknown("the file store failed after part of this request was saved; "
+                                   "read it back, or retry")
+        return store_error_response(err)
+
     @app.errorhandler(ApiError)
     def _api_error(err: ApiError) -> Response:
         return error_response(err.status, err.code, err.message, err.field, err.headers)
@@ -181,18 +231,22 @@ def register(app: Flask) -> None:
         field = getattr(err, "field", None)
         return error_response(422, "validation" if field else "analysis", str(err), field)
 
-    @app.errorhandler(FileStoreError)
-    def _store_error(err: FileStoreError) -> Response:
-        return store_error_response(err)
-
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
         if isinstance(err, HTTPException):
             return http_exception_payload(err)
-        if _database_unreachable(err):
+        state = write_state()
+        if database_full(err) and state != "committed":
+            log.error("database disk full: %s", err)
+            return error_response(507, "insufficient_storage", "the server's database is out of disk "
+                                  "space; nothing was written, retry later",
+                                  headers={"Retry-After": RETRY_AFTER_FULL})
+        if database_unreachable(err):
             # The pool replaces broken connections (db._ping_when_idle); the client retries.
-            log.warning("database unavailable: %s", err)
-            return error_response(503, "unavailable", "the database is unavailable; retry shortly",
-                                  headers={"Retry-After": "1"})
+            log.warning("database unavailable (%s): %s", state or "nothing written", err)
+            if state is not None:  # committing or committed: a 503 would claim nothing was written
+                return outcome_unknown()
+            return error_response(503, "unavailable", "the database is unavailable; nothing was "
+                                  "written, retry shortly", headers={"Retry-After": RETRY_AFTER_UNAVAILABLE})
         log.exception("unhandled error")
         return error_response(500, "internal", "internal server error")

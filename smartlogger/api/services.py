@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -30,15 +32,17 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, bindparam, func, insert, literal_column, or_, select, update
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.orm import Session
 
 from smartlogger.analysis.analyze import analyze_test
 from smartlogger.analysis.inputs import TestMetadata, metadata_from_values
 from smartlogger.analysis.loading import load_test_files
 from smartlogger.analysis.results import TestResult
-from smartlogger.api.errors import ApiError, NotFound
+from smartlogger.api.db import forget_committing, note_write
+from smartlogger.api.errors import ApiError, NotFound, database_unreachable
 from smartlogger.api.filestore import FileStore
+from smartlogger.api.hygiene import check_logfile_text, storable
 from smartlogger.api.models import (
     AuditEvent,
     CapacityTest,
@@ -70,6 +74,10 @@ from smartlogger.logfile.custody import (
 )
 from smartlogger.logfile.custody import after as custody_after
 
+log = logging.getLogger("smartlogger.api")
+#: How long an upload whose one-statement INSERT lost its connection looks for its own row
+#: before it gives up (then: 500 outcome_unknown; a retry of the same bytes is answered 200).
+SETTLE_S = 3.0
 #: First bytes of every logfile we accept (2.x container, generation-1 file).
 LOGFILE_MAGICS: tuple[bytes, ...] = (b"\x89SLOG\r\n\x1a", b"SLG1")
 REPORT_KIND = "xlsx"
@@ -78,7 +86,8 @@ REPORT_KIND = "xlsx"
 def _audit_values(org_id: int, user_id: int | None, action: str, object_type: str, object_id: int | None, *,
                   sha256: str | None = None, remote_addr: str = "", detail: str = "") -> dict[str, Any]:
     return {"org_id": org_id, "user_id": user_id, "action": action, "object_type": object_type,
-            "object_id": object_id, "sha256": sha256, "remote_addr": remote_addr[:64], "detail": detail}
+            "object_id": object_id, "sha256": sha256, "remote_addr": storable(remote_addr, 64),
+            "detail": storable(detail)}
 
 
 def audit(session: Session, org_id: int, user_id: int | None, action: str, object_type: str,
@@ -153,6 +162,11 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
         if existing is None:
             raise
         return _duplicate(session, existing, test, who), False
+    bad_text = check_logfile_text(lf)
+    if bad_text is not None:
+        # The same answer on SQLite and PostgreSQL (which cannot store a NUL), before anything is stored.
+        raise ApiError(422, "invalid_logfile", f"logfile header field {bad_text[0]} {bad_text[1]}",
+                       field="body")
     report = verify_logfile(lf, trust=trust if trust is not None else _trust())
     ident = lf.identity
     cache_key = (who.org_id, ident.serial)
@@ -207,18 +221,23 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
         # organisation already has (ON CONFLICT DO NOTHING: the duplicate is answered below).
         if session.in_transaction():
             session.commit()
-        try:
-            with autocommit.connect() as conn:
-                ids = conn.execute(_INSERT_UPLOAD_PG, {
-                    **_prefixed("lf_", values), **_prefixed("au_", audit_values), **_prefixed("job_", job_values),
-                    "au_at": now, "job_created_at": now}).first()
-        except IntegrityError:  # not a duplicate (that is DO NOTHING): e.g. the test was deleted meanwhile
-            raise _conflict() from None
+        ids = _insert_upload(session, autocommit, {
+            **_prefixed("lf_", values), **_prefixed("au_", audit_values), **_prefixed("job_", job_values),
+            "au_at": now, "job_created_at": now}, who.org_id, digest, now)
         if ids is None:
             return _answer_duplicate(session, digest, test, who), False
         logfile_id, job_id = ids
-        _keep_custody(session, who, logger_id, held, report, flags, logfile_id, digest)
-        session.commit()
+        # The logfile is stored; its logger's custody follows on the session's connection, which
+        # may be the one a database restart just cut: then once more on a new connection.
+        for attempt in (1, 2):
+            try:
+                _keep_custody(session, who, logger_id, held, report, flags, logfile_id, digest)
+                session.commit()
+                break
+            except (DBAPIError, DisconnectionError) as err:
+                session.rollback()
+                if attempt == 2 or not database_unreachable(err):
+                    raise
     else:
         # Three Core INSERTs on the session's connection (same transaction, one commit), statements
         # built once with the values as parameters (no ORM unit of work). Column defaults apply.
@@ -279,6 +298,65 @@ def _keep_custody(session: Session, who: Uploader, logger_id: int, held: LoggerC
     for f in flags:
         audit(session, who.org_id, who.user_id, f"custody_{f['kind']}", "logfile", logfile_id, sha256=digest,
               remote_addr=who.remote_addr, detail=f["message"][:2000])
+
+
+def _insert_upload(session: Session, autocommit: Engine, params: dict[str, Any], org_id: int, digest: str,
+                   now: Any) -> tuple[int, int] | None:
+    """Run ``_INSERT_UPLOAD_PG``: (logfile id, check job id), or None if the bytes were there.
+
+    The statement commits by itself. If the connection is lost while it runs, whether it
+    committed is found out by looking for the row (for up to ``SETTLE_S``): ours (its
+    ``uploaded_at`` is ``now``) is a success, absent means nothing was written (503 stays
+    true), and if the database cannot be asked the error stays, as ``outcome_unknown``.
+    """
+    conn = autocommit.connect()  # a failure here sent nothing: a plain 503
+    try:
+        note_write("committing")
+        row: Any
+        try:
+            row = conn.execute(_INSERT_UPLOAD_PG, params).first()
+        except IntegrityError:  # not a duplicate (that is DO NOTHING): e.g. the test was deleted meanwhile
+            forget_committing()
+            raise _conflict() from None
+        except (DBAPIError, DisconnectionError) as err:
+            if not database_unreachable(err):
+                forget_committing()
+                raise
+            settled = _settle_upload(autocommit, org_id, digest, now)
+            if settled is None:
+                raise
+            if settled == (0, 0):
+                forget_committing()
+                raise
+            log.warning("upload %s: connection lost during its INSERT, which had committed", digest[:12])
+            row = settled if settled[0] > 0 else None
+    finally:
+        conn.close()
+    note_write("committed")
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def _settle_upload(autocommit: Engine, org_id: int, digest: str, now: Any) -> tuple[int, int] | None:
+    """After a lost connection: (logfile id, job id) if our INSERT committed, (-1, -1) if another
+    upload of these bytes did, (0, 0) if there is no such row, None if the database stays away."""
+    job_t = cast(Table, Job.__table__)
+    query = (select(_LOGFILES.c.id, _LOGFILES.c.uploaded_at, job_t.c.id)
+             .outerjoin(job_t, (job_t.c.logfile_id == _LOGFILES.c.id) & (job_t.c.kind == "check"))
+             .where(_LOGFILES.c.org_id == org_id, _LOGFILES.c.sha256 == digest))
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        try:
+            with autocommit.connect() as conn:
+                found = conn.execute(query).first()
+        except (DBAPIError, DisconnectionError):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.2)
+            continue
+        if found is None:
+            return 0, 0
+        ours = found[1] is not None and abs((found[1] - now).total_seconds()) < 0.001
+        return (int(found[0]), int(found[2] or 0)) if ours else (-1, -1)
 
 
 def _conflict() -> ApiError:

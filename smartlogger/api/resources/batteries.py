@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from smartlogger.api.auth import current, require
+from smartlogger.api.hygiene import Blueprint
 from smartlogger.api.models import BatteryString, BatterySystem, BlockPosition, Logger, Site
 from smartlogger.api.resources.common import get, org_id, page, scoped, session
 from smartlogger.api.schemas import (

@@ -7,6 +7,8 @@ reported exactly like a missing one: 404, never 403.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app, request
@@ -20,6 +22,7 @@ from smartlogger.api.receipts import ServerKey
 from smartlogger.api.services import Uploader, get_in_org
 
 T = TypeVar("T")
+log = logging.getLogger("smartlogger.api")
 
 
 def session() -> TenantSession:
@@ -76,3 +79,20 @@ def logfile_out(lf: Logfile, created: bool = False) -> dict[str, Any]:
         or "")
     out["created"] = created
     return out
+
+
+def after_commit(what: str, fn: Callable[[], T]) -> T | None:
+    """Run follow-up work of a request whose own change is already committed (an upload's
+    analysis scheduling, say). If it fails (the database went away meanwhile), that is logged and
+    the request still gets its answer: it did what it was asked, and a 5xx would tell the client
+    otherwise (a 503 promises that nothing was written). What did not happen is picked up later
+    (the next upload to the test, ``POST /api/tests/{id}/analyse``)."""
+    try:
+        return fn()
+    except Exception:
+        log.warning("%s: could not run after the commit; left for later", what, exc_info=True)
+        try:
+            session().rollback()
+        except Exception:  # the connection is gone: nothing to roll back
+            log.debug("rollback after a failed follow-up failed too", exc_info=True)
+        return None

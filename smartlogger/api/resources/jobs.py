@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import fields
 
 from smartlogger.api.auth import require
+from smartlogger.api.hygiene import Blueprint
 from smartlogger.api.models import AuditEvent, Job
 from smartlogger.api.resources.common import get, page, scoped, server_key
 from smartlogger.api.schemas import AuditSchema, JobSchema, PageArgs, ServerKeySchema

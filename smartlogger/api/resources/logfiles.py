@@ -17,15 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, request
-from flask_smorest import Blueprint
 from marshmallow import fields
 
 from smartlogger.api.auth import current, require
 from smartlogger.api.db import database
 from smartlogger.api.errors import ApiError
+from smartlogger.api.hygiene import Blueprint
 from smartlogger.api.models import CapacityTest, Logfile, Logger
 from smartlogger.api.queue import submit_check
 from smartlogger.api.resources.common import (
+    after_commit,
     files,
     get,
     logfile_out,
@@ -110,9 +111,14 @@ def upload(args: dict[str, Any]) -> Any:
                                   on_check_job=lambda job_id: submit_check(app, job_id),
                                   autocommit=upload_engine(app), trust=trust())
     if row.test_id is not None:
-        t = session().get(CapacityTest, row.test_id)
-        if t is not None:
-            schedule_if_complete(t)
+        test_id = row.test_id
+
+        def schedule() -> None:
+            t = session().get(CapacityTest, test_id)
+            if t is not None:
+                schedule_if_complete(t)
+
+        after_commit(f"upload {row.sha256[:12]}: schedule test {test_id}", schedule)
     return logfile_out(row, created), 201 if created else 200
 
 

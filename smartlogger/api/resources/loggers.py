@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
-from flask_smorest import Blueprint
 from sqlalchemy.exc import IntegrityError
 
 from smartlogger.api.auth import current, require
 from smartlogger.api.errors import ApiError
+from smartlogger.api.hygiene import Blueprint
 from smartlogger.api.models import Logger
 from smartlogger.api.resources.common import get, org_id, page, scoped, session
 from smartlogger.api.schemas import LoggerKindSchema, LoggerSchema, PageArgs

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from smartlogger.api.auth import current, require
 from smartlogger.api.errors import NotFound
+from smartlogger.api.hygiene import Blueprint
 from smartlogger.api.models import Organisation, User
 from smartlogger.api.resources.common import session
 from smartlogger.api.schemas import MeSchema, OrganisationPatchSchema, OrganisationSchema

@@ -16,7 +16,6 @@ from collections import OrderedDict
 from typing import Any, cast
 
 from flask import Response, current_app, request, url_for
-from flask_smorest import Blueprint
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
@@ -24,6 +23,7 @@ from smartlogger.api import queue as jobq
 from smartlogger.api.auth import current, require
 from smartlogger.api.db import database
 from smartlogger.api.errors import ApiError, NotFound
+from smartlogger.api.hygiene import Blueprint
 from smartlogger.api.models import BatteryString, CapacityTest, Job, Report, Result
 from smartlogger.api.resources.common import (
     files,

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 from sqlalchemy.exc import IntegrityError
 
 from smartlogger.api.auth import TokenCache, current, issue_token, require
 from smartlogger.api.errors import ApiError, Forbidden, NotFound
+from smartlogger.api.hygiene import Blueprint
 from smartlogger.api.models import ApiToken, User, utcnow
 from smartlogger.api.resources.common import get, org_id, page, scoped, session
 from smartlogger.api.schemas import (
