@@ -220,7 +220,15 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
         # connection. It writes all three rows or none (one statement), and nothing for bytes the
         # organisation already has (ON CONFLICT DO NOTHING: the duplicate is answered below).
         if session.in_transaction():
-            session.commit()
+            try:
+                session.commit()
+            except (DBAPIError, DisconnectionError) as err:
+                # Only the logger's row can have been in this commit: an idempotent side record
+                # (the retry finds or makes it again), not the upload. The upload is not written.
+                session.rollback()
+                if database_unreachable(err):
+                    forget_committing()
+                raise
         ids = _insert_upload(session, autocommit, {
             **_prefixed("lf_", values), **_prefixed("au_", audit_values), **_prefixed("job_", job_values),
             "au_at": now, "job_created_at": now}, who.org_id, digest, now)
