@@ -16,14 +16,35 @@ public ``listen()`` and is only slower.
 
 from __future__ import annotations
 
+import importlib
+import threading
 import time
+from types import ModuleType
 from typing import Any
 
 from smartlogger.compat import require
 
 NFCPY_VERSION = require("nfcpy", "1.0.4", "1.1")
 
-__all__ = ["NFCPY_VERSION", "listen_on_bound_socket"]
+__all__ = ["NFCPY_VERSION", "listen_on_bound_socket", "load_nfcpy"]
+
+#: nfcpy's modules we use, imported together (the udp driver is what ``udp:`` paths open).
+_MODULES = ("nfc", "nfc.clf", "nfc.clf.udp", "nfc.tag", "nfc.tag.tt2", "nfc.tag.tt2_nxp")
+_import_lock = threading.Lock()
+
+
+def load_nfcpy() -> ModuleType:
+    """nfcpy's ``nfc`` package, with its reader, udp driver and Type 2 tag modules imported.
+
+    Two threads importing nfcpy for the first time at once (the tag emulator's thread and the
+    reader's) can deadlock inside its circular imports; Python then hands one of them a partly
+    initialised ``nfc`` ("module 'nfc' has no attribute 'ContactlessFrontend'"). Every import of
+    nfcpy in smartlogger goes through here, one thread at a time. Raises ImportError as import
+    does."""
+    with _import_lock:
+        for name in _MODULES:
+            importlib.import_module(name)
+        return importlib.import_module("nfc")
 
 
 def listen_on_bound_socket(clf: Any, target: Any, timeout_s: float) -> Any:

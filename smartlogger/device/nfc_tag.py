@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from smartlogger.compat.nfcpy import listen_on_bound_socket
+from smartlogger.compat.nfcpy import listen_on_bound_socket, load_nfcpy
 from smartlogger.device.firmware import Logger
 from smartlogger.errors import ConfigError, TransportError
 from smartlogger.model import Generation, LoggerConfig, LoggerIdentity, gen1_config
@@ -570,7 +570,7 @@ def _single_cfg_payload(message: bytes) -> bytes | None:
 
 
 def _local_target(tag: LoggerTag) -> Any:
-    import nfc.clf  # lazy: nfcpy only when a tag is put on a radio (the tag model runs without it)
+    nfc = load_nfcpy()  # lazy: nfcpy only when a tag is put on a radio (the tag model runs without it)
 
     target = nfc.clf.LocalTarget("106A")
     target.sens_res = bytearray.fromhex("4400")
@@ -611,7 +611,7 @@ class TagEmulator:
     def serve(self) -> int:
         """Serve until the presentations run out or ``stop()``; returns presentations served."""
         try:
-            import nfc  # lazy: nfcpy only when the emulator serves (an ImportError is reported)
+            nfc = load_nfcpy()  # lazy: nfcpy only when the emulator serves (an ImportError is reported)
 
             clf = nfc.ContactlessFrontend(self.path)
         except (OSError, ImportError) as err:
@@ -650,7 +650,7 @@ class TagEmulator:
 
     def _session(self, clf: Any, tag: LoggerTag, target: Any) -> bool:
         """Answer commands until RF off. True if this ended the presentation."""
-        import nfc.clf  # lazy: see serve()
+        nfc = load_nfcpy()  # lazy: see serve()
 
         cmd = target.tt2_cmd
         last_cmd = time.monotonic()

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from smartlogger.compat.nfcpy import load_nfcpy
 from smartlogger.errors import TransportError
 from smartlogger.field.profiles import Profile, describe_thresholds
 from smartlogger.model import Generation, LoggerConfig
@@ -87,9 +88,7 @@ class Type2Link:
 
     def __init__(self, tag: Any, *, timeout_s: float = COMMAND_TIMEOUT_S,
                  cut_after: int | None = None) -> None:
-        # Lazy: nfcpy (and its USB stack) is imported only once a reader is used.
-        import nfc.tag.tt2
-        import nfc.tag.tt2_nxp
+        nfc = load_nfcpy()  # lazy: nfcpy (and its USB stack) only once a reader is used
 
         if not isinstance(tag, nfc.tag.tt2.Type2Tag):
             raise NotALoggerError(f"{tag} is not an NFC Forum Type 2 tag")
@@ -111,7 +110,7 @@ class Type2Link:
         return bytes(self.tag.identifier).hex().upper()
 
     def _send(self, frame: bytes, what: str) -> bytes:
-        import nfc.tag  # lazy: nfcpy only once a reader is used
+        nfc = load_nfcpy()  # lazy: nfcpy only once a reader is used
 
         if self.cut_after is not None and self.counters.commands >= self.cut_after:
             raise TagLostError(f"field removed before command {self.counters.commands} ({what})")
@@ -369,7 +368,7 @@ def format_offset(ms: int) -> str:
 
 def open_reader(path: str) -> Any:
     """``nfc.ContactlessFrontend`` on ``usb``, ``tty:...`` or ``udp:HOST:PORT``."""
-    import nfc  # lazy: nfcpy (and its USB stack) only when a reader is opened
+    nfc = load_nfcpy()  # lazy: nfcpy (and its USB stack) only when a reader is opened
 
     try:
         return nfc.ContactlessFrontend(path)
@@ -396,9 +395,7 @@ POLL_INTERVAL_S = 0.05
 
 def sense_tag(clf: Any) -> tuple[Any, bytes | None]:
     """One RF poll for a Type A tag: ``(activated tag or None, UID seen or None)``."""
-    # Lazy: nfcpy only once a reader is used.
-    import nfc.clf
-    import nfc.tag
+    nfc = load_nfcpy()  # lazy: nfcpy only once a reader is used
 
     target = clf.sense(nfc.clf.RemoteTarget("106A"), iterations=1)
     if target is None or target.sdd_res is None:
