@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import re
 import sys
@@ -29,8 +30,11 @@ from smartlogger.compat import UnsupportedDependency, require
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPAT = ROOT / "smartlogger" / "compat"
-sys.path.insert(0, str(ROOT / "scripts"))
-refresh = importlib.import_module("refresh_constraints")
+_spec = importlib.util.spec_from_file_location("refresh_constraints", ROOT / "scripts" / "refresh_constraints.py")
+assert _spec is not None and _spec.loader is not None
+refresh = importlib.util.module_from_spec(_spec)  # scripts/ stays off sys.path
+sys.modules[_spec.name] = refresh
+_spec.loader.exec_module(refresh)
 
 #: import name -> distribution, for every dependency whose internals we adapt.
 HOOKED = {"bleak": "bleak", "bumble": "bumble", "nfc": "nfcpy", "openpyxl": "openpyxl"}

@@ -6,9 +6,11 @@ are the issue's (benchmarks/validation.py reports the same numbers, with the rea
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -16,8 +18,20 @@ import pytest
 from smartlogger.analysis.analyze import analyze_test
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCH))
-import validation  # noqa: E402  (benchmarks/ is not a package)
+
+
+def _load_benchmark(name: str) -> ModuleType:
+    """benchmarks/NAME.py as a module, without putting benchmarks/ on sys.path (its nfc.py would
+    shadow nfcpy for the rest of the test run)."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+validation = _load_benchmark("validation")
 
 TRUTH = json.loads((validation.DATA / "truth.json").read_text(encoding="utf-8"))
 

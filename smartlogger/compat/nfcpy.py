@@ -36,15 +36,19 @@ _import_lock = threading.Lock()
 def load_nfcpy() -> ModuleType:
     """nfcpy's ``nfc`` package, with its reader, udp driver and Type 2 tag modules imported.
 
-    Two threads importing nfcpy for the first time at once (the tag emulator's thread and the
-    reader's) can deadlock inside its circular imports; Python then hands one of them a partly
-    initialised ``nfc`` ("module 'nfc' has no attribute 'ContactlessFrontend'"). Every import of
-    nfcpy in smartlogger goes through here, one thread at a time. Raises ImportError as import
-    does."""
+    Every import of nfcpy in smartlogger goes through here: one place that names the modules we
+    use, after the version check above, one thread at a time (the tag emulator's thread and the
+    reader's thread start at once). Raises ImportError as import does, also when another module
+    named ``nfc`` shadows nfcpy (a test suite once put ``benchmarks/``, which has an ``nfc.py``,
+    first on ``sys.path``)."""
     with _import_lock:
-        for name in _MODULES:
+        nfc = importlib.import_module("nfc")
+        if not hasattr(nfc, "__path__"):  # e.g. a folder on sys.path with an nfc.py in it
+            raise ImportError(f"'nfc' is {getattr(nfc, '__file__', nfc)!r}, not nfcpy: "
+                              "something on sys.path shadows the nfcpy package")
+        for name in _MODULES[1:]:
             importlib.import_module(name)
-        return importlib.import_module("nfc")
+        return nfc
 
 
 def listen_on_bound_socket(clf: Any, target: Any, timeout_s: float) -> Any:
