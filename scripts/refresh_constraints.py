@@ -5,7 +5,7 @@ What it does (docs/DEPENDENCIES.md):
 
 1. makes a throwaway virtual environment (no system packages) and installs
    ``pip install --upgrade -e '.[dev]'`` into it: the newest releases pyproject.toml allows;
-2. runs the checks in it: ``ruff check smartlogger tests benchmarks``, ``mypy smartlogger`` and
+2. runs the checks in it: ``ruff check smartlogger tests benchmarks scripts``, ``mypy smartlogger`` and
    the whole test suite (``SMARTLOGGER_TEST_DATABASE_URL`` is passed on, so PostgreSQL is
    tested when it is set);
 3. only if everything passed, rewrites constraints.txt with the exact versions installed,
@@ -118,7 +118,7 @@ def refresh(venv: Path) -> None:
     python = str(bin_dir / "python")
     _run("install the newest allowed releases",
          [python, "-m", "pip", "install", "-q", "--upgrade", "-e", f".[{','.join(EXTRAS)}]"], env)
-    _run("lint", [python, "-m", "ruff", "check", "smartlogger", "tests", "benchmarks"], env)
+    _run("lint", [python, "-m", "ruff", "check", "smartlogger", "tests", "benchmarks", "scripts"], env)
     _run("types", [python, "-m", "mypy", "smartlogger"], env)
     # Every test but the one that compares the environment with constraints.txt: the environment
     # is the new one on purpose; that test runs once the new file is written.

@@ -5,8 +5,10 @@ The module starts ``smartlogger serve`` on a free loopback port with a temporary
 creates the organisation, user and token with the API's admin functions, builds a site -> system
 -> string -> capacity test through the API and uploads simulated, signed logfiles (firmware model +
 logfile writer) whose thresholds give green, yellow and red blocks. The tests then use the app as
-a technician would and compare what it shows with the API's own answers. Screenshots of the main
-views are saved to docs/img/app_*.png (shown in docs/APP.md).
+a technician would and compare what it shows with the API's own answers. The main views are
+photographed on every run (and checked to fit the phone); they replace docs/img/app_*.png (shown
+in docs/APP.md) only when asked, so an ordinary run leaves the tree as it was:
+``SMARTLOGGER_UPDATE_SCREENSHOTS=1 python -m pytest tests/test_app_browser.py``.
 
 The tests run in file order and share one browser context (sign-in once, the service worker
 installed once), as the app is used on one phone.
@@ -38,6 +40,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 PHONE = {"width": 390, "height": 844}  # CSS px, a common phone viewport
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+#: Write the screenshots over docs/img/app_*.png (the documentation's images) only when asked.
+UPDATE_SCREENSHOTS = os.environ.get("SMARTLOGGER_UPDATE_SCREENSHOTS") == "1"
 # Severity -> block background in app.css (--green-bg, --yellow-bg, --red-bg), as computed RGB.
 BACKGROUND = {"green": "rgb(215, 240, 222)", "yellow": "rgb(255, 241, 168)", "red": "rgb(249, 211, 208)"}
 WARNING_STROKE, ALARM_STROKE = "#d35400", "#c0392b"  # chart.js COLOURS: orange, red
@@ -243,12 +247,16 @@ def page(browser: Any, live: Live) -> Iterator[Any]:
 
 
 def shot(page: Any, name: str, at: str | None = None) -> None:
-    """Save what the phone's screen shows (the viewport), scrolled to ``at`` if given."""
-    IMG.mkdir(parents=True, exist_ok=True)
+    """Photograph what the phone's screen shows (the viewport), scrolled to ``at`` if given;
+    saved as docs/img/app_NAME.png with SMARTLOGGER_UPDATE_SCREENSHOTS=1."""
     if at:
         page.locator(at).scroll_into_view_if_needed()
         page.evaluate("sel => document.querySelector(sel).scrollIntoView({block: 'start'})", at)
-    page.screenshot(path=str(IMG / f"app_{name}.png"))
+    png = page.screenshot()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", name
+    if UPDATE_SCREENSHOTS:
+        IMG.mkdir(parents=True, exist_ok=True)
+        (IMG / f"app_{name}.png").write_bytes(png)
     # Mobile-first: no view may be wider than the phone (no sideways scrolling).
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
 
