@@ -44,10 +44,14 @@ def nfc() -> None:
 @click.option("--rated-ah", default=None, type=float, help="Override the profile's rated capacity, Ah.")
 @click.option("--timeout", "timeout_s", default=None, type=SECONDS,
               help="Give up after this long, e.g. 120 or 5min (a bare number is seconds).")
+@click.option("--kit-key", "kit_key_file", default=None, envvar="SMARTLOGGER_KIT_KEY",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Give each logger this kit key for its live adverts (made if the file does "
+                   "not exist; 'test watch --kit-key' reads them). Env SMARTLOGGER_KIT_KEY.")
 @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON instead of a live list.")
 def program(profile_spec: str, device: str | None, site_dir: Path | None, count: int,
             start_position: int, test_id: str, label_prefix: str, rated_ah: float | None,
-            timeout_s: float | None, as_json: bool) -> None:
+            timeout_s: float | None, kit_key_file: Path | None, as_json: bool) -> None:
     """Wait for taps and program each logger with PROFILE; tap order numbers the blocks."""
     # Lazy: only this command needs these (the other commands start without them).
     from smartlogger.field.nfc import KitSession, Outcome, phone_clock_ms, render_kit
@@ -56,9 +60,18 @@ def program(profile_spec: str, device: str | None, site_dir: Path | None, count:
     profile = load_profile(profile_spec, rated_ah=rated_ah)
     if len(test_id.encode()) > 32:
         raise ConfigError("test_id", "test id is longer than 32 bytes")
+    kit_key = None
+    if kit_key_file is not None:
+        from smartlogger.field.kitkey import ensure_kit_key  # lazy: only with --kit-key
+
+        kit_key, made = ensure_kit_key(kit_key_file)
+        if made:
+            click.echo(f"made a new kit key (id {kit_key.key_id}) in {kit_key_file}: keep it like a "
+                       "password", err=True)
     with _reader(device, site_dir) as (reader, clock):
         session = KitSession(profile, count=count, start_position=start_position, test_id=test_id,
-                             label_prefix=label_prefix, clock=clock or phone_clock_ms)
+                             label_prefix=label_prefix, clock=clock or phone_clock_ms,
+                             kit_key=kit_key)
         if as_json:
             session.run(reader, timeout_s=timeout_s)
             click.echo(json.dumps(session.to_json(), indent=2))

@@ -28,6 +28,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from smartlogger.device.beacon import LiveBeacon, LiveSource
 from smartlogger.device.clock import Rtc
 from smartlogger.device.sensors import Sensor, SignalSource
 from smartlogger.device.store import LogStore, MemoryStore
@@ -49,6 +50,7 @@ from smartlogger.model import (
     Side,
     gen1_config,
 )
+from smartlogger.protocol.live import KitKey, LiveAdvert
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -206,6 +208,7 @@ class Logger:
         seed: int = 0,
         config_seq: int = 0,
         power_on_s: float = 0.0,
+        beacon: LiveBeacon | None = None,
     ) -> None:
         if identity.generation is Generation.GEN1:
             fixed = gen1_config(config.rated_ah)
@@ -226,6 +229,9 @@ class Logger:
             raise ConfigRejected("block_type", "sensor and configuration are for different block classes")
         self.source = source
         self.seed = seed
+        # The live adverts' key store (kit key, last tap, sequence reservation): it survives
+        # a power loss, so a logger that boots again is given the same one.
+        self.beacon = beacon if beacon is not None else LiveBeacon()
 
         if power_on_s < 0 or not math.isfinite(power_on_s):
             raise SimulationError(f"power-on time {power_on_s!r} s must be a finite time >= 0")
@@ -306,7 +312,31 @@ class Logger:
         self._flush_pending()
         old = self.rtc.set(new_ms, self._true_s)
         self._append(ClockSet(old, int(new_ms)))
+        self.beacon.tapped(self.now_ms())
         return old
+
+    # ------------------------------------------------------------------ live adverts
+
+    @property
+    def live_key_id(self) -> int:
+        """The id of the kit key the live adverts are sealed with (0: none)."""
+        return self.beacon.key_id
+
+    def set_live_key(self, key: KitKey) -> None:
+        """An NFC tap gave the kit key of the live adverts (``protocol.live``)."""
+        self.beacon.provision(key, self.now_ms())
+
+    def live_advert(self) -> LiveAdvert | None:
+        """The live advert of the newest sample (None without a kit key or a sample)."""
+        st = self.status()
+        volt_alarm = any(q is Quantity.VOLTAGE and lv is Level.ALARM for q, _, lv in st.active)
+        return self.beacon.advert(LiveSource(
+            st.last_sample_ms, st.last_mv or 0, st.last_dc or 0, st.mode == "discharge",
+            volt_alarm, st.warning, self.config.block_position, self.config.test_id))
+
+    def live_interval_ms(self) -> int:
+        """The live adverts' interval now (fast in a discharge, slow on float)."""
+        return self.beacon.interval_ms(self._detect is _Detect.DISCHARGE)
 
     def status(self) -> LoggerStatus:
         last_ms = self._dev_ms(self._last[0]) if self._last else None
@@ -391,7 +421,8 @@ class Logger:
 
     @classmethod
     def resume(cls, identity: LoggerIdentity, snapshot: dict[str, Any], *, store: LogStore,
-               sensor: Sensor, source: SignalSource | None = None, seed: int = 0) -> Logger:
+               sensor: Sensor, source: SignalSource | None = None, seed: int = 0,
+               beacon: LiveBeacon | None = None) -> Logger:
         """The logger as ``snapshot`` left it, on ``store``: nothing is logged (no power-on).
 
         Raises ``SimulationError`` for a snapshot this firmware cannot read.
@@ -411,6 +442,7 @@ class Logger:
             self.sensor = sensor
             self.source = source
             self.seed = seed
+            self.beacon = beacon if beacon is not None else LiveBeacon()
             self._set_grid(config)
             self._true_s = float(snapshot["true_s"])
             self._origin_ms = int(snapshot["origin_ms"])

@@ -27,8 +27,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bumble import gatt
-from bumble.device import Connection, Device
-from bumble.hci import Address
+from bumble.device import (
+    AdvertisingEventProperties,
+    AdvertisingParameters,
+    AdvertisingSet,
+    Connection,
+    Device,
+)
+from bumble.hci import Address, OwnAddressType
 from bumble.host import Host
 
 from smartlogger.compat.bumble import Air, Controller, new_controller
@@ -58,6 +64,13 @@ def address_for(serial: str) -> str:
     raw = bytearray(hashlib.sha256(b"smartlogger-ble\x00" + serial.encode()).digest()[:6])
     raw[0] |= 0xC0
     return ":".join(f"{b:02X}" for b in raw)
+
+
+def live_address_for(serial: str) -> str:
+    """The random static address of a logger's live broadcast (``protocol.live``): its own
+    advertising set, apart from the connectable one, so a phone connecting to the logger
+    never lands on the broadcast set."""
+    return address_for(serial + "\x00live")
 
 
 def make_bumble_device(air: Air, name: str, address: str) -> Device:
@@ -232,6 +245,9 @@ class LoggerPeripheral:
         self.device: Device | None = None
         self._air: tuple[Air, Controller] | None = None
         self.address = address_for(identity.serial)
+        self.live_address = live_address_for(identity.serial)
+        self._live_set: AdvertisingSet | None = None
+        self._live_data: bytes | None = None
         self._sessions: dict[int, _Session] = {}
         self._images: dict[tuple[int, int, int], tuple[bytes, int]] = {}
         self._pull_froms: dict[bytes, dict[int, int]] = {}
@@ -350,10 +366,37 @@ class LoggerPeripheral:
         self.device = device
         return device
 
+    async def set_live_advertising(self, data: bytes | None, *, interval_ms: float) -> None:
+        """Broadcast ``data`` (the live advertising data, ``protocol.live``) as legacy
+        non-connectable advertising from the logger's live address; None stops it."""
+        device = self.device
+        if device is None or data == self._live_data:
+            return
+        if data is None:
+            if self._live_set is not None and self._live_set.enabled:
+                await self._live_set.stop()
+        elif self._live_set is None:
+            props = AdvertisingEventProperties(is_connectable=False, is_scannable=False,
+                                               is_legacy=True)
+            params = AdvertisingParameters(
+                advertising_event_properties=props, primary_advertising_interval_min=interval_ms,
+                primary_advertising_interval_max=interval_ms, own_address_type=OwnAddressType.RANDOM,
+                advertising_sid=1)
+            self._live_set = await device.create_advertising_set(
+                advertising_parameters=params, random_address=Address(self.live_address),
+                advertising_data=data, auto_start=True)
+        else:
+            await self._live_set.set_advertising_data(data)
+            if not self._live_set.enabled:
+                await self._live_set.start()
+        self._live_data = data
+
     async def detach(self) -> None:
         """Disconnect everyone and power the radio off."""
         if self.device is None:
             return
+        self._live_set = None  # goes with the radio
+        self._live_data = None
         await self.device.stop_advertising()
         for conn in list(self.device.connections.values()):
             with contextlib.suppress(Exception):

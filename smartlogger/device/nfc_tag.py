@@ -37,8 +37,10 @@ from smartlogger.model import Generation, LoggerConfig, LoggerIdentity, gen1_con
 from smartlogger.protocol.nfc import (
     CFG_TYPE,
     DATA_AREA_START,
+    KEY_TYPE,
     ConfigRecord,
     InvalidConfigValues,
+    KeyRecord,
     LastTest,
     NfcRecordError,
     Reason,
@@ -357,7 +359,7 @@ class LoggerTag:
             discharging=getattr(st, "mode", "") == "discharge",
             last_test=last,
         )
-        return TagState(host.identity, cfg, status)
+        return TagState(host.identity, cfg, status, int(getattr(host, "live_key_id", 0) or 0))
 
     def publish(self) -> None:
         """Write the current state into the tag's data area (the firmware's I2C side)."""
@@ -409,10 +411,18 @@ class LoggerTag:
             self.stats.torn_ignored += 1
             return
         message = area[loc.value_offset : loc.end]
-        payload = _single_cfg_payload(message)
-        if payload is None:
+        write = _config_write(message)
+        if write is None:
             self.stats.torn_ignored += 1
             return
+        payload, key_payload = write
+        key: KeyRecord | None = None
+        if key_payload is not None:
+            try:
+                key = KeyRecord.from_payload(key_payload)
+            except NfcRecordError:
+                self.stats.torn_ignored += 1  # the key is the last record: a torn write
+                return
         try:
             record = ConfigRecord.from_payload(payload)
         except InvalidConfigValues as err:
@@ -425,9 +435,9 @@ class LoggerTag:
                 return
             self._answer(Ack(0, Reason.BAD_RECORD, err.message[:32]))
             return
-        self._apply(record)
+        self._apply(record, key)
 
-    def _apply(self, record: ConfigRecord) -> None:
+    def _apply(self, record: ConfigRecord, key: KeyRecord | None = None) -> None:
         host = self.host
         if host.identity.generation is Generation.GEN1:
             self._answer(Ack(record.seq, Reason.GEN1, "fixed thresholds"))
@@ -448,6 +458,10 @@ class LoggerTag:
             self.clock_old_ms = host.set_clock(record.phone_ms)
             self.clock_new_ms = record.phone_ms
             self._applied_phone_ms = {record.seq: record.phone_ms}
+        set_key = getattr(host, "set_live_key", None)
+        if key is not None and set_key is not None:
+            # After the clock: the live adverts count time from this tap (device.beacon).
+            set_key(key.key)
         self.stats.applied += 1
         self._answer(Ack(record.seq, Reason.OK, ""))
 
@@ -564,6 +578,21 @@ def _single_cfg_payload(message: bytes) -> bytes | None:
     if len(records) != 1 or records[0].type != CFG_TYPE:
         return None
     return bytes(records[0].data)
+
+
+def _config_write(message: bytes) -> tuple[bytes, bytes | None] | None:
+    """(cfg payload, key payload or None) of a config write: a ``cfg`` record, optionally
+    followed by a ``key`` record; None for anything else."""
+    import ndef  # lazy: only the firmware's write check needs the NDEF parser, off the tag's import
+
+    try:
+        records = list(ndef.message_decoder(bytes(message)))
+    except ndef.DecodeError:
+        return None
+    if len(records) == 2 and records[0].type == CFG_TYPE and records[1].type == KEY_TYPE:
+        return bytes(records[0].data), bytes(records[1].data)
+    payload = _single_cfg_payload(message)
+    return None if payload is None else (payload, None)
 
 
 # --------------------------------------------------------------------------- emulator over nfcpy udp

@@ -330,8 +330,9 @@ class VirtualBleakScanner(BackendScanner):
     def on_advertisement(self, adv: Advertisement) -> None:
         uuids, name, _complete = p.parse_advertising(adv.data_bytes)
         address = str(adv.address).split("/")[0]
-        self.report(address, name, adv, advertisement(local_name=name, service_uuids=uuids, rssi=adv.rssi,
-                                                      details=adv))
+        self.report(address, name, adv, advertisement(
+            local_name=name, service_uuids=uuids, rssi=adv.rssi, details=adv,
+            manufacturer_data=p.parse_manufacturer_data(adv.data_bytes)))
 
 
 _PROPS: tuple[tuple[gatt.Characteristic.Properties, str], ...] = (

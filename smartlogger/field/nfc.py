@@ -28,6 +28,7 @@ from smartlogger.compat.nfcpy import load_nfcpy
 from smartlogger.errors import TransportError
 from smartlogger.field.profiles import Profile, describe_thresholds
 from smartlogger.model import Generation, LoggerConfig
+from smartlogger.protocol.live import KitKey
 from smartlogger.protocol.nfc import (
     DATA_AREA_START,
     PAGE_SIZE,
@@ -292,7 +293,8 @@ class TapResult:
 
 
 def program(link: Type2Link, desired: LoggerConfig | Callable[[TagRead], LoggerConfig], *,
-            clock: Clock = phone_clock_ms, first: TagRead | None = None) -> TapResult:
+            clock: Clock = phone_clock_ms, first: TagRead | None = None,
+            kit_key: KitKey | None = None) -> TapResult:
     """One tap: read state, write ``desired`` if it differs, set the clock, read back, confirm.
 
     ``desired`` may be a function of what was read (the kit session numbers
@@ -302,7 +304,7 @@ def program(link: Type2Link, desired: LoggerConfig | Callable[[TagRead], LoggerC
     started = time.perf_counter()
     result: TapResult
     try:
-        result = _program(link, desired, clock, first)
+        result = _program(link, desired, clock, first, kit_key)
     except TransportError as err:
         result = TapResult(Outcome.FAILED, link.uid, message=f"{err}: tap again")
     return _with(result, counters=link.counters, wall_s=time.perf_counter() - started)
@@ -313,7 +315,7 @@ def _with(result: TapResult, **changes: Any) -> TapResult:
 
 
 def _program(link: Type2Link, desired_in: LoggerConfig | Callable[[TagRead], LoggerConfig],
-             clock: Clock, first: TagRead | None) -> TapResult:
+             clock: Clock, first: TagRead | None, kit_key: KitKey | None = None) -> TapResult:
     before = first if first is not None else read_state(link, clock)
     ident = before.state.identity
     current = before.state.config
@@ -327,12 +329,14 @@ def _program(link: Type2Link, desired_in: LoggerConfig | Callable[[TagRead], Log
                      message=f"gen-1, fixed: {describe_thresholds(current.config)}")
     if not before.writable:
         return _with(base, outcome=Outcome.NOT_PROGRAMMABLE, message="tag is write-protected")
-    if current.config == desired:
+    # The kit key of the live adverts goes with a config write, to a logger that lacks it.
+    give_key = kit_key if kit_key is not None and before.state.live_key_id != kit_key.key_id else None
+    if current.config == desired and give_key is None:
         return _with(base, outcome=Outcome.UNCHANGED, message=f"already programmed (seq {current.seq})")
 
     seq = max(current.seq, before.state.status.config_seq, before.state.status.ack_seq) + 1
     record = ConfigRecord(desired, seq, phone_ms=clock(), set_clock=True)
-    write_message(link, before.location, encode_config_write(record))
+    write_message(link, before.location, encode_config_write(record, give_key))
     after = read_state(link, clock)
     st = after.state.status
     if st.ack_seq != seq:
@@ -345,6 +349,9 @@ def _program(link: Type2Link, desired_in: LoggerConfig | Callable[[TagRead], Log
     if after.state.config.seq != seq or after.state.config.config != desired:
         return _with(base, message="read-back differs from what was written: tap again",
                      seq=after.state.config.seq, config=after.state.config.config)
+    if give_key is not None and after.state.live_key_id != give_key.key_id:
+        return _with(base, message="the logger did not take the kit key (live adverts): tap again",
+                     seq=seq, config=desired)
     return _with(base, outcome=Outcome.PROGRAMMED, reason=Reason.OK, seq=seq, config=desired,
                  clock_offset_after_ms=after.offset_ms,
                  message=f"programmed seq {seq}, clock set (was {format_offset(before.offset_ms)})")
@@ -429,7 +436,8 @@ class KitSession:
 
     def __init__(self, profile: Profile, *, count: int, start_position: int = 1,
                  test_id: str = "", label_prefix: str = "B", clock: Clock = phone_clock_ms,
-                 on_update: Callable[[KitSession, TapResult], None] | None = None) -> None:
+                 on_update: Callable[[KitSession, TapResult], None] | None = None,
+                 kit_key: KitKey | None = None) -> None:
         if count < 1:
             raise ValueError("count must be at least 1")
         self.profile = profile
@@ -439,6 +447,7 @@ class KitSession:
         self.label_prefix = label_prefix
         self.clock = clock
         self.on_update = on_update
+        self.kit_key = kit_key  # given to each logger for its live adverts (protocol.live)
         self.rows: dict[str, KitRow] = {}
         self.taps: list[TapResult] = []
         self._serial_by_uid: dict[str, str] = {}
@@ -468,7 +477,7 @@ class KitSession:
                 read_state(link, self.clock)
             return known.result
         result = program(link, lambda read: self.desired_for(read.state.identity.serial),
-                         clock=self.clock)
+                         clock=self.clock, kit_key=self.kit_key)
         if result.serial is not None:
             self._serial_by_uid[link.uid] = result.serial
         if still_there and result.outcome is Outcome.UNCHANGED:

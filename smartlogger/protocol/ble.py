@@ -679,6 +679,7 @@ def transfer_id(stream: int, first_seq: int, end_seq: int, image_crc: int) -> in
 AD_COMPLETE_128_BIT_UUIDS: Final = 0x07
 AD_SHORTENED_LOCAL_NAME: Final = 0x08
 AD_COMPLETE_LOCAL_NAME: Final = 0x09
+AD_MANUFACTURER_SPECIFIC: Final = 0xFF
 _ADV_MAX: Final = 31
 
 
@@ -718,6 +719,22 @@ def parse_advertising(data: bytes) -> tuple[list[str], str | None, bool]:
             complete = kind == AD_COMPLETE_LOCAL_NAME
         pos += 1 + n
     return uuids, name, complete
+
+
+def parse_manufacturer_data(data: bytes) -> dict[int, bytes]:
+    """The manufacturer-specific data (AD type 0xFF) of an advertising payload, by company id
+    (as bleak's ``AdvertisementData.manufacturer_data`` has it; the last one of a company wins)."""
+    out: dict[int, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        n = data[pos]
+        if n == 0 or pos + 1 + n > len(data):
+            break
+        kind, body = data[pos + 1], data[pos + 2:pos + 1 + n]
+        if kind == AD_MANUFACTURER_SPECIFIC and len(body) >= 2:
+            out[int.from_bytes(body[:2], "little")] = bytes(body[2:])
+        pos += 1 + n
+    return out
 
 
 # --------------------------------------------------------------------------- ATTEST

@@ -38,6 +38,7 @@ from smartlogger.model import (
     LoggerIdentity,
     Thresholds,
 )
+from smartlogger.protocol.live import KitKey
 from smartlogger.wire import ByteReader, str8
 
 # --------------------------------------------------------------------------- errors
@@ -67,6 +68,8 @@ DOMAIN = "smartlogger.io"
 CFG_TYPE = f"urn:nfc:ext:{DOMAIN}:cfg"
 ID_TYPE = f"urn:nfc:ext:{DOMAIN}:id"
 STATUS_TYPE = f"urn:nfc:ext:{DOMAIN}:st"
+KEY_TYPE = f"urn:nfc:ext:{DOMAIN}:key"
+KEY_ID_TYPE = f"urn:nfc:ext:{DOMAIN}:lk"
 
 #: Payload format version written by this code; decoders refuse other versions.
 RECORD_VERSION = 1
@@ -346,6 +349,62 @@ class StatusRecord:
         return ndef.Record(STATUS_TYPE, "", self.to_payload())
 
 
+# --------------------------------------------------------------------------- live-advert key records
+
+# version u8, key id u16, key (16 bytes).
+_KEY_FIXED = struct.Struct(">BH16s")
+# version u8, key id u16 (0: the logger holds no key).
+_KEY_ID_FIXED = struct.Struct(">BH")
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """The kit key for the live adverts (``protocol.live``), written by the phone next to a
+    ``cfg`` record and applied with it. The logger never publishes it (only its id, ``lk``)."""
+
+    key: KitKey
+
+    def to_payload(self) -> bytes:
+        return _seal(_KEY_FIXED.pack(RECORD_VERSION, self.key.key_id, self.key.key))
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> KeyRecord:
+        body = _unseal("key", bytes(payload))
+        r = _reader("key", body)
+        _, key_id, key = r.unpack(_KEY_FIXED, "key fields")
+        r.expect_end("the payload")
+        kit = KitKey(bytes(key))
+        if kit.key_id != key_id:
+            raise NfcRecordError("key", f"key id {key_id} does not match the key ({kit.key_id})",
+                                 offset=1)
+        return cls(kit)
+
+    def to_ndef(self) -> ndef.Record:
+        return ndef.Record(KEY_TYPE, "", self.to_payload())
+
+
+@dataclass(frozen=True)
+class KeyIdRecord:
+    """Which kit key a logger holds (``lk``, published; 0 = none): the phone gives the key
+    again only to a logger that lacks it."""
+
+    key_id: int
+
+    def to_payload(self) -> bytes:
+        return _seal(_KEY_ID_FIXED.pack(RECORD_VERSION, self.key_id))
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> KeyIdRecord:
+        body = _unseal("lk", bytes(payload))
+        r = _reader("lk", body)
+        _, key_id = r.unpack(_KEY_ID_FIXED, "lk fields")
+        r.expect_end("the payload")
+        return cls(key_id)
+
+    def to_ndef(self) -> ndef.Record:
+        return ndef.Record(KEY_ID_TYPE, "", self.to_payload())
+
+
 # --------------------------------------------------------------------------- messages
 
 
@@ -356,6 +415,7 @@ class TagState:
     identity: LoggerIdentity
     config: ConfigRecord
     status: StatusRecord
+    live_key_id: int = 0  # the kit key id the logger holds for its live adverts (0: none)
 
 
 def encode_message(records: list[ndef.Record]) -> bytes:
@@ -363,14 +423,22 @@ def encode_message(records: list[ndef.Record]) -> bytes:
 
 
 def encode_state(state: TagState) -> bytes:
-    """The NDEF message a logger publishes: ``id``, ``cfg``, ``st`` in that order."""
-    return encode_message([IdentityRecord(state.identity).to_ndef(), state.config.to_ndef(),
-                           state.status.to_ndef()])
+    """The NDEF message a logger publishes: ``id``, ``cfg``, ``st`` in that order, then ``lk``
+    when the logger holds a kit key."""
+    records = [IdentityRecord(state.identity).to_ndef(), state.config.to_ndef(),
+               state.status.to_ndef()]
+    if state.live_key_id:
+        records.append(KeyIdRecord(state.live_key_id).to_ndef())
+    return encode_message(records)
 
 
-def encode_config_write(record: ConfigRecord) -> bytes:
-    """The NDEF message a phone writes to program a logger: one ``cfg`` record."""
-    return encode_message([record.to_ndef()])
+def encode_config_write(record: ConfigRecord, key: KitKey | None = None) -> bytes:
+    """The NDEF message a phone writes to program a logger: one ``cfg`` record, followed by
+    the kit key (``key``) when the logger is to get it."""
+    records = [record.to_ndef()]
+    if key is not None:
+        records.append(KeyRecord(key).to_ndef())
+    return encode_message(records)
 
 
 def _records(message: bytes) -> list[ndef.Record]:
@@ -384,14 +452,23 @@ def decode_state(message: bytes) -> TagState:
     """Decode a published message; every one of ``id``, ``cfg``, ``st`` must be present."""
     found: dict[str, bytes] = {}
     for rec in _records(message):
-        if rec.type in (ID_TYPE, CFG_TYPE, STATUS_TYPE):
+        if rec.type in (ID_TYPE, CFG_TYPE, STATUS_TYPE, KEY_ID_TYPE):
             found[rec.type] = bytes(rec.data)
     for need, name in ((ID_TYPE, "id"), (CFG_TYPE, "cfg"), (STATUS_TYPE, "st")):
         if need not in found:
             raise NfcRecordError(name, "missing from the logger's NDEF message")
     return TagState(IdentityRecord.from_payload(found[ID_TYPE]).identity,
                     ConfigRecord.from_payload(found[CFG_TYPE]),
-                    StatusRecord.from_payload(found[STATUS_TYPE]))
+                    StatusRecord.from_payload(found[STATUS_TYPE]),
+                    KeyIdRecord.from_payload(found[KEY_ID_TYPE]).key_id if KEY_ID_TYPE in found else 0)
+
+
+def find_key_write(message: bytes) -> bytes | None:
+    """The payload of the first ``key`` record in ``message`` (None if there is none)."""
+    for rec in _records(message):
+        if rec.type == KEY_TYPE:
+            return bytes(rec.data)
+    return None
 
 
 def find_config_write(message: bytes) -> bytes | None:

@@ -28,6 +28,7 @@ from smartlogger.device.site.state import SiteError
 from smartlogger.device.site.world import WEAK_LINK_DROP_CHANCE, Slot, World
 from smartlogger.logfile.evidence import simulated_credentials
 from smartlogger.protocol import ble as p
+from smartlogger.protocol import live
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,19 @@ class SiteRadio:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    async def update_live(self) -> None:
+        """Every logger on the air broadcasts the live advert of its newest sample
+        (``device.beacon``; a logger without a kit key broadcasts none). Called after each
+        step of virtual time."""
+        for slot in self.world.slots:
+            per = self.peripherals[slot.index]
+            if per.device is None:
+                continue
+            with slot.lock:
+                adv = slot.logger.live_advert() if slot.logger is not None else None
+            await per.set_live_advertising(None if adv is None else live.advertising_data(adv),
+                                           interval_ms=SITE_ADVERTISING_TIMER_MS)
+
     async def refresh(self, slot: Slot) -> None:
         """Make the logger's radio follow its slot: on the air while powered and in range,
         off it otherwise; a rebooted logger drops its connections and advertises anew."""
@@ -130,3 +144,8 @@ class SiteRadio:
             await per.attach(self.air, advertising_interval_ms=SITE_ADVERTISING_TIMER_MS)
             self._on_air[slot.index] = slot.logger
             log.info("%s on the air (block %s)", slot.serial, slot.position)
+        if want:
+            with slot.lock:
+                adv = slot.logger.live_advert() if slot.logger is not None else None
+            await per.set_live_advertising(None if adv is None else live.advertising_data(adv),
+                                           interval_ms=SITE_ADVERTISING_TIMER_MS)

@@ -189,6 +189,8 @@ class SiteServer:
         for i in range(0, len(slots), LOGGERS_PER_SLICE):
             world.run_loggers(slots[i:i + LOGGERS_PER_SLICE])
             await asyncio.sleep(0)  # a pull or a tap in between
+        if self.radio is not None:
+            await self.radio.update_live()  # the live adverts show the newest samples
         if time.monotonic() - self._last_checkpoint > CHECKPOINT_S:
             self._checkpoint()
         return events

@@ -27,6 +27,7 @@ from smartlogger.device.nfc_tag import LoggerTag, TagEmulator
 from smartlogger.device.site.state import SiteError
 from smartlogger.device.site.world import Slot, World, committed_config
 from smartlogger.model import LoggerConfig, LoggerIdentity
+from smartlogger.protocol.live import KitKey
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,19 @@ class SlotHost:
             self.world.journal_rtc(self.slot, "nfc tap")
         self.world.dirty = True
         return old
+
+    @property
+    def live_key_id(self) -> int:
+        with self.slot.lock:
+            return self.slot.beacon.key_id
+
+    def set_live_key(self, key: KitKey) -> None:
+        with self.slot.lock:
+            logger = self.slot.logger
+            if logger is None:
+                raise ConfigRejected("unpowered", "the logger is not on a block (no power)")
+            logger.set_live_key(key)
+        self.world.dirty = True
 
     def status(self) -> LoggerStatus | None:
         with self.slot.lock:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from smartlogger.device.battery import build_string
+from smartlogger.device.beacon import LiveBeacon
 from smartlogger.device.blackbox import BlackboxStore
 from smartlogger.device.clock import DEFAULT_EPOCH_MS, Rtc
 from smartlogger.device.firmware import Logger
@@ -93,6 +94,7 @@ class Slot:
     rtc_lost: bool = False  # backup cell flat while unpowered: the clock restarts at its epoch
     link: str = "ok"  # BLE: "ok", "weak" (drops often), "out_of_range"
     tag_state: dict[str, Any] | None = None  # the NFC tag's firmware-side state (walk)
+    beacon: LiveBeacon = field(default_factory=LiveBeacon)  # live-advert key store (survives power)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -195,7 +197,7 @@ class World:
                 slots.append(Slot(i, ident, seed, flash, store, rtc,
                                   None if pos is None else int(pos), int(s["last_position"]),
                                   rtc_lost=bool(s["rtc_lost"]), link=str(s["link"]),
-                                  tag_state=s.get("tag")))
+                                  tag_state=s.get("tag"), beacon=LiveBeacon.from_json(s.get("beacon"))))
             world = cls(sdir, spec, string, slots)
             world.walk_next = int(raw["walk_next"])
             world.discharge_loggers = [list(x) for x in raw["discharge_loggers"]]
@@ -217,7 +219,8 @@ class World:
                 if slot.position is not None and s.get("firmware") is not None:
                     slot.logger = Logger.resume(
                         slot.identity, s["firmware"], store=slot.store, sensor=world._sensor(slot.seed),
-                        source=BlockSignal(string, slot.position - 1), seed=slot.seed)
+                        source=BlockSignal(string, slot.position - 1), seed=slot.seed,
+                        beacon=slot.beacon)
                     slot.rtc = slot.logger.rtc
                 elif slot.position is not None:
                     world._boot(slot)
@@ -251,7 +254,7 @@ class World:
                     "last_position": slot.last_position,
                     "rtc": {"base_ms": slot.rtc.base_ms, "drift_ppm": slot.rtc.drift_ppm},
                     "rtc_lost": slot.rtc_lost, "link": slot.link, "firmware": firmware,
-                    "tag": slot.tag_state})
+                    "tag": slot.tag_state, "beacon": slot.beacon.to_json()})
         string = self.string.to_json()
         raw = {"v": CHECKPOINT_VERSION, "clean": clean, "string": string,
                "walk_next": self.walk_next, "rtc_journal_lines": self._journal_lines,
@@ -290,7 +293,7 @@ class World:
             slot.logger = Logger(slot.identity, config, store=slot.store, rtc=slot.rtc,
                                  sensor=self._sensor(slot.seed), seed=slot.seed,
                                  source=BlockSignal(self.string, slot.position - 1),
-                                 config_seq=seq, power_on_s=self.t_s)
+                                 config_seq=seq, power_on_s=self.t_s, beacon=slot.beacon)
 
     def _power_off(self, slot: Slot) -> None:
         with slot.lock:
