@@ -45,6 +45,7 @@ from smartlogger.analysis.testfolder import folder_files, metadata_of, stale_rea
 from smartlogger.analysis.trend import block_trends
 from smartlogger.cli.logfile import trust_option
 from smartlogger.cli.options import CURRENT, POWER, DurationType
+from smartlogger.cli.watch import watch
 from smartlogger.logfile.trust import load_trust
 from smartlogger.quantities import (
     Current,
@@ -498,3 +499,6 @@ def print_summary(r: TestResult, console: Console) -> None:
     for f in r.excluded:
         console.print(f"[red]excluded:[/] {escape(f.file)} ({f.serial or 'unknown logger'}): "
                       f"{f.reason}: {escape(f.message)}")
+
+
+test.add_command(watch)  # ``test watch``: the live watch, in its own module

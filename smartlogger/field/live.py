@@ -1,0 +1,402 @@
+"""Watching a discharge live: the loggers' adverts in, every block's state and the end alarm out.
+
+Owns ``LiveWatch``, the watcher's model of a string under test built from the loggers' live
+adverts (``protocol.live``) alone: it checks every advert (kit key MAC, key id, test tag,
+sequence number: a replay or a forgery is rejected and counted), puts each block's samples
+on the phone's time line, and from them derives the string voltage, the elapsed time, the
+delivered ampere-hours, the blocks in warning or alarm, the stale blocks, each block's
+predicted time to its end voltage (``predict_end``) and the end alarm. ``WatchOptions``
+holds what the technician states (end voltage, guard band, load, blocks). The scanning
+(bleak) and the screen are the CLI's (``cli.test``); this module does no I/O.
+
+Time. An advert carries when its sample was measured as time since the logger's last NFC
+tap, on the logger's own clock; the watcher does not know the tap times. It maps each
+logger's time line onto the phone's clock by the earliest-arrival bound: ``offset =
+min(phone time at reception - time since tap)`` over the logger's adverts (a sample is never
+received before it was measured, and one received at once gives the offset exactly). So
+the values' times follow the loggers' clocks, not the moments adverts happen to arrive; at a
+virtual site the phone's clock is the site's virtual clock. A tap during the watch (time
+since tap goes back with a newer sequence number) starts the logger's time line anew.
+Staleness is the other kind of time: a block is stale when nothing was heard from it for
+``stale_s`` seconds of the watcher's wall clock (reception is a wall-clock event).
+
+Prediction (docs/LIVE.md): per block, a Shepherd-type discharge curve ``v(tau) = a - b*tau -
+c*x/(1-x)``, ``x = tau/T`` (``tau`` time since the load step, ``T`` the time at which the
+block would be exhausted) is fitted to the block's samples since the load step (``T`` by a
+search, ``a, b, c`` by least squares), and solved for the end voltage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from smartlogger.protocol.live import (
+    KitKey,
+    LiveAdvert,
+    LiveFormatError,
+    LiveState,
+    from_manufacturer_data,
+    test_tag_for,
+)
+
+#: Samples kept per block for the prediction (older ones are thinned out, never the newest).
+HISTORY_MAX = 600
+#: A prediction needs this long a discharge (s) and this many samples since the load step.
+PREDICT_MIN_S = 300.0
+PREDICT_MIN_SAMPLES = 8
+#: Samples right after the load step are left out of the fit (the fast polarisation): the
+#: first max(PREDICT_SKIP_S, PREDICT_SKIP_FRACTION * elapsed) seconds.
+PREDICT_SKIP_S = 120.0
+PREDICT_SKIP_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """What the technician states for the watch (all voltages per block, V)."""
+
+    end_v: float  # end voltage of one block
+    guard_v: float = 0.0  # the alarm fires at end_v + guard_v
+    current_a: float | None = None  # constant-current load, A
+    power_w: float | None = None  # constant-power load (string), W
+    blocks: int | None = None  # blocks in the string (names the missing ones)
+    test_id: str | None = None  # follow only loggers programmed for this test
+    stale_s: float = 10.0  # wall seconds without an advert before a block is stale
+    serials: dict[int, str] = field(default_factory=dict)  # position -> serial, when known
+
+    @property
+    def alarm_mv(self) -> float:
+        return (self.end_v + self.guard_v) * 1000.0
+
+
+@dataclass
+class Block:
+    """One block as the watcher sees it (position from the logger's configuration)."""
+
+    position: int
+    address: str
+    seq: int
+    t_ds: int
+    offset_ms: float  # phone ms of the logger's tap (earliest-arrival bound)
+    mv: int
+    dc: int
+    state: LiveState
+    warning: bool
+    heard_wall: float  # watcher's monotonic clock at the last advert (new or repeated)
+    updates: int = 1
+    min_mv: int = 0
+    history_t: list[float] = field(default_factory=list)  # phone ms of each sample
+    history_mv: list[int] = field(default_factory=list)
+    last_float_ms: float | None = None  # phone ms of the newest float sample
+    first_discharge_ms: float | None = None
+
+    @property
+    def sample_ms(self) -> float:
+        return self.offset_ms + self.t_ds * 100.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A block's predicted end: phone ms at which it reaches the end voltage (``end_ms``),
+    and the fitted exhaustion time ``exhaust_s`` after the load step."""
+
+    end_ms: float
+    exhaust_s: float
+    rms_mv: float
+
+
+def predict_end(tau_s: np.ndarray, v: np.ndarray, end_v: float) -> tuple[float, float, float] | None:
+    """Fit ``v(tau) = a - b*tau - c*x/(1-x)``, ``x = tau/T`` to the samples (``tau`` s since the
+    load step, ``v`` V) and return (tau at which v reaches ``end_v``, T, rms residual in V), or
+    None when the data cannot carry a prediction. See docs/LIVE.md."""
+    n = tau_s.size
+    if n < PREDICT_MIN_SAMPLES:
+        return None
+    tau_now = float(tau_s[-1])
+    if tau_now < PREDICT_MIN_S:
+        return None
+    keep = tau_s >= max(PREDICT_SKIP_S, PREDICT_SKIP_FRACTION * tau_now)
+    t, y = tau_s[keep], v[keep]
+    if t.size < PREDICT_MIN_SAMPLES:
+        return None
+    if float(y[-1]) <= end_v:
+        return tau_now, tau_now, 0.0
+    best: tuple[float, float, float, float, float] | None = None  # sse, T, a, b, c
+    ones = np.ones_like(t)
+
+    def fit(T: float) -> tuple[float, float, float, float] | None:
+        x = t / T
+        knee = x / (1.0 - x)
+        A = np.column_stack([ones, -t, -knee])
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        a, b, c = (float(k) for k in coef)
+        if c < 0 or b < 0:
+            # the fit must decline and bend down: fall back to the constrained forms
+            forms = []
+            for cols, idx in (([ones, -knee], (0, 2)), ([ones, -t], (0, 1)), ([ones], (0,))):
+                cf, *_ = np.linalg.lstsq(np.column_stack(cols), y, rcond=None)
+                full = [0.0, 0.0, 0.0]
+                for k, i in enumerate(idx):
+                    full[i] = float(cf[k])
+                if full[1] >= 0 and full[2] >= 0:
+                    forms.append(full)
+            if not forms:
+                return None
+            scored = [(float(np.sum((y - (f[0] - f[1] * t - f[2] * knee)) ** 2)), f) for f in forms]
+            sse, f = min(scored, key=lambda s: s[0])
+            return sse, f[0], f[1], f[2]
+        sse = float(np.sum((y - A @ coef) ** 2))
+        return sse, a, b, c
+
+    # T from just past now to 50 x now, log-spaced, then refined around the best
+    grid = tau_now * np.exp(np.linspace(math.log(1.005), math.log(50.0), 80))
+    for T in grid:
+        r = fit(float(T))
+        if r is not None and (best is None or r[0] < best[0]):
+            best = (r[0], float(T), r[1], r[2], r[3])
+    if best is None:
+        return None
+    lo, hi = best[1] / 1.06, best[1] * 1.06
+    for T in np.linspace(max(lo, tau_now * 1.001), hi, 25):
+        r = fit(float(T))
+        if r is not None and r[0] < best[0]:
+            best = (r[0], float(T), r[1], r[2], r[3])
+    sse, T, a, b, c = best
+
+    def model(tau: float) -> float:
+        x = min(tau / T, 1.0 - 1e-9)
+        return a - b * tau - c * x / (1.0 - x)
+
+    if model(tau_now) <= end_v:
+        end = tau_now
+    else:
+        lo_t, hi_t = tau_now, T * (1.0 - 1e-9)
+        if model(hi_t) > end_v:
+            return None  # the fit never reaches the end voltage (no knee seen yet)
+        for _ in range(60):
+            mid = 0.5 * (lo_t + hi_t)
+            if model(mid) > end_v:
+                lo_t = mid
+            else:
+                hi_t = mid
+        end = hi_t
+    return end, T, math.sqrt(sse / t.size)
+
+
+class LiveWatch:
+    """The watcher's state (see the module docstring). Feed it ``receive``; read ``snapshot``."""
+
+    def __init__(self, key: KitKey, options: WatchOptions) -> None:
+        self.key = key
+        self.options = options
+        self.test_tag = None if options.test_id is None else test_tag_for(options.test_id)
+        self.blocks: dict[int, Block] = {}
+        self.rejected: Counter[str] = Counter()
+        self.accepted = 0
+        self.alarm: dict[str, Any] | None = None
+        self.start_ms: float | None = None  # phone ms of the load step (estimated)
+        self.first_seen_ms: float | None = None
+        self._ah = 0.0
+        self._ah_at_ms: float | None = None
+        self._predictions: dict[int, Prediction | None] = {}
+        self._predicted_at: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ adverts in
+
+    def receive(self, manufacturer_data: dict[int, bytes], address: str, now_ms: float,
+                wall: float) -> str:
+        """One advert heard (bleak's ``AdvertisementData.manufacturer_data``) at phone time
+        ``now_ms`` and watcher wall time ``wall``. Returns what became of it: ``accepted``,
+        ``repeat`` (the same advert again), ``none`` (not a live advert), or the reason it was
+        rejected (``malformed``, ``foreign_kit``, ``bad_mac``, ``other_test``, ``replay``,
+        ``conflict``), which is also counted in ``rejected``."""
+        try:
+            adv = from_manufacturer_data(manufacturer_data)
+        except LiveFormatError:
+            return self._reject("malformed")
+        if adv is None:
+            return "none"
+        if adv.key_id != self.key.key_id:
+            return self._reject("foreign_kit")  # another kit's loggers (or a guess)
+        if not adv.verify(self.key):
+            return self._reject("bad_mac")
+        if self.test_tag is not None and adv.test_tag != self.test_tag:
+            return self._reject("other_test")
+        if adv.position == 0:
+            return self._reject("no_position")
+        blk = self.blocks.get(adv.position)
+        if blk is not None:
+            if adv.seq == blk.seq:
+                if (adv.t_ds, adv.mv, adv.dc) != (blk.t_ds, blk.mv, blk.dc):
+                    return self._reject("conflict")
+                blk.heard_wall = wall
+                blk.offset_ms = min(blk.offset_ms, now_ms - adv.t_ds * 100.0)
+                return "repeat"
+            if adv.seq < blk.seq:
+                return self._reject("replay")
+        self._accept(adv, address, now_ms, wall)
+        return "accepted"
+
+    def _reject(self, why: str) -> str:
+        self.rejected[why] += 1
+        return why
+
+    def _accept(self, adv: LiveAdvert, address: str, now_ms: float, wall: float) -> None:
+        self.accepted += 1
+        if self.first_seen_ms is None:
+            self.first_seen_ms = now_ms
+        blk = self.blocks.get(adv.position)
+        offset = now_ms - adv.t_ds * 100.0
+        if blk is None or adv.t_ds < blk.t_ds:
+            # new block, or a new tap since: a new time line
+            blk = Block(adv.position, address, adv.seq, adv.t_ds, offset, adv.mv, adv.dc, adv.state,
+                        adv.warning, wall, min_mv=adv.mv)
+            self.blocks[adv.position] = blk
+        else:
+            blk.offset_ms = min(blk.offset_ms, offset)
+            blk.seq, blk.t_ds, blk.mv, blk.dc = adv.seq, adv.t_ds, adv.mv, adv.dc
+            blk.state, blk.warning, blk.heard_wall, blk.address = adv.state, adv.warning, wall, address
+            blk.updates += 1
+            blk.min_mv = min(blk.min_mv, adv.mv)
+        t = blk.sample_ms
+        if adv.state is LiveState.FLOAT:
+            blk.last_float_ms = t
+        else:
+            if blk.first_discharge_ms is None:
+                blk.first_discharge_ms = t
+                self._discharge_seen(blk)
+            blk.history_t.append(t)
+            blk.history_mv.append(adv.mv)
+            if len(blk.history_t) > HISTORY_MAX:
+                del blk.history_t[1:-1:2]  # thin out, keep the first and the newest
+                del blk.history_mv[1:-1:2]
+        if self.alarm is None and adv.state is not LiveState.FLOAT and adv.mv <= self.options.alarm_mv:
+            self.alarm = {"position": blk.position, "serial": self.options.serials.get(blk.position),
+                          "mv": adv.mv, "v": adv.mv / 1000.0, "sample_ms": round(t),
+                          "fired_ms": round(now_ms), "alarm_v": self.options.alarm_mv / 1000.0,
+                          "elapsed_s": None if self.start_ms is None else round((t - self.start_ms) / 1000, 1),
+                          "seq": adv.seq}
+
+    def _discharge_seen(self, blk: Block) -> None:
+        """The load step: between the block's last float sample and its first discharge sample
+        (the midpoint when both are known and close); the earliest over the blocks."""
+        assert blk.first_discharge_ms is not None
+        t = blk.first_discharge_ms
+        if blk.last_float_ms is not None and t - blk.last_float_ms < 600_000:
+            t = 0.5 * (t + blk.last_float_ms)
+        if self.start_ms is None or t < self.start_ms:
+            self.start_ms = t
+
+    # ------------------------------------------------------------------ state out
+
+    def prediction(self, blk: Block) -> Prediction | None:
+        """The block's predicted end (recomputed when it has new samples)."""
+        if self.start_ms is None or not blk.history_t:
+            return None
+        if self._predicted_at.get(blk.position) == blk.seq:
+            return self._predictions.get(blk.position)
+        tau = (np.asarray(blk.history_t) - self.start_ms) / 1000.0
+        v = np.asarray(blk.history_mv, dtype=float) / 1000.0
+        ok = tau >= 0
+        r = predict_end(tau[ok], v[ok], self.options.end_v)
+        pred = None if r is None else Prediction(self.start_ms + r[0] * 1000.0, r[1], r[2] * 1000.0)
+        self._predictions[blk.position] = pred
+        self._predicted_at[blk.position] = blk.seq
+        return pred
+
+    def missing(self) -> list[int]:
+        if self.options.blocks is None:
+            return []
+        return [p for p in range(1, self.options.blocks + 1) if p not in self.blocks]
+
+    def snapshot(self, now_ms: float, wall: float) -> dict[str, Any]:
+        """The live state as one JSON object (one line of ``--json``)."""
+        opts = self.options
+        rows = []
+        stale = []
+        warn = []
+        alarm_blocks = []
+        ends = []
+        for pos in sorted(self.blocks):
+            b = self.blocks[pos]
+            is_stale = wall - b.heard_wall > opts.stale_s
+            pred = self.prediction(b) if b.state is not LiveState.FLOAT else None
+            if is_stale:
+                stale.append(pos)
+            if b.state is LiveState.ALARM or b.mv <= opts.alarm_mv:
+                alarm_blocks.append(pos)
+            elif b.warning:
+                warn.append(pos)
+            if pred is not None:
+                ends.append((pred.end_ms, pos))
+            rows.append({
+                "position": pos, "serial": opts.serials.get(pos), "v": b.mv / 1000.0, "c": b.dc / 10.0,
+                "state": b.state.name.lower(), "warning": b.warning, "seq": b.seq,
+                "sample_ms": round(b.sample_ms), "age_s": round((now_ms - b.sample_ms) / 1000.0, 1),
+                "stale": is_stale, "min_v": b.min_mv / 1000.0,
+                "predicted_end_ms": None if pred is None else round(pred.end_ms),
+                "to_end_s": None if pred is None else round(max(0.0, pred.end_ms - now_ms) / 1000.0),
+            })
+        complete = opts.blocks is None or len(self.blocks) >= opts.blocks
+        string_mv = sum(b.mv for b in self.blocks.values())
+        newest = max((b.sample_ms for b in self.blocks.values()), default=None)
+        elapsed = None
+        if self.start_ms is not None and newest is not None:
+            elapsed = max(0.0, (newest - self.start_ms) / 1000.0)
+            self._integrate(newest, string_mv / 1000.0)
+        first_end = min(ends) if ends else None
+        return {
+            "type": "update", "now_ms": round(now_ms), "blocks_seen": len(self.blocks),
+            "blocks": rows, "missing": self.missing(), "stale": stale,
+            "string_v": round(string_mv / 1000.0, 3) if self.blocks else None,
+            "string_complete": complete,
+            "discharge_start_ms": None if self.start_ms is None else round(self.start_ms),
+            "elapsed_s": None if elapsed is None else round(elapsed, 1),
+            "delivered_ah": None if self.start_ms is None or (opts.current_a is None and opts.power_w is None)
+            else round(self._ah, 3),
+            "warning_blocks": warn, "alarm_blocks": alarm_blocks,
+            "predicted_end_ms": None if first_end is None else round(first_end[0]),
+            "predicted_first_block": None if first_end is None else first_end[1],
+            "alarm": self.alarm, "accepted": self.accepted, "rejected": dict(self.rejected),
+        }
+
+    def _integrate(self, t_ms: float, string_v: float) -> None:
+        """Delivered Ah since the load step: the stated current, or power / string voltage."""
+        assert self.start_ms is not None
+        opts = self.options
+        if self._ah_at_ms is None:
+            self._ah_at_ms = self.start_ms
+        dt_h = (t_ms - self._ah_at_ms) / 3_600_000.0
+        if dt_h <= 0:
+            return
+        if opts.current_a is not None:
+            amps = opts.current_a
+        elif opts.power_w is not None and string_v > 0:
+            amps = opts.power_w / string_v
+        else:
+            return
+        self._ah += amps * dt_h
+        self._ah_at_ms = t_ms
+
+    def record(self) -> dict[str, Any]:
+        """The watch record (saved in the test folder): what was seen, per block, and the alarm."""
+        return {
+            "format": "smartlogger-watch", "v": 1,
+            "options": {"end_v": self.options.end_v, "guard_v": self.options.guard_v,
+                        "current_a": self.options.current_a, "power_w": self.options.power_w,
+                        "blocks": self.options.blocks, "test_id": self.options.test_id,
+                        "key_id": self.key.key_id},
+            "first_seen_ms": None if self.first_seen_ms is None else round(self.first_seen_ms),
+            "discharge_start_ms": None if self.start_ms is None else round(self.start_ms),
+            "alarm": self.alarm, "accepted": self.accepted, "rejected": dict(self.rejected),
+            "blocks": [{"position": b.position, "serial": self.options.serials.get(b.position),
+                        "updates": b.updates, "last_seq": b.seq, "last_v": b.mv / 1000.0,
+                        "min_v": b.min_mv / 1000.0,
+                        "samples": [[round(t), mv] for t, mv in zip(b.history_t, b.history_mv,
+                                                                     strict=True)]}
+                       for b in sorted(self.blocks.values(), key=lambda x: x.position)],
+        }
