@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 
 from smartlogger.cli.options import CURRENT, POWER, SECONDS
 from smartlogger.errors import ConfigError
@@ -157,10 +160,6 @@ def _fmt_s(s: float | None) -> str:
 
 def render(snap: dict[str, Any]) -> Any:
     """The live view of one snapshot."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
     alarm = snap["alarm"]
     head = Text()
     head.append(f"string {snap['string_v'] or 0:.2f} V  ")
@@ -196,7 +195,7 @@ def render(snap: dict[str, Any]) -> Any:
 
 def _run(lw: Any, site_dir: Path | None, out: _Output, *, stop_after_alarm: bool,
          duration_s: float | None) -> None:
-    from bleak import BleakScanner
+    from bleak import BleakScanner  # lazy: the radio stack only when a watch runs
 
     @contextlib.asynccontextmanager
     async def radio() -> AsyncIterator[tuple[Any, Callable[[], int]]]:
