@@ -28,7 +28,7 @@ def test_payload_bytes_both_ways(advert: LiveAdvert, hexbytes: str) -> None:
     assert LiveAdvert.from_bytes(bytes.fromhex(hexbytes)) == advert
     assert advert.to_bytes().hex() == hexbytes
     assert advert.verify(KEY)
-    assert KEY.key_id == 7831 and live.test_tag_for("UPS-A-2026") == 43285
+    assert KEY.key_id == 7831 and live.tag_for_test("UPS-A-2026") == 43285
 
 
 def test_advertising_data_fits_a_legacy_pdu_and_bleak_sees_it_as_manufacturer_data() -> None:

@@ -25,7 +25,7 @@ from smartlogger.protocol.live import (
     KitKey,
     LiveAdvert,
     LiveState,
-    test_tag_for,
+    tag_for_test,
 )
 
 #: Sequence numbers reserved per write of the key store.
@@ -95,7 +95,7 @@ class LiveBeacon:
         self.seq += 1
         if self.seq > self.reserved:
             self.reserved = min(_SEQ_MAX, self.seq + RESERVE)  # the key store is written
-        adv = LiveAdvert(state, src.warning, self.key.key_id, test_tag_for(src.test_id),
+        adv = LiveAdvert(state, src.warning, self.key.key_id, tag_for_test(src.test_id),
                          src.position, self.seq, t_ds, max(0, min(src.mv, 0xFFFF)),
                          max(-0x8000, min(src.dc, 0x7FFF))).sealed(self.key)
         self._cache = (ident, adv)

@@ -41,7 +41,7 @@ from smartlogger.protocol.live import (
     LiveFormatError,
     LiveState,
     from_manufacturer_data,
-    test_tag_for,
+    tag_for_test,
 )
 
 #: Samples kept per block for the prediction (older ones are thinned out, never the newest).
@@ -193,7 +193,7 @@ class LiveWatch:
     def __init__(self, key: KitKey, options: WatchOptions) -> None:
         self.key = key
         self.options = options
-        self.test_tag = None if options.test_id is None else test_tag_for(options.test_id)
+        self.test_tag = None if options.test_id is None else tag_for_test(options.test_id)
         self.blocks: dict[int, Block] = {}
         self.rejected: Counter[str] = Counter()
         self.accepted = 0

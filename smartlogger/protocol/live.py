@@ -80,7 +80,7 @@ def key_id_for(key: bytes) -> int:
     return kid or 1
 
 
-def test_tag_for(test_id: str) -> int:
+def tag_for_test(test_id: str) -> int:
     """The 16-bit tag of a test id (0 for none): lets a watcher follow one test of a kit."""
     if not test_id:
         return 0
@@ -117,7 +117,7 @@ class LiveAdvert:
     state: LiveState
     warning: bool  # a warning threshold (voltage or temperature) is crossed
     key_id: int  # the kit key this payload is sealed with
-    test_tag: int  # ``test_tag_for(test id)`` of the configuration in force, 0 = none
+    test_tag: int  # ``tag_for_test(test id)`` of the configuration in force, 0 = none
     position: int  # block position in the string (configured at the tap), 0 = not set
     seq: int  # advert sequence number: +1 for every new sample advertised, never reused
     t_ds: int  # when the sample was measured, 0.1 s since the last NFC tap (logger clock)

@@ -1,0 +1,187 @@
+"""Watching a discharge live: the watcher's checks in process, then a virtual site discharged
+with ``smartlogger test watch --json`` in another process and a keyless spoofer on the air."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pytest
+from site_support import SMARTLOGGER, cleanup, cli
+
+from smartlogger.field.live import LiveWatch, WatchOptions, predict_end
+from smartlogger.protocol.live import COMPANY_ID, KitKey, LiveAdvert, LiveState, tag_for_test
+
+KEY = KitKey(bytes(range(16)))
+OTHER = KitKey(bytes(16))
+
+
+def _adv(pos: int, seq: int, t_ds: int, mv: int, *, key: KitKey = KEY, test_id: str = "T1",
+         state: LiveState = LiveState.DISCHARGE) -> dict[int, bytes]:
+    a = LiveAdvert(state, False, key.key_id, tag_for_test(test_id), pos, seq, t_ds, mv, 250)
+    return {COMPANY_ID: a.sealed(key).to_bytes()}
+
+
+def _watch(**kw: Any) -> LiveWatch:
+    return LiveWatch(KEY, WatchOptions(end_v=10.5, test_id="T1", current_a=50.0, blocks=3, **kw))
+
+
+def test_adverts_are_checked_and_replays_forgeries_and_neighbours_are_counted_not_shown() -> None:
+    w = _watch()
+    assert w.receive(_adv(1, 5, 100, 12000, state=LiveState.FLOAT), "A", 10_000, 0.0) == "accepted"
+    assert w.receive(_adv(1, 5, 100, 12000, state=LiveState.FLOAT), "A", 10_500, 0.1) == "repeat"
+    assert w.receive(_adv(1, 6, 110, 11900), "A", 11_000, 0.2) == "accepted"
+    assert w.receive(_adv(1, 5, 100, 12000), "X", 11_100, 0.3) == "replay"
+    forged = bytearray(_adv(1, 99, 120, 12000)[COMPANY_ID])
+    forged[16:18] = (9000).to_bytes(2, "little")  # the voltage, MAC left as it was
+    assert w.receive({COMPANY_ID: bytes(forged)}, "X", 11_200, 0.4) == "bad_mac"
+    assert w.receive(_adv(1, 100, 130, 9000, key=OTHER), "N", 11_300, 0.5) == "foreign_kit"
+    assert w.receive(_adv(1, 101, 140, 9000, test_id="T2"), "A", 11_400, 0.6) == "other_test"
+    assert w.receive({COMPANY_ID: b"\x01\x02"}, "X", 11_500, 0.7) == "malformed"
+    assert w.receive({0x004C: b"\x02\x15"}, "X", 11_500, 0.7) == "none"
+    assert w.rejected == {"replay": 1, "bad_mac": 1, "foreign_kit": 1, "other_test": 1, "malformed": 1}
+    snap = w.snapshot(11_600, 0.8)
+    assert [b["v"] for b in snap["blocks"]] == [11.9]
+    assert snap["alarm"] is None and snap["missing"] == [2, 3]
+
+
+def test_time_lines_elapsed_delivered_ah_stale_and_the_end_alarm() -> None:
+    w = _watch(guard_v=0.1, stale_s=5.0)
+    # two loggers tapped at different times: times since tap differ, the phone time is shared
+    w.receive(_adv(1, 1, 1000, 13500, state=LiveState.FLOAT), "A", 1_000_000, 0.0)
+    w.receive(_adv(2, 1, 400, 13500, state=LiveState.FLOAT), "B", 1_000_000, 0.0)
+    w.receive(_adv(1, 2, 1010, 12200), "A", 1_001_000, 1.0)  # load step between 1000 and 1001 s
+    w.receive(_adv(2, 2, 410, 12200), "B", 1_001_200, 1.0)  # heard 0.2 s late
+    assert w.start_ms == pytest.approx(1_000_500)
+    for k in range(1, 3600):  # an hour at 50 A
+        w.receive(_adv(1, 2 + k, 1010 + 10 * k, 12200 - k // 3), "A", 1_001_000 + 1000 * k, 1.0 + k)
+    snap = w.snapshot(1_001_000 + 3600 * 1000, 3601.0)
+    assert snap["elapsed_s"] == pytest.approx(3599.5, abs=0.01)  # to the newest sample
+    assert snap["delivered_ah"] == pytest.approx(50.0 * 3599.5 / 3600, abs=1e-3)
+    assert snap["stale"] == [2]  # not heard for an hour of wall time
+    assert snap["alarm"] is None
+    w.receive(_adv(1, 5000, 1010 + 36_000, 10_600), "A", 1_001_000 + 3_600_000, 3601.5)
+    alarm = w.snapshot(1_001_000 + 3_601_000, 3602.0)["alarm"]
+    assert alarm is not None and alarm["position"] == 1 and alarm["mv"] == 10_600  # in the guard band
+    assert alarm["sample_ms"] == 1_001_000 + 3_600_000
+
+
+def test_prediction_of_a_shepherd_curve_and_refusal_without_data() -> None:
+    T, a, b, c = 5000.0, 12.2, 1.2e-4, 0.05
+    tau = np.arange(0.0, 2600.0, 10.0)
+    x = tau / T
+    v = np.round(a - b * tau - c * x / (1 - x), 3)
+    fine = np.arange(0.0, T, 0.5)
+    xf = fine / T
+    truth = fine[np.nonzero(a - b * fine - c * xf / (1 - xf) <= 10.5)[0][0]]
+    r = predict_end(tau, v, 10.5)
+    assert r is not None and abs(r[0] - truth) / truth < 0.02
+    assert predict_end(tau[:5], v[:5], 10.5) is None  # too little to stand behind
+
+
+# --------------------------------------------------------------------------- across processes
+
+
+def _lines(stream: IO[str]) -> queue.Queue[str | None]:
+    q: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            q.put(line)
+        q.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q
+
+
+def _next_json(q: queue.Queue[str | None], deadline: float, what: str) -> dict[str, Any]:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise AssertionError(f"timed out waiting for {what}")
+    try:
+        line = q.get(timeout=left)
+    except queue.Empty:
+        raise AssertionError(f"timed out waiting for {what}") from None
+    if line is None:
+        raise AssertionError(f"the process ended before {what}")
+    return dict(json.loads(line))
+
+
+def test_a_discharge_watched_from_another_process_alarms_on_the_weak_block_and_ignores_a_spoofer(
+        tmp_path: Path) -> None:
+    site, folder, kit = tmp_path / "site", tmp_path / "test", tmp_path / "kit.key"
+    speed = 150.0
+    with cleanup(site):
+        cli("sim", "site", "start", str(site), "--blocks", "4", "--weak", "1", "--speed", str(speed))
+        cli("nfc", "program", "--site", str(site), "--count", "4", "--test-id", "UPS-A",
+            "--kit-key", str(kit), "--json")
+        status = json.loads(cli("sim", "site", "status", str(site), "--json").stdout)
+        truth0 = json.loads(cli("sim", "site", "truth", str(site), "--json").stdout)
+        weak = [b["position"] for b in truth0["blocks"] if b["weak"]]
+        healthy = next(b["position"] for b in truth0["blocks"] if not b["weak"])
+        watcher = subprocess.Popen(
+            [SMARTLOGGER, "test", "watch", "--site", str(site), "--kit-key", str(kit), "--test-id", "UPS-A",
+             "--end-voltage", "1.75V/cell", "--cells", "6", "--load", "80A", "--blocks", "4", "--json",
+             "--stop-after-alarm", "--duration", "90", "--folder", str(folder)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        spoofer = None
+        try:
+            assert watcher.stdout is not None
+            q = _lines(watcher.stdout)
+            deadline = time.monotonic() + 60
+            while _next_json(q, deadline, "all four blocks on the watcher")["blocks_seen"] < 4:
+                pass
+            spoofer = subprocess.Popen(
+                [sys.executable, "-m", "smartlogger.testing.spoofer", status["ble_transport"],
+                 "--position", str(healthy), "--duration", "90"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert spoofer.stdout is not None
+            ready = _next_json(_lines(spoofer.stdout), time.monotonic() + 30, "the spoofer")
+            assert ready["ready"] and ready["replayed_seq"] < ready["genuine_seq"]
+            cli("sim", "site", "load", str(site), "80A")
+            last: dict[str, Any] = {}
+            alarm_line: dict[str, Any] | None = None
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    msg = _next_json(q, deadline, "the end alarm")
+                except AssertionError as err:
+                    if "ended" in str(err):
+                        break
+                    raise
+                if msg["type"] == "alarm":
+                    alarm_line = msg
+                else:
+                    last = msg
+            assert watcher.wait(timeout=30) == 10, watcher.stderr.read() if watcher.stderr else ""
+        finally:
+            for proc in (watcher, spoofer):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        truth = json.loads(cli("sim", "site", "truth", str(site), "--json").stdout)["test"]
+    # the right block: the first to reach its end voltage in the ground truth
+    ends = [(b["time_to_end_s"], b["position"]) for b in truth["blocks"] if b["time_to_end_s"] is not None]
+    first_s, first_pos = min(ends)
+    assert first_pos in weak
+    assert alarm_line is not None and alarm_line["position"] == first_pos
+    # at about the right virtual time: the site steps every 0.25 s of wall time (speed x 0.25 s)
+    crossed_ms = truth["start_utc_ms"] + first_s * 1000
+    tick_ms = speed * 0.25 * 1000
+    assert -60_000 - tick_ms <= alarm_line["sample_ms"] - crossed_ms <= 2 * tick_ms + 60_000
+    assert abs(last["discharge_start_ms"] - truth["start_utc_ms"]) <= 2 * tick_ms + 5_000
+    # the spoofer was heard and ignored: nothing it sent is on screen
+    assert last["rejected"].get("bad_mac", 0) >= 1
+    assert last["rejected"].get("replay", 0) >= 1
+    assert last["rejected"].get("foreign_kit", 0) >= 1
+    row = next(b for b in last["blocks"] if b["position"] == healthy)
+    assert row["min_v"] > 9.0 and row["seq"] < ready["forged_seq"]
+    record = json.loads((folder / "watch.json").read_text())
+    assert record["alarm"]["position"] == first_pos and record["rejected"] == last["rejected"]
