@@ -240,3 +240,48 @@ def test_security_headers_and_docs_page_without_third_party_assets(tmp_path: Pat
             assert asset.status_code == 200
             assert sri == "sha384-" + base64.b64encode(hashlib.sha384(asset.data).digest()).decode()
         assert c.get("/api/docs/assets/index.html").status_code == 404
+
+
+# ----------------------------------------------------------------------------- the cost budget
+
+
+def test_a_sample_bomb_over_the_upload_limit_is_413_naming_it(tmp_path: Path) -> None:
+    """A small file whose blocks declare more samples than MAX_UPLOAD_SAMPLES is refused before
+    anything is stored; at the limit it is accepted, checked and charted within the batch bound."""
+    from smartlogger.testing.hostile import sample_bomb
+
+    with api_env("sqlite", tmp_path, MAX_UPLOAD_SAMPLES=1 << 18) as env:
+        c, h = env.client, {**env.a.headers("technician"), **SLOG}
+        r = c.post("/api/logfiles", data=sample_bomb((1 << 18) + 1, block_samples=1 << 16), headers=h)
+        assert r.status_code == 413, r.get_json()
+        err = r.get_json()["error"]
+        assert err["code"] == "too_many_samples" and "262144" in err["message"] and "MAX_UPLOAD_SAMPLES" in err["message"]
+        assert _count_logfiles(env) == 0
+        ok = c.post("/api/logfiles", data=sample_bomb(1 << 18, block_samples=1 << 16), headers=h)
+        assert ok.status_code == 201
+        env.wait_jobs()
+        got = c.get(f"/api/logfiles/{ok.get_json()['id']}", headers=h).get_json()
+        assert got["verification_status"] != "unreadable"
+        s = c.get(f"/api/logfiles/{ok.get_json()['id']}/series?max_points=100", headers=h).get_json()
+        assert s["samples"] == 1 << 18 and s["reduced"] and len(s["t_ms"]) == 100 and set(s["mv"]) == {12_700}
+
+
+def test_the_check_and_the_series_of_a_bomb_stay_within_one_decode_batch() -> None:
+    """Memory follows the batch (logfile.format.BATCH_SAMPLES), not what the file declares: four
+    batches' worth of samples cost what one does (tracemalloc counts numpy's buffers)."""
+    import tracemalloc
+
+    from smartlogger.export.chart_series import chart_series
+    from smartlogger.logfile import check_sample_payloads, read_logfile
+    from smartlogger.testing.hostile import sample_bomb
+
+    peaks = {}
+    for n in (1 << 20, 1 << 22):
+        lf = read_logfile(sample_bomb(n), decode=False)
+        tracemalloc.start()
+        check_sample_payloads(lf)
+        series = chart_series(lf, max_points=500)
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert series.samples == n and series.reduced
+    assert peaks[1 << 22] < 1.3 * peaks[1 << 20] and peaks[1 << 22] < 256 * 2**20, peaks

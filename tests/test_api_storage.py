@@ -30,7 +30,7 @@ def test_migrations_build_exactly_the_models(kind: str) -> None:
         try:
             upgrade(engine)
             upgrade(engine)  # idempotent
-            assert current_revision(engine) == "0006"
+            assert current_revision(engine) == "0007"
             with engine.connect() as conn:
                 diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diff == []
@@ -260,8 +260,13 @@ def test_upgrade_to_0004_keeps_every_row_and_reference(kind: str) -> None:
                     block_position=0, format_version="", verification_status="verified", verification={},
                     uploaded_by=user.id, uploaded_at=user.created_at, receipt={},
                     receipt_signature="")).scalar_one()
-                s.add_all([Job(org_id=org.id, key="k" * 64, kind="check", logfile_id=lf_id),
-                           AuditEvent(org_id=org.id, user_id=user.id, action="upload", object_type="logfile",
+                # jobs gained lease_until in 0007: only the columns of 0003
+                jobs_0003 = table("jobs", *(column(c) for c in (
+                    "org_id", "key", "kind", "logfile_id", "status", "error", "attempts", "created_at")))
+                s.execute(jobs_0003.insert().values(org_id=org.id, key="k" * 64, kind="check", logfile_id=lf_id,
+                                                    status="queued", error="", attempts=0,
+                                                    created_at=user.created_at))
+                s.add_all([AuditEvent(org_id=org.id, user_id=user.id, action="upload", object_type="logfile",
                                       object_id=lf_id)])
                 s.commit()
                 ids = (test_id, logger_id, user.id)
@@ -269,7 +274,7 @@ def test_upgrade_to_0004_keeps_every_row_and_reference(kind: str) -> None:
                           for m in (Organisation, User, Site, BatterySystem, BatteryString, CapacityTest, Logger,
                                     Logfile, Job, AuditEvent)}
             upgrade(engine)
-            assert current_revision(engine) == "0006"
+            assert current_revision(engine) == "0007"
             with Session(engine) as s:
                 after = {m.__tablename__: s.scalar(select(func.count()).select_from(m))
                          for m in (Organisation, User, Site, BatterySystem, BatteryString, CapacityTest, Logger,

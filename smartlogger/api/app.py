@@ -27,7 +27,10 @@ environment ``SMARTLOGGER_TRUST_FILE``; default the manufacturer's production ro
 (the authorities themselves, for tests),
 ``AUTH_FAILURES_PER_MINUTE`` (failed authentications per client address and minute before
 429; 0 = off), ``RATE_LIMIT_STORAGE_URL`` (where the limits count; default ``REDIS_URL``, else
-in the process), ``JOB_LEASE_SECONDS`` (how long a job's claim lasts without a heartbeat).
+in the process), ``JOB_LEASE_SECONDS`` (how long a job's claim lasts without a heartbeat of its
+runner; default 60), ``JOB_SWEEP_SECONDS`` (how often a runner looks for jobs nobody runs: queued
+ones a lost process held, claims whose lease expired; default 30), ``MAX_UPLOAD_SAMPLES`` (most
+samples one uploaded logfile may declare; default ``services.MAX_UPLOAD_SAMPLES``, 2**23).
 
 Security headers on every answer: ``X-Content-Type-Options``, ``X-Frame-Options: DENY``,
 ``Referrer-Policy``, and a ``Content-Security-Policy`` with ``frame-ancestors 'none'`` (the
@@ -56,8 +59,15 @@ from smartlogger.api.filestore import LocalFileStore, StoreSettings
 from smartlogger.api.health import StoreHealth
 from smartlogger.api.receipts import server_key_from_config
 from smartlogger.api.resources import BLUEPRINTS
+from smartlogger.api.services import MAX_UPLOAD_SAMPLES
 from smartlogger.api.stores import open_store
-from smartlogger.api.worker import ThreadRunner, make_runner, recover
+from smartlogger.api.worker import (
+    JOB_LEASE_SECONDS,
+    JOB_SWEEP_SECONDS,
+    ThreadRunner,
+    make_runner,
+    recover,
+)
 from smartlogger.errors import ConfigError
 from smartlogger.logfile.evidence import default_trust
 from smartlogger.logfile.trust import load_trust
@@ -68,7 +78,8 @@ _ENV = ("DATA_DIR", "DATABASE_URL", "DB_SCHEMA", "FILES_DIR", "SERVER_KEY_PATH",
         "CHECK_IDLE_SECONDS", "CHECK_MAX_DELAY_SECONDS", "DB_PING_AFTER_IDLE_SECONDS", "TRUST_FILE",
         "STORE", "STORE_TIMEOUT_SECONDS", "STORE_CONNECT_TIMEOUT_SECONDS", "STORE_ATTEMPTS",
         "JOB_STORE_PATIENCE_SECONDS", "SERVER_KEY", "RQ_QUEUE",
-        "AUTH_FAILURES_PER_MINUTE", "JOB_LEASE_SECONDS", "RATE_LIMIT_STORAGE_URL")
+        "AUTH_FAILURES_PER_MINUTE", "JOB_LEASE_SECONDS", "RATE_LIMIT_STORAGE_URL",
+        "MAX_UPLOAD_SAMPLES", "JOB_SWEEP_SECONDS")
 #: The companion app's policy (as its index.html's meta element) plus what only a header can say.
 APP_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
            "connect-src 'self' https:; worker-src 'self'; manifest-src 'self'; object-src 'none'; "
@@ -122,6 +133,9 @@ def _config(overrides: dict[str, Any] | None) -> dict[str, Any]:
     cfg["AUTH_CACHE_SECONDS"] = float(cfg.get("AUTH_CACHE_SECONDS", 5))
     cfg["PROXY_FIX"] = int(cfg.get("PROXY_FIX") or 0)
     cfg["AUTH_FAILURES_PER_MINUTE"] = int(cfg.get("AUTH_FAILURES_PER_MINUTE", 30))
+    cfg["MAX_UPLOAD_SAMPLES"] = int(cfg.get("MAX_UPLOAD_SAMPLES") or MAX_UPLOAD_SAMPLES)
+    cfg["JOB_LEASE_SECONDS"] = float(cfg.get("JOB_LEASE_SECONDS") or JOB_LEASE_SECONDS)
+    cfg["JOB_SWEEP_SECONDS"] = float(cfg.get("JOB_SWEEP_SECONDS") or JOB_SWEEP_SECONDS)
     cfg.setdefault("CORS_ORIGIN", None)
     cfg.setdefault("REDIS_URL", None)
     cfg.setdefault("MIGRATE_ON_START", True)

@@ -270,6 +270,9 @@ class Job(TenantScoped, Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # running: the claim holds until then (renewed by its runner); queued: a sweep may hand the
+    # job to a runner again after then (migration 0007). See api.worker.
+    lease_until: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class AuditEvent(TenantScoped, Base):

@@ -81,6 +81,11 @@ SETTLE_S = 3.0
 #: First bytes of every logfile we accept (2.x container, generation-1 file).
 LOGFILE_MAGICS: tuple[bytes, ...] = (b"\x89SLOG\r\n\x1a", b"SLG1")
 REPORT_KIND = "xlsx"
+#: Most samples one uploaded logfile may declare (``MAX_UPLOAD_SAMPLES``; 413 above it). The
+#: check job and the chart series decode in batches (``logfile.format.BATCH_SAMPLES``), whatever
+#: a file declares; the analysis and the report hold a test's samples decoded, so this bounds
+#: what one file adds to them. 2**23 = 8.4 M: 16 years of 1-minute samples (a 10-year log is 5.3 M).
+MAX_UPLOAD_SAMPLES = 1 << 23
 
 
 def _audit_values(org_id: int, user_id: int | None, action: str, object_type: str, object_id: int | None, *,
@@ -132,7 +137,8 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
                    test_id: int | None = None, logger_ids: LoggerIds | None = None,
                    on_check_job: Callable[[int], None] | None = None,
                    autocommit: Engine | None = None,
-                   trust: Sequence[Any] | None = None) -> tuple[Logfile, bool]:
+                   trust: Sequence[Any] | None = None,
+                   max_samples: int = MAX_UPLOAD_SAMPLES) -> tuple[Logfile, bool]:
     """Accept logfile bytes; returns (row, created). Same bytes again -> (existing row, False).
 
     A file whose structure, declared lengths or footer hash fail raises ``LogfileError``
@@ -142,6 +148,8 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
     ids across requests (see ``LoggerIds``). ``autocommit``: an engine in autocommit mode on
     the same PostgreSQL database; the row, its audit event and its check job are then written
     by one statement in one round trip (``_INSERT_UPLOAD_PG``) instead of a transaction of five.
+    A file whose sample blocks declare more than ``max_samples`` samples is refused (413
+    ``too_many_samples``, naming the limit) before anything is stored.
     """
     if not data.startswith(LOGFILE_MAGICS):
         raise ApiError(422, "invalid_logfile",
@@ -155,13 +163,20 @@ def ingest_logfile(session: Session, store: FileStore, key: ServerKey, who: Uplo
     # new, and the INSERT finds a duplicate by itself (the unique (org_id, sha256)).
     try:
         lf = read_logfile(data, decode=False)
-        check_sample_heads(lf)
+        declared = check_sample_heads(lf)
     except LogfileError:
         # The same bytes, accepted earlier (by a more lenient reader), stay the answer for them.
         existing = _existing(session, who.org_id, digest)
         if existing is None:
             raise
         return _duplicate(session, existing, test, who), False
+    if declared > max_samples:
+        existing = _existing(session, who.org_id, digest)  # accepted under an earlier, higher limit
+        if existing is not None:
+            return _duplicate(session, existing, test, who), False
+        raise ApiError(413, "too_many_samples",
+                       f"the logfile's sample blocks declare {declared} samples, more than the {max_samples} "
+                       "this server accepts in one logfile (MAX_UPLOAD_SAMPLES)", field="body")
     bad_text = check_logfile_text(lf)
     if bad_text is not None:
         # The same answer on SQLite and PostgreSQL (which cannot store a NUL), before anything is stored.
@@ -428,27 +443,39 @@ def _trust() -> tuple[Authority, ...]:
     return default_trust()
 
 
-def check_logfile_samples(session: Session, store: FileStore, row: Logfile) -> str | None:
-    """The check job's work: decode every sample payload of ``row``'s stored bytes.
-
-    Returns None when they decode. Otherwise marks the row ``unreadable`` (the
-    verification report gets an ``unreadable`` problem with the decoder's message and
-    byte offset), audits it, and returns that message. The row and its bytes stay.
-    """
+def logfile_problem(store: FileStore, sha256: str) -> tuple[str, int | None] | None:
+    """The check job's work: decode every sample payload of the stored bytes ``sha256``, one
+    batch at a time (memory does not grow with the file). None when they decode, else the
+    decoder's (message, byte offset). Reads only: the verdict is ``mark_unreadable``'s."""
     try:
-        check_sample_payloads(read_logfile(store.get(row.sha256), decode=False))
+        check_sample_payloads(read_logfile(store.get(sha256), decode=False))
     except LogfileError as err:
-        message, offset = str(err), err.offset
-    else:
-        return None
+        return str(err), err.offset
+    return None
+
+
+def mark_unreadable(session: Session, row: Logfile, message: str, offset: int | None) -> None:
+    """Mark ``row`` ``unreadable``: the verification report gets an ``unreadable`` problem with
+    the decoder's message and offset, and it is audited. Idempotent: a row already marked with
+    this problem is left alone (a check that runs again adds nothing). The row and bytes stay."""
     ver = dict(row.verification or {})
+    problem = {"kind": "unreadable", "message": message, "stream": None, "seq": None, "offset": offset}
+    if row.verification_status == "unreadable" and problem in ver.get("problems", []):
+        return
     ver["status"], ver["verified"] = "unreadable", False
-    ver["problems"] = [*ver.get("problems", []), {"kind": "unreadable", "message": message, "stream": None,
-                                                  "seq": None, "offset": offset}]
+    ver["problems"] = [*ver.get("problems", []), problem]
     row.verification, row.verification_status = ver, "unreadable"
     audit(session, row.org_id, None, "logfile_unreadable", "logfile", row.id, sha256=row.sha256,
           detail=message[:2000])
-    return message
+
+
+def check_logfile_samples(session: Session, store: FileStore, row: Logfile) -> str | None:
+    """``logfile_problem`` then ``mark_unreadable``: None when the samples decode, else the message."""
+    found = logfile_problem(store, row.sha256)
+    if found is None:
+        return None
+    mark_unreadable(session, row, *found)
+    return found[0]
 
 
 def _existing(session: Session, org_id: int, digest: str) -> Logfile | None:

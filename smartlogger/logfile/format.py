@@ -29,7 +29,7 @@ import hashlib
 import os
 import struct
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -69,8 +69,9 @@ MINOR: Final = 0
 MAX_FILE_BYTES: Final = 512 * 1024 * 1024
 #: Most samples one logfile may hold (10 years at 1 min is 5.3 M; ~1 GB once decoded).
 MAX_FILE_SAMPLES: Final = 1 << 26
-#: Samples decoded per vectorised batch (bounds the temporaries to ~200 MB).
-_BATCH_SAMPLES: Final = 1 << 22
+#: Samples decoded per vectorised batch: bounds the decoder's temporaries to ~120 MB (about 110
+#: bytes per sample while a batch decodes), whatever a file declares. One block may hold this many.
+BATCH_SAMPLES: Final = 1 << 20
 #: Largest single record (a SampleBlock of MAX_BLOCK_SAMPLES 33-bit deltas is ~8.7 MB).
 MAX_RECORD_BYTES: Final = 16 * 1024 * 1024
 
@@ -397,7 +398,31 @@ def decode_sample_records(raws: Sequence[RawRecord]) -> tuple[
 
     Returns ``(start_ms, interval_ms, mv, dc, counts)``: per-record start and interval,
     all samples concatenated, and per-record sample counts. Errors name the record's seq
-    and its byte offset in the file.
+    and its byte offset in the file. Holds every sample decoded: ``iter_sample_batches``
+    for work whose memory must not grow with the file.
+    """
+    parts = list(iter_sample_batches(raws))
+    if parts:
+        starts = np.concatenate([p[1] for p in parts])
+        intervals = np.concatenate([p[2] for p in parts])
+        mv = np.concatenate([p[3] for p in parts])
+        dc = np.concatenate([p[4] for p in parts])
+        counts = np.concatenate([p[5] for p in parts])
+    else:
+        starts, intervals = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        mv, dc, counts = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
+    return starts, intervals, mv, dc, counts
+
+
+def iter_sample_batches(raws: Sequence[RawRecord], batch_samples: int = BATCH_SAMPLES) -> Iterator[tuple[
+        Sequence[RawRecord], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32],
+        npt.NDArray[np.int32], npt.NDArray[np.int64]]]:
+    """Decode SampleBlock records batch by batch: ``(records, start_ms, interval_ms, mv, dc, counts)``
+    per batch of consecutive records declaring at most ``batch_samples`` samples (or one record).
+
+    What ``decode_sample_records`` returns, in pieces: a caller that keeps only a reduction of
+    each batch needs memory for one batch, not for the file. The heads are all checked, and the
+    file's declared total bounded, before the first payload is decoded.
     """
     heads = [SAMPLE_HEAD.unpack_from(raw.data, 1) if len(raw.data) >= _PAYLOAD_AT else (0, 0)
              for raw in raws]
@@ -416,23 +441,16 @@ def decode_sample_records(raws: Sequence[RawRecord]) -> tuple[
     if sum(declared) > MAX_FILE_SAMPLES:
         raise LogfileError(f"the sample blocks declare {sum(declared)} samples, more than the "
                            f"{MAX_FILE_SAMPLES} a logfile may hold", offset=raws[0].offset)
-    parts: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int64]]] = []
     a = 0
     while a < len(raws):
         b, total = a, 0
-        while b < len(raws) and (b == a or total + declared[b] <= _BATCH_SAMPLES):
+        while b < len(raws) and (b == a or total + declared[b] <= batch_samples):
             total += declared[b]
             b += 1
-        parts.append(_decode_batch(raws[a:b]))
+        mv, dc, counts = _decode_batch(raws[a:b])
+        yield (raws[a:b], np.array([h[0] for h in heads[a:b]], dtype=np.int64),
+               np.array([h[1] for h in heads[a:b]], dtype=np.int64), mv, dc, counts)
         a = b
-    if parts:
-        mv = np.concatenate([p[0] for p in parts])
-        dc = np.concatenate([p[1] for p in parts])
-        counts = np.concatenate([p[2] for p in parts])
-    else:
-        mv, dc, counts = np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64)
-    return (np.array([h[0] for h in heads], dtype=np.int64), np.array([h[1] for h in heads], dtype=np.int64),
-            mv, dc, counts)
 
 
 def _decode_batch(raws: Sequence[RawRecord]) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32],
@@ -466,7 +484,7 @@ def _decode_samples_in_place(records: list[RawRecord]) -> None:
         object.__setattr__(raw, "decoded", block)
 
 
-def check_sample_heads(lf: Logfile) -> None:
+def check_sample_heads(lf: Logfile) -> int:
     """Bound what a deferred sample decode may do, cheaply (no sample payload is decoded).
 
     Every SampleBlock record must have its whole head (start, interval, codec, count), a
@@ -474,6 +492,7 @@ def check_sample_heads(lf: Logfile) -> None:
     samples; the file at most ``MAX_FILE_SAMPLES`` in all. Raises ``LogfileError`` naming
     the record's seq and byte offset, as the decoder does. For a file read with
     ``decode=False`` whose payloads are decoded later (``check_sample_payloads``).
+    Returns the number of samples the blocks declare (what decoding them will cost).
     """
     total = 0
     for st in lf.streams:
@@ -497,18 +516,19 @@ def check_sample_heads(lf: Logfile) -> None:
     if total > MAX_FILE_SAMPLES:
         raise LogfileError(f"the sample blocks declare {total} samples, more than the "
                            f"{MAX_FILE_SAMPLES} a logfile may hold", offset=0)
+    return total
 
 
 def check_sample_payloads(lf: Logfile) -> None:
     """Decode every sample payload of ``lf`` (read with ``decode=False``) and keep nothing.
 
     What ``read_logfile(decode=True)`` does per stream, without building ``SampleBlock``
-    objects. Raises ``LogfileError`` (the record's seq and byte offset) if one does not decode.
+    objects, one batch at a time (``BATCH_SAMPLES``): memory does not grow with the file. Raises ``LogfileError`` (the record's seq and byte offset) if one does not decode.
     """
     for st in lf.streams:
         raws = [raw for raw in st.records if raw.record_type == RecordType.SAMPLE_BLOCK]
-        if raws:
-            decode_sample_records(raws)
+        for _ in iter_sample_batches(raws):  # one batch in memory at a time
+            pass
 
 
 def write_logfile(path: str | os.PathLike[str], data: bytes) -> None:

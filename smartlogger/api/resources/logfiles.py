@@ -109,7 +109,8 @@ def upload(args: dict[str, Any]) -> Any:
     row, created = ingest_logfile(session(), files(), server_key(), uploader(), data,
                                   test_id=args["test_id"], logger_ids=app.extensions["smartlogger_logger_ids"],
                                   on_check_job=lambda job_id: submit_check(app, job_id),
-                                  autocommit=upload_engine(app), trust=trust())
+                                  autocommit=upload_engine(app), trust=trust(),
+                                  max_samples=int(app.config["MAX_UPLOAD_SAMPLES"]))
     if row.test_id is not None:
         test_id = row.test_id
 
