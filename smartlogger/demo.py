@@ -345,6 +345,22 @@ def _verify(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
     summary.facts["verified_simulated"] = len(reports)
 
 
+def demo_test_info(opts: DemoOptions, test_id: str) -> TestInfo:
+    """The demo test's ``test.json``: what a technician states with ``smartlogger test new``."""
+    return TestInfo(
+        test_id=test_id, name=f"Capacity test {test_id}", client_key=test_id,
+        site=SiteInfo("Demo data centre", address="Basement B2"), system=SystemInfo("UPS A", "UPS"),
+        string=StringInfo(f"String 1 ({opts.blocks} blocks)", opts.blocks),
+        technician="Demo Technician", company="smartlogger demo service",
+        battery=BatteryInfo(make="simulated", model="12 V 100 Ah VRLA (CSB GP 12400 scaled)", chemistry="vrla",
+                            block_voltage_v=12.0, rated_ah=opts.rated_ah),
+        load=opts.load, datasheet_csv=DATASHEET.read_text(), tz="UTC",
+        load_setup="load bank (simulated)", load_source="the load bank's set constant current",
+        cutoff="load bank end-voltage cutoff at the string end voltage",
+        metadata={"source": "smartlogger demo", "markers": "SIMULATED"},
+    )
+
+
 def _analyze(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
              progress: ProgressHook) -> None:
     files: list[Path] = ctx["logfiles"]
@@ -353,6 +369,7 @@ def _analyze(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
     meta = TestMetadata(load=load_from_quantity(parse_load(opts.load)), datasheet=read_datasheet_csv(DATASHEET),
                         string_blocks=opts.blocks, test_id=ctx["test_id"])
     result = analyze_test(logs, meta, excluded=loaded.excluded)
+    result.report_info = demo_test_info(opts, ctx["test_id"]).report_info()
     if result.excluded or result.evidence.status != "simulated":
         raise DemoStepError("analyze", f"the simulated logs should rest on simulated evidence only: "
                                        f"{result.evidence.statement}")
@@ -367,10 +384,16 @@ def _analyze(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
         "end_reason": result.discharge.end_reason,
         "capacity_pct": None if cap.capacity_pct is None else round(cap.capacity_pct, 1),
         "capacity_method": cap.method,
+        "capacity_lower_bound": cap.lower_bound,
+        "verdict": result.verdict.outcome if result.verdict else None,
+        "verdict_criterion": result.verdict.criterion if result.verdict else None,
+        "verdict_sentence": result.verdict.sentence if result.verdict else None,
+        "ranking_rule": result.verdict.ranking_rule if result.verdict else None,
         "weakest": [
             {"position": b.position, "serial": b.serial,
              "capacity_pct": None if b.capacity_pct is None else round(b.capacity_pct, 1),
-             "lower_bound": b.lower_bound, "replace": b.replace}
+             "lower_bound": b.lower_bound, "replace": b.replace, "disposition": b.disposition,
+             "min_voltage_v": b.min_voltage_v}
             for b in sorted((b for b in result.blocks if b.rank is not None),
                             key=lambda b: b.rank or 0)[: max(3, opts.weak)]
         ],
@@ -444,14 +467,7 @@ def _api(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary, progress:
         # The test's metadata file names the site, system and string: the sync creates them
         # on the server (found by name on a later run), as 'smartlogger test new' + 'sync' do.
         logs_dir = opts.out / "logs"
-        TestInfo(
-            test_id=ctx["test_id"], name=f"Capacity test {ctx['test_id']}", client_key=ctx["test_id"],
-            site=SiteInfo("Demo data centre", address="Basement B2"), system=SystemInfo("UPS A", "UPS"),
-            string=StringInfo(f"String 1 ({opts.blocks} blocks)", opts.blocks),
-            battery=BatteryInfo(chemistry="vrla", block_voltage_v=12.0, rated_ah=opts.rated_ah),
-            load=opts.load, datasheet_csv=DATASHEET.read_text(),
-            metadata={"source": "smartlogger demo", "markers": "SIMULATED"},
-        ).write(logs_dir)
+        demo_test_info(opts, ctx["test_id"]).write(logs_dir)
         report = sync_folder(base, issued.token, logs_dir)
         if report.rejected or report.pending or report.errors:
             raise DemoStepError("api", f"sync incomplete: {report.to_dict()}")

@@ -17,7 +17,9 @@ rewritten)::
                  "block_voltage_v": 12, "rated_ah": 100},
      "load": "20A", "rated_time": "3h", "datasheet": "datasheet.csv",
      "end_voltage": "1.75V/cell", "reference_temperature_c": 25,
-     "tz": "Europe/Berlin", "notes": "..."}
+     "tz": "Europe/Berlin", "notes": "...",
+     "ambient_c": 22.5, "load_setup": "load bank", "load_source": "load bank display",
+     "cutoff": "load bank end-voltage cutoff at 252 V"}
 
 Quantities are kept as typed (``"20A"``, ``"4.8kW"``, ``"3h"``) and read with
 ``smartlogger.quantities``, so the file, the CLI and the API say the same thing the same way.
@@ -126,6 +128,10 @@ class TestInfo:
     reference_temperature_c: float | None = None  # rating temperature of rated_time, C
     tz: str = ""  # IANA zone of the site, for local times in reports
     notes: str = ""
+    ambient_c: float | None = None  # ambient (room) temperature before the test, C
+    load_setup: str = ""  # how the load was applied: "load bank", "real load", "transfer to a second UPS"
+    load_source: str = ""  # where the load's current figure comes from: "load bank display", "clamp meter"
+    cutoff: str = ""  # what stops the test: "load bank end-voltage cutoff at 252 V"
     string_id: int | None = None  # the server's string id, when known
     datasheet_csv: str = ""  # the datasheet inline (older files; the API's form)
     metadata: dict[str, str] = field(default_factory=dict)  # free key -> value
@@ -140,7 +146,8 @@ class TestInfo:
         known = {f.name for f in fields(cls)} - {"extra"}
         info = cls(extra={k: v for k, v in data.items() if k not in known and k not in ("format", "blocks")})
         for key in ("test_id", "name", "client_key", "technician", "company", "load", "rated_time",
-                    "datasheet", "tz", "notes", "datasheet_csv", "end_voltage"):
+                    "datasheet", "tz", "notes", "datasheet_csv", "end_voltage", "load_setup", "load_source",
+                    "cutoff"):
             if key in data and data[key] is not None:
                 setattr(info, key, _text(data[key], key, where))
         for key, cls_ in (("site", SiteInfo), ("system", SystemInfo), ("string", StringInfo),
@@ -149,7 +156,7 @@ class TestInfo:
                 setattr(info, key, _part(cls_, data[key], key, where))
         if "blocks" in data and data["blocks"] is not None and info.string.blocks is None:
             info.string.blocks = _int(data["blocks"], "blocks", where)  # the sync client's older key
-        for key in ("end_v_per_cell", "reference_temperature_c"):
+        for key in ("end_v_per_cell", "reference_temperature_c", "ambient_c"):
             if key in data and data[key] is not None:
                 setattr(info, key, _number(data[key], key, where))
         if data.get("string_id") is not None:
@@ -264,9 +271,19 @@ class TestInfo:
                 "battery.chemistry": self.battery.chemistry,
                 "battery.block_voltage_v": "" if self.battery.block_voltage_v is None else f"{self.battery.block_voltage_v:g}",
                 "battery.rated_ah": "" if self.battery.rated_ah is None else f"{self.battery.rated_ah:g}",
-                "tz": self.tz, "notes": self.notes}
+                "tz": self.tz, "notes": self.notes,
+                "ambient_c": "" if self.ambient_c is None else f"{self.ambient_c:g}",
+                "load_setup": self.load_setup, "load_source": self.load_source, "cutoff": self.cutoff,
+                "test_name": self.name,
+                "rating": (f"rated time {self.rated_time}" if self.rated_time else
+                           f"datasheet ({self.datasheet or 'inline table'})" if self.datasheet or self.datasheet_csv
+                           else "")}
         out.update({k: v for k, v in flat.items() if v})
         return out
+
+    def report_info(self) -> dict[str, str]:
+        """What the customer report shows of the test's metadata (``TestResult.report_info``)."""
+        return self.server_metadata()
 
 
 def _text(value: Any, key: str, where: str) -> str:

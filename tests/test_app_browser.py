@@ -342,7 +342,12 @@ def test_grid_colours_match_the_api_results(page: Any, live: Live) -> None:
     shot(page, "grid")
     page.click("button[data-sort=capacity]")
     weakest = page.eval_on_selector_all("#grid .block", "els => els.map(e => e.dataset.serial)")
-    assert weakest == [b["serial"] for b in sorted(blocks, key=lambda b: (b["capacity_pct"], b["position"]))]
+    # "Weakest first" is the analysis' one ranking (lower bounds never compared by their number), shown in words.
+    assert weakest == [b["serial"] for b in sorted(blocks, key=lambda b: (b["rank"] or 10**9, b["position"]))]
+    assert page.inner_text("#ranking-rule") == res["result"]["verdict"]["ranking_rule"]
+    # The verdict first, in the API's words.
+    assert page.inner_text("#verdict-sentence") == res["result"]["verdict"]["sentence"]
+    assert page.get_attribute("#verdict", "data-outcome") == res["result"]["verdict"]["outcome"]
     page.click("button[data-sort=severity]")
     worst = page.eval_on_selector_all("#grid .block", "els => els.map(e => e.dataset.severity)")
     assert worst[0] == "red" and worst[-1] == "green"

@@ -228,8 +228,11 @@
   function sortBlocks(cells, mode) {
     var rank = { red: 0, yellow: 1, green: 2, none: 3 };
     var cap = function (c) { return c.block && c.block.capacity_pct !== null ? c.block.capacity_pct : Infinity; };
+    // "Weakest first" is the analysis' one ranking (block.rank; the rule is shown beside the grid):
+    // a lower bound is never compared with a measured capacity by its number.
+    var byRank = function (c) { return c.block && c.block.rank !== null && c.block.rank !== undefined ? c.block.rank : Infinity; };
     var out = cells.slice();
-    if (mode === "capacity") out.sort(function (a, b) { return cap(a) - cap(b) || a.position - b.position; });
+    if (mode === "capacity") out.sort(function (a, b) { return byRank(a) - byRank(b) || a.position - b.position; });
     else if (mode === "severity") out.sort(function (a, b) { return rank[a.sev] - rank[b.sev] || cap(a) - cap(b) || a.position - b.position; });
     else out.sort(function (a, b) { return a.position - b.position; });
     return out;
@@ -255,11 +258,12 @@
     var b = c.block;
     var capText = !b ? "no data" : b.capacity_pct === null ? "\u2013 %" : (b.lower_bound ? "\u2265 " : "") + b.capacity_pct.toFixed(0) + " %";
     var label = (b ? b.label || "B" + c.position : "B" + c.position);
+    var disp = b && b.disposition ? b.disposition : "";
     var s = SEVERITY[c.sev];
     var attrs = { class: "block sev-" + c.sev, "data-severity": c.sev, "data-position": String(c.position),
                   "aria-label": "Block " + label + ", position " + c.position + ": " + s.word + ", capacity " + capText };
     var inner = [h("span", { class: "block-label" }, label),
-      h("span", { class: "block-cap" }, capText),
+      h("span", { class: "block-cap" + (disp ? " disp-" + disp : ""), "data-disposition": disp }, capText),
       h("span", { class: "block-sev" }, h("span", { "aria-hidden": "true" }, s.icon), " " + s.word)];
     var ev = b && b.evidence ? b.evidence.status : null;
     if (ev) {
@@ -344,11 +348,39 @@
     var notes = result.warnings.length ? h("div", { class: "card notes", id: "analysis-notes" },
       h("h2", {}, "Analysis notes"),
       h("ul", { class: "list" }, result.warnings.map(function (w) { return h("li", { class: "note" }, "\u26a0 " + w); }))) : null;
-    show(head, markers, evidence, summary, notes, h("h2", {}, "Blocks"), sortBar, grid,
+    show(head, verdictCard(result), reportInfo(result), markers, evidence, summary, notes, h("h2", {}, "Blocks"), sortBar, grid,
       h("p", { class: "legend" }, severityTag("green"), " no exceedance \u00b7 ", severityTag("yellow"), " slight or brief \u00b7 ",
-        severityTag("red"), " massive or long. \u2265 = lower bound (end voltage not reached)."),
+        severityTag("red"), " massive or long. \u2265 = lower bound: the block outlasted the test, its capacity is not determined further (never a failure)."),
+      result.verdict ? h("p", { class: "legend", id: "ranking-rule" }, result.verdict.ranking_rule) : null,
       reportSection(test));
     draw();
+  }
+
+  /** The verdict first: pass / fail / inconclusive against the criterion, and why in one sentence. */
+  function verdictCard(result) {
+    var v = result.verdict;
+    if (!v) return null;
+    var word = { pass: "\u2714 PASS", fail: "\u2716 FAIL", inconclusive: "? INCONCLUSIVE" }[v.outcome] || v.outcome;
+    return h("div", { class: "card verdict verdict-" + v.outcome, id: "verdict", "data-outcome": v.outcome },
+      h("h2", {}, word), h("p", { id: "verdict-sentence" }, v.sentence),
+      h("p", { class: "muted" }, "Acceptance: " + v.criterion));
+  }
+
+  /** Who tested what, where: the test's metadata as the result carries it. */
+  function reportInfo(result) {
+    var i = result.report_info || {};
+    var rows = [["Site", [i.site, i.site_address, i.customer]], ["System / string", [i.system, i.string]],
+      ["Technician", [i.technician, i.company]],
+      ["Battery", [i["battery.make"], i["battery.model"], i["battery.chemistry"],
+                   i["battery.block_voltage_v"] ? i["battery.block_voltage_v"] + " V" : "",
+                   i["battery.rated_ah"] ? i["battery.rated_ah"] + " Ah" : ""]],
+      ["Setup", [i.load_setup, i.load_source, i.cutoff, i.ambient_c ? "ambient " + i.ambient_c + " \u00b0C" : ""]]]
+      .map(function (r) { return [r[0], r[1].filter(function (x) { return x; }).join(", ")]; })
+      .filter(function (r) { return r[1]; });
+    if (!rows.length) return null;
+    return h("dl", { class: "figures", id: "report-info" }, rows.map(function (kv) {
+      return h("div", {}, h("dt", {}, kv[0]), h("dd", {}, kv[1]));
+    }));
   }
 
   /** What the result rests on: verified hardware evidence only, or not; and every logfile not used. */
@@ -481,6 +513,7 @@
          ["Time to end voltage", block.reached_end_voltage ? fmtDuration(block.time_to_end_s) : "not reached"],
          ["Lowest voltage", fmtNum(block.min_voltage_v, 3, "V")], ["Highest temperature", fmtNum(block.max_temperature_c, 1, "\u00b0C")],
          ["Rank", block.rank === null ? "\u2013" : block.rank + " of " + result.blocks.length + " (1 = weakest)"],
+         ["Result", block.disposition ? block.disposition.replace("_", " ") + (block.recommendation ? ": " + block.recommendation : "") : "\u2013"],
          ["Internal resistance", fmtResistance(block, result)],
          ["Logger", block.serial + (block.markers.length ? " (" + block.markers.join(", ") + ")" : "")],
          ["Evidence", block.evidence ? block.evidence.status + " \u2013 " + block.evidence.note : "not recorded"]].map(function (kv) {

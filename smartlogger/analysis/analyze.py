@@ -74,6 +74,7 @@ from smartlogger.analysis.results import (
     ResistanceStepResult,
     TestResult,
 )
+from smartlogger.analysis.verdict import apply_verdict
 from smartlogger.model import Chemistry, Quantity
 from smartlogger.quantities import format_duration
 
@@ -87,6 +88,8 @@ MAX_GRID_CELLS = 60_000_000
 #: Window after the discharge start over which each block's temperature is
 #: averaged for K_T (s). IEEE 450 corrects with the temperature at the start of the test.
 TEMPERATURE_WINDOW_S = 60.0
+#: Window before the discharge start whose median block voltage is the pre-test float voltage (s).
+FLOAT_WINDOW_S = 600.0
 
 Method = Literal["auto", "time_adjusted", "rate_adjusted"]
 
@@ -470,6 +473,8 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         all_markers.update(markers)
         temps_win = al.dc[in_win]
         pct = _opt(float(chosen[i]))
+        # Pre-test float voltage: the block at rest on float charge just before the load came on.
+        pre = (al.true_ms >= t0 - FLOAT_WINDOW_S * 1000.0) & (al.true_ms < t0 - 2000.0)
         blocks.append(BlockResult(
             serial=log.serial, position=log.position, label=log.config.block_label, markers=markers,
             block_type=log.config.block_type.describe(), cells=log.cells, rated_ah=float(log.config.rated_ah),
@@ -489,6 +494,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
             gaps=gaps, exceedances=exc, warnings=bw,
             **_resistance_fields(heads[i], res_by_block[i], r_ref, opt),
             evidence=log.evidence if log.evidence is not None else unchecked_block(),
+            float_voltage_v=round(float(np.median(al.mv[pre])) / 1000.0, 3) if pre.any() else None,
         ))
     ranking = [b.serial for b in sorted((b for b in blocks if b.rank is not None), key=lambda b: b.rank or 0)]
     load = meta.load
@@ -498,7 +504,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
     test_id = meta.test_id or next((log.config.test_id for log in ordered if log.config.test_id), "")
     with _quiet_nan():
         min_string = float(np.nanmin(span.string_v[s:e + 1]))
-    return TestResult(
+    return apply_verdict(TestResult(
         schema_version=SCHEMA_VERSION, test_id=test_id, load=load.describe(), load_kind=kind,
         string_blocks=n_string, grid_step_s=step / 1000.0,
         discharge=DischargeResult(
@@ -528,7 +534,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         resistance_rule={"warn_pct": float(opt.resistance_warn_pct), "fail_pct": float(opt.resistance_fail_pct)},
         evidence=test_evidence(((b.serial, b.position, b.evidence) for b in blocks), [*excluded, *clock_excluded]),
         excluded=[*excluded, *clock_excluded],
-    )
+    ), opt.replace_below_pct)
 
 
 def _clock_exclusions(log: BlockLog, message: str) -> list[FileEvidence]:

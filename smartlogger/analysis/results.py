@@ -177,6 +177,15 @@ class BlockResult:
     # Added in issue 17 (optional when reading older results):
     evidence: BlockEvidence = field(default_factory=lambda: unchecked_block_evidence(), metadata={
         "doc": "the evidence of the data this block was computed from"})
+    # Added in issue 20 (optional when reading older results; see analysis.verdict):
+    disposition: str = field(default="", metadata={
+        "doc": "'fail' (measured below the acceptance criterion), 'pass' (measured, or a lower bound, at or above "
+               "it), 'not_determined' (a lower bound below it: the block outlasted the test) or 'no_result'; "
+               "empty in results written before issue 20"})
+    recommendation: str = field(default="", metadata={"doc": "what to do with the block, in words"})
+    float_voltage_v: float | None = field(default=None, metadata={
+        "doc": "pre-test float voltage: median block voltage over the 10 min before the discharge start, V; "
+               "null when the log holds none"})
 
 
 @dataclass
@@ -248,6 +257,20 @@ class CapacityResult:
 
 
 @dataclass
+class VerdictResult:
+    """The string's pass / fail / inconclusive against the acceptance criterion (see ``analysis.verdict``)."""
+
+    outcome: str = field(metadata={"doc": "'pass', 'fail' or 'inconclusive'"})
+    acceptance_pct: float = field(metadata={"doc": "acceptance criterion: capacity at or above this % of rated"})
+    criterion: str = field(metadata={"doc": "the acceptance criterion, in words"})
+    sentence: str = field(metadata={"doc": "the reason for the outcome in one sentence (the CLI, the workbook, "
+                                           "the PDF and the app show this)"})
+    failed: list[str] = field(metadata={"doc": "serials of the blocks measured below the criterion, weakest first"})
+    not_determined: list[str] = field(metadata={"doc": "serials whose capacity is a lower bound below the criterion"})
+    ranking_rule: str = field(metadata={"doc": "how 'weakest first' (rank, ranking) is ordered, in words"})
+
+
+@dataclass
 class TestResult:
     """Everything the analysis of one capacity test found."""
 
@@ -282,6 +305,13 @@ class TestResult:
         "doc": "what the whole result rests on (verified evidence only?)"})
     excluded: list[FileEvidence] = field(default_factory=list, metadata={
         "doc": "logfiles given but not used, each with its reason"})
+    # Added in issue 20 (optional when reading older results):
+    verdict: VerdictResult | None = field(default=None, metadata={
+        "doc": "pass / fail / inconclusive with its reason; null in results written before issue 20 "
+               "(analysis.verdict.verdict_of computes it)"})
+    report_info: dict[str, str] = field(default_factory=dict, metadata={
+        "doc": "what the test's metadata (test.json) states for the report: site, system, string, technician, "
+               "company, battery.*, tz, ambient_c, ... (text -> text)"})
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(to_dict(self), indent=indent, allow_nan=False)

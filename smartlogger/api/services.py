@@ -612,6 +612,8 @@ def compute_result(session: Session, store: FileStore, test: CapacityTest, *,
                              trust=trust if trust is not None else _trust(),
                              registered_keys=registered_keys(session, test))
     result = analyze_test(loaded.logs, metadata_of(test), excluded=loaded.excluded)
+    # The customer report's facts (site, technician, battery, ...) as the test's metadata states them.
+    result.report_info = {str(k): str(v) for k, v in (test.meta or {}).items()}
     digest = inputs_digest(test, [lf.sha256 for lf in files])
     payload = json.loads(result.to_json(indent=None))
     row = session.scalar(select(Result).where(Result.test_id == test.id))

@@ -92,20 +92,31 @@ def _print_summary(console: object, summary: DemoSummary) -> None:
     console.print(f"  discharge: {f['discharge_h']:.2f} h, ended by {f['end_reason'].replace('_', ' ')}")
     for warning in f.get("warnings", []):
         console.print(f"  [yellow]note:[/] {escape(warning)}")
-    console.print(f"  string capacity: {'n/a' if cap is None else f'{cap:.1f} %'} "
+    verdict = f.get("verdict") or "n/a"
+    colour = {"pass": "green", "fail": "red"}.get(verdict, "yellow")
+    console.print(f"  [bold {colour}]{verdict.upper()}[/] against {escape(f.get('verdict_criterion') or '-')}")
+    console.print(f"  {escape(f.get('verdict_sentence') or '')}")
+    cap_text = "n/a" if cap is None else f"{'>= ' if f.get('capacity_lower_bound') else ''}{cap:.1f} %"
+    console.print(f"  string capacity: {cap_text}{' (lower bound: not determined further)' if f.get('capacity_lower_bound') else ''} "
                   f"({f['capacity_method'].replace('_', '-')} method)")
     table = Table(title="Weakest blocks", show_edge=False)
-    for col in ("rank", "position", "serial", "capacity %", "replace"):
+    for col in ("rank", "position", "serial", "capacity %", "min V", "result"):
         table.add_column(col)
+    words = {"fail": "[red]FAIL: replace[/]", "pass": "pass", "not_determined": "not determined (>=)",
+             "no_result": "no result"}
     for i, b in enumerate(f["weakest"]):
         pct = "n/a" if b["capacity_pct"] is None else f"{b['capacity_pct']:.1f}"
         if b["lower_bound"] and b["capacity_pct"] is not None:
             pct = ">=" + pct  # the block outlasted the string: its capacity is at least this
         table.add_row(str(i + 1), str(b["position"]), b["serial"], pct,
-                      "[red]REPLACE (< 80 %)[/]" if b["replace"] else "ok")
+                      "-" if b.get("min_voltage_v") is None else f"{b['min_voltage_v']:.2f}",
+                      words.get(b.get("disposition", ""), "REPLACE" if b["replace"] else "ok"))
     console.print(table)
+    if f.get("ranking_rule"):
+        console.print(f"  rank: {escape(f['ranking_rule'])}")
     if any(b["lower_bound"] for b in f["weakest"]):
-        console.print("  >= : the block had not reached its end voltage when the string test ended")
+        console.print("  >= : lower bound: the block had not reached its end voltage when the test ended "
+                      "(not determined further)")
     console.print(f"  exceedances: [yellow]{f['yellow']} yellow[/] (warning), [red]{f['red']} red[/] (alarm)")
     console.print(f"  weak blocks in the simulation (truth): {f['weak_blocks_truth']}")
     console.print()

@@ -43,6 +43,7 @@ from smartlogger.analysis.loading import expand_paths, load_test_files
 from smartlogger.analysis.results import TestResult, json_schema, to_dict
 from smartlogger.analysis.testfolder import folder_files, metadata_of, stale_reason
 from smartlogger.analysis.trend import block_trends
+from smartlogger.analysis.verdict import RANKING_RULE, ensure_verdict
 from smartlogger.cli.logfile import trust_option
 from smartlogger.cli.options import CURRENT, POWER, DurationType
 from smartlogger.cli.watch import watch
@@ -202,6 +203,8 @@ def analyze(paths: tuple[str, ...], load: Current | None, load_power: Power | No
                                                       if ir_reference is not None else None),
                            resistance_warn_pct=ir_warn, resistance_fail_pct=ir_fail)
     result = analyze_test(loaded.logs, meta, opts, excluded=loaded.excluded)
+    if folder is not None:
+        result.report_info = info.report_info()
     text = result.to_json()
     if folder is not None:
         (folder / RESULT_FILE).write_text(text + "\n", encoding="utf-8")
@@ -248,6 +251,10 @@ def _info_options(f: Any) -> Any:
         click.option("--reference-temp", type=float, help="temperature of the --rated-time rating, C"),
         click.option("--tz", help="the site's time zone (IANA, e.g. Europe/Berlin)"),
         click.option("--notes", help="free notes for the report"),
+        click.option("--ambient", type=click.FloatRange(-50, 80), help="ambient (room) temperature before the test, C"),
+        click.option("--load-setup", help="how the load was applied, e.g. 'load bank', 'real load'"),
+        click.option("--load-source", help="where the load current figure comes from, e.g. 'load bank display'"),
+        click.option("--cutoff", help="what stops the test, e.g. 'load bank end-voltage cutoff at 252 V'"),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -259,7 +266,8 @@ _TEXT_FIELDS = {"name": ("name",), "test_id": ("test_id",), "site": ("site", "na
                 "string_name": ("string", "name"), "technician": ("technician",), "company": ("company",),
                 "make": ("battery", "make"), "model": ("battery", "model"), "chemistry": ("battery", "chemistry"),
                 "block_voltage": ("battery", "block_voltage_v"), "rated_ah": ("battery", "rated_ah"),
-                "tz": ("tz",), "notes": ("notes",)}
+                "tz": ("tz",), "notes": ("notes",), "ambient": ("ambient_c",), "load_setup": ("load_setup",),
+                "load_source": ("load_source",), "cutoff": ("cutoff",)}
 
 
 def _apply(info: TestInfo, folder: Path, kw: dict[str, Any], *, overwrite: bool) -> tuple[TestInfo, list[str]]:
@@ -361,6 +369,9 @@ def _show(info: TestInfo, folder: Path) -> None:
             ("end voltage", str(info.parsed_end_voltage()) if info.parsed_end_voltage() else "by chemistry"),
             ("people", " / ".join(x for x in (info.technician, info.company) if x) or "-"),
             ("time zone", info.tz or "UTC"),
+            ("setup", " / ".join(x for x in (info.load_setup, info.load_source, info.cutoff,
+                                             f"ambient {info.ambient_c:g} C" if info.ambient_c is not None else "")
+                                 if x) or "-"),
             ("logfiles", str(len(list(folder.glob("*.slog"))))),
             ("result", _result_state(folder, info))]
     if info.notes:
@@ -436,8 +447,18 @@ def _pct(x: float | None, lower: bool = False) -> str:
     return "-" if x is None else f"{'>=' if lower else ''}{x:.1f}"
 
 
+def print_verdict(r: TestResult, console: Console) -> None:
+    """The verdict first: PASS / FAIL / INCONCLUSIVE, the criterion and the reason in one sentence."""
+    v = ensure_verdict(r).verdict
+    assert v is not None
+    colour = {"pass": "green", "fail": "red"}.get(v.outcome, "yellow")
+    console.print(f"[bold {colour}]{v.outcome.upper()}[/] against {escape(v.criterion)}")
+    console.print(escape(v.sentence))
+
+
 def print_summary(r: TestResult, console: Console) -> None:
-    """The technician's summary: the discharge, the string capacity, one row per block."""
+    """The technician's summary: the verdict, the discharge, the string capacity, one row per block."""
+    print_verdict(r, console)
     if r.markers:
         console.print(f"[bold magenta]{' '.join(r.markers)} DATA[/] - not evidence from real hardware")
     ev = r.evidence
@@ -458,7 +479,8 @@ def print_summary(r: TestResult, console: Console) -> None:
                      if d.interruptions else ""))
     if c.capacity_pct is not None:
         console.print(
-            f"String capacity ({c.method.replace('_', '-')}): {_pct(c.capacity_pct, c.lower_bound)} % "
+            f"String capacity ({c.method.replace('_', '-')}): {_pct(c.capacity_pct, c.lower_bound)} %"
+            f"{' (lower bound: not determined further)' if c.lower_bound else ''} "
             f"(K_T {c.k_t}, {c.temperature_c} C, rated time {format_duration(c.rated_time_s)})"
         )
     table = Table(title=f"{len(r.blocks)} of {r.string_blocks} blocks")
@@ -468,8 +490,10 @@ def print_summary(r: TestResult, console: Console) -> None:
                          no_wrap=col != "notes")
     for b in r.blocks:
         notes = []
-        if b.replace:
+        if b.disposition == "fail":
             notes.append("[red]replace[/]")
+        elif b.disposition == "not_determined":
+            notes.append("not determined")
         if b.gaps:
             notes.append(f"{len(b.gaps)} gap")
         if b.clock.uncertainty_ms is None:
@@ -483,8 +507,12 @@ def print_summary(r: TestResult, console: Console) -> None:
             ", ".join(notes),
         )
     console.print(table)
-    if any(b.replace for b in r.blocks):
-        console.print("[red]replace[/]: measured capacity below 80 % of rated")
+    if any(b.disposition == "fail" for b in r.blocks):
+        console.print(f"[red]replace[/]: measured capacity below {r.verdict.acceptance_pct if r.verdict else 80:g} % "
+                      "of rated")
+    if any(b.lower_bound for b in r.blocks):
+        console.print(">= : lower bound: the block outlasted the test (not determined further)")
+    console.print(f"rank: {RANKING_RULE}")
     if r.missing_positions:
         console.print(f"[red]missing loggers at positions {', '.join(map(str, r.missing_positions))}[/]")
     if r.resistance_reference_mohm is not None:
