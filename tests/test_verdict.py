@@ -10,7 +10,13 @@ import pytest
 from smartlogger.analysis.analyze import analyze_test
 from smartlogger.analysis.inputs import ConstantCurrent, TestMetadata
 from smartlogger.analysis.results import TestResult
-from smartlogger.analysis.verdict import RANKING_RULE, apply_verdict, blocks_phrase, ensure_verdict, verdict_of
+from smartlogger.analysis.verdict import (
+    RANKING_RULE,
+    apply_verdict,
+    blocks_phrase,
+    ensure_verdict,
+    verdict_of,
+)
 from smartlogger.testing.synthetic import synthetic_string_test
 
 

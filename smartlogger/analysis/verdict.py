@@ -90,9 +90,9 @@ def recommendation(b: BlockResult, disp: str, acceptance_pct: float, string_fail
     else:
         text = "no result: check the logger and its data"
     if b.resistance_status == "fail":
-        text += "; internal resistance high: check connections, plan replacement"
+        text += "; high resistance: check connections, plan replacement"
     elif b.resistance_status == "warning":
-        text += "; internal resistance raised: watch"
+        text += "; raised resistance: watch"
     return text
 
 

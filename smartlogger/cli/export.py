@@ -217,3 +217,30 @@ def examples(out_dir: Path, blocks: int, tz: str, as_json: bool) -> None:
     else:
         for p in paths:
             click.echo(f"wrote {p}")
+
+
+@export.command()
+@click.option("--test", "test_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The capacity-test directory (its result.json, test.json and .slog files).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="PDF to write (.pdf).")
+@_json
+@trust_option
+def pdf(test_dir: Path, out: Path, as_json: bool, trust_file: str | None) -> None:
+    """The customer report of a test as a PDF: the verdict first, who / where / which battery, the
+    setup, the charts, every block and the exceedances (the same content as the workbook's Summary)."""
+    # Lazy: only this command needs these (the other commands start without them).
+    from smartlogger.export import adapters
+    from smartlogger.export.pdf import write_pdf_report
+    from smartlogger.logfile.trust import load_trust
+
+    if out.suffix.lower() != ".pdf":
+        raise ExportError(f"{out}: the report name must end in .pdf")
+    if not out.parent.is_dir():
+        raise ExportError(f"{out}: directory {out.parent} does not exist")
+    started = time.perf_counter()
+    t = adapters.load_test_dir(test_dir, trust=load_trust(trust_file) if trust_file else None)
+    if t.outcome.report is None:  # pragma: no cover - load_test_dir always analyses or reads a result
+        raise ExportError(f"{test_dir}: no analysis result to report")
+    write_pdf_report(out, t.outcome.report, t.series)
+    _report(out, started, as_json, kind="pdf", verdict=t.outcome.report.outcome, blocks=len(t.series))

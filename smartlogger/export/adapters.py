@@ -34,6 +34,7 @@ from smartlogger.analysis.inputs import BlockLog, TestMetadata, load_from_quanti
 from smartlogger.analysis.loading import LoadedTest, load_test_files
 from smartlogger.analysis.results import TestResult
 from smartlogger.analysis.testfolder import folder_files, metadata_of, stale_reason
+from smartlogger.analysis.verdict import ensure_verdict
 from smartlogger.errors import ExportError
 from smartlogger.export.inputs import (
     BlockOutcome,
@@ -46,6 +47,7 @@ from smartlogger.export.inputs import (
     StringTestOutcome,
 )
 from smartlogger.export.longterm import daily_rows
+from smartlogger.export.report import report_content
 from smartlogger.logfile import Logfile, load_events, load_samples, read_logfile, verify_logfile
 from smartlogger.logfile.evidence import Authority
 from smartlogger.logfile.verify import VerifyReport
@@ -290,8 +292,10 @@ def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
           if cap.k_t is not None and cap.temperature_c is not None else "none")
     d = result.discharge
     failed = cap.capacity_pct is not None and cap.capacity_pct < 80.0
+    verdict = ensure_verdict(result).verdict
     outcome = StringTestOutcome(
-        test_id=result.test_id, result="FAIL" if failed or any(b.replace for b in result.blocks) else "PASS",
+        test_id=result.test_id, result=verdict.outcome.upper() if verdict is not None else
+        "FAIL" if failed or any(b.replace for b in result.blocks) else "PASS",
         capacity_pct=cap.capacity_pct, method=method, duration_s=d.duration_s, load=result.load,
         temperature_correction=tc, blocks=blocks, weakest=weakest, start_ms=d.start_ms,
         end_v_per_cell=d.end_v_per_cell,
@@ -305,9 +309,13 @@ def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
         evidence_status=result.evidence.status, evidence_statement=result.evidence.statement,
         verified_only=result.evidence.verified_only,
         excluded=[(f.file, f.serial or "", f.reason, f.message) for f in result.excluded],
+        report=report_content(result),
     )
     return outcome, series, exceed
 
+
+#: Keys of the phone's test metadata (in the logfiles) the customer report shows.
+_PHONE_REPORT_KEYS = ("site", "system", "string", "technician", "company", "customer", "tz", "notes")
 
 _HOW = {"voltage_step": "the blocks' load step", "load_profile": "the load file's time stamps",
         "firmware_event": "the loggers' discharge events", "threshold": "the start-voltage threshold",
@@ -328,6 +336,7 @@ class TestReportInputs:
     series: list[LoggerSamples]
     exceedances: list[ExceedanceRow]
     evidence: list[EvidenceRow]
+    result: TestResult | None = None  # the analysis result the outcome is of
 
 
 def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *, result: TestResult | None = None,
@@ -384,7 +393,11 @@ def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *
     outcome, series, exceed = string_report_inputs(result, logs, evidence)
     if test_meta.get("site"):
         outcome = StringTestOutcome(**{**outcome.__dict__, "site": test_meta["site"]})
-    return TestReportInputs(outcome, series, exceed, evidence)
+    # What the phone's metadata says of the test fills in what the result does not carry.
+    said = {k: v for k, v in test_meta.items() if k in _PHONE_REPORT_KEYS and v and k not in result.report_info}
+    if said:
+        outcome = replace(outcome, report=report_content(result, {**result.report_info, **said}))
+    return TestReportInputs(outcome, series, exceed, evidence, result)
 
 
 def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | None = None,
@@ -433,4 +446,7 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | 
     site = " / ".join(x for x in (info.site.name, info.system.name, info.string.name) if x) if info else ""
     if site:
         report.outcome = replace(report.outcome, site=site)
+    if info is not None and report.outcome.report is not None and report.result is not None:
+        # Who tested where as test.json states it now (editing it does not make the result stale).
+        report.outcome = replace(report.outcome, report=report_content(report.result, info.report_info()))
     return report

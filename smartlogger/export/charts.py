@@ -242,8 +242,12 @@ def _fmt_level(y: npt.NDArray[np.float64], unit: str) -> str:
 
 
 def capacity_bar_chart(table: ChartTable, positions: Sequence[str], capacity_pct: Sequence[float | None],
-                       *, limit_pct: float = 80.0, title: str = "Capacity per block") -> BarChart:
-    """Bars of capacity % per block with a red line at ``limit_pct`` (the replacement limit)."""
+                       *, limit_pct: float = 80.0, title: str = "Capacity per block",
+                       kinds: Sequence[str] | None = None) -> BarChart:
+    """Bars of capacity % per block with a red line at ``limit_pct`` (the replacement limit).
+
+    ``kinds`` ("fail", "measured", "bound" per block) splits the bars into three series: failed
+    red, measured blue, lower bounds ("≥", not determined further) muted grey, never red."""
     n = len(positions)
     # Categories must be text for a bar chart axis; the table sheet is numeric, so the
     # category axis uses block positions as numbers (1..n is also what the label says).
@@ -263,10 +267,24 @@ def capacity_bar_chart(table: ChartTable, positions: Sequence[str], capacity_pct
     bar.x_axis.delete = False
     bar.y_axis.delete = False
     bar.gapWidth = 30
-    bars = Series(val_ref, title="Capacity %")
-    bars.graphicalProperties.solidFill = VOLTAGE_COLOUR
-    bars.graphicalProperties.line.solidFill = VOLTAGE_COLOUR
-    bar.series.append(bars)
+    if kinds is None:
+        bars = Series(val_ref, title="Capacity %")
+        bars.graphicalProperties.solidFill = VOLTAGE_COLOUR
+        bars.graphicalProperties.line.solidFill = VOLTAGE_COLOUR
+        bar.series.append(bars)
+    else:
+        bar.overlap = 100  # one slot per block: each block is in exactly one of the series
+        for kind, label, colour in (("fail", "failed (measured, below the limit)", "D62728"),
+                                    ("measured", "measured", VOLTAGE_COLOUR),
+                                    ("bound", "lower bound (≥), not determined further", "A6B3C4")):
+            vals = [np.nan if c is None or k != kind else c for c, k in zip(capacity_pct, kinds, strict=True)]
+            if all(np.isnan(x) for x in vals):
+                continue
+            ref = table.add(f"capacity % {kind}", vals, decimals=1)
+            ser = Series(ref, title=label)
+            ser.graphicalProperties.solidFill = colour
+            ser.graphicalProperties.line.solidFill = colour
+            bar.series.append(ser)
     bar.set_categories(Reference(range_string=cat_ref))
     line = LineChart()
     ls = Series(lim_ref, title=f"{limit_pct:g} % replacement limit")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,9 @@ from smartlogger.model import (
     Side,
     Thresholds,
 )
+
+if TYPE_CHECKING:  # typing only: export.report imports the analysis, the plain inputs do not
+    from smartlogger.export.report import ReportContent
 
 
 class SampleSeries(Protocol):
@@ -216,6 +219,9 @@ class StringTestOutcome:
     evidence_statement: str = ""
     verified_only: bool = False
     excluded: Sequence[tuple[str, str, str, str]] = ()
+    #: The customer report (verdict first; ``export.report``) when the outcome comes from an analysis
+    #: result: the Summary sheet then shows it, as the PDF does.
+    report: ReportContent | None = None
 
 
 @dataclass(frozen=True)

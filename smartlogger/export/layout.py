@@ -49,6 +49,8 @@ _THIN = Side(style="thin", color="BFBFBF")
 GRID = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
 
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+#: A duration held as an Excel time value (days), shown as h:mm:ss past 24 h too.
+DURATION_FORMAT = "[h]:mm:ss"
 
 _BAD_SHEET_CHARS = re.compile(r"[\[\]:*?/\\]")
 
@@ -176,6 +178,20 @@ def print_setup(ws: WriteOnlySheet, *, landscape: bool = True) -> None:
     ws.page_setup.fitToWidth = 1
     ws.page_setup.fitToHeight = 0
     ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+
+
+def header_footer(ws: WriteOnlySheet, test_id: str) -> None:
+    """Every printed page names the test and the sheet, and counts "page x of y"."""
+    ws.oddHeader.left.text = f"Capacity test {test_id}".replace("&", "&&")
+    ws.oddHeader.right.text = "&A"
+    ws.oddFooter.left.text = "smartlogger"
+    ws.oddFooter.right.text = "page &P of &N"
+
+
+def not_printed(ws: WriteOnlySheet, print_area: str) -> None:
+    """Print only ``print_area`` (e.g. the title and a note) of a sheet of data: a whole data table
+    is hundreds of pages nobody asked for; select its cells and print the selection to get them."""
+    ws.print_area = print_area
 
 
 def pairs(ws: WriteOnlySheet, rows: Iterable[tuple[str, Any]],

@@ -180,7 +180,7 @@ def exceedance_table(ws: WriteOnlySheet, rows: Sequence[ExceedanceRow], site: Si
     if not rows:
         ws.append([L.cell(ws, "No threshold exceedances.")])
         return
-    headers = ["Severity", "Level", "Quantity", "Side", "Start", "End", "Duration (s)", "Worst",
+    headers = ["Severity", "Level", "Quantity", "Side", "Start", "End", "Duration (h:mm:ss)", "Worst",
                "Threshold", "Unit", "Why red"]
     if with_serial:
         headers = ["Position", "Serial", *headers]
@@ -191,12 +191,15 @@ def exceedance_table(ws: WriteOnlySheet, rows: Sequence[ExceedanceRow], site: Si
         row: list[object] = [r.colour, r.level.value, r.quantity.value, r.side.value,
                              site.local_datetime(r.start_ms),
                              site.local_datetime(r.end_ms) if r.end_ms is not None else "ongoing",
-                             r.duration_s, r.extreme / scale, r.limit / scale, unit, r.reason or None]
+                             None if r.duration_s is None else r.duration_s / 86400.0,  # a time value: h:mm:ss
+                             r.extreme / scale, r.limit / scale, unit, r.reason or None]
         if with_serial:
             row = [r.position or None, r.serial, *row]
         out.append(row)
         fills.append(L.level_fill(r.colour))
-    L.table(ws, headers, out, row_fills=fills)
+    duration_col = headers.index("Duration (h:mm:ss)")
+    L.table(ws, headers, out, row_fills=fills,
+            formats=[L.DURATION_FORMAT if j == duration_col else None for j in range(len(headers))])
 
 
 def evidence_rows(ev: EvidenceRow | None) -> tuple[list[tuple[str, object]], dict[str, PatternFill | None]]:

@@ -27,19 +27,25 @@ analysis corrects logger clocks); this module only resamples for display.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from openpyxl import Workbook
 from openpyxl.formatting.rule import CellIsRule, FormulaRule
+from openpyxl.styles import PatternFill
+from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.pagebreak import Break
 
 from smartlogger.errors import ExportError
 from smartlogger.export import layout as L
 from smartlogger.export.charts import (
+    ALARM_COLOUR,
     SERIES_COLOURS,
+    VOLTAGE_COLOUR,
     ChartTable,
     ThresholdLine,
     add_line,
@@ -65,6 +71,7 @@ from smartlogger.export.logger_workbook import (
     exceedance_table,
 )
 from smartlogger.export.reduce import make_buckets, minmax_envelope
+from smartlogger.export.report import COLOURS, ReportContent
 from smartlogger.export.sheetstream import (
     DEFAULT_COMPRESSLEVEL,
     MAX_COLS,
@@ -85,6 +92,13 @@ DEFAULT_RESOLUTION_S = 10.0
 #: Total points budget of the overview chart (all blocks together), so a 240-block
 #: chart stays responsive; each block gets at least 200 points.
 OVERVIEW_POINT_BUDGET = 240_000
+#: Failing blocks on the all-blocks charts: strong, distinct colours; the others are muted grey.
+HIGHLIGHT_COLOURS = ("D62728", "FF7F0E", "9467BD", "8C564B", "E377C2", "17BECF", "BCBD22", "1F77B4")
+MUTED_COLOUR = "BFBFBF"
+#: Characters per printed line of the Summary's sentences (the sheet is printed fit to width).
+PARAGRAPH_CHARS = 170
+#: Discharge start/end markers on the string-voltage chart.
+MARKER_COLOUR = "404040"
 #: Capacity below this % of rated = replace (red); below WARN_PCT = watch (yellow).
 REPLACE_PCT = 80.0
 WARN_PCT = 90.0
@@ -120,9 +134,107 @@ def align_blocks(series: Sequence[SampleSeries], t0_ms: int, t1_ms: int, resolut
     return grid, v, c
 
 
+def string_voltage(v: npt.NDArray[np.float64], *, n_string: int) -> npt.NDArray[np.float64]:
+    """The string voltage on the Data grid: the sum of the blocks, a block without a sample at a
+    time counted as the mean of the others then (as the analysis counts a missing logger)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        present = np.isfinite(v).sum(axis=1)
+        total = np.nansum(v, axis=1)
+        out = np.where(present > 0, total / np.maximum(present, 1) * n_string, np.nan)
+    return np.asarray(out, dtype=np.float64)
+
+
 def _block_name(s: SampleSeries) -> str:
     pos = s.config.block_position
     return f"B{pos:03d}" if pos else s.identity.serial
+
+
+def write_report_summary(ws: L.TextSheet, rep: ReportContent, series: Sequence[SampleSeries]) -> dict[str, str]:
+    """The customer report's Summary (``export.report``): the verdict first, then who, where, which
+    battery, the setup, the discharge, the weakest blocks with the ranking rule, and every block.
+    Returns serial -> the RGB fill of its capacity cell (what the benchmark checks)."""
+    width = 14
+    L.set_widths(ws, [7, 11, 9, 11, 10, 12, 9, 9, 8, 17, 20, 14, 11, 46])
+    L.print_setup(ws)
+    L.header_footer(ws, rep.test_id)
+    ws.print_title_rows = None
+    last = get_column_letter(width)
+
+    def merged(values: list[object], span_from: int = 2) -> None:
+        row = ws.rows_written + 1
+        ws.append(values)
+        ws.merged_cells.add(f"{get_column_letter(span_from)}{row}:{last}{row}")
+
+    def paragraph(text: str, **look: Any) -> None:
+        # Write-only sheets cannot size a row to wrapped text: one merged row per printed line.
+        for line in textwrap.wrap(text, PARAGRAPH_CHARS) or [""]:
+            merged([L.cell(ws, line, **look)], span_from=1)
+
+    L.title(ws, rep.title)
+    L.banner(ws, set(rep.markers), width=width)
+    fill = PatternFill("solid", start_color=COLOURS.get(rep.outcome, "FFFFFF"), end_color=COLOURS.get(rep.outcome,
+                                                                                                        "FFFFFF"))
+    row = ws.rows_written + 1
+    ws.append([L.cell(ws, f"Result: {rep.outcome_word}", font=L.TITLE_FONT, fill=fill)]
+              + [L.cell(ws, None, fill=fill) for _ in range(width - 1)])
+    ws.merged_cells.add(f"A{row}:{last}{row}")
+    paragraph(rep.sentence, font=L.BOLD)
+    paragraph(f"Acceptance criterion: {rep.criterion}")
+    for name, pairs in rep.sections:
+        L.section(ws, name)
+        for label, value in pairs:
+            row = ws.rows_written + 1
+            ws.append([L.cell(ws, label, font=L.BOLD), None, L.cell(ws, value)])
+            ws.merged_cells.add(f"A{row}:B{row}")
+            ws.merged_cells.add(f"C{row}:{last}{row}")
+    L.section(ws, "Weakest blocks")
+    for text in rep.weakest:
+        merged([L.cell(ws, text)], span_from=1)
+    paragraph(rep.ranking_rule)
+    L.section(ws, "What the result rests on")
+    paragraph(rep.evidence_statement, fill=L.evidence_fill("verified" if rep.verified_only else "simulated"))
+    for text in rep.excluded:
+        paragraph("Excluded: " + text, fill=L.ALARM_FILL)
+    L.section(ws, "All blocks")
+    headers = ["Pos.", "Serial", "Label", "Capacity", "Delivered Ah", "To end voltage", "Float V", "Min V", "Max °C",
+               "IR mΩ (change)", "Exceedances", "Result", "Evidence", "Recommendation"]
+    ws.append([L.cell(ws, h, font=L.BOLD, fill=L.HEADER_FILL, border=True, wrap=True) for h in headers])
+    first = ws.rows_written + 1
+    fills: dict[str, str] = {}
+    for b in rep.blocks:
+        colour = COLOURS.get(b.disposition, "FFFFFF")
+        fills[b.serial] = colour
+        f = PatternFill("solid", start_color=colour, end_color=colour)
+        cap_fmt = '"≥ "0.0" %"' if b.lower_bound else '0.0" %"'
+        ws.append([L.cell(ws, b.position or None, border=True), L.cell(ws, b.serial, border=True),
+                   L.cell(ws, b.label or None, border=True),
+                   L.cell(ws, None if b.capacity_pct is None else round(b.capacity_pct, 1), border=True, fill=f,
+                          number_format=cap_fmt),
+                   L.cell(ws, None if b.delivered_ah is None else round(b.delivered_ah, 2), border=True,
+                          number_format="0.00"),
+                   L.cell(ws, b.time_to_end, border=True, align="right"),
+                   L.cell(ws, b.float_v, border=True, number_format="0.00"),
+                   L.cell(ws, b.min_v, border=True, number_format="0.00"),
+                   L.cell(ws, b.max_c, border=True, number_format="0.0"),
+                   L.cell(ws, b.resistance, border=True,
+                          fill=L.level_fill("fail" if b.resistance_status == "fail" else
+                                            "warning" if b.resistance_status == "warning" else None)),
+                   L.cell(ws, b.exceedances, border=True),
+                   L.cell(ws, b.result_word, border=True, fill=f, font=L.BOLD),
+                   L.cell(ws, b.evidence, border=True, fill=L.evidence_fill(b.evidence)),
+                   L.cell(ws, b.recommendation, border=True)])
+    if rep.blocks:
+        # Repeat the table header on every printed page of the table.
+        ws.print_title_rows = f"{first - 1}:{first - 1}"
+    ws.append([])
+    paragraph(rep.legend + "Capacity: IEEE 450 % of rated; ≥ marks a lower bound. IR: internal (DC step) "
+              "resistance from the load steps, ± one standard uncertainty, change against the test's reference. "
+              "Exceedances: red = massive or long, yellow = slight or brief; durations h:mm:ss.")
+    if rep.notes:
+        L.section(ws, "Analysis notes")
+        for note in rep.notes:
+            paragraph(note)
+    return fills
 
 
 def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[SampleSeries],
@@ -219,7 +331,7 @@ def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[
 def write_evidence(ws: L.TextSheet, evidence: Sequence[EvidenceRow]) -> None:
     L.set_widths(ws, [18, 22, 68, 12, 50, 36, 14, 30])
     L.print_setup(ws)
-    L.title(ws, "Evidence")
+    L.title(ws, "Evidence (printed: this title only; select the table and print the selection for all of it)")
     if not evidence:
         ws.append([L.cell(ws, "No logfiles were verified for this report.")])
         return
@@ -267,11 +379,18 @@ def build_string_report(outcome: StringTestOutcome, series: Sequence[SampleSerie
 
     wb = new_workbook()
     summary = L.add_sheet(wb, "Summary")
-    write_summary(summary, outcome, series, window, len(exceedances))
+    rep = outcome.report
+    if rep is not None:
+        write_report_summary(summary, rep, series)
+    else:
+        write_summary(summary, outcome, series, window, len(exceedances))
     overview = L.add_sheet(wb, "Overview")
-    L.print_setup(overview)
+    L.print_setup(overview, landscape=False)  # two charts a page, one above the other
+    L.header_footer(overview, outcome.test_id)
     exc = L.add_sheet(wb, "Exceedances")
-    L.set_widths(exc, [10, 16, 10, 10, 12, 8, 20, 20, 12, 10, 10, 6, 30])
+    L.set_widths(exc, [8, 12, 8, 8, 12, 8, 18, 18, 12, 8, 8, 5, 30])
+    L.print_setup(exc)
+    L.header_footer(exc, outcome.test_id)
     L.title(exc, f"Threshold exceedances, test {outcome.test_id}")
     exceedance_table(exc, exceedances, site, with_serial=True)
 
@@ -292,9 +411,13 @@ def build_string_report(outcome: StringTestOutcome, series: Sequence[SampleSerie
         if progress is not None:
             progress("saving", 0.6 + 0.4 * min(1.0, save_rows[0] / save_rows[1]))
 
-    add_numeric_sheet(wb, "Data", cols, on_rows=on_rows)
+    data_sheet = add_numeric_sheet(wb, "Data", cols, on_rows=on_rows)
+    # Thousands of rows of numbers: printed only when asked (select them, print the selection).
+    L.not_printed(data_sheet, "A1:C3")
     ev = L.add_sheet(wb, "Evidence")
     write_evidence(ev, evidence)
+    L.header_footer(ev, outcome.test_id)
+    L.not_printed(ev, "A1:H1")
     step("data")
 
     table = ChartTable("Chart data")
@@ -302,16 +425,38 @@ def build_string_report(outcome: StringTestOutcome, series: Sequence[SampleSerie
     ov_points = max(200, min(chart_points, OVERVIEW_POINT_BUDGET // n_blocks))
     ob = make_buckets(t0, t1, ov_points)
     ox_ref = table.add("overview time", site.serial(ob.point_times_ms()), number_format=DATETIME_FORMAT)
-    ov = time_chart(f"All blocks: voltage, test {outcome.test_id}", "Voltage (V)", window.x_title,
+    failing = {b.serial for b in rep.blocks if b.disposition == "fail"} if rep is not None else set()
+    highlight = [s for s in series if s.identity.serial in failing]
+    hl_colour = {s.identity.serial: HIGHLIGHT_COLOURS[k % len(HIGHLIGHT_COLOURS)] for k, s in enumerate(highlight)}
+    named = ", ".join(names[j] for j, s in enumerate(series) if s.identity.serial in failing)
+    suffix = f" (failing: {named}; other blocks grey)" if named else ""
+    # Failing blocks in distinct strong colours, drawn last (on top); the others muted grey.
+    muted = bool(failing)
+    ov = time_chart(f"All blocks: voltage, test {outcome.test_id}{suffix}", "Voltage (V)", window.x_title,
                     x_min=window.x_min, x_max=window.x_max, x_format=window.x_format,
-                    legend=n_blocks <= 24)
+                    legend=n_blocks <= 24 and not muted)
+    tc = time_chart(f"All blocks: temperature, test {outcome.test_id}{suffix}", "Temperature (C)", window.x_title,
+                    x_min=window.x_min, x_max=window.x_max, x_format=window.x_format,
+                    legend=n_blocks <= 24 and not muted)
     lo_hi: list[float] = []
-    for j, s in enumerate(series):
+    t_lo_hi: list[float] = []
+    order = sorted(range(n_blocks), key=lambda j: series[j].identity.serial in failing)
+    for j in order:
+        s = series[j]
         env = minmax_envelope(s.t_ms, np.asarray(s.mv, dtype=np.float64) / 1000.0, ob)
         lo_hi += [float(np.nanmin(env)), float(np.nanmax(env))] if np.isfinite(env).any() else []
+        tenv = minmax_envelope(s.t_ms, np.asarray(s.dc, dtype=np.float64) / 10.0, ob)
+        t_lo_hi += [float(np.nanmin(tenv)), float(np.nanmax(tenv))] if np.isfinite(tenv).any() else []
         ref = table.add(f"overview {names[j]} V", env, decimals=3)
-        add_line(ov, ox_ref, ref, f"{names[j]} {s.identity.serial}", SERIES_COLOURS[j % len(SERIES_COLOURS)],
-                 width_pt=0.75)
+        tref = table.add(f"overview {names[j]} C", tenv, decimals=1)
+        if s.identity.serial in failing:
+            colour, width = hl_colour[s.identity.serial], 2.0
+        elif muted:
+            colour, width = MUTED_COLOUR, 0.5
+        else:
+            colour, width = SERIES_COLOURS[j % len(SERIES_COLOURS)], 0.75
+        add_line(ov, ox_ref, ref, f"{names[j]} {s.identity.serial}", colour, width_pt=width)
+        add_line(tc, ox_ref, tref, f"{names[j]} {s.identity.serial}", colour, width_pt=width)
     # The low thresholds of the string, if all blocks share them (the usual case).
     timelines = {tuple(thresholds_timeline(s)) for s in series}
     if len(timelines) == 1:
@@ -320,15 +465,52 @@ def build_string_report(outcome: StringTestOutcome, series: Sequence[SampleSerie
         add_threshold_lines(ov, [ln for ln in lines if ln.side is Side.LOW])
         th = series[0].config.thresholds
         lo_hi += [th.v_low_alarm_mv / 1000.0, th.v_low_warn_mv / 1000.0]
+        tlines = threshold_lines_for(table, "overview temperature", list(next(iter(timelines))), t0, t1,
+                                     Quantity.TEMPERATURE, site.serial)
+        add_threshold_lines(tc, [ln for ln in tlines if ln.side is Side.HIGH])
+        t_lo_hi += [th.t_high_warn_dc / 10.0, th.t_high_alarm_dc / 10.0]
     ov.y_axis.scaling.min, ov.y_axis.scaling.max = nice_range(lo_hi) or (None, None)
-    ov.height = 14.0
+    tc.y_axis.scaling.min, tc.y_axis.scaling.max = nice_range(t_lo_hi) or (None, None)
     overview.add_chart(ov, "A1")
+    overview.add_chart(tc, "A24")
+    # The string voltage (sum of the blocks on the Data grid) with the string end voltage and the
+    # discharge start and end.
+    sv = string_voltage(v, n_string=n_blocks)
+    stride = max(1, len(grid) // max(ov_points, 1))
+    sx = site.serial(grid[::stride])
+    sref_x = table.add("string time", sx, number_format=DATETIME_FORMAT)
+    sref_y = table.add("string V", sv[::stride], decimals=2)
+    sc = time_chart(f"String voltage, test {outcome.test_id}", "String voltage (V)", window.x_title,
+                    x_min=window.x_min, x_max=window.x_max, x_format=window.x_format, legend=True)
+    add_line(sc, sref_x, sref_y, "string voltage (sum of the logged blocks)", VOLTAGE_COLOUR)
+    s_lo_hi = [float(np.nanmin(sv)), float(np.nanmax(sv))] if np.isfinite(sv).any() else []
+    end_v = rep.string_end_voltage_v if rep is not None else None
+    if end_v is not None:
+        ex = table.add("end voltage time", site.serial(np.array([t0, t1])), number_format=DATETIME_FORMAT)
+        ey = table.add("end voltage", [end_v, end_v], decimals=2)
+        add_line(sc, ex, ey, f"string end voltage {end_v:.1f} V", ALARM_COLOUR, dash="dash")
+        s_lo_hi.append(end_v)
+    yr = nice_range(s_lo_hi)
+    if yr is not None:
+        sc.y_axis.scaling.min, sc.y_axis.scaling.max = yr
+        for what, t_ms in (("discharge start", outcome.start_ms),
+                           ("discharge end", rep.end_ms if rep is not None else None)):
+            if t_ms is None:
+                continue
+            mx = table.add(f"{what} time", site.serial(np.array([t_ms, t_ms])), number_format=DATETIME_FORMAT)
+            my = table.add(what, list(yr), decimals=2)
+            add_line(sc, mx, my, f"{what} {site.local_datetime(t_ms):%H:%M:%S}", MARKER_COLOUR, dash="sysDash")
+    overview.add_chart(sc, "A47")
     blocks = sorted(outcome.blocks, key=lambda b: b.position)
+    lower = ({b.serial for b in rep.blocks if b.lower_bound} if rep is not None else set())
+    fail_set = failing
     bar = capacity_bar_chart(table, [str(b.position) for b in blocks], [b.capacity_pct for b in blocks],
-                             limit_pct=REPLACE_PCT, title=f"Capacity per block, test {outcome.test_id}")
-    overview.add_chart(bar, "A30")
-    # Print the bar chart on its own page instead of cutting it in half.
-    overview.row_breaks.append(Break(id=29))
+                             limit_pct=REPLACE_PCT, title=f"Capacity per block, test {outcome.test_id}",
+                             kinds=[("fail" if b.serial in fail_set else "bound" if b.serial in lower else "measured")
+                                    for b in blocks] if rep is not None else None)
+    overview.add_chart(bar, "A70")
+    # Two charts a page: voltage and temperature, then string voltage and capacity.
+    overview.row_breaks.append(Break(id=46))
     step("overview")
 
     # One sheet per block, all on one shared reduced time base.
@@ -340,12 +522,21 @@ def build_string_report(outcome: StringTestOutcome, series: Sequence[SampleSerie
     for nm, s in zip(names, series, strict=True):
         ws = L.add_sheet(wb, L.sheet_name(f"{nm} {s.identity.serial}", taken))
         L.print_setup(ws)
+        ws.page_setup.fitToHeight = 1  # each block on one page
+        L.header_footer(ws, outcome.test_id)
         b = by_serial.get(s.identity.serial)
         head = f"{nm} {s.identity.serial}"
-        if b is not None and b.capacity_pct is not None:
-            head += f": capacity {b.capacity_pct:.1f} % ({b.status})"
-        ws.append([L.cell(ws, head, font=L.SECTION_FONT,
-                          fill=L.level_fill(b.status) if b is not None else None)])
+        row_b = {r.serial: r for r in rep.blocks}.get(s.identity.serial) if rep is not None else None
+        if row_b is not None:
+            head += f": capacity {row_b.capacity_text} - {row_b.result_word}"
+            fill_b = PatternFill("solid", start_color=COLOURS.get(row_b.disposition, "FFFFFF"),
+                                 end_color=COLOURS.get(row_b.disposition, "FFFFFF"))
+            ws.append([L.cell(ws, head, font=L.SECTION_FONT, fill=fill_b)])
+        else:
+            if b is not None and b.capacity_pct is not None:
+                head += f": capacity {b.capacity_pct:.1f} % ({b.status})"
+            ws.append([L.cell(ws, head, font=L.SECTION_FONT,
+                              fill=L.level_fill(b.status) if b is not None else None)])
         add_logger_charts(ws, table, s, window, buckets, x_ref, prefix=nm, anchor_rows=(2, 26),
                           threshold_cache=cache)
         step("block")

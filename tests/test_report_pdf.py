@@ -1,0 +1,95 @@
+"""The customer report (issue 20): the PDF and the workbook rendered, each page's text checked."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from smartlogger.analysis.analyze import analyze_test
+from smartlogger.analysis.inputs import ConstantCurrent, TestMetadata
+from smartlogger.export.adapters import string_report_inputs
+from smartlogger.export.pdf import pdf_report_bytes
+from smartlogger.export.report import COLOURS, lower_bounds_coloured_as_fail, report_content
+from smartlogger.export.string_report import write_string_report
+from smartlogger.testinfo import BatteryInfo, SiteInfo, TestInfo
+from smartlogger.testing.synthetic import synthetic_string_test
+
+INFO = TestInfo(site=SiteInfo("Plant North", address="Hall 3"), technician="Tina Tester", company="Acme Service",
+                battery=BatteryInfo(make="CSB", model="GP12400", rated_ah=100.0), ambient_c=21.5)
+
+
+@pytest.fixture(scope="module")
+def inputs():  # type: ignore[no-untyped-def]
+    logs, _ = synthetic_string_test(3, current_a=10.0, capacity_ah=[100.0, 45.0, 100.0], duration_s=4.7 * 3600,
+                                    seed=5)
+    result = analyze_test(logs, TestMetadata(ConstantCurrent(10.0), rated_time_s=10 * 3600.0))
+    result.report_info = INFO.report_info()
+    return result, logs
+
+
+def _pages(pdf: Path) -> list[str]:
+    n = int(next(line.split()[-1] for line in subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True,
+                                                             check=True).stdout.splitlines()
+                 if line.startswith("Pages:")))
+    return [subprocess.run(["pdftotext", "-f", str(i), "-l", str(i), "-layout", str(pdf), "-"], capture_output=True,
+                           text=True, check=True).stdout for i in range(1, n + 1)]
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
+def test_pdf_pages_say_the_verdict_who_and_where(inputs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result, logs = inputs
+    rep = report_content(result)
+    assert rep.outcome == "fail"  # block 2 measured at ~45 %, the others lower bounds
+    out = tmp_path / "r.pdf"
+    _, series, _ = string_report_inputs(result, logs)
+    out.write_bytes(pdf_report_bytes(rep, series))
+    pages = _pages(out)
+    assert 2 <= len(pages) <= 6
+    first = " ".join(pages[0].split())
+    assert "Result: FAIL" in first and " ".join(rep.sentence.split()) in first
+    assert "Plant North" in first and "Tina Tester" in first and "CSB / GP12400" in first and "21.5 °C" in first
+    for i, page in enumerate(pages, 1):
+        assert f"page {i} of {len(pages)}" in page
+    table = " ".join(" ".join(pages).split())
+    bounds = [b for b in result.blocks if b.lower_bound]
+    assert bounds and all(f"≥ {b.capacity_pct:.1f} %" in table for b in bounds)
+    assert "not determined" in table and "FAIL" in table
+
+
+def test_pdf_without_unicode_font_spells_the_signs_out(inputs) -> None:  # type: ignore[no-untyped-def]
+    result, _ = inputs
+    data = pdf_report_bytes(report_content(result), font=None)
+    assert data.startswith(b"%PDF")
+
+
+def test_lower_bounds_are_never_coloured_as_failures(inputs) -> None:  # type: ignore[no-untyped-def]
+    result, _ = inputs
+    rep = report_content(result)
+    fills = {b.serial: COLOURS.get(b.disposition, "") for b in rep.blocks}
+    assert lower_bounds_coloured_as_fail(rep, fills) == 0
+    # The check itself can fail: a bound painted red is counted.
+    bound = next(b.serial for b in rep.blocks if b.lower_bound)
+    assert lower_bounds_coloured_as_fail(rep, {**fills, bound: COLOURS["fail"]}) == 1
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None or shutil.which("pdftotext") is None,
+                    reason="LibreOffice / poppler not installed")
+def test_workbook_through_libreoffice(inputs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result, logs = inputs
+    outcome, series, exc = string_report_inputs(result, logs)
+    xlsx = write_string_report(tmp_path / "report.xlsx", outcome, series, exceedances=exc)
+    subprocess.run(["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/lo", "--convert-to", "pdf",
+                    "--outdir", str(tmp_path), str(xlsx)], check=True, capture_output=True, timeout=240)
+    pages = _pages(tmp_path / "report.pdf")
+    # Summary 1-2, Overview 2, Exceedances 1, Data 1, Evidence 1, one page per block.
+    assert len(pages) <= 5 + 2 + len(series)
+    first = " ".join(pages[0].split())
+    assert "Result: FAIL" in first and "Plant North" in first and "Tina Tester" in first
+    text = " ".join(" ".join(pages).split())
+    assert "≥ " in text and "not determined" in text
+    for i, page in enumerate(pages, 1):
+        if "Elapsed" not in page:  # the Data sheet's print area (its XML is ours: no header/footer yet)
+            assert f"page {i} of {len(pages)}" in page
