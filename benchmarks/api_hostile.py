@@ -7,12 +7,17 @@ a database restart, a full disk and a stream of invalid tokens cost. Prints ONE 
   samples before the per-upload limit). Peak is the request's growth of the process's resident
   memory (``ru_maxrss`` minus the resident size before it, in a fresh process per measurement).
 - ``bomb_check_peak_mb``, ``bomb_check_s``: the same for the bomb's check job (decodes every sample).
+- ``bomb_analysis_peak_mb``, ``bomb_analysis_s``: the analysis job of a one-block test of the bomb
+  (attach, analyse; not yet streamed: it holds the test's samples decoded).
 - ``bomb_over_limit_status``: the upload answer for a bomb of 2**26 samples (the decoder's own limit).
 - ``nul_5xx``: 5xx answers among NUL / unpaired-surrogate inputs (JSON fields, query parameters,
   logfile header strings) on SQLite and, with ``SMARTLOGGER_TEST_DATABASE_URL``, PostgreSQL.
-- ``job_double_runs_after_kill``: two worker processes run check jobs of files that decode to
-  "unreadable" (each run audits that); one is killed with SIGKILL mid-job and a replacement starts;
-  the logfiles audited more than once (a job whose effects happened twice).
+- ``job_double_runs_after_kill``: a worker process runs check jobs of files that decode to
+  "unreadable" (each run that commits audits that) and is killed with SIGKILL mid-job; a second
+  worker takes its jobs, and a replacement starts while it runs them (as gunicorn replaces a
+  killed worker): the logfiles audited more than once (a job whose effects happened twice).
+  ``killed_job_retried_after_s``: from the kill until a killed job was claimed again
+  (``job_lease_s`` is the lease the workers run with).
 - ``jobs_stuck_after_db_restart``: check jobs queued in a web process whose (private, throwaway)
   PostgreSQL is restarted before they run; those not finished ``--restart-wait`` s later, the web
   process untouched. ``null`` without PostgreSQL's server binaries.
@@ -53,6 +58,7 @@ SLOG = {"Content-Type": "application/vnd.smartlogger.slog"}
 MB = 1024 * 1024
 #: Jobs wait (no runner picks them up) in the processes that only set up or measure.
 QUIET = {"CHECK_IDLE_SECONDS": 3600, "CHECK_MAX_DELAY_SECONDS": 3600, "JOB_SWEEP_SECONDS": 3600}
+# (The analysis phase lets its runner run the analysis: an analysis is not deferred like a check.)
 
 
 def _rss() -> int:
@@ -101,6 +107,21 @@ def phase_main(argv: list[str]) -> None:
             job = s.get(Job, info["job_id"])
             assert job is not None
             result: dict[str, Any] = {"status": job.status, "error": job.error[:200]}
+    elif what == "analyse":
+        c = app.test_client()
+        h = {"Authorization": f"Bearer {info['tech_token']}"}
+        r = c.put(f"/api/logfiles/{info['logfile_id']}/test", json={"test_id": info["test_id"]}, headers=h)
+        assert r.status_code == 200, r.get_json()
+
+        def analysed() -> bool:
+            with database(app).system_session() as s:
+                st = s.scalars(select(Job.status).where(Job.kind == "analyse")).all()
+            return bool(st) and all(x in ("finished", "failed") for x in st)
+
+        wait_until(analysed, 600, "the analysis", poll=0.1)
+        with database(app).system_session() as s:
+            job = s.scalars(select(Job).where(Job.kind == "analyse")).one()
+            result = {"status": job.status, "error": job.error[:200]}
     else:
         r = app.test_client().get(f"/api/logfiles/{info['logfile_id']}/series",
                                   headers={"Authorization": f"Bearer {info['token']}"})
@@ -128,18 +149,23 @@ def bomb(tmp: Path, samples: int) -> dict[str, Any]:
     logfile_id = r.get_json()["id"]
     with database(app).system_session() as s:
         job_id = s.scalar(select(Job.id).where(Job.logfile_id == logfile_id))
-    (data_dir / "info.json").write_text(json.dumps({"logfile_id": logfile_id, "job_id": job_id,
-                                                    "token": tenant.tokens["viewer"]}))
+    test_id = c.post("/api/tests", json={"blocks": 1, "load": "50A", "rated_time": "3h"},
+                     headers=tenant.headers("technician")).get_json()["id"]
+    (data_dir / "info.json").write_text(json.dumps({"logfile_id": logfile_id, "job_id": job_id, "test_id": test_id,
+                                                    "token": tenant.tokens["viewer"],
+                                                    "tech_token": tenant.tokens["technician"]}))
     app.extensions["smartlogger_jobs"].close()
     admin.close()
     database(app).dispose()
     check = _phase(["check", str(data_dir)])
     series = _phase(["series", str(data_dir)])
+    analysis = _phase(["analyse", str(data_dir)])
     return {"bomb_samples": samples, "bomb_bytes": len(data), "bomb_upload_s": round(upload_s, 3),
             "bomb_over_limit_status": over.status_code,
             "bomb_check_peak_mb": check["peak_mb"], "bomb_check_s": check["s"], "bomb_check_job": check["status"],
             "bomb_series_peak_mb": series["peak_mb"], "bomb_series_s": series["s"],
-            "bomb_series_status": series["status"]}
+            "bomb_series_status": series["status"], "bomb_analysis_peak_mb": analysis["peak_mb"],
+            "bomb_analysis_s": analysis["s"], "bomb_analysis_job": f"{analysis['status']}: {analysis['error']}"}
 
 
 # ----------------------------------------------------------------------------- NUL and surrogates
@@ -202,6 +228,11 @@ def _jobs(app: Any) -> dict[str, int]:
     return {str(k): int(n) for k, n in rows}
 
 
+def _max_attempts(app: Any) -> int:
+    with database(app).system_session() as s:
+        return int(s.scalar(select(func.max(Job.attempts))) or 0)
+
+
 def killed_worker(tmp: Path, n_files: int, samples: int, url: str | None) -> dict[str, Any]:
     data_dir = tmp / "kill"
     data_dir.mkdir()
@@ -225,11 +256,15 @@ def killed_worker(tmp: Path, n_files: int, samples: int, url: str | None) -> dic
         return p
 
     try:
-        w1, _w2 = worker(), worker()
-        wait_until(lambda: _jobs(app).get("running", 0) >= 2, 120, "two jobs running")
-        w1.send_signal(signal.SIGKILL)
-        w1.wait()
-        worker()  # the replacement (a restarted gunicorn worker, say)
+        victim = worker()
+        wait_until(lambda: _jobs(app).get("running", 0) >= 1, 120, "a job claimed")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        killed = time.monotonic()
+        worker()  # a live worker: takes the killed one's jobs (once their lease has expired)
+        wait_until(lambda: _max_attempts(app) >= 2, 120, "a killed job taken again", poll=0.1)
+        retried_after_s = time.monotonic() - killed
+        worker()  # a replacement starts (its start sweeps) while that worker runs them
         wait_until(lambda: set(_jobs(app)) <= {"finished", "failed"}, 300, "every job done", poll=0.2)
         audits = _audits(app)
         with database(app).system_session() as s:
@@ -243,6 +278,7 @@ def killed_worker(tmp: Path, n_files: int, samples: int, url: str | None) -> dic
         admin.close()
         database(app).dispose()
     return {"job_double_runs_after_kill": sum(1 for n in audits.values() if n > 1),
+            "job_lease_s": lease, "killed_job_retried_after_s": round(retried_after_s, 1),
             "jobs_without_effect_after_kill": n_files - len(audits), "job_attempts_after_kill": attempts}
 
 

@@ -60,7 +60,7 @@ JOB_LEASE_SECONDS = 60.0
 #: Default ``JOB_SWEEP_SECONDS``: how often a runner looks for jobs nobody runs.
 JOB_SWEEP_SECONDS = 30.0
 #: Longest wait before a runner retries jobs it could not claim or finish (database away).
-RETRY_MAX_S = 30.0
+RETRY_MAX_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -316,10 +316,35 @@ def job_store(app: Flask) -> PatientStore:
                         float(app.config.get("JOB_STORE_PATIENCE_SECONDS") or 60))
 
 
+class Sweeper:
+    """A daemon thread that calls ``sweep`` every ``every_s`` seconds: for RQ, whose workers are
+    other processes (a worker killed mid-job leaves its claim to expire; RQ does not run the job
+    again by itself). The in-process runner sweeps in its own loop."""
+
+    def __init__(self, app: Flask, every_s: float) -> None:
+        self._stop = threading.Event()
+
+        def loop() -> None:
+            while not self._stop.wait(every_s):
+                try:
+                    sweep(app)
+                except Exception:  # the database or Redis away: the next sweep tries again
+                    log.warning("job sweep failed", exc_info=True)
+
+        self._thread = threading.Thread(target=loop, name="smartlogger-job-sweep", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 def make_runner(app: Flask) -> JobRunner:
     url = app.config.get("REDIS_URL")
     if url:
-        return RQRunner(url, app.config.get("RQ_QUEUE", "smartlogger"))
+        rq_runner = RQRunner(url, app.config.get("RQ_QUEUE", "smartlogger"))
+        app.extensions["smartlogger_sweeper"] = Sweeper(
+            app, float(app.config.get("JOB_SWEEP_SECONDS") or JOB_SWEEP_SECONDS))
+        return rq_runner
     runner = ThreadRunner(app, idle_s=float(app.config.get("CHECK_IDLE_SECONDS", 0.5)),
                           max_delay_s=float(app.config.get("CHECK_MAX_DELAY_SECONDS", 60)),
                           sweep_s=float(app.config.get("JOB_SWEEP_SECONDS") or JOB_SWEEP_SECONDS))
