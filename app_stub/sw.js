@@ -17,7 +17,7 @@
 
 importScripts("js/store.js");
 
-var VERSION = "2026-12-03.22"; // bump on every change of the app: old shell caches are dropped
+var VERSION = "2026-12-03.23"; // bump on every change of the app: old shell caches are dropped
 var SHELL_CACHE = "sl-shell-" + VERSION;
 var API_CACHE = "sl-api-v1";
 var SCOPE = new URL(self.registration.scope).pathname; // "/app/"

@@ -69,7 +69,7 @@ def xlsx_fills(path: Path) -> dict[str, str]:
     for row in ws.iter_rows():
         values = [c.value for c in row]
         if header is None:
-            if values[:4] == ["Pos.", "Serial", "Label", "Capacity"]:
+            if values[:4] == ["Position", "Serial", "Label", "Capacity"]:
                 header = values
             continue
         if len(values) < 4 or values[1] is None:  # the empty row after the table

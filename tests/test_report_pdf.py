@@ -93,3 +93,29 @@ def test_workbook_through_libreoffice(inputs, tmp_path: Path) -> None:  # type: 
     for i, page in enumerate(pages, 1):
         if "Elapsed" not in page:  # the Data sheet's print area (its XML is ours: no header/footer yet)
             assert f"page {i} of {len(pages)}" in page
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
+def test_api_serves_the_pdf_report(tmp_path: Path) -> None:
+    from smartlogger.testing.api import api_env, simulated_logfiles
+
+    with api_env("sqlite", tmp_path) as env:
+        c, tech = env.client, env.a.headers("technician")
+        tid = c.post("/api/tests", headers=tech, json={
+            "load": "50A", "rated_time": "2h", "blocks": 3, "name": "Annual test",
+            "metadata": {"site": "Plant North", "technician": "Tina Tester"}}).get_json()["id"]
+        assert c.get(f"/api/tests/{tid}/report.pdf", headers=tech).status_code == 409  # no result yet
+        for data in simulated_logfiles(3):
+            assert c.post(f"/api/logfiles?test_id={tid}", headers=tech, data=data,
+                          content_type="application/octet-stream").status_code == 201
+        env.wait_jobs()
+        result = c.get(f"/api/tests/{tid}/results", headers=tech).get_json()["result"]
+        assert result["verdict"]["outcome"] in ("pass", "fail", "inconclusive")
+        assert result["report_info"]["technician"] == "Tina Tester"
+        r = c.get(f"/api/tests/{tid}/report.pdf", headers=tech)
+        assert r.status_code == 200 and r.mimetype == "application/pdf"
+        out = tmp_path / "api.pdf"
+        out.write_bytes(r.data)
+        first = " ".join(_pages(out)[0].split())
+        assert " ".join(result["verdict"]["sentence"].split()) in first
+        assert "Plant North" in first and "Tina Tester" in first

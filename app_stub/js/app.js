@@ -489,9 +489,21 @@
         reset();
       });
     });
-    return h("section", { class: "card report" }, h("h2", {}, "Excel report"),
-      h("p", { class: "muted" }, "String report with voltage and temperature charts per logger; warning levels orange, alarm levels red."),
-      button, steps, bar, status);
+    // The customer report as PDF (verdict first), built by the server on request.
+    var pdfStatus = h("p", { id: "pdf-status", role: "status", "aria-live": "polite" });
+    var pdfButton = h("button", { type: "button", id: "pdf-button" }, "\u2b07 PDF report");
+    pdfButton.addEventListener("click", function () {
+      pdfButton.disabled = true;
+      pdfStatus.textContent = "\u2699 Building the PDF\u2026";
+      fetchWithProgress("/api/tests/" + test.id + "/report.pdf", function () {}).then(function (blob) {
+        saveBlob(blob, "test-" + test.id + "-report.pdf");
+        pdfStatus.textContent = "\u2714 Report saved: test-" + test.id + "-report.pdf (" + fmtBytes(blob.size) + ")";
+      }).catch(function (err) { pdfStatus.textContent = "\u2716 " + err.message; })
+        .then(function () { pdfButton.disabled = false; });
+    });
+    return h("section", { class: "card report" }, h("h2", {}, "Reports"),
+      h("p", { class: "muted" }, "Excel: string report with voltage and temperature charts per logger; warning levels orange, alarm levels red. PDF: the customer report, verdict first."),
+      button, steps, bar, status, pdfButton, pdfStatus);
   }
 
   // ------------------------------------------------------------------ block detail with charts

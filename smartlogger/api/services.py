@@ -57,6 +57,8 @@ from smartlogger.api.queue import job_key
 from smartlogger.api.receipts import RECEIPT_TYPE, ServerKey
 from smartlogger.errors import InputFileError, LogfileError
 from smartlogger.export.adapters import report_inputs_from_logfiles
+from smartlogger.export.pdf import pdf_report_bytes
+from smartlogger.export.report import report_content
 from smartlogger.export.string_report import string_report_bytes
 from smartlogger.logfile import (
     Authority,
@@ -652,6 +654,24 @@ def build_report(session: Session, store: FileStore, test: CapacityTest, *,
         row.sha256, row.size = digest, len(data)
     session.flush()
     return row
+
+
+def build_pdf_report(session: Session, store: FileStore, test: CapacityTest, *,
+                     trust: Sequence[Any] | None = None) -> bytes:
+    """The customer report of ``test`` as PDF bytes (as ``smartlogger export pdf --test``): the stored
+    result and the stored logfiles' bytes (for the charts) go in. Built on request: a 24-block
+    report takes about a second (docs/PERFORMANCE.md)."""
+    result = session.scalar(select(Result).where(Result.test_id == test.id))
+    if result is None:
+        raise ApiError(409, "conflict", "the test has no result yet")
+    logfiles = [(logfile_name(lf), store.get(lf.sha256)) for lf in logfiles_of(session, test)]
+    stored = TestResult.from_data(result.result)
+    inputs = report_inputs_from_logfiles(logfiles, result=stored, where=f"test {test.id}",
+                                         trust=trust if trust is not None else _trust(),
+                                         registered_keys=registered_keys(session, test))
+    # The test's metadata as it stands now (who tested, where): editing it does not re-analyse.
+    content = report_content(stored, {str(k): str(v) for k, v in (test.meta or {}).items()})
+    return pdf_report_bytes(content, inputs.series)
 
 
 def report_key(result: Result) -> str:

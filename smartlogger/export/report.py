@@ -56,6 +56,8 @@ class BlockRow:
     float_v: float | None
     resistance: str  # "4.61 ± 0.05 (+2 %)" or "-"
     resistance_status: str
+    resistance_mohm: float | None
+    resistance_uncertainty_mohm: float | None
     exceedances: str  # "2 red; longest 1:18:38" or "-"
     evidence: str
     disposition: str  # fail / pass / not_determined / no_result
@@ -100,6 +102,8 @@ class ReportContent:
     tz: str
     legend: str = LEGEND
     excluded: list[str] = field(default_factory=list)
+    #: The same, as (file, serial, reason, why) for a table.
+    excluded_rows: list[tuple[str, str, str, str]] = field(default_factory=list)
     string_end_voltage_v: float | None = None
     start_ms: int | None = None
     end_ms: int | None = None
@@ -154,7 +158,8 @@ def block_row(b: BlockResult) -> BlockRow:
         capacity_text=cap, delivered_ah=b.delivered_ah,
         time_to_end=format_duration(b.time_to_end_s) if b.reached_end_voltage else "not reached",
         min_v=b.min_voltage_v, max_c=b.max_temperature_c, float_v=b.float_voltage_v, resistance=ir,
-        resistance_status=b.resistance_status or "", exceedances=exc, evidence=b.evidence.status,
+        resistance_status=b.resistance_status or "", resistance_mohm=b.resistance_mohm,
+        resistance_uncertainty_mohm=b.resistance_uncertainty_mohm, exceedances=exc, evidence=b.evidence.status,
         disposition=b.disposition, recommendation=b.recommendation, rank=b.rank)
 
 
@@ -246,7 +251,8 @@ def report_content(result: TestResult, info: dict[str, str] | None = None) -> Re
         notes=list(r.warnings), evidence_statement=r.evidence.statement, verified_only=r.evidence.verified_only,
         markers=list(r.markers), tz=tz, string_end_voltage_v=d.string_end_voltage_v, start_ms=d.start_ms,
         end_ms=d.end_ms,
-        excluded=[f"{f.file} ({f.serial or 'unknown logger'}): {f.reason}: {f.message}" for f in r.excluded])
+        excluded=[f"{f.file} ({f.serial or 'unknown logger'}): {f.reason}: {f.message}" for f in r.excluded],
+        excluded_rows=[(f.file, f.serial or "-", f.reason, f.message) for f in r.excluded])
 
 
 def lower_bounds_coloured_as_fail(content: ReportContent, fills: dict[str, str]) -> int:

@@ -153,8 +153,8 @@ def write_report_summary(ws: L.TextSheet, rep: ReportContent, series: Sequence[S
     """The customer report's Summary (``export.report``): the verdict first, then who, where, which
     battery, the setup, the discharge, the weakest blocks with the ranking rule, and every block.
     Returns serial -> the RGB fill of its capacity cell (what the benchmark checks)."""
-    width = 14
-    L.set_widths(ws, [7, 11, 9, 11, 10, 12, 9, 9, 8, 17, 20, 14, 11, 46])
+    width = 16
+    L.set_widths(ws, [8, 11, 9, 11, 10, 12, 8, 8, 8, 9, 9, 9, 14, 11, 20, 46])
     L.print_setup(ws)
     L.header_footer(ws, rep.test_id)
     ws.print_title_rows = None
@@ -192,12 +192,19 @@ def write_report_summary(ws: L.TextSheet, rep: ReportContent, series: Sequence[S
         merged([L.cell(ws, text)], span_from=1)
     paragraph(rep.ranking_rule)
     L.section(ws, "What the result rests on")
-    paragraph(rep.evidence_statement, fill=L.evidence_fill("verified" if rep.verified_only else "simulated"))
-    for text in rep.excluded:
-        paragraph("Excluded: " + text, fill=L.ALARM_FILL)
+    # What a court could rely on: green only when every block rests on verified hardware evidence.
+    merged([L.cell(ws, "Evidence", font=L.BOLD),
+            L.cell(ws, rep.evidence_statement, fill=L.evidence_fill("verified" if rep.verified_only else
+                                                                    "simulated"))])
+    if rep.excluded_rows:
+        # Named, in red, before the blocks: the result below is of the rest of the string.
+        L.section(ws, "Logfiles excluded from the analysis")
+        L.table(ws, ["Logfile", "Serial", "Reason", "Why"], [list(e) for e in rep.excluded_rows],
+                row_fills=[L.ALARM_FILL] * len(rep.excluded_rows))
     L.section(ws, "All blocks")
-    headers = ["Pos.", "Serial", "Label", "Capacity", "Delivered Ah", "To end voltage", "Float V", "Min V", "Max °C",
-               "IR mΩ (change)", "Exceedances", "Result", "Evidence", "Recommendation"]
+    headers = ["Position", "Serial", "Label", "Capacity", "Delivered Ah", "To end voltage", "Float V", "Min V",
+               "Max °C", "IR (mOhm)", "IR +/- (mOhm)", "IR status", "Result", "Evidence", "Exceedances",
+               "Recommendation"]
     ws.append([L.cell(ws, h, font=L.BOLD, fill=L.HEADER_FILL, border=True, wrap=True) for h in headers])
     first = ws.rows_written + 1
     fills: dict[str, str] = {}
@@ -216,12 +223,16 @@ def write_report_summary(ws: L.TextSheet, rep: ReportContent, series: Sequence[S
                    L.cell(ws, b.float_v, border=True, number_format="0.00"),
                    L.cell(ws, b.min_v, border=True, number_format="0.00"),
                    L.cell(ws, b.max_c, border=True, number_format="0.0"),
-                   L.cell(ws, b.resistance, border=True,
-                          fill=L.level_fill("fail" if b.resistance_status == "fail" else
-                                            "warning" if b.resistance_status == "warning" else None)),
-                   L.cell(ws, b.exceedances, border=True),
+                   L.cell(ws, None if b.resistance_mohm is None else round(b.resistance_mohm, 3), border=True,
+                          number_format="0.000"),
+                   L.cell(ws, None if b.resistance_uncertainty_mohm is None else round(b.resistance_uncertainty_mohm, 3),
+                          border=True, number_format="0.000"),
+                   L.cell(ws, b.resistance_status or None, border=True, fill=L.level_fill(
+                       "fail" if b.resistance_status == "fail" else
+                       "warning" if b.resistance_status == "warning" else None)),
                    L.cell(ws, b.result_word, border=True, fill=f, font=L.BOLD),
                    L.cell(ws, b.evidence, border=True, fill=L.evidence_fill(b.evidence)),
+                   L.cell(ws, b.exceedances, border=True),
                    L.cell(ws, b.recommendation, border=True)])
     if rep.blocks:
         # Repeat the table header on every printed page of the table.

@@ -10,6 +10,7 @@ enqueued (and, when that finishes, its report). ``POST .../analyse`` and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -48,6 +49,7 @@ from smartlogger.api.schemas import (
 )
 from smartlogger.api.services import (
     audit,
+    build_pdf_report,
     inputs_digest,
     logfile_count,
     logfiles_of,
@@ -306,6 +308,22 @@ def request_report(test_id: int) -> dict[str, Any]:
 @blp.response(200, ReportSchema)
 def get_report(test_id: int) -> dict[str, Any]:
     return _report_state(get(CapacityTest, test_id, "test"))
+
+
+@blp.route("/<int:test_id>/report.pdf", methods=["GET"])
+@require("viewer")
+@blp.response(200, {"type": "string", "format": "binary"}, content_type="application/pdf")
+def download_pdf_report(test_id: int) -> Response:
+    """The customer report as PDF (verdict first; the workbook Summary's content), built from the stored
+    result and logfiles on request (audited as a report download)."""
+    t = get(CapacityTest, test_id, "test")
+    data = build_pdf_report(session(), files(), t)
+    who = uploader()
+    audit(session(), who.org_id, who.user_id, "download", "report_pdf", t.id,
+          sha256=hashlib.sha256(data).hexdigest(), remote_addr=who.remote_addr)
+    session().commit()
+    return Response(data, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="test-{t.id}-report.pdf"'})
 
 
 @blp.route("/<int:test_id>/report.xlsx", methods=["GET"])
