@@ -74,6 +74,21 @@ def _own_private_names() -> frozenset[str]:
 
 
 @cache
+def _dependency_private_names(root: str) -> frozenset[str]:
+    """Private names a hooked dependency defines anywhere in its source (functions, classes,
+    attributes, ``self._x = ...``), read from the installed package."""
+    spec = importlib.util.find_spec(root)
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    names: set[str] = set()
+    for folder in spec.submodule_search_locations:
+        for path in Path(folder).rglob("*.py"):
+            for groups in _OWN.findall(path.read_text(encoding="utf-8", errors="replace")):
+                names.update(g for g in groups if g)
+    return frozenset(names)
+
+
+@cache
 def _private_names_of(cls: type) -> frozenset[str]:
     """Private attributes a dependency class and its bases define (class level, and
     ``self._x = ...`` in their source)."""
@@ -124,8 +139,11 @@ def violations(path: Path, source: str, *, runtime_module: str | None = None) ->
     if not roots - {None}:
         return found
     own = _own_private_names()
+    theirs_by_name = frozenset().union(*(_dependency_private_names(r) for r in roots if r is not None))
     # obj._name (not self/cls) and getattr/setattr/hasattr(obj, "_name"): a dependency's private
-    # attribute unless it is a name smartlogger defines for its own objects.
+    # attribute unless it is a name smartlogger defines for its own objects and the dependencies
+    # this module uses do not (one of ours may share a name with theirs: ws._charts is openpyxl's
+    # even while smartlogger has a function _charts).
     for node in ast.walk(tree):
         name = None
         if isinstance(node, ast.Attribute) and _private(node.attr) and not (
@@ -135,7 +153,7 @@ def violations(path: Path, source: str, *, runtime_module: str | None = None) ->
                 "getattr", "setattr", "hasattr", "delattr") and len(node.args) >= 2 and isinstance(
                 node.args[1], ast.Constant) and isinstance(node.args[1].value, str) and _private(node.args[1].value):
             name = node.args[1].value
-        if name is not None and name not in own:
+        if name is not None and (name not in own or name in theirs_by_name):
             found.append(f"{rel}:{node.lineno}: touches private attribute {name}")
     # self._name inside a class that subclasses a dependency class, where the dependency has it.
     if runtime_module is not None:
