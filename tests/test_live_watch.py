@@ -16,7 +16,13 @@ import numpy as np
 import pytest
 from site_support import SMARTLOGGER, cleanup, cli
 
-from smartlogger.field.live import LiveWatch, WatchOptions, predict_end
+from smartlogger.field.live import (
+    LiveWatch,
+    WatchOptions,
+    predict_end,
+    predict_end_span,
+    settled_slope,
+)
 from smartlogger.protocol.live import COMPANY_ID, KitKey, LiveAdvert, LiveState, tag_for_test
 
 KEY = KitKey(bytes(range(16)))
@@ -84,6 +90,17 @@ def test_prediction_of_a_shepherd_curve_and_refusal_without_data() -> None:
     r = predict_end(tau, v, 10.5)
     assert r is not None and abs(r[0] - truth) / truth < 0.02
     assert predict_end(tau[:5], v[:5], 10.5) is None  # too little to stand behind
+
+
+def test_span_rule_finds_the_settled_decline_under_the_polarisation_transient() -> None:
+    tau = np.arange(0.0, 4000.0, 5.0)
+    b = 1.0e-4  # V/s once settled
+    v = np.round(12.1 - b * tau - 0.15 * (1 - np.exp(-tau / 900.0)), 3)  # slow polarisation
+    slope = settled_slope(tau, v)
+    assert slope is not None and slope == pytest.approx(b, rel=0.02)
+    assert predict_end_span(tau, v, 0.183 * 6) == pytest.approx(0.183 * 6 / b, rel=0.02)
+    flat = np.full_like(tau, 12.0)
+    assert predict_end_span(tau, flat, 1.1) is None  # no decline: no end to predict
 
 
 # --------------------------------------------------------------------------- across processes

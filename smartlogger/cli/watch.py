@@ -49,7 +49,8 @@ WATCH_FILE = "watch.json"
               help="The kit key file the loggers were given at the tap (nfc program --kit-key).")
 @click.option("--end-voltage", metavar="VOLTAGE",
               help="End voltage: 10.5V/block, or 1.75V/cell with --cells (a bare number is per block).")
-@click.option("--cells", type=click.IntRange(1, 100), default=None, help="Cells per block (for V/cell).")
+@click.option("--cells", type=click.IntRange(1, 100), default=None,
+              help="Cells per block of a lead-acid string (for V/cell, and the predictions' span rule).")
 @click.option("--guard", default=None, metavar="VOLTAGE",
               help="Alarm this far above the end voltage (per block, e.g. 0.1V) [default: at it].")
 @click.option("--load", "load", type=CURRENT, metavar="CURRENT", help="Constant current, e.g. 20A.")
@@ -83,6 +84,9 @@ def watch(site_dir: Path | None, folder: Path | None, test_id: str | None, kit_k
             blocks = info.string_blocks
         if test_id is None and info.test_id:
             test_id = info.test_id
+        bv = info.battery.block_voltage_v
+        if cells is None and bv and info.battery.chemistry.lower() in ("", "vrla", "flooded"):
+            cells = round(bv / 2.0)  # lead-acid: 2 V cells
     if end_voltage is None:
         raise click.UsageError("give --end-voltage (or a --folder whose test.json states it)")
     if load is not None and load_power is not None:
@@ -92,7 +96,7 @@ def watch(site_dir: Path | None, folder: Path | None, test_id: str | None, kit_k
     opts = WatchOptions(end_v=end_v, guard_v=guard_v,
                         current_a=None if load is None else load.amps,
                         power_w=None if load_power is None else load_power.watts,
-                        blocks=blocks, test_id=test_id, stale_s=stale_s)
+                        blocks=blocks, test_id=test_id, stale_s=stale_s, cells=cells)
     lw = LiveWatch(key, opts)
     out = _Output(as_json, opts)
     try:

@@ -20,10 +20,11 @@ since tap goes back with a newer sequence number) starts the logger's time line 
 Staleness is the other kind of time: a block is stale when nothing was heard from it for
 ``stale_s`` seconds of the watcher's wall clock (reception is a wall-clock event).
 
-Prediction (docs/LIVE.md): per block, a Shepherd-type discharge curve ``v(tau) = a - b*tau -
-c*x/(1-x)``, ``x = tau/T`` (``tau`` time since the load step, ``T`` the time at which the
-block would be exhausted) is fitted to the block's samples since the load step (``T`` by a
-search, ``a, b, c`` by least squares), and solved for the end voltage.
+Prediction (docs/LIVE.md): per block, the earlier of two estimates: the lead-acid span rule
+(with ``cells`` known: the block reaches its end voltage when its settled rate of decline has
+taken ``span_v_per_cell * cells`` off it, ``predict_end_span``), and a Shepherd-type discharge
+curve ``v(tau) = a - b*tau - c*x/(1-x)``, ``x = tau/T``, fitted to the samples since the load
+step and solved for the end voltage (``predict_end``), which answers once the knee shows.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ PREDICT_MIN_SAMPLES = 8
 #: first max(PREDICT_SKIP_S, PREDICT_SKIP_FRACTION * elapsed) seconds.
 PREDICT_SKIP_S = 120.0
 PREDICT_SKIP_FRACTION = 0.1
+#: A block's prediction is recomputed when its time line has moved on this far (s).
+PREDICT_EVERY_S = 20.0
+#: Lead-acid: the voltage a block loses per cell, at its settled mid-discharge rate of decline,
+#: from the load step to its end voltage (``predict_end_span``): the span of the rest voltage
+#: between full and empty on published OCV charts (CSB/Panasonic: 2.14 -> 1.95 V/cell), as the
+#: steady decline covers it. docs/LIVE.md, "Prediction method".
+LEAD_ACID_SPAN_V_PER_CELL = 0.183
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class WatchOptions:
     blocks: int | None = None  # blocks in the string (names the missing ones)
     test_id: str | None = None  # follow only loggers programmed for this test
     stale_s: float = 10.0  # wall seconds without an advert before a block is stale
+    cells: int | None = None  # cells per block (lead-acid): enables the span rule
+    span_v_per_cell: float = LEAD_ACID_SPAN_V_PER_CELL
     serials: dict[int, str] = field(default_factory=dict)  # position -> serial, when known
 
     @property
@@ -101,12 +111,9 @@ class Block:
 
 @dataclass(frozen=True)
 class Prediction:
-    """A block's predicted end: phone ms at which it reaches the end voltage (``end_ms``),
-    and the fitted exhaustion time ``exhaust_s`` after the load step."""
+    """A block's predicted end: phone ms at which it reaches the end voltage."""
 
     end_ms: float
-    exhaust_s: float
-    rms_mv: float
 
 
 def predict_end(tau_s: np.ndarray, v: np.ndarray, end_v: float) -> tuple[float, float, float] | None:
@@ -187,6 +194,37 @@ def predict_end(tau_s: np.ndarray, v: np.ndarray, end_v: float) -> tuple[float, 
     return end, T, math.sqrt(sse / t.size)
 
 
+def settled_slope(tau_s: np.ndarray, v: np.ndarray) -> float | None:
+    """The block's settled rate of decline (V/s): ``v = a - b*tau + d*exp(-tau/ts)`` fitted by
+    least squares (``ts`` by a search over 100..5000 s: the slow polarisation building up
+    after the load step), returning ``b``; None without enough data."""
+    if tau_s.size < PREDICT_MIN_SAMPLES or float(tau_s[-1]) < PREDICT_MIN_S:
+        return None
+    keep = tau_s >= 60.0
+    t, y = tau_s[keep], v[keep]
+    if t.size < PREDICT_MIN_SAMPLES:
+        return None
+    best: tuple[float, float] | None = None
+    ones = np.ones_like(t)
+    for ts in np.exp(np.linspace(math.log(100.0), math.log(5000.0), 30)):
+        A = np.column_stack([ones, -t, np.exp(-t / ts)])
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        sse = float(np.sum((y - A @ coef) ** 2))
+        if best is None or sse < best[0]:
+            best = (sse, float(coef[1]))
+    assert best is not None
+    # a decline of less than 10 mV over the whole discharge so far is no decline to extrapolate
+    return best[1] if best[1] * float(t[-1]) >= 0.010 else None
+
+
+def predict_end_span(tau_s: np.ndarray, v: np.ndarray, span_v: float) -> float | None:
+    """Lead-acid span rule: the time (s after the load step) at which a block that declines at
+    its settled rate ``b`` has lost ``span_v`` (V per block): ``span_v / b``. None without a
+    settled decline yet."""
+    b = settled_slope(tau_s, v)
+    return None if b is None else span_v / b
+
+
 class LiveWatch:
     """The watcher's state (see the module docstring). Feed it ``receive``; read ``snapshot``."""
 
@@ -203,7 +241,7 @@ class LiveWatch:
         self._ah = 0.0
         self._ah_at_ms: float | None = None
         self._predictions: dict[int, Prediction | None] = {}
-        self._predicted_at: dict[int, int] = {}
+        self._predicted_at: dict[int, float] = {}
 
     # ------------------------------------------------------------------ adverts in
 
@@ -297,15 +335,25 @@ class LiveWatch:
         """The block's predicted end (recomputed when it has new samples)."""
         if self.start_ms is None or not blk.history_t:
             return None
-        if self._predicted_at.get(blk.position) == blk.seq:
+        last = self._predicted_at.get(blk.position)
+        if last is not None and blk.sample_ms - last < PREDICT_EVERY_S * 1000.0:
             return self._predictions.get(blk.position)
         tau = (np.asarray(blk.history_t) - self.start_ms) / 1000.0
         v = np.asarray(blk.history_mv, dtype=float) / 1000.0
         ok = tau >= 0
-        r = predict_end(tau[ok], v[ok], self.options.end_v)
-        pred = None if r is None else Prediction(self.start_ms + r[0] * 1000.0, r[1], r[2] * 1000.0)
+        tau, v = tau[ok], v[ok]
+        ends: list[float] = []
+        r = predict_end(tau, v, self.options.end_v)
+        if r is not None:
+            ends.append(r[0])
+        if self.options.cells is not None and tau.size:
+            span = predict_end_span(tau, v, self.options.span_v_per_cell * self.options.cells)
+            if span is not None:
+                ends.append(max(span, float(tau[-1])))
+        # the earlier of the two: the knee fit once the bend shows, the span rule before it
+        pred = Prediction(self.start_ms + min(ends) * 1000.0) if ends else None
         self._predictions[blk.position] = pred
-        self._predicted_at[blk.position] = blk.seq
+        self._predicted_at[blk.position] = blk.sample_ms
         return pred
 
     def missing(self) -> list[int]:

@@ -41,7 +41,7 @@ _MAC_LABEL: Final = b"smartlogger-live-v1"
 
 #: Advertising interval of the live broadcast during a discharge and on float (ms). Chosen
 #: from the airtime budget of 240 loggers in one room (docs/LIVE.md, benchmarks/live.py).
-ADV_INTERVAL_DISCHARGE_MS: Final = 1000
+ADV_INTERVAL_DISCHARGE_MS: Final = 500
 ADV_INTERVAL_FLOAT_MS: Final = 10000
 
 # version u8, flags u8, key_id u16, test_tag u16, position u16, seq u32, t_ds u32,

@@ -49,6 +49,7 @@ class SiteRadio:
         self.peripherals = [self._peripheral(slot) for slot in world.slots]
         self._on_air: list[object | None] = [None] * len(world.slots)  # the firmware served
         self._pending: set[asyncio.Task[None]] = set()
+        self._live_tasks: set[asyncio.Future[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def _peripheral(self, slot: Slot) -> LoggerPeripheral:
@@ -105,6 +106,8 @@ class SiteRadio:
         self.world.listener = None
         for task in list(self._pending):
             task.cancel()
+        if self._live_tasks:
+            await asyncio.gather(*self._live_tasks, return_exceptions=True)
         await self.port.close()
         for per in self.peripherals:
             await per.detach()
@@ -120,7 +123,18 @@ class SiteRadio:
     async def update_live(self) -> None:
         """Every logger on the air broadcasts the live advert of its newest sample
         (``device.beacon``; a logger without a kit key broadcasts none). Called after each
-        step of virtual time."""
+        step of virtual time.
+
+        The HCI commands run to completion even if the caller is cancelled (a site that
+        stops in the middle of a step): a command cancelled between request and answer
+        would leave the logger's host waiting for an answer that is never matched, and its
+        radio could then never be switched off. ``stop`` waits for them."""
+        task = asyncio.ensure_future(self._update_live())
+        self._live_tasks.add(task)
+        task.add_done_callback(self._live_tasks.discard)
+        await asyncio.shield(task)
+
+    async def _update_live(self) -> None:
         for slot in self.world.slots:
             per = self.peripherals[slot.index]
             if per.device is None:
