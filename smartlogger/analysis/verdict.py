@@ -81,12 +81,11 @@ def disposition(b: BlockResult, acceptance_pct: float) -> str:
 
 def recommendation(b: BlockResult, disp: str, acceptance_pct: float, string_failed: bool) -> str:
     if disp == "fail":
-        text = f"replace: measured capacity below {acceptance_pct:g} %"
+        text = f"replace (measured below {acceptance_pct:g} %)"
     elif disp == "pass":
-        text = "no action" if not b.lower_bound else f"no action: held at least {acceptance_pct:g} %"
+        text = "no action" if not b.lower_bound else f"no action (held at least {acceptance_pct:g} %)"
     elif disp == "not_determined":
-        text = ("not determined (outlasted the test): retest after the failed blocks are replaced" if string_failed
-                else "not determined (outlasted the test): retest")
+        text = "retest once the failed blocks are replaced" if string_failed else "retest to a measured end"
     else:
         text = "no result: check the logger and its data"
     if b.resistance_status == "fail":

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 from fpdf import FPDF
-from fpdf.fonts import FontFace
 
 from smartlogger.export.inputs import SampleSeries
 from smartlogger.export.report import COLOURS, ReportContent
@@ -222,8 +221,12 @@ def _chart(pdf: _Report, title: str, x: float, y: float, w: float, h: float,
         pdf.set_dash_pattern(dash=1, gap=1)
         pdf.line(xx, py, xx, py + ph)
         pdf.set_dash_pattern()
-        pdf.set_xy(xx + 0.5, py + 0.5)
-        pdf.cell(30, 3.5, pdf.t(label))
+        if xx + 31 > px + pw:  # near the right edge: the label to the left of the line
+            pdf.set_xy(xx - 30.5, py + 0.5)
+            pdf.cell(30, 3.5, pdf.t(label), align="R")
+        else:
+            pdf.set_xy(xx + 0.5, py + 0.5)
+            pdf.cell(30, 3.5, pdf.t(label))
     pdf.set_line_width(0.2)
     pdf.set_draw_color(0, 0, 0)
 
@@ -257,7 +260,8 @@ def _charts(pdf: _Report, rep: ReportContent, series: Sequence[SampleSeries]) ->
     c_lines = [(reduced[sr][0], reduced[sr][2], colour.get(sr, MUTED), 0.6 if sr in colour else 0.15) for sr in order]
     pos = {b.serial: b.position for b in rep.blocks}
     named = ", ".join(f"{pos.get(sr, sr)}" for sr in failing)
-    note = f" (failing blocks {named} in colour, the others grey)" if failing else ""
+    note = (f" (failing block{'s' if len(failing) > 1 else ''} {named} in colour, the others grey)"
+            if failing else "")
     pdf.add_page()
     pdf.set_auto_page_break(False)  # a chart's labels near the page foot must not start a page
     w = pdf.w - pdf.l_margin - pdf.r_margin
@@ -287,38 +291,66 @@ def _charts(pdf: _Report, rep: ReportContent, series: Sequence[SampleSeries]) ->
     pdf.set_auto_page_break(True, margin=14)
 
 
+def _fit(pdf: _Report, text: str, width: float) -> str:
+    """``text`` cut to ``width`` mm (with an ellipsis); the cells are one line each."""
+    text = pdf.t(text)
+    if pdf.get_string_width(text) <= width:
+        return text
+    while text and pdf.get_string_width(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _table(pdf: _Report, headers: Sequence[str], widths: Sequence[float],
+           rows: Sequence[Sequence[str]], fills: Sequence[Sequence[tuple[int, int, int] | None]],
+           *, bold_cols: Sequence[int] = (), size: float = 7.0, row_h: float = 4.2) -> None:
+    """A ruled table of one-line cells; the header row is repeated on every page.
+
+    Drawn cell by cell (``FPDF.cell``): fpdf2's ``table()`` wraps every cell with ``multi_cell``,
+    about 16 s for a 240-block string; this is a few hundred milliseconds."""
+    pdf.set_line_width(0.15)
+    pdf.set_draw_color(170, 170, 170)
+
+    def header() -> None:
+        pdf.set_font(pdf.family, "B", size)
+        pdf.set_fill_color(217, 225, 242)
+        for h, w in zip(headers, widths, strict=True):
+            pdf.cell(w, row_h, _fit(pdf, h, w - 1), border=1, fill=True)
+        pdf.ln(row_h)
+
+    header()
+    for row, row_fills in zip(rows, fills, strict=True):
+        if pdf.get_y() + row_h > pdf.page_break_trigger:
+            pdf.add_page()
+            header()
+        for k, (text, w, fill) in enumerate(zip(row, widths, row_fills, strict=True)):
+            pdf.set_font(pdf.family, "B" if k in bold_cols else "", size)
+            if fill is not None:
+                pdf.set_fill_color(*fill)
+            pdf.cell(w, row_h, _fit(pdf, text, w - 1), border=1, fill=fill is not None)
+        pdf.ln(row_h)
+    pdf.set_draw_color(0, 0, 0)
+    pdf.set_line_width(0.2)
+
+
 def _block_table(pdf: _Report, rep: ReportContent) -> dict[str, str]:
     pdf.h2("All blocks")
-    pdf.set_font(pdf.family, "", 7)
     headers = ("Pos.", "Serial", "Capacity", "Ah", "To end V", "Float V", "Min V", "Max °C", "IR mΩ (change)",
                "Exceedances", "Result", "Evidence", "Recommendation")
-    widths = (9, 18, 17, 12, 15, 12, 11, 12, 30, 32, 22, 17, 66)
+    widths = (9, 20, 17, 12, 17, 12, 11, 12, 30, 30, 26, 17, 60)
     fills: dict[str, str] = {}
-    with pdf.table(col_widths=widths, text_align="LEFT", line_height=3.6, first_row_as_headings=True,
-                   headings_style=FontFace(emphasis="BOLD", fill_color=(217, 225, 242)),
-                   width=sum(widths)) as table:
-        row = table.row()
-        for h in headers:
-            row.cell(pdf.t(h))
-        for b in rep.blocks:
-            fills[b.serial] = COLOURS.get(b.disposition, "FFFFFF")
-            fill = FontFace(fill_color=_rgb(fills[b.serial]))
-            row = table.row()
-            row.cell(str(b.position or "-"))
-            row.cell(pdf.t(b.serial))
-            row.cell(pdf.t(b.capacity_text), style=fill)
-            row.cell("-" if b.delivered_ah is None else f"{b.delivered_ah:.2f}")
-            row.cell(b.time_to_end)
-            row.cell("-" if b.float_v is None else f"{b.float_v:.2f}")
-            row.cell("-" if b.min_v is None else f"{b.min_v:.2f}")
-            row.cell("-" if b.max_c is None else f"{b.max_c:.1f}")
-            row.cell(pdf.t(b.resistance))
-            row.cell(pdf.t(b.exceedances))
-            row.cell(pdf.t(b.result_word), style=FontFace(emphasis="BOLD",
-                                                          fill_color=_rgb(COLOURS.get(b.disposition, "FFFFFF"))))
-            row.cell(pdf.t(b.evidence))
-            row.cell(pdf.t(b.recommendation))
-    pdf.set_font(pdf.family, "", 7.5)
+    rows: list[list[str]] = []
+    row_fills: list[list[tuple[int, int, int] | None]] = []
+    for b in rep.blocks:
+        fills[b.serial] = COLOURS.get(b.disposition, "FFFFFF")
+        f = _rgb(fills[b.serial])
+        rows.append([str(b.position or "-"), b.serial, b.capacity_text,
+                     "-" if b.delivered_ah is None else f"{b.delivered_ah:.2f}", b.time_to_end,
+                     "-" if b.float_v is None else f"{b.float_v:.2f}", "-" if b.min_v is None else f"{b.min_v:.2f}",
+                     "-" if b.max_c is None else f"{b.max_c:.1f}", b.resistance, b.exceedances, b.result_word,
+                     b.evidence, b.recommendation])
+        row_fills.append([None, None, f, None, None, None, None, None, None, None, f, None, None])
+    _table(pdf, headers, widths, rows, row_fills, bold_cols=(10,))
     pdf.ln(1)
     pdf.para(rep.legend + "Capacity: % of rated (IEEE 450); ≥ marks a lower bound. Exceedance durations h:mm:ss.",
              size=7.5)
@@ -330,19 +362,13 @@ def _exceedances(pdf: _Report, rep: ReportContent) -> None:
     if not rep.exceedances:
         pdf.para("No threshold exceedances.")
         return
-    widths = (10, 20, 45, 16, 36, 25, 25, 25)
-    with pdf.table(col_widths=widths, width=sum(widths), text_align="LEFT", line_height=3.6,
-                   headings_style=FontFace(emphasis="BOLD", fill_color=(217, 225, 242))) as table:
-        pdf.set_font(pdf.family, "", 7)
-        row = table.row()
-        for h in ("Pos.", "Serial", "What", "Colour", "Start", "Duration", "Beyond alarm", "Worst"):
-            row.cell(h)
-        for e in rep.exceedances:
-            fill = FontFace(fill_color=_rgb(COLOURS["fail"] if e.colour == "red" else COLOURS["warning"]))
-            row = table.row()
-            for k, text in enumerate((str(e.position or "-"), e.serial, e.what, e.colour, e.start, e.duration,
-                                      e.beyond_alarm, e.worst)):
-                row.cell(pdf.t(text), style=fill if k == 3 else None)
+    red, yellow = _rgb(COLOURS["fail"]), _rgb(COLOURS["warning"])
+    _table(pdf, ("Pos.", "Serial", "What", "Colour", "Start", "Duration", "Beyond alarm", "Worst"),
+           (10, 22, 45, 16, 36, 25, 25, 25),
+           [[str(e.position or "-"), e.serial, e.what, e.colour, e.start, e.duration, e.beyond_alarm, e.worst]
+            for e in rep.exceedances],
+           [[None, None, None, red if e.colour == "red" else yellow, None, None, None, None]
+            for e in rep.exceedances])
 
 
 def render_pdf(rep: ReportContent, series: Sequence[SampleSeries] = (), *,

@@ -212,10 +212,10 @@ def report_content(result: TestResult, info: dict[str, str] | None = None) -> Re
             ("Acceptance criterion", v.criterion),
         ]),
         ("Before the test", [
-            ("Float voltage per block", f"{min(floats):.2f} - {max(floats):.2f} V (median of the 10 min before the "
+            ("Float V per block", f"{min(floats):.2f} - {max(floats):.2f} V (median of the 10 min before the "
                                         "load)" if floats else "not logged"),
             ("Ambient temperature", f"{i['ambient_c']} °C" if i.get("ambient_c") else "not stated"),
-            ("Block temperature at start", _num(c.temperature_c, 1, "°C")),
+            ("Block temp. at start", _num(c.temperature_c, 1, "°C")),
         ]),
         ("Discharge", [
             ("Start", local_time(d.start_ms, tz)),
@@ -228,7 +228,7 @@ def report_content(result: TestResult, info: dict[str, str] | None = None) -> Re
             ("String capacity", ("-" if c.capacity_pct is None else pct_text(c.capacity_pct, c.lower_bound, 1))
              + (" (lower bound, not determined further)" if c.lower_bound and c.capacity_pct is not None else "")
              + f"; method {method}"),
-            ("Temperature correction", f"K_T {c.k_t:.3f} at {c.temperature_c:.1f} °C" if c.k_t is not None
+            ("Temp. correction", f"K_T {c.k_t:.3f} at {c.temperature_c:.1f} °C" if c.k_t is not None
              and c.temperature_c is not None else "none"),
         ]),
     ]

@@ -154,7 +154,7 @@ def write_report_summary(ws: L.TextSheet, rep: ReportContent, series: Sequence[S
     battery, the setup, the discharge, the weakest blocks with the ranking rule, and every block.
     Returns serial -> the RGB fill of its capacity cell (what the benchmark checks)."""
     width = 16
-    L.set_widths(ws, [8, 11, 9, 11, 10, 12, 8, 8, 8, 9, 9, 9, 14, 11, 20, 46])
+    L.set_widths(ws, [9, 14, 8, 10, 12, 14, 8, 8, 8, 10, 13, 9, 14, 11, 20, 40])
     L.print_setup(ws)
     L.header_footer(ws, rep.test_id)
     ws.print_title_rows = None
@@ -205,7 +205,7 @@ def write_report_summary(ws: L.TextSheet, rep: ReportContent, series: Sequence[S
     headers = ["Position", "Serial", "Label", "Capacity", "Delivered Ah", "To end voltage", "Float V", "Min V",
                "Max °C", "IR (mOhm)", "IR +/- (mOhm)", "IR status", "Result", "Evidence", "Exceedances",
                "Recommendation"]
-    ws.append([L.cell(ws, h, font=L.BOLD, fill=L.HEADER_FILL, border=True, wrap=True) for h in headers])
+    ws.append([L.cell(ws, h, font=L.BOLD, fill=L.HEADER_FILL, border=True) for h in headers])
     first = ws.rows_written + 1
     fills: dict[str, str] = {}
     for b in rep.blocks:
