@@ -48,7 +48,7 @@ def find_font() -> tuple[Path, Path] | None:
     return None
 
 
-class _Report(FPDF):  # type: ignore[misc]
+class _Report(FPDF):
     def __init__(self, rep: ReportContent, font: tuple[Path, Path] | None) -> None:
         super().__init__(orientation="L", unit="mm", format="A4")
         self.rep = rep
