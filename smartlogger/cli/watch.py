@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from smartlogger.cli.options import CURRENT, POWER, SECONDS
-from smartlogger.errors import ConfigError
+from smartlogger.errors import ConfigError, TransportError
 from smartlogger.quantities import Current, Power, parse_voltage
 
 #: Exit status when the end alarm fired (for scripts): distinct from errors (1-4).
@@ -242,4 +242,11 @@ def _run(lw: Any, site_dir: Path | None, out: _Output, *, stop_after_alarm: bool
                     if duration_s is not None and wall - started >= duration_s:
                         return
 
-    asyncio.run(main())
+    from bleak.exc import BleakError  # lazy: with the scanner above
+
+    try:
+        asyncio.run(main())
+    except (BleakError, OSError) as err:
+        # e.g. no BlueZ/D-Bus on this machine: one line instead of a traceback
+        raise TransportError(f"Bluetooth LE scan failed ({type(err).__name__}: {err}); is an "
+                             "adapter available? (--site DIR watches a virtual site)") from None
