@@ -371,12 +371,16 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: the script works, not the measurement")
+    ap.add_argument("--only-bomb", action="store_true", help="measure the sample bomb only")
     ap.add_argument("--restart-wait", type=float, default=120.0, help="seconds to wait for jobs after a restart")
     args = ap.parse_args()
     out: dict[str, Any] = {"quick": args.quick, "postgresql": bool(os.environ.get(PG_ENV))}
     with tempfile.TemporaryDirectory(prefix="sl-hostile-") as d:
         tmp = Path(d)
         out.update(bomb(tmp, 1 << 22 if args.quick else accepted_samples()))
+        if args.only_bomb:
+            print(json.dumps(out))
+            return
         out.update(nul(tmp))
         out.update(killed_worker(tmp, 3 if args.quick else 6, 1 << 21 if args.quick else 1 << 22,
                                  None))

@@ -285,3 +285,22 @@ def test_the_check_and_the_series_of_a_bomb_stay_within_one_decode_batch() -> No
         tracemalloc.stop()
         assert series.samples == n and series.reduced
     assert peaks[1 << 22] < 1.3 * peaks[1 << 20] and peaks[1 << 22] < 256 * 2**20, peaks
+
+
+def test_a_test_whose_files_declare_more_than_the_analysis_budget_fails_naming_it(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from smartlogger.api.models import Job
+    from smartlogger.testing.hostile import sample_bomb
+
+    with api_env("sqlite", tmp_path, ANALYSIS_MAX_SAMPLES=100_000) as env:
+        c, h = env.client, env.a.headers("technician")
+        t = c.post("/api/tests", json={"blocks": 1, "load": "50A", "rated_time": "3h"}, headers=h).get_json()
+        r = c.post(f"/api/logfiles?test_id={t['id']}", data=sample_bomb(100_001), headers={**h, **SLOG})
+        assert r.status_code == 201
+        env.wait_jobs()
+        with database(env.app).system_session() as s:
+            job = s.scalars(select(Job).where(Job.kind == "analyse")).one()
+            assert job.status == "failed" and job.attempts == 1
+            assert "declare 100001 samples" in job.error and "ANALYSIS_MAX_SAMPLES" in job.error, job.error
+        assert c.get(f"/api/tests/{t['id']}", headers=h).get_json()["status"] == "failed"

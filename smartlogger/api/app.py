@@ -30,7 +30,9 @@ environment ``SMARTLOGGER_TRUST_FILE``; default the manufacturer's production ro
 in the process), ``JOB_LEASE_SECONDS`` (how long a job's claim lasts without a heartbeat of its
 runner; default 60), ``JOB_SWEEP_SECONDS`` (how often a runner looks for jobs nobody runs: queued
 ones a lost process held, claims whose lease expired; default 30), ``MAX_UPLOAD_SAMPLES`` (most
-samples one uploaded logfile may declare; default ``services.MAX_UPLOAD_SAMPLES``, 2**23).
+samples one uploaded logfile may declare; default ``services.MAX_UPLOAD_SAMPLES``, 2**23),
+``ANALYSIS_MAX_SAMPLES`` (most samples the logfiles of one test may declare for its analysis and
+report; default ``services.ANALYSIS_MAX_SAMPLES``, 2**24).
 
 Security headers on every answer: ``X-Content-Type-Options``, ``X-Frame-Options: DENY``,
 ``Referrer-Policy``, and a ``Content-Security-Policy`` with ``frame-ancestors 'none'`` (the
@@ -79,7 +81,7 @@ _ENV = ("DATA_DIR", "DATABASE_URL", "DB_SCHEMA", "FILES_DIR", "SERVER_KEY_PATH",
         "STORE", "STORE_TIMEOUT_SECONDS", "STORE_CONNECT_TIMEOUT_SECONDS", "STORE_ATTEMPTS",
         "JOB_STORE_PATIENCE_SECONDS", "SERVER_KEY", "RQ_QUEUE",
         "AUTH_FAILURES_PER_MINUTE", "JOB_LEASE_SECONDS", "RATE_LIMIT_STORAGE_URL",
-        "MAX_UPLOAD_SAMPLES", "JOB_SWEEP_SECONDS")
+        "MAX_UPLOAD_SAMPLES", "JOB_SWEEP_SECONDS", "ANALYSIS_MAX_SAMPLES")
 #: The companion app's policy (as its index.html's meta element) plus what only a header can say.
 APP_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
            "connect-src 'self' https:; worker-src 'self'; manifest-src 'self'; object-src 'none'; "

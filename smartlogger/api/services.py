@@ -88,6 +88,11 @@ REPORT_KIND = "xlsx"
 #: a file declares; the analysis and the report hold a test's samples decoded, so this bounds
 #: what one file adds to them. 2**23 = 8.4 M: 16 years of 1-minute samples (a 10-year log is 5.3 M).
 MAX_UPLOAD_SAMPLES = 1 << 23
+#: Most samples the logfiles of one test may declare for its analysis or report
+#: (``ANALYSIS_MAX_SAMPLES``). These hold every sample of the test decoded (about 72 bytes per
+#: sample at the peak, docs/PERFORMANCE.md), so this bounds their memory (~1.2 GB) where the
+#: per-upload limit cannot: a test has many files. 2**24 = 16.8 M: twice a 240-block test's 8.3 M.
+ANALYSIS_MAX_SAMPLES = 1 << 24
 
 
 def _audit_values(org_id: int, user_id: int | None, action: str, object_type: str, object_id: int | None, *,
@@ -601,14 +606,30 @@ def logfile_name(lf: Logfile) -> str:
     return f"logfile {lf.id} ({lf.sha256[:12]}).slog"
 
 
+def check_analysis_budget(store: FileStore, files: Sequence[Logfile], max_samples: int) -> None:
+    """Refuse (409 ``too_many_samples``, naming the limit) a test whose logfiles declare more than
+    ``max_samples`` samples, before any is decoded: read from the block heads of each file."""
+    declared = 0
+    for lf in files:
+        try:
+            declared += check_sample_heads(read_logfile(store.get(lf.sha256), decode=False))
+        except LogfileError:
+            continue  # the analysis excludes it as unreadable, without decoding its samples
+    if declared > max_samples:
+        raise ApiError(409, "too_many_samples",
+                       f"the test's {len(files)} logfiles declare {declared} samples, more than the {max_samples} "
+                       "this server analyses in one test (ANALYSIS_MAX_SAMPLES)")
+
+
 def compute_result(session: Session, store: FileStore, test: CapacityTest, *,
-                   trust: Sequence[Any] | None = None) -> Result:
+                   trust: Sequence[Any] | None = None, max_samples: int = ANALYSIS_MAX_SAMPLES) -> Result:
     """Analyse ``test`` from its stored logfiles (same library calls as ``smartlogger test analyze``:
     every file verified, tampered/unreadable ones excluded and named, no logger's signed data
     merged with its unsigned or simulated files)."""
     files = logfiles_of(session, test)
     if not files:
         raise ApiError(409, "conflict", "the test has no logfiles yet")
+    check_analysis_budget(store, files, max_samples)
     # A logger pulled more than once has several logfiles: merged into one log per logger.
     loaded = load_test_files(((logfile_name(lf), store.get(lf.sha256)) for lf in files),
                              trust=trust if trust is not None else _trust(),
@@ -629,7 +650,7 @@ def compute_result(session: Session, store: FileStore, test: CapacityTest, *,
 
 
 def build_report(session: Session, store: FileStore, test: CapacityTest, *,
-                 trust: Sequence[Any] | None = None) -> Report:
+                 trust: Sequence[Any] | None = None, max_samples: int = ANALYSIS_MAX_SAMPLES) -> Report:
     """The string report workbook of ``test`` from its result (as ``smartlogger export xlsx --test``):
     the stored logfiles' bytes and the stored result go in, the workbook's bytes come out."""
     result = session.scalar(select(Result).where(Result.test_id == test.id))
@@ -639,7 +660,9 @@ def build_report(session: Session, store: FileStore, test: CapacityTest, *,
     row = session.scalar(select(Report).where(Report.test_id == test.id, Report.key == key))
     if row is not None and store.exists(row.sha256):
         return row
-    logfiles = [(logfile_name(lf), store.get(lf.sha256)) for lf in logfiles_of(session, test)]
+    files = logfiles_of(session, test)
+    check_analysis_budget(store, files, max_samples)
+    logfiles = [(logfile_name(lf), store.get(lf.sha256)) for lf in files]
     inputs = report_inputs_from_logfiles(logfiles, result=TestResult.from_data(result.result), where=f"test {test.id}",
                                          trust=trust if trust is not None else _trust(),
                                          registered_keys=registered_keys(session, test))

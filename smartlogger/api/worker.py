@@ -447,11 +447,12 @@ def run_job(app: Flask, job_id: int) -> None:
                 if test is None:
                     raise SmartLoggerError("the test was deleted")
                 trust = app.extensions["smartlogger_trust"]
+                budget = int(app.config.get("ANALYSIS_MAX_SAMPLES") or services.ANALYSIS_MAX_SAMPLES)
                 if job.kind == "analyse":
-                    result = services.compute_result(s, store, test, trust=trust)
+                    result = services.compute_result(s, store, test, trust=trust, max_samples=budget)
                     follow_up = (test.org_id, services.report_key(result))
                 else:
-                    services.build_report(s, store, test, trust=trust)
+                    services.build_report(s, store, test, trust=trust, max_samples=budget)
                 if not _fence(s, c, "finished", ""):
                     s.rollback()
                     return

@@ -52,7 +52,8 @@ def sample_bomb(samples: int, *, block_samples: int = MAX_BLOCK_SAMPLES, serial:
     log = ChainedLog(serial)
     t0 = EPOCH_2026_MS
     log.append(Event(t0, EventKind.POWER_ON))
-    log.append(ConfigChange(t0 + 1_000, example_config(), 1))
+    # Block 1 of its string: a one-block test of it is complete (and analysed).
+    log.append(ConfigChange(t0 + 1_000, example_config().with_changes(block_label="B01", block_position=1), 1))
     payloads: dict[int, bytes] = {}
     start, left = t0 + 2_000, samples
     while left:
@@ -67,7 +68,7 @@ def sample_bomb(samples: int, *, block_samples: int = MAX_BLOCK_SAMPLES, serial:
         _append_raw(log, raw)
         start += n * interval_ms
     att = log.sign(cred, bytes(16), start + 1_000, start + 1_000)
-    return log.logfile(ident, cred, [att], LogfileMetadata("B07", 7, {"site": "bomb"}))
+    return log.logfile(ident, cred, [att], LogfileMetadata("B01", 1, {"site": "bomb"}))
 
 
 def _append_raw(log: ChainedLog, raw: bytes) -> None:
