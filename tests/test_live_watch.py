@@ -202,3 +202,22 @@ def test_a_discharge_watched_from_another_process_alarms_on_the_weak_block_and_i
     assert row["min_v"] > 9.0 and row["seq"] < ready["forged_seq"]
     record = json.loads((folder / "watch.json").read_text())
     assert record["alarm"]["position"] == first_pos and record["rejected"] == last["rejected"]
+
+
+def test_the_live_view_shows_every_block_the_alarm_and_the_rejected() -> None:
+    from rich.console import Console
+
+    from smartlogger.cli.watch import render
+
+    w = _watch(stale_s=5.0)
+    w.receive(_adv(1, 1, 1000, 13500, state=LiveState.FLOAT), "A", 1_000_000, 0.0)
+    w.receive(_adv(1, 2, 1010, 12100), "A", 1_001_000, 1.0)
+    w.receive(_adv(2, 1, 1010, 10400), "B", 1_001_000, 1.0)
+    w.receive(_adv(2, 1, 1000, 9000), "X", 1_001_000, 1.0)  # a conflicting copy of seq 1
+    console = Console(width=100, record=True)
+    console.print(render(w.snapshot(1_002_000, 10.0)))
+    text = console.export_text()
+    assert "ALARM: block 2 at 10.400 V" in text
+    assert "12.100" in text and "10.400" in text
+    assert "stale: blocks 1, 2" in text and "missing: blocks 3" in text
+    assert "conflict 1" in text
