@@ -58,6 +58,7 @@ from smartlogger.export.adapters import (
     string_report_inputs,
 )
 from smartlogger.export.logger_workbook import write_logger_workbook
+from smartlogger.export.pdf import write_pdf_report
 from smartlogger.export.string_report import write_string_report
 from smartlogger.field import ble as fb
 from smartlogger.field.ble_virtual import VirtualBleakClient, VirtualBleakScanner, VirtualRadio
@@ -415,6 +416,8 @@ def _workbooks(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
     report = opts.out / "report.xlsx"
     write_string_report(report, outcome, series, exceedances=exceedances, evidence=evidence)
     summary.outputs["string_report"] = str(report)
+    if outcome.report is not None:  # the customer report, verdict first (docs/REPORT.md)
+        summary.outputs["pdf_report"] = str(write_pdf_report(opts.out / "report.pdf", outcome.report, series))
     total = len(files) + 1
     progress(1, total)
     if opts.logger_workbooks:

@@ -119,3 +119,18 @@ def test_api_serves_the_pdf_report(tmp_path: Path) -> None:
         first = " ".join(_pages(out)[0].split())
         assert " ".join(result["verdict"]["sentence"].split()) in first
         assert "Plant North" in first and "Tina Tester" in first
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None or shutil.which("pdftotext") is None,
+                    reason="LibreOffice / poppler not installed")
+def test_logger_workbook_prints_without_its_data(inputs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from smartlogger.export.logger_workbook import write_logger_workbook
+
+    result, logs = inputs
+    _, series, _ = string_report_inputs(result, logs)
+    xlsx = write_logger_workbook(tmp_path / "logger.xlsx", series[1])  # ~17,000 samples on the Data sheet
+    subprocess.run(["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/lo", "--convert-to", "pdf",
+                    "--outdir", str(tmp_path), str(xlsx)], check=True, capture_output=True, timeout=240)
+    pages = _pages(tmp_path / "logger.pdf")
+    assert len(pages) <= 5  # Summary, Charts (2), the Data sheet's first rows: not hundreds of pages
+    assert f"Logger {series[1].identity.serial}" in pages[0] and f"page 1 of {len(pages)}" in pages[0]

@@ -85,6 +85,10 @@ def _print_summary(console: object, summary: DemoSummary) -> None:
     console.print()
     console.print(f"[bold]String result[/]  (SIMULATED data - {summary.options['blocks']} blocks, "
                   f"load {summary.options['load']})")
+    verdict = f.get("verdict") or "n/a"
+    colour = {"pass": "green", "fail": "red"}.get(verdict, "yellow")
+    console.print(f"  [bold {colour}]{verdict.upper()}[/] against {escape(f.get('verdict_criterion') or '-')}")
+    console.print(f"  {escape(f.get('verdict_sentence') or '')}")
     console.print(f"  logfiles: {f['verified_simulated']} intact, verified as SIMULATED "
                   "(like `smartlogger logfile verify --allow-simulated`): not evidence from real hardware")
     if f.get("evidence_statement"):
@@ -92,10 +96,6 @@ def _print_summary(console: object, summary: DemoSummary) -> None:
     console.print(f"  discharge: {f['discharge_h']:.2f} h, ended by {f['end_reason'].replace('_', ' ')}")
     for warning in f.get("warnings", []):
         console.print(f"  [yellow]note:[/] {escape(warning)}")
-    verdict = f.get("verdict") or "n/a"
-    colour = {"pass": "green", "fail": "red"}.get(verdict, "yellow")
-    console.print(f"  [bold {colour}]{verdict.upper()}[/] against {escape(f.get('verdict_criterion') or '-')}")
-    console.print(f"  {escape(f.get('verdict_sentence') or '')}")
     cap_text = "n/a" if cap is None else f"{'>= ' if f.get('capacity_lower_bound') else ''}{cap:.1f} %"
     console.print(f"  string capacity: {cap_text}{' (lower bound: not determined further)' if f.get('capacity_lower_bound') else ''} "
                   f"({f['capacity_method'].replace('_', '-')} method)")

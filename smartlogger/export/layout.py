@@ -180,9 +180,10 @@ def print_setup(ws: WriteOnlySheet, *, landscape: bool = True) -> None:
     ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
 
 
-def header_footer(ws: WriteOnlySheet, test_id: str) -> None:
-    """Every printed page names the test and the sheet, and counts "page x of y"."""
-    ws.oddHeader.left.text = f"Capacity test {test_id}".replace("&", "&&")
+def header_footer(ws: WriteOnlySheet, what: str) -> None:
+    """Every printed page names what it is of (``what``: "Capacity test T1", "Logger SL2-000001") and
+    the sheet, and counts "page x of y"."""
+    ws.oddHeader.left.text = what.replace("&", "&&")
     ws.oddHeader.right.text = "&A"
     ws.oddFooter.left.text = "smartlogger"
     ws.oddFooter.right.text = "page &P of &N"

@@ -293,7 +293,9 @@ def add_data_sheets(wb: Workbook, series: SampleSeries, site: SiteTime, title: s
             Column("Device time (ms since 1970, UTC)", t[lo:hi].astype(np.float64), 0, "0", 18),
         ]
         assert hi - lo + 1 <= MAX_ROWS
-        add_numeric_sheet(wb, name, cols, on_rows=on_rows)
+        data_ws = add_numeric_sheet(wb, name, cols, on_rows=on_rows)
+        # Every sample of the log: printed only when asked (select the rows, print the selection).
+        L.not_printed(data_ws, "A1:D3")
         names.append(name)
     return names
 
@@ -310,8 +312,10 @@ def build_logger_workbook(series: SampleSeries, *, exceedances: Sequence[Exceeda
     wb = new_workbook()
     summary = L.add_sheet(wb, "Summary")
     write_summary(summary, series, window, exceedances, evidence)
+    L.header_footer(summary, f"Logger {series.identity.serial}")
     charts = L.add_sheet(wb, "Charts")
     L.print_setup(charts)
+    L.header_footer(charts, f"Logger {series.identity.serial}")
     table = ChartTable("Chart data")
     buckets = make_buckets(window.t0_ms, window.t1_ms, chart_points)
     x_ref = table.add("time", site.serial(buckets.point_times_ms()), number_format=DATETIME_FORMAT)

@@ -156,7 +156,7 @@ def write_report_summary(ws: L.TextSheet, rep: ReportContent, series: Sequence[S
     width = 16
     L.set_widths(ws, [9, 14, 8, 10, 12, 14, 8, 8, 8, 10, 13, 9, 14, 11, 20, 40])
     L.print_setup(ws)
-    L.header_footer(ws, rep.test_id)
+    L.header_footer(ws, f"Capacity test {rep.test_id}")
     ws.print_title_rows = None
     last = get_column_letter(width)
 
@@ -397,11 +397,11 @@ def build_string_report(outcome: StringTestOutcome, series: Sequence[SampleSerie
         write_summary(summary, outcome, series, window, len(exceedances))
     overview = L.add_sheet(wb, "Overview")
     L.print_setup(overview, landscape=False)  # two charts a page, one above the other
-    L.header_footer(overview, outcome.test_id)
+    L.header_footer(overview, f"Capacity test {outcome.test_id}")
     exc = L.add_sheet(wb, "Exceedances")
     L.set_widths(exc, [8, 12, 8, 8, 12, 8, 18, 18, 12, 8, 8, 5, 30])
     L.print_setup(exc)
-    L.header_footer(exc, outcome.test_id)
+    L.header_footer(exc, f"Capacity test {outcome.test_id}")
     L.title(exc, f"Threshold exceedances, test {outcome.test_id}")
     exceedance_table(exc, exceedances, site, with_serial=True)
 
@@ -427,7 +427,7 @@ def build_string_report(outcome: StringTestOutcome, series: Sequence[SampleSerie
     L.not_printed(data_sheet, "A1:C3")
     ev = L.add_sheet(wb, "Evidence")
     write_evidence(ev, evidence)
-    L.header_footer(ev, outcome.test_id)
+    L.header_footer(ev, f"Capacity test {outcome.test_id}")
     L.not_printed(ev, "A1:H1")
     step("data")
 
@@ -534,7 +534,7 @@ def build_string_report(outcome: StringTestOutcome, series: Sequence[SampleSerie
         ws = L.add_sheet(wb, L.sheet_name(f"{nm} {s.identity.serial}", taken))
         L.print_setup(ws)
         ws.page_setup.fitToHeight = 1  # each block on one page
-        L.header_footer(ws, outcome.test_id)
+        L.header_footer(ws, f"Capacity test {outcome.test_id}")
         b = by_serial.get(s.identity.serial)
         head = f"{nm} {s.identity.serial}"
         row_b = {r.serial: r for r in rep.blocks}.get(s.identity.serial) if rep is not None else None
