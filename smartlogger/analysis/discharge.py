@@ -423,8 +423,9 @@ def locate_discharge(aligned: list[AlignedBlock], grid: Grid, cells: npt.NDArray
     steps = find_steps(aligned, t0, float(t[-1]))
     cross = int(debounced_first((per_cell < start_v_per_cell) & valid, k)[0])
     t_cross = float(t[cross]) if cross >= 0 else None
-    ev_start = [x for b in aligned for x in b.event_true_ms(EventKind.DISCHARGE_START)[:1]
-                if t0 <= x <= float(t[-1])]
+    # Each logger's first DISCHARGE_START in the window (its log may hold earlier tests' too).
+    ev_start = [x for b in aligned for x in [y for y in b.event_true_ms(EventKind.DISCHARGE_START)
+                                             if t0 <= y <= float(t[-1])][:1]]
     ev_end = [x for b in aligned for x in b.event_true_ms(EventKind.DISCHARGE_END)
               if t0 <= x <= float(t[-1])]
     t_ev = float(np.median(ev_start)) if ev_start else None

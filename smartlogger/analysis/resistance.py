@@ -15,7 +15,8 @@ and on real cells charge transfer), the same definition as the battery model's t
 (``device.battery.LoadStep``: cells x r_T x (r_ohm + knee)).
 
 Uncertainty (one standard deviation): the sample noise through both fits, the step instant's
-uncertainty times the change of slope across the step (the extrapolated voltages move with the
+uncertainty (the string's, and the block's own placement on the string's time line) times the
+change of slope across the step (the extrapolated voltages move with the
 instant), and half the difference between the quadratic and a line through the first three
 samples after the step (the extrapolation's own error: the relaxation is no polynomial). A step that is too small against it (below ``MIN_RELATIVE``), a block
 at its measuring-range floor or without samples on both sides gives no value.
@@ -129,7 +130,11 @@ def block_step_resistance(b: AlignedBlock, step: StringStep, delta_a: float) -> 
     # and a line through the first three samples stands for the extrapolation's own error.
     v1_line, _, _ = _fit(t[post[:3]], v[post[:3]], ts, 1)
     u_model = 0.5 * abs(v1 - v1_line) if post.size >= 4 else 0.0
-    u_t = step.uncertainty_s * 1000.0 * abs(s1 - s0)  # V: both ends move with the instant
+    # The instant in this block's own time line: the string's instant and the block's placement
+    # on it (a logger placed by one clock observation is only known to within its drift).
+    placed_ms = float(b.uncertainty_ms[min(i_hi, t.size - 1)]) if b.uncertainty_ms.size else 0.0
+    u_ms = math.hypot(step.uncertainty_s * 1000.0, placed_ms if math.isfinite(placed_ms) else 0.0)
+    u_t = u_ms * abs(s1 - s0)  # V: both ends move with the instant
     r = -(v1 - v0) / delta_a
     u = math.sqrt(u0**2 + u1**2 + u_t**2 + u_model**2) / abs(delta_a)
     return r, u

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +32,35 @@ T = TypeVar("T")
 
 #: Serial prefix of the loggers of ``--virtual`` (a new in-process string per command).
 VIRTUAL_PREFIX = "VIRT"
+#: After Ctrl-C the cancelled transfers get this long (s) to close their links.
+INTERRUPT_CLEANUP_S = 5.0
+
+
+def _run_interruptible(main: Callable[[], Awaitable[T]]) -> T:
+    """``asyncio.run(main())`` whose Ctrl-C always ends the command.
+
+    The first Ctrl-C cancels the transfers and gives their links ``INTERRUPT_CLEANUP_S`` to
+    close; a cancelled GATT request whose answer arrives late can leave a Bumble disconnect
+    waiting for ever (seen on the virtual site), so the command then ends without waiting
+    further. Nothing is lost by that: every logfile and pull state is written whole and
+    renamed into place before the logger is told it was read.
+    """
+
+    async def guarded() -> T:
+        task = asyncio.ensure_future(main())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=INTERRUPT_CLEANUP_S)
+            if not done:
+                sys.stdout.flush()
+                click.echo("interrupted (the Bluetooth links did not close in time)", err=True)
+                sys.stderr.flush()
+                os._exit(130)
+            raise
+
+    return asyncio.run(guarded())
 
 
 def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaitable[T]],
@@ -74,12 +105,12 @@ def _run(virtual: bool, sim_blocks: int, body: Callable[[dict[str, Any]], Awaita
             return await body(backends)
 
     if sim is None:
-        return asyncio.run(main())
+        return _run_interruptible(main)
     # The simulated loggers live on virtual time: the phone of this rehearsal reads the
     # virtual clock too (the end of the simulated test), as in ``smartlogger demo``.
     pull_ms = sim.start_ms + round(float(sim.trace.t_s[-1]) * 1000)
     with fb.phone_clock(lambda: pull_ms):
-        return asyncio.run(main())
+        return _run_interruptible(main)
 
 
 def _run_at_site(site_dir: Path, body: Callable[[dict[str, Any]], Awaitable[T]]) -> T:
@@ -96,7 +127,7 @@ def _run_at_site(site_dir: Path, body: Callable[[dict[str, Any]], Awaitable[T]])
 
         # At a site the phone's clock is the site's virtual clock (docs/SIMULATOR.md).
         with fb.phone_clock(client.phone_clock_ms):
-            return asyncio.run(main())
+            return _run_interruptible(main)
 
 
 _virtual = click.option("--virtual", is_flag=True,

@@ -498,6 +498,8 @@ def print_summary(r: TestResult, console: Console) -> None:
             notes.append(f"{len(b.gaps)} gap")
         if b.clock.uncertainty_ms is None:
             notes.append("no clock ref")
+        elif b.clock.note:
+            notes.append("clock placed")
         table.add_row(
             str(b.position or "-"), b.serial, format_duration(b.time_to_end_s), f"{b.delivered_ah:.1f}",
             _pct(b.capacity_pct, b.lower_bound), _pct(b.soh_pct, b.lower_bound), str(b.rank or "-"),
@@ -513,6 +515,9 @@ def print_summary(r: TestResult, console: Console) -> None:
     if any(b.lower_bound for b in r.blocks):
         console.print(">= : lower bound: the block outlasted the test (not determined further)")
     console.print(f"rank: {RANKING_RULE}")
+    for b in r.blocks:
+        if b.clock.note:  # a clock that disagreed with itself: how the block was placed
+            console.print(f"[yellow]clock:[/] {b.serial} (block {b.position}): {escape(b.clock.note)}")
     if r.missing_positions:
         console.print(f"[red]missing loggers at positions {', '.join(map(str, r.missing_positions))}[/]")
     if r.resistance_reference_mohm is not None:

@@ -907,6 +907,7 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
     outcome = FleetOutcome()
 
     previous_clock: dict[str, dict[str, Any] | None] = {}
+    states: dict[str, PullState] = {}
 
     def commit(result: PullResult) -> bool:
         result.clock_check = check_clock(result, previous_clock.get(result.serial))
@@ -918,6 +919,14 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
         result.path = writer(result, out_dir)
         report = verify_logfile(result.path, trust=options.trust)
         result.status = report.status
+        state = states.get(result.serial)
+        if report.intact and state is not None:
+            # The file is on disk and intact: the state that says so is saved with it at once,
+            # so a pull interrupted after this point (Ctrl-C before the logger was told) does
+            # not fetch the same range again next time.
+            state.partial = None
+            _note_clock(state, result)
+            state.save(out_dir)
         return report.intact
 
     async def one(found: FoundLogger) -> None:
@@ -925,6 +934,7 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
         async with sem:
             state = PullState.load(out_dir, serial)
             previous_clock[serial] = state.clock
+            states[serial] = state
             try:
                 result = await pull_one(found.device, state, options, progress, commit=commit)
             except PullError as err:
@@ -937,8 +947,7 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
                 outcome.written[result.serial] = result.path
             else:
                 outcome.nothing_new.append(result.serial)
-            if result.clocks:
-                state.clock = {"device_ms": result.clocks[-1].device_ms, "offset_ms": result.clocks[-1].offset_ms}
+            _note_clock(state, result)
             state.save(out_dir)
             outcome.results[result.serial] = result
             if on_done:
@@ -946,6 +955,12 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
 
     await asyncio.gather(*(one(f) for f in loggers))
     return outcome
+
+
+def _note_clock(state: PullState, result: PullResult) -> None:
+    """The logger's clock at this pull, for the next pull's check."""
+    if result.clocks:
+        state.clock = {"device_ms": result.clocks[-1].device_ms, "offset_ms": result.clocks[-1].offset_ms}
 
 
 # --------------------------------------------------------------------------- reset

@@ -23,6 +23,12 @@ system and string are found by name or created, the test is created (matched by 
 as a PATCH whenever ``test.json`` is edited; while the server refuses a test, that folder's
 logfiles wait (they go up, attached to the test, once the file is fixed).
 
+A test the technician analysed here (its folder keeps ``result.json``) with fewer logfiles than
+the string has blocks (a logger missing, a damaged file left out) would wait on the server for
+files that never come: once every file of its folder is on the server, the sync asks the server
+to analyse it with what it has, as it was analysed here (``POST /api/tests/{id}/analyse``; again
+whenever a run uploads more of its files), and says so.
+
 No import of the API package: the client talks HTTP only (stdlib ``urllib``).
 """
 
@@ -227,6 +233,7 @@ class SyncClient:
         self.clock = clock
         self.rng = rng or random.Random()
         self.server = 0  # the queue's id of this server, set by run()
+        self._sent_now: set[str] = set()  # folders of the logfiles this run uploaded
 
     # ------------------------------------------------------------------ HTTP
 
@@ -485,6 +492,10 @@ class SyncClient:
                 if "no connection" in str(err):
                     self._back_off(q, str(err), report)
                     return
+        self._push_files(q, report)
+        self._analyse_partial(q, report)
+
+    def _push_files(self, q: SyncQueue, report: SyncReport) -> None:
         now = self.clock()
         due = q.db.execute("SELECT sha256, path, folder, attempts FROM logfiles "
                            "WHERE server=? AND status='pending' AND next_attempt<=? ORDER BY path",
@@ -503,6 +514,37 @@ class SyncClient:
                              "WHERE server=? AND sha256=?",
                              (self.clock() + backoff_s(attempts + 1, self.rng), str(err), self.server, sha))
                 q.db.commit()
+
+    def _analyse_partial(self, q: SyncQueue, report: SyncReport) -> None:
+        """Ask the server to analyse each test analysed here that it holds with fewer logfiles than
+        blocks (see the module docstring): when it was never analysed there, or this run uploaded
+        more of its files."""
+        rows = q.db.execute("SELECT folder, remote_id FROM tests WHERE server=? AND remote_id IS NOT NULL "
+                            "AND error=''", (self.server,)).fetchall()
+        for folder, remote in rows:
+            if not (self.folder / folder / RESULT_FILE).exists():
+                continue
+
+            def inside(f: str, test_folder: str = folder) -> bool:
+                return test_folder == "." or f == test_folder or f.startswith(test_folder + "/")
+
+            pending = [f for (f,) in q.db.execute("SELECT folder FROM logfiles WHERE server=? AND status='pending'",
+                                                  (self.server,)).fetchall() if inside(f)]
+            if pending:
+                continue
+            sent_now = any(inside(f) for f in self._sent_now)
+            try:
+                test = self._json("GET", f"/tests/{remote}")
+                if not isinstance(test, dict) or not 0 < int(test.get("logfiles") or 0) < int(test.get("blocks") or 0):
+                    continue
+                if not (test.get("status") == "collecting" or (sent_now and test.get("status") == "analysed")):
+                    continue
+                self._json("POST", f"/tests/{remote}/analyse")
+            except (_Transient, _Rejected) as err:
+                report.errors.append(f"{folder}/{TEST_FILE}: the server was not asked to analyse it: {err}")
+                continue
+            report.notes.append(f"test {remote} ({folder}): {test['logfiles']} logfile(s) for {test['blocks']} "
+                                "blocks; the server analyses it with them, as it was analysed here")
 
     def _upload_one(self, q: SyncQueue, sha: str, rel: str, folder: str, report: SyncReport) -> None:
         path = self.folder / rel
@@ -543,6 +585,7 @@ class SyncClient:
         q.db.commit()
         if status == 201:
             report.uploaded += 1
+            self._sent_now.add(folder)
         else:
             report.duplicates += 1
 

@@ -79,8 +79,16 @@ class SiteRadio:
                 if slot.logger is not None:
                     slot.logger.flush()
 
+        def placement() -> tuple[int, str, str]:
+            # INFO's placement tail: what the configuration in force says (as on hardware).
+            with slot.lock:
+                if slot.logger is None:
+                    return 0, "", ""
+                c = slot.logger.config
+            return c.block_position, c.block_label, c.test_id
+
         per = LoggerPeripheral(slot.identity, slot.store, clock_ms=clock_ms, config_seq=config_seq,
-                               live=live, credentials=simulated_credentials(slot.identity),
+                               placement=placement, live=live, credentials=simulated_credentials(slot.identity),
                                lock=slot.lock, flush=flush)
         per.faults.rng = random.Random(slot.seed)  # each logger's link drops its own way
         return per
