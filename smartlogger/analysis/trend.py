@@ -3,7 +3,8 @@
 Owns grouping per-test ``BlockResult``s into one history per block and a linear
 fit of % capacity over time (least squares on the measured points; lower bounds
 are shown but not fitted), with the projected date the block falls below the
-replacement limit. A block is identified by its logger serial, its string
+replacement limit (for a block already below it: its first test below it, never a
+date projected back before the tests). A block is identified by its logger serial, its string
 position, or both (clip-on service loggers move between blocks, built-in ones
 do not), chosen by ``by``.
 
@@ -58,7 +59,8 @@ class BlockTrend:
     slope_pct_per_year: float | None = field(metadata={"doc": "fitted change of % capacity per year"})
     latest_capacity_pct: float | None = field(metadata={"doc": "% capacity of the newest measured test"})
     below_limit_ms: int | None = field(
-        metadata={"doc": "projected time the fit crosses the replacement limit, ms since epoch"})
+        metadata={"doc": "projected time the fit crosses the replacement limit, ms since epoch; for a "
+                         "block below it in its latest test, at the latest its first test below it"})
     resistance_baseline_mohm: float | None = field(default=None, metadata={
         "doc": "the block's own baseline: its internal resistance in its first test with one, mOhm"})
     latest_resistance_mohm: float | None = field(default=None, metadata={
@@ -106,6 +108,11 @@ def block_trends(results: Sequence[TestResult], *, by: Literal["serial", "positi
             slope = float(k)
             if k < 0:
                 crossing = round((limit_pct - c) / k * MS_PER_YEAR)
+            below = [p for p in measured if p.capacity_pct is not None and p.capacity_pct < limit_pct]
+            if below and measured[-1] in below and (crossing is None or crossing < measured[0].start_ms):
+                # Below the limit since its first test below it: a fit is never projected back
+                # before the tests (points all below the limit and nearly flat reach it decades ago).
+                crossing = below[0].start_ms
         latest = measured[-1].capacity_pct if measured else None
         trend = BlockTrend(key, pts, slope, latest, crossing)
         with_r = [p for p in pts if p.resistance_mohm is not None]
