@@ -680,14 +680,16 @@ def build_report(session: Session, store: FileStore, test: CapacityTest, *,
 
 
 def build_pdf_report(session: Session, store: FileStore, test: CapacityTest, *,
-                     trust: Sequence[Any] | None = None) -> bytes:
+                     trust: Sequence[Any] | None = None, max_samples: int = ANALYSIS_MAX_SAMPLES) -> bytes:
     """The customer report of ``test`` as PDF bytes (as ``smartlogger export pdf --test``): the stored
     result and the stored logfiles' bytes (for the charts) go in. Built on request: a 24-block
     report takes about a second (docs/PERFORMANCE.md)."""
     result = session.scalar(select(Result).where(Result.test_id == test.id))
     if result is None:
         raise ApiError(409, "conflict", "the test has no result yet")
-    logfiles = [(logfile_name(lf), store.get(lf.sha256)) for lf in logfiles_of(session, test)]
+    files = logfiles_of(session, test)
+    check_analysis_budget(store, files, max_samples)  # its charts decode every sample, as the workbook's
+    logfiles = [(logfile_name(lf), store.get(lf.sha256)) for lf in files]
     stored = TestResult.from_data(result.result)
     inputs = report_inputs_from_logfiles(logfiles, result=stored, where=f"test {test.id}",
                                          trust=trust if trust is not None else _trust(),

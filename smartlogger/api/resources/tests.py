@@ -48,6 +48,7 @@ from smartlogger.api.schemas import (
     TestSchema,
 )
 from smartlogger.api.services import (
+    ANALYSIS_MAX_SAMPLES,
     audit,
     build_pdf_report,
     inputs_digest,
@@ -317,7 +318,8 @@ def download_pdf_report(test_id: int) -> Response:
     """The customer report as PDF (verdict first; the workbook Summary's content), built from the stored
     result and logfiles on request (audited as a report download)."""
     t = get(CapacityTest, test_id, "test")
-    data = build_pdf_report(session(), files(), t)
+    budget = int(current_app.config.get("ANALYSIS_MAX_SAMPLES") or ANALYSIS_MAX_SAMPLES)
+    data = build_pdf_report(session(), files(), t, max_samples=budget)
     who = uploader()
     audit(session(), who.org_id, who.user_id, "download", "report_pdf", t.id,
           sha256=hashlib.sha256(data).hexdigest(), remote_addr=who.remote_addr)
