@@ -56,8 +56,9 @@ from smartlogger.testing.hostile import private_postgres, sample_bomb, wait_unti
 
 SLOG = {"Content-Type": "application/vnd.smartlogger.slog"}
 MB = 1024 * 1024
-#: Jobs wait (no runner picks them up) in the processes that only set up or measure.
-QUIET = {"CHECK_IDLE_SECONDS": 3600, "CHECK_MAX_DELAY_SECONDS": 3600, "JOB_SWEEP_SECONDS": 3600}
+#: Jobs wait (no runner picks them up) in the processes that only set up or measure. (The idle
+#: time counts from the last request, or from the clock's start in a process that served none.)
+QUIET = {"CHECK_IDLE_SECONDS": 1e9, "CHECK_MAX_DELAY_SECONDS": 1e9, "JOB_SWEEP_SECONDS": 1e9}
 # (The analysis phase lets its runner run the analysis: an analysis is not deferred like a check.)
 
 
