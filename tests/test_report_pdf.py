@@ -134,3 +134,30 @@ def test_logger_workbook_prints_without_its_data(inputs, tmp_path: Path) -> None
     pages = _pages(tmp_path / "logger.pdf")
     assert len(pages) <= 5  # Summary, Charts (2), the Data sheet's first rows: not hundreds of pages
     assert f"Logger {series[1].identity.serial}" in pages[0] and f"page 1 of {len(pages)}" in pages[0]
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
+def test_cli_export_pdf_of_a_test_folder(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from smartlogger.cli import main
+    from smartlogger.testing.api import simulated_logfiles
+
+    d = tmp_path / "test"
+    d.mkdir()
+    for i, data in enumerate(simulated_logfiles(3)):
+        (d / f"b{i + 1}.slog").write_bytes(data)
+    TestInfo(load="50A", rated_time="2h", technician="Tina Tester", site=SiteInfo("Plant North")).write(d)
+    runner = CliRunner()
+    bad = runner.invoke(main, ["export", "pdf", "--test", str(d), "-o", str(tmp_path / "report.txt")])
+    assert bad.exit_code != 0 and "must end in .pdf" in bad.output
+    out = tmp_path / "report.pdf"
+    res = runner.invoke(main, ["export", "pdf", "--test", str(d), "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    first = " ".join(_pages(out)[0].split())
+    assert "Result: " in first and "Plant North" in first and "Tina Tester" in first
+    # test.json edited after the analysis: the report says who tested as it says now.
+    assert runner.invoke(main, ["test", "analyze", str(d)]).exit_code == 0
+    assert runner.invoke(main, ["test", "set", str(d), "--technician", "Tom Other"]).exit_code == 0
+    assert runner.invoke(main, ["export", "pdf", "--test", str(d), "-o", str(out)]).exit_code == 0
+    assert "Tom Other" in " ".join(_pages(out)[0].split())
