@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import signal
 import subprocess
 import sys
@@ -169,3 +170,60 @@ def test_jobs_resume_by_themselves_after_a_real_database_restart(tmp_path: Path)
             app.extensions["smartlogger_jobs"].close()
             admin.close()
             database(app).dispose()
+
+
+def test_on_rq_a_killed_worker_s_job_is_queued_again_after_its_lease_and_runs_once(tmp_path: Path) -> None:
+    """With Redis: an RQ worker (``smartlogger worker``) killed with SIGKILL mid-job loses the job's
+    RQ message; the web process's sweeper re-queues the job once its lease has expired and
+    another worker runs it, once."""
+    redis = pytest.importorskip("redis")
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13")
+    try:
+        redis.Redis.from_url(url).ping()
+    except Exception:
+        pytest.skip("no Redis server")
+    from rq import Queue
+
+    queue_name = f"smartlogger-kill-{os.getpid()}"
+    lease = 3.0
+    with api_env("sqlite", tmp_path, REDIS_URL=url, RQ_QUEUE=queue_name, JOB_LEASE_SECONDS=lease,
+                 JOB_SWEEP_SECONDS=0.5) as env:
+        h = {**env.a.headers("technician"), **SLOG}
+        for i in range(3):
+            data = sample_bomb(1 << 21, unreadable_tail=True, serial=f"SIM-R{i:03d}")
+            assert env.client.post("/api/logfiles", data=data, headers=h).status_code == 201
+        worker_env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTLOGGER_") and k != "REDIS_URL"}
+        worker_env.update({"SMARTLOGGER_DATABASE_URL": env.url, "SMARTLOGGER_DATA_DIR": str(tmp_path),
+                           "SMARTLOGGER_RQ_QUEUE": queue_name, "REDIS_URL": url,
+                           "SMARTLOGGER_JOB_LEASE_SECONDS": str(lease)})
+        cmd = [sys.executable, "-c", "from smartlogger.cli import main; main()", "worker"]
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            victim = subprocess.Popen(cmd, env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(victim)
+            wait_until(lambda: any(st == "running" for st, _ in _statuses(env.app).values()), 120, "a job claimed")
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            with database(env.app).system_session() as s:
+                held = {int(i): lease_end for i, lease_end in s.execute(
+                    select(Job.id, Job.lease_until).where(Job.status == "running"))}
+            assert held
+            procs.append(subprocess.Popen(cmd, env=worker_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_until(lambda: all(st in ("finished", "failed") for st, _ in _statuses(env.app).values()), 240,
+                       "every job done", poll=0.1)
+            got = _statuses(env.app)
+            assert all(st == "finished" for st, _ in got.values()), got
+            assert all(got[i][1] == 2 for i in held), got
+            with database(env.app).system_session() as s:
+                for job_id, lease_end in held.items():
+                    job = s.get(Job, job_id)
+                    assert job is not None and job.started_at is not None and job.started_at >= lease_end
+            audits = _unreadable_audits(env.app)
+            assert len(audits) == 3 and set(audits.values()) == {1}, audits
+        finally:
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                p.wait()
+            env.app.extensions["smartlogger_sweeper"].close()
+            Queue(queue_name, connection=redis.Redis.from_url(url)).delete(delete_jobs=True)
