@@ -22,9 +22,12 @@ misbehaving quietly. It owns:
 The advertising pump: Bumble's controllers advertise from a timer per advertiser; a
 site with hundreds of loggers advertising every 20 ms would spend its time on timers
 that nobody hears. With ``Air(pump_s=...)`` the site's advertisers run a slow timer and
-the air itself delivers, while a central listens, every enabled advertiser's current
-advertising PDU each ``pump_s`` to scanners and the target's PDU to an initiator: what
-a listener hears is the same, only unheard advertising events are not simulated.
+the air itself delivers, while a central listens, the target's PDU to an initiator each
+``pump_s`` and every enabled advertiser's current advertising PDU to scanners every few
+ticks: what a listener hears is the same, only unheard advertising events are not
+simulated. A scanner gets at most ``SCAN_REPORTS_PER_S`` reports a second in all (a
+Python host on the other end of HCI takes no more), so on a big site each logger is
+reported less often, as a phone's controller that filters duplicates would.
 
 The supported Bumble range is checked at import (``smartlogger.compat.require``), and
 the hooks this module overrides or reads are checked to exist with the shape it
@@ -37,6 +40,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +69,9 @@ __all__ = [
     "current_advertising",
     "new_controller",
 ]
+
+#: The advertising pump's scan reports to one scanning phone, per second at most.
+SCAN_REPORTS_PER_S = 250.0
 
 #: LE Data Length Extension: LL payload octets per data PDU of every virtual controller.
 LL_DATA_LENGTH = 251
@@ -224,7 +231,7 @@ class Air(LocalLink):
         self._centrals: set[Controller] = set()
         self._by_address: dict[str, Controller] = {}
         self._pump_task: asyncio.Task[None] | None = None
-        self._scan_every = 5  # pump ticks between two rounds of scan reports
+        self._scan_every = 5  # pump ticks between two rounds of scan reports (at least)
 
     # ------------------------------------------------------------------ controllers
 
@@ -329,9 +336,15 @@ class Air(LocalLink):
             listeners = [c for c in self._centrals if self._listening(c)]
             if not listeners:
                 continue
-            scan_round = tick % self._scan_every == 0
             advertising = [pdu for c in list(self.controllers) if c not in self._centrals
                            for pdu in current_advertising(c)]
+            # A scanning phone's host takes at most SCAN_REPORTS_PER_S reports a second: with
+            # many loggers, each is reported less often (as a phone's controller that filters
+            # duplicates reports each advertiser once per scan window). Unbounded, 240 loggers
+            # sent 2,400 reports a second, and the field tool's host fell so far behind that
+            # its stop-scanning command timed out behind the backlog.
+            every = max(self._scan_every, math.ceil(len(advertising) / (SCAN_REPORTS_PER_S * self.pump_s)))
+            scan_round = tick % every == 0
             for central in listeners:
                 pending = central.pending_le_connection
                 scanning = bool(central.le_scan_enable)
