@@ -189,10 +189,12 @@ def header_footer(ws: WriteOnlySheet, what: str) -> None:
     ws.oddFooter.right.text = "page &P of &N"
 
 
-def not_printed(ws: WriteOnlySheet, print_area: str) -> None:
-    """Print only ``print_area`` (e.g. the title and a note) of a sheet of data: a whole data table
-    is hundreds of pages nobody asked for; select its cells and print the selection to get them."""
-    ws.print_area = print_area
+def not_printed(ws: WriteOnlySheet, n_cols: int) -> None:
+    """Leave a sheet of data out of printing: its print area is one empty cell right of its
+    ``n_cols`` columns, and an empty print area prints no page (Calc suppresses empty pages; Excel
+    finds nothing to print). A data table is hundreds of pages nobody asked for; to print it, clear
+    the sheet's print area (Page Layout > Print Area > Clear) or print a selection."""
+    ws.print_area = f"{get_column_letter(n_cols + 2)}1"
 
 
 def pairs(ws: WriteOnlySheet, rows: Iterable[tuple[str, Any]],

@@ -294,8 +294,8 @@ def add_data_sheets(wb: Workbook, series: SampleSeries, site: SiteTime, title: s
         ]
         assert hi - lo + 1 <= MAX_ROWS
         data_ws = add_numeric_sheet(wb, name, cols, on_rows=on_rows)
-        # Every sample of the log: printed only when asked (select the rows, print the selection).
-        L.not_printed(data_ws, "A1:D3")
+        # Every sample of the log: printed only when asked (clear the print area, or print a selection).
+        L.not_printed(data_ws, len(cols))
         names.append(name)
     return names
 

@@ -342,7 +342,7 @@ def write_summary(ws: L.TextSheet, outcome: StringTestOutcome, series: Sequence[
 def write_evidence(ws: L.TextSheet, evidence: Sequence[EvidenceRow]) -> None:
     L.set_widths(ws, [18, 22, 68, 12, 50, 36, 14, 30])
     L.print_setup(ws)
-    L.title(ws, "Evidence (printed: this title only; select the table and print the selection for all of it)")
+    L.title(ws, "Evidence (not printed by default: clear the print area, or print a selection, to print it)")
     if not evidence:
         ws.append([L.cell(ws, "No logfiles were verified for this report.")])
         return
@@ -423,12 +423,12 @@ def build_string_report(outcome: StringTestOutcome, series: Sequence[SampleSerie
             progress("saving", 0.6 + 0.4 * min(1.0, save_rows[0] / save_rows[1]))
 
     data_sheet = add_numeric_sheet(wb, "Data", cols, on_rows=on_rows)
-    # Thousands of rows of numbers: printed only when asked (select them, print the selection).
-    L.not_printed(data_sheet, "A1:C3")
+    # Thousands of rows of numbers: not printed unless asked (clear the print area, or print a selection).
+    L.not_printed(data_sheet, len(cols))
     ev = L.add_sheet(wb, "Evidence")
     write_evidence(ev, evidence)
     L.header_footer(ev, f"Capacity test {outcome.test_id}")
-    L.not_printed(ev, "A1:H1")
+    L.not_printed(ev, 8)
     step("data")
 
     table = ChartTable("Chart data")
