@@ -189,9 +189,10 @@ def test_a_discharge_watched_from_another_process_alarms_on_the_weak_block_and_i
     first_s, first_pos = min(ends)
     assert first_pos in weak
     assert alarm_line is not None and alarm_line["position"] == first_pos
-    # at about the right virtual time: the site steps every 0.25 s of wall time (speed x 0.25 s)
+    # at about the right virtual time: the site steps every 0.25 s of wall time and the loggers
+    # broadcast every 0.5 s of wall time (speed x 0.5 s of site time between two adverts)
     crossed_ms = truth["start_utc_ms"] + first_s * 1000
-    tick_ms = speed * 0.25 * 1000
+    tick_ms = speed * 0.5 * 1000
     assert -60_000 - tick_ms <= alarm_line["sample_ms"] - crossed_ms <= 2 * tick_ms + 60_000
     assert abs(last["discharge_start_ms"] - truth["start_utc_ms"]) <= 2 * tick_ms + 5_000
     # the spoofer was heard and ignored: nothing it sent is on screen

@@ -23,11 +23,13 @@ The advertising pump: Bumble's controllers advertise from a timer per advertiser
 site with hundreds of loggers advertising every 20 ms would spend its time on timers
 that nobody hears. With ``Air(pump_s=...)`` the site's advertisers run a slow timer and
 the air itself delivers, while a central listens, the target's PDU to an initiator each
-``pump_s`` and every enabled advertiser's current advertising PDU to scanners every few
-ticks: what a listener hears is the same, only unheard advertising events are not
+``pump_s`` and every enabled connectable advertiser's current advertising PDU to scanners
+every few ticks: what a listener hears is the same, only unheard advertising events are not
 simulated. A scanner gets at most ``SCAN_REPORTS_PER_S`` reports a second in all (a
 Python host on the other end of HCI takes no more), so on a big site each logger is
 reported less often, as a phone's controller that filters duplicates would.
+Non-connectable sets (broadcasts such as the loggers' live adverts) are not pumped: their
+own timers deliver them at their own interval.
 
 The supported Bumble range is checked at import (``smartlogger.compat.require``), and
 the hooks this module overrides or reads are checked to exist with the shape it
@@ -165,15 +167,24 @@ def new_controller(name: str, air: LocalLink, *, acl_buffers: int | None = None,
     return controller
 
 
-def current_advertising(controller: Controller) -> list[Any]:
+#: ``advertising_event_properties`` bit of a connectable advertising set (HCI LE Set Extended
+#: Advertising Parameters, Core spec Vol 4 E 7.8.53).
+_CONNECTABLE = 0x01
+
+
+def current_advertising(controller: Controller, *, connectable_only: bool = False) -> list[Any]:
     """The advertising PDUs ``controller`` sends now: its legacy advertiser and its enabled
     advertising sets (Bumble's ``Device.start_advertising`` uses a set with legacy PDUs
-    when the controller supports extended advertising)."""
+    when the controller supports extended advertising); with ``connectable_only`` the
+    non-connectable sets (broadcasts) are left out."""
     out: list[Any] = []
     legacy = controller.le_legacy_advertiser
     if legacy.enabled:
         out.append(ll.AdvInd(advertiser_address=legacy.address, data=legacy.advertising_data))
     for adv_set in controller.advertising_sets.values():
+        if connectable_only and adv_set.parameters is not None and not (
+                int(adv_set.parameters.advertising_event_properties) & _CONNECTABLE):
+            continue
         if adv_set.enabled and adv_set.address is not None:
             sid = adv_set.parameters.advertising_sid if adv_set.parameters else 0
             out.append(ll.AdvExtInd(advertiser_address=adv_set.address, data=bytes(adv_set.data),
@@ -336,8 +347,11 @@ class Air(LocalLink):
             listeners = [c for c in self._centrals if self._listening(c)]
             if not listeners:
                 continue
+            # broadcasts (non-connectable sets: the loggers' live adverts) reach listeners from
+            # their own timers at their own interval; the pump is for the connectable adverts,
+            # whose timers run slow at a site
             advertising = [pdu for c in list(self.controllers) if c not in self._centrals
-                           for pdu in current_advertising(c)]
+                           for pdu in current_advertising(c, connectable_only=True)]
             # A scanning phone's host takes at most SCAN_REPORTS_PER_S reports a second: with
             # many loggers, each is reported less often (as a phone's controller that filters
             # duplicates reports each advertiser once per scan window). Unbounded, 240 loggers

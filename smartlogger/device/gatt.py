@@ -257,6 +257,7 @@ class LoggerPeripheral:
         self.live_address = live_address_for(identity.serial)
         self._live_set: AdvertisingSet | None = None
         self._live_data: bytes | None = None
+        self._live_interval: float | None = None
         self._sessions: dict[int, _Session] = {}
         self._images: dict[tuple[int, int, int], tuple[bytes, int]] = {}
         self._pull_froms: dict[bytes, dict[int, int]] = {}
@@ -379,8 +380,14 @@ class LoggerPeripheral:
         """Broadcast ``data`` (the live advertising data, ``protocol.live``) as legacy
         non-connectable advertising from the logger's live address; None stops it."""
         device = self.device
-        if device is None or data == self._live_data:
+        if device is None or (data == self._live_data and interval_ms == self._live_interval):
             return
+        if self._live_set is not None and data is not None and interval_ms != self._live_interval:
+            # a new interval (discharge <-> float): the set is made again with it
+            if self._live_set.enabled:
+                await self._live_set.stop()
+            await self._live_set.remove()
+            self._live_set = None
         if data is None:
             if self._live_set is not None and self._live_set.enabled:
                 await self._live_set.stop()
@@ -399,6 +406,7 @@ class LoggerPeripheral:
             if not self._live_set.enabled:
                 await self._live_set.start()
         self._live_data = data
+        self._live_interval = interval_ms
 
     async def detach(self) -> None:
         """Disconnect everyone and power the radio off."""
@@ -406,6 +414,7 @@ class LoggerPeripheral:
             return
         self._live_set = None  # goes with the radio
         self._live_data = None
+        self._live_interval = None
         await self.device.stop_advertising()
         for conn in list(self.device.connections.values()):
             with contextlib.suppress(Exception):

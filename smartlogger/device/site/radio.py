@@ -147,10 +147,16 @@ class SiteRadio:
             per = self.peripherals[slot.index]
             if per.device is None:
                 continue
-            with slot.lock:
-                adv = slot.logger.live_advert() if slot.logger is not None else None
-            await per.set_live_advertising(None if adv is None else live.advertising_data(adv),
-                                           interval_ms=SITE_ADVERTISING_TIMER_MS)
+            await self._set_live(slot, per)
+
+    async def _set_live(self, slot: Slot, per: LoggerPeripheral) -> None:
+        """The logger's live broadcast at its own interval (the air does not pump broadcasts)."""
+        with slot.lock:
+            logger = slot.logger
+            adv = logger.live_advert() if logger is not None else None
+            interval = logger.live_interval_ms() if logger is not None else 0
+        await per.set_live_advertising(None if adv is None else live.advertising_data(adv),
+                                       interval_ms=float(interval))
 
     async def refresh(self, slot: Slot) -> None:
         """Make the logger's radio follow its slot: on the air while powered and in range,
@@ -167,7 +173,4 @@ class SiteRadio:
             self._on_air[slot.index] = slot.logger
             log.info("%s on the air (block %s)", slot.serial, slot.position)
         if want:
-            with slot.lock:
-                adv = slot.logger.live_advert() if slot.logger is not None else None
-            await per.set_live_advertising(None if adv is None else live.advertising_data(adv),
-                                           interval_ms=SITE_ADVERTISING_TIMER_MS)
+            await self._set_live(slot, per)
