@@ -227,7 +227,8 @@ def _run(lw: Any, site_dir: Path | None, out: _Output, *, stop_after_alarm: bool
             async with BleakScanner(seen, backend=backend):
                 while True:
                     await asyncio.sleep(CLOCK_S)
-                    now[0] = clock()
+                    # a site's clock is a request to its process: off the loop that receives
+                    now[0] = await asyncio.to_thread(clock) if site_dir is not None else clock()
                     wall = time.monotonic()
                     if lw.alarm is not None and not announced:
                         announced = True
