@@ -122,3 +122,24 @@ def test_blocks_phrase() -> None:
     assert blocks_phrase([B(3)]) == "block 3"  # type: ignore[list-item]
     assert blocks_phrase([B(3), B(5)]) == "blocks 3 and 5"  # type: ignore[list-item]
     assert blocks_phrase([B(i) for i in range(1, 11)]) == "blocks 1, 2, 3, 4, 5, 6 and 4 more"  # type: ignore[misc]
+
+
+def test_analyze_prints_the_verdict_first_against_the_given_criterion(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from smartlogger.cli import main
+    from smartlogger.testing.api import simulated_logfiles
+
+    for i, data in enumerate(simulated_logfiles(3)):
+        (tmp_path / f"b{i + 1}.slog").write_bytes(data)
+    runner = CliRunner()
+    res = runner.invoke(main, ["test", "analyze", str(tmp_path), "--load", "50A", "--rated-time", "2h",
+                               "--acceptance", "85"])
+    assert res.exit_code == 0, res.output
+    r = TestResult.from_json((tmp_path / "result.json").read_text())
+    assert r.verdict is not None and r.verdict.acceptance_pct == 85.0
+    head = f"{r.verdict.outcome.upper()} against capacity at least 85 % of rated"
+    assert head in res.output and res.output.index(head) < res.output.index("Evidence:")  # the verdict first
+    assert " ".join(r.verdict.sentence.split()) in " ".join(res.output.split())
+    bad = runner.invoke(main, ["test", "analyze", str(tmp_path), "--acceptance", "0"])
+    assert bad.exit_code == 2

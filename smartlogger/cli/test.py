@@ -125,6 +125,9 @@ def _test_folder(paths: tuple[str, ...]) -> Path | None:
 @click.option("--ir-fail", default=50.0, show_default=True, type=click.FloatRange(0, 1000), metavar="PCT",
               help="internal resistance fail above the reference by this %")
 @click.option("--test-id", default=None, help="test id to put in the results")
+@click.option("--acceptance", default=80.0, show_default=True, type=click.FloatRange(1, 100), metavar="PCT",
+              help="acceptance criterion: capacity at least PCT % of rated (IEEE 450: 80); below it a measured "
+                   "block fails and is to be replaced")
 @click.option("--json", "as_json", is_flag=True, help="print the results JSON")
 @click.option("--out", type=click.Path(dir_okay=False), help="also write the results JSON to this file")
 @trust_option
@@ -133,7 +136,7 @@ def analyze(paths: tuple[str, ...], load: Current | None, load_power: Power | No
             load_current_column: str | None, load_power_column: str | None, load_decimal: str | None,
             load_out_of_order: str, rated_time: float | None, datasheet: str | None, end_voltage: str | None,
             blocks: int | None, reference_temp: float | None, method: str, ir_reference: str | None,
-            ir_warn: float, ir_fail: float, test_id: str | None, as_json: bool, out: str | None,
+            ir_warn: float, ir_fail: float, test_id: str | None, acceptance: float, as_json: bool, out: str | None,
             trust_file: str | None) -> None:
     """Analyse the capacity test in DIR (a test folder: its result is kept in DIR/result.json),
     or in FILES (.slog files; several pulls of one logger are merged).
@@ -201,7 +204,7 @@ def analyze(paths: tuple[str, ...], load: Current | None, load_power: Power | No
     opts = AnalysisOptions(method=method,  # type: ignore[arg-type]
                            resistance_reference_mohm=(parse_resistance(ir_reference) * 1000.0
                                                       if ir_reference is not None else None),
-                           resistance_warn_pct=ir_warn, resistance_fail_pct=ir_fail)
+                           resistance_warn_pct=ir_warn, resistance_fail_pct=ir_fail, replace_below_pct=acceptance)
     result = analyze_test(loaded.logs, meta, opts, excluded=loaded.excluded)
     if folder is not None:
         result.report_info = info.report_info()
