@@ -85,7 +85,8 @@ def test_sync_uploads_once_then_nothing(server: tuple[ApiEnv, str, FlakyMiddlewa
     env.wait_jobs()
     c, h = env.client, env.a.headers("viewer")
     tests = c.get("/api/tests", headers=h).get_json()
-    assert len(tests) == 1 and tests[0]["logfiles"] == 2 and tests[0]["metadata"] == {"site": "DC-1"}
+    assert len(tests) == 1 and tests[0]["logfiles"] == 2 and tests[0]["metadata"] == {"site": "DC-1", "test_name": "UPS A string 1",
+                                                                               "rating": "rated time 2h"}
     assert tests[0]["status"] == "analysed"
     again = SyncClient(url, token, work).run()
     assert (again.uploaded, again.duplicates, again.tests, again.pending) == (0, 0, 0, 0)
@@ -214,7 +215,8 @@ def test_test_metadata_edits_are_sent_and_a_refused_test_holds_its_logfiles(
     edited = SyncClient(url, token, work).run()
     assert (edited.tests, edited.uploaded, edited.rejected) == (0, 0, [])
     tests = c.get("/api/tests", headers=h).get_json()
-    assert len(tests) == 1 and tests[0]["rated_time"] == "3h" and tests[0]["metadata"] == {"site": "DC-2"}
+    assert len(tests) == 1 and tests[0]["rated_time"] == "3h" and tests[0]["metadata"] == {"site": "DC-2", "test_name": "UPS A string 1",
+                                                                                  "rating": "rated time 3h"}
     assert tests[0]["logfiles"] == 2
 
 
