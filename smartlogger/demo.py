@@ -126,9 +126,10 @@ ProgressHook = Callable[[int, int], None]  # (done, total) within the current st
 
 #: Marks a folder as written by ``smartlogger demo`` (so a later demo may clear it).
 DEMO_MARKER = ".smartlogger-demo"
-#: What a demo writes into its output folder; a later demo removes exactly these.
-DEMO_OUTPUTS = ("logs", "workbooks", "api", "report.xlsx", "result.json", "summary.json",
-                "nfc_session.json", "site", DEMO_MARKER)
+#: What a demo writes into its output folder; a later demo removes exactly these (the marker
+#: stays: the folder remains a demo folder while it is cleared, whatever else is in it).
+DEMO_OUTPUTS = ("logs", "workbooks", "api", "report.xlsx", "report.pdf", "result.json", "summary.json",
+                "nfc_session.json", "site")
 
 
 def prepare_output(out: Path) -> list[str]:
@@ -166,7 +167,7 @@ def prepare_output(out: Path) -> list[str]:
         else:
             continue
         removed.append(name)
-    return [r for r in removed if r != DEMO_MARKER]
+    return removed
 
 
 def run_demo(opts: DemoOptions, *, on_step: StepHook | None = None,

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from openpyxl import load_workbook
 
 from smartlogger.cli import main
-from smartlogger.demo import STEPS, DemoOptions, run_demo
+from smartlogger.demo import DEMO_MARKER, DEMO_OUTPUTS, STEPS, DemoOptions, prepare_output, run_demo
 
 
 def test_demo_runs_every_step_and_finds_the_weak_block(tmp_path: Path) -> None:
@@ -40,15 +40,21 @@ def test_demo_runs_every_step_and_finds_the_weak_block(tmp_path: Path) -> None:
 def test_demo_rerun_into_the_same_folder_starts_clean(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     first = run_demo(DemoOptions(blocks=4, weak=0, out=out, seed=4, logger_workbooks=False))
+    written = {p.name for p in out.iterdir()}
+    assert written <= set(DEMO_OUTPUTS) | {DEMO_MARKER}, f"a later demo would not clear {written - set(DEMO_OUTPUTS)}"
+    (out / "my notes.txt").write_text("kept")  # not the demo's: it stays, and the folder stays a demo folder
     notes: list[str] = []
     # A smaller string into the same folder: nothing of the first run may leak into the second.
     again = run_demo(DemoOptions(blocks=3, weak=0, out=out, seed=4, logger_workbooks=False),
                      on_note=notes.append)
     assert first.facts["api_uploaded"] == 4
     assert len(notes) == 1 and "starting clean" in notes[0] and "logs" in notes[0]
-    assert "logs" in again.facts["cleared_earlier_demo"]
+    assert {"logs", "report.pdf"} <= set(again.facts["cleared_earlier_demo"])
     assert len(list((out / "logs").glob("*.slog"))) == 3
     assert again.facts["api_uploaded"] == 3 and again.facts["ble_pulled"] == 3
+    assert (out / "my notes.txt").read_text() == "kept"
+    # The CLI clears the folder first (to say so), then run_demo looks again: still a demo folder.
+    assert "report.pdf" in prepare_output(out) and prepare_output(out) == []
 
 
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
