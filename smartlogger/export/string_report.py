@@ -175,6 +175,7 @@ def write_report_summary(ws: L.TextSheet, rep: ReportContent, series: Sequence[S
     fill = PatternFill("solid", start_color=COLOURS.get(rep.outcome, "FFFFFF"), end_color=COLOURS.get(rep.outcome,
                                                                                                         "FFFFFF"))
     row = ws.rows_written + 1
+    ws.row_dimensions[row].height = 24  # a merged row keeps the default height: the verdict was cut in half
     ws.append([L.cell(ws, f"Result: {rep.outcome_word}", font=L.TITLE_FONT, fill=fill)]
               + [L.cell(ws, None, fill=fill) for _ in range(width - 1)])
     ws.merged_cells.add(f"A{row}:{last}{row}")
