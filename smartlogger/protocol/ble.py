@@ -699,17 +699,24 @@ def advertising_data(serial: str) -> bytes:
     return out + bytes([len(name) + 1, kind]) + name
 
 
+def ad_structures(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """``(AD type, body)`` of each AD structure of an advertising payload, up to the first
+    malformed one (a zero length or one that runs past the end)."""
+    pos = 0
+    while pos < len(data):
+        n = data[pos]
+        if n == 0 or pos + 1 + n > len(data):
+            return
+        yield data[pos + 1], bytes(data[pos + 2:pos + 1 + n])
+        pos += 1 + n
+
+
 def parse_advertising(data: bytes) -> tuple[list[str], str | None, bool]:
     """(128-bit service UUIDs, local name, name is complete) from an advertising payload."""
     uuids: list[str] = []
     name: str | None = None
     complete = False
-    pos = 0
-    while pos < len(data):
-        n = data[pos]
-        if n == 0 or pos + 1 + n > len(data):
-            break
-        kind, body = data[pos + 1], data[pos + 2:pos + 1 + n]
+    for kind, body in ad_structures(data):
         if kind in (0x06, AD_COMPLETE_128_BIT_UUIDS):
             for i in range(0, len(body) - 15, 16):
                 h = body[i:i + 16][::-1].hex()
@@ -717,24 +724,14 @@ def parse_advertising(data: bytes) -> tuple[list[str], str | None, bool]:
         elif kind in (AD_SHORTENED_LOCAL_NAME, AD_COMPLETE_LOCAL_NAME):
             name = body.decode("ascii", "replace")
             complete = kind == AD_COMPLETE_LOCAL_NAME
-        pos += 1 + n
     return uuids, name, complete
 
 
 def parse_manufacturer_data(data: bytes) -> dict[int, bytes]:
     """The manufacturer-specific data (AD type 0xFF) of an advertising payload, by company id
     (as bleak's ``AdvertisementData.manufacturer_data`` has it; the last one of a company wins)."""
-    out: dict[int, bytes] = {}
-    pos = 0
-    while pos < len(data):
-        n = data[pos]
-        if n == 0 or pos + 1 + n > len(data):
-            break
-        kind, body = data[pos + 1], data[pos + 2:pos + 1 + n]
-        if kind == AD_MANUFACTURER_SPECIFIC and len(body) >= 2:
-            out[int.from_bytes(body[:2], "little")] = bytes(body[2:])
-        pos += 1 + n
-    return out
+    return {int.from_bytes(body[:2], "little"): body[2:] for kind, body in ad_structures(data)
+            if kind == AD_MANUFACTURER_SPECIFIC and len(body) >= 2}
 
 
 # --------------------------------------------------------------------------- ATTEST
