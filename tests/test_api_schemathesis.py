@@ -105,7 +105,10 @@ def test_stateful_workflows_have_no_server_errors(tmp_path: Path) -> None:
                         failures.setdefault((case.method, case.path, check.__name__),
                                             f"{status}: {str(err).splitlines()[0]}")
 
-        Workflow.run(settings=settings(max_examples=25, stateful_step_count=8, deadline=None, database=None,
+        # derandomize: the scenarios are drawn from a fixed seed, so a run here and a run in CI make the
+        # same calls (with random draws, one CI run made only 2 objects in 218 calls and failed the
+        # "objects were made" check below).
+        Workflow.run(settings=settings(max_examples=50, stateful_step_count=8, deadline=None, database=None, derandomize=True,
                                        suppress_health_check=list(HealthCheck)))
         env.wait_jobs()
     assert sum(codes.values()) >= 100 and codes.get(201, 0) >= 5, codes  # objects were made and used
