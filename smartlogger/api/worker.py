@@ -303,10 +303,14 @@ class ThreadRunner:
             self._cond.wait_for(lambda: self._pending == 0 or self._closed, timeout)
             return self._pending == 0
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop taking jobs and wait (up to ``timeout``) for the job or sweep in hand to end, so
+        that nothing runs against a database its owner is about to close."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
 
 
 def job_store(app: Flask) -> PatientStore:
@@ -334,8 +338,10 @@ class Sweeper:
         self._thread = threading.Thread(target=loop, name="smartlogger-job-sweep", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
 
 
 def make_runner(app: Flask) -> JobRunner:

@@ -138,6 +138,9 @@ def api_env(kind: str, data_dir: Path, **config: Any) -> Iterator[ApiEnv]:
             if hasattr(runner, "wait_idle"):
                 runner.wait_idle(60)
             runner.close()
+            sweeper = app.extensions.get("smartlogger_sweeper")
+            if sweeper is not None:
+                sweeper.close()
             admin.close()
             app.extensions["smartlogger_db"].dispose()
 
