@@ -30,7 +30,7 @@ def test_migrations_build_exactly_the_models(kind: str) -> None:
         try:
             upgrade(engine)
             upgrade(engine)  # idempotent
-            assert current_revision(engine) == "0007"
+            assert current_revision(engine) == "0008"
             with engine.connect() as conn:
                 diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diff == []
@@ -274,7 +274,7 @@ def test_upgrade_to_0004_keeps_every_row_and_reference(kind: str) -> None:
                           for m in (Organisation, User, Site, BatterySystem, BatteryString, CapacityTest, Logger,
                                     Logfile, Job, AuditEvent)}
             upgrade(engine)
-            assert current_revision(engine) == "0007"
+            assert current_revision(engine) == "0008"
             with Session(engine) as s:
                 after = {m.__tablename__: s.scalar(select(func.count()).select_from(m))
                          for m in (Organisation, User, Site, BatterySystem, BatteryString, CapacityTest, Logger,

@@ -56,6 +56,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/api/tests/<int:test_id>", "PATCH"): {"name": "x"},
     ("/api/logfiles/<int:logfile_id>/test", "PUT"): {"test_id": None},
     ("/api/loggers/<int:logger_id>", "PATCH"): {"simulated": True},
+    ("/api/tests/<int:test_id>/live", "PUT"): {"now_ms": 1},
 }
 
 

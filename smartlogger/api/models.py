@@ -275,6 +275,19 @@ class Job(TenantScoped, Base):
     lease_until: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
+class LiveSnapshot(TenantScoped, Base):
+    """The newest live state of a test as its watcher posted it (``smartlogger test watch --post``):
+    one row per test, replaced by each post (migration 0008). ``snapshot`` is the posted body
+    (``schemas.LiveInSchema``); ``received_at`` is the server's clock when it came."""
+
+    __tablename__ = "live_snapshots"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    test_id: Mapped[int] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"), unique=True)
+    snapshot: Mapped[dict[str, Any]] = mapped_column()
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    posted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+
+
 class AuditEvent(TenantScoped, Base):
     """Who uploaded, downloaded or deleted what, and when (append-only)."""
 
@@ -292,7 +305,7 @@ class AuditEvent(TenantScoped, Base):
 
 TENANT_MODELS: tuple[type[Base], ...] = (
     User, ApiToken, Site, BatterySystem, BatteryString, BlockPosition, Logger, CapacityTest, Logfile,
-    Result, Report, Job, AuditEvent,
+    Result, Report, Job, AuditEvent, LiveSnapshot,
 )
 
 # SQLite: ids are never reused. Without AUTOINCREMENT SQLite gives a new row the largest id + 1, so

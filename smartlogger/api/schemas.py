@@ -368,3 +368,79 @@ class HealthSchema(ma.Schema):
     status = f.String(metadata={"description": "ok | degraded"})
     version = f.String()
     store = f.Nested(StoreStateSchema)
+
+
+# ----------------------------------------------------------------------------- live watch
+
+_val = v  # a live block has a field named ``v``
+
+#: Most blocks one live snapshot may carry (a watcher of a longer string sends its lowest blocks).
+MAX_LIVE_BLOCKS = 1000
+#: Positions in the block lists (warning, alarm, stale, missing): as many as a string may have.
+MAX_LIVE_POSITIONS = 10000
+_MS = _val.Range(0, 2**53)  # epoch or phone milliseconds (exact in a JSON number)
+_POS = _val.Range(1, 65535)  # an advert's 16-bit block position
+_VOLTS = _val.Range(0.0, 100_000.0)  # a block (<= 65.535 V in an advert) or a string
+_SECONDS = _val.Range(0.0, 1e9)
+
+
+def _positions() -> f.List[Any]:
+    return f.List(f.Integer(validate=_POS), load_default=list, validate=_val.Length(max=MAX_LIVE_POSITIONS))
+
+
+class LiveBlockSchema(ma.Schema):
+    position = f.Integer(required=True, validate=_POS)
+    v = f.Float(required=True, validate=_val.Range(0.0, 100.0), metadata={"description": "V"})
+    c = f.Float(load_default=None, allow_none=True, validate=_val.Range(-3300.0, 3300.0),
+                metadata={"description": "degC"})
+    state = f.String(required=True, validate=_val.OneOf(["float", "discharge", "alarm"]))
+    warning = f.Boolean(load_default=False)
+    stale = f.Boolean(load_default=False)
+    min_v = f.Float(load_default=None, allow_none=True, validate=_val.Range(0.0, 100.0))
+    age_s = f.Float(load_default=None, allow_none=True, validate=_val.Range(-1e9, 1e9),
+                    metadata={"description": "age of the value on the watcher's clock, s"})
+    to_end_s = f.Float(load_default=None, allow_none=True, validate=_SECONDS,
+                       metadata={"description": "predicted time to the block's end voltage, s"})
+
+
+class LiveAlarmSchema(ma.Schema):
+    position = f.Integer(required=True, validate=_POS)
+    v = f.Float(required=True, validate=_val.Range(0.0, 100.0))
+    alarm_v = f.Float(required=True, validate=_val.Range(0.0, 100.0))
+    sample_ms = f.Integer(required=True, validate=_MS)
+    fired_ms = f.Integer(required=True, validate=_MS)
+    elapsed_s = f.Float(load_default=None, allow_none=True, validate=_SECONDS)
+
+
+class LiveInSchema(ma.Schema):
+    """One live snapshot of a watch (``smartlogger test watch --post``; docs/LIVE.md)."""
+
+    now_ms = f.Integer(required=True, validate=_MS, metadata={"description": "the watcher's clock, epoch ms"})
+    started_ms = f.Integer(load_default=None, allow_none=True, validate=_MS,
+                           metadata={"description": "when the watch started (watcher's clock)"})
+    string_v = f.Float(load_default=None, allow_none=True, validate=_VOLTS)
+    blocks_expected = f.Integer(load_default=None, allow_none=True, validate=_val.Range(1, MAX_LIVE_POSITIONS))
+    blocks_seen = f.Integer(load_default=0, validate=_val.Range(0, MAX_LIVE_POSITIONS))
+    discharge_start_ms = f.Integer(load_default=None, allow_none=True, validate=_MS)
+    elapsed_s = f.Float(load_default=None, allow_none=True, validate=_SECONDS)
+    delivered_ah = f.Float(load_default=None, allow_none=True, validate=_val.Range(0.0, 1e7))
+    predicted_end_ms = f.Integer(load_default=None, allow_none=True, validate=_MS)
+    predicted_first_block = f.Integer(load_default=None, allow_none=True, validate=_POS)
+    warning_blocks = _positions()
+    alarm_blocks = _positions()
+    stale = _positions()
+    missing = _positions()
+    alarm = f.Nested(LiveAlarmSchema, load_default=None, allow_none=True)
+    blocks = f.List(f.Nested(LiveBlockSchema), load_default=list, validate=_val.Length(max=MAX_LIVE_BLOCKS),
+                    metadata={"description": f"at most {MAX_LIVE_BLOCKS} (a longer string: its lowest blocks)"})
+    accepted = f.Integer(load_default=0, validate=_val.Range(0, 2**53))
+    rejected = f.Dict(keys=f.String(validate=_val.Length(min=1, max=32)), values=f.Integer(validate=_val.Range(0, 2**53)),
+                      load_default=dict, validate=_val.Length(max=16),
+                      metadata={"description": "rejected adverts by reason"})
+
+
+class LiveSchema(ma.Schema):
+    test_id = f.Integer()
+    received_at = f.DateTime(allow_none=True, metadata={"description": "server time of the newest post"})
+    age_s = f.Float(allow_none=True, metadata={"description": "seconds since received_at"})
+    snapshot = f.Nested(LiveInSchema, allow_none=True, metadata={"description": "null: nothing posted yet"})

@@ -17,6 +17,8 @@ from collections import OrderedDict
 from typing import Any, cast
 
 from flask import Response, current_app, request, url_for
+from marshmallow.fields import String
+from marshmallow.validate import Length
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
@@ -25,7 +27,15 @@ from smartlogger.api.auth import current, require
 from smartlogger.api.db import database
 from smartlogger.api.errors import ApiError, NotFound
 from smartlogger.api.hygiene import Blueprint
-from smartlogger.api.models import BatteryString, CapacityTest, Job, Report, Result
+from smartlogger.api.models import (
+    BatteryString,
+    CapacityTest,
+    Job,
+    LiveSnapshot,
+    Report,
+    Result,
+    utcnow,
+)
 from smartlogger.api.resources.common import (
     files,
     get,
@@ -39,6 +49,8 @@ from smartlogger.api.resources.common import (
 from smartlogger.api.schemas import (
     Id,
     JobSchema,
+    LiveInSchema,
+    LiveSchema,
     LogfileSchema,
     PageArgs,
     ReportSchema,
@@ -88,6 +100,8 @@ def schedule_if_complete(t: CapacityTest) -> Job | None:
 class TestFilter(PageArgs):
     __test__ = False
     string_id = Id()
+    client_key = String(validate=Length(min=1, max=100),
+                        metadata={"description": "the test with this client key (test.json's)"})
 
 
 @blp.route("", methods=["GET"])
@@ -98,6 +112,8 @@ def list_tests(args: dict[str, Any]) -> list[dict[str, Any]]:
     q = scoped(CapacityTest)
     if "string_id" in args:
         q = q.where(CapacityTest.string_id == args["string_id"])
+    if "client_key" in args:
+        q = q.where(CapacityTest.client_key == args["client_key"])
     return [test_out(t) for t in page(q, args, CapacityTest.id)]
 
 
@@ -347,3 +363,46 @@ def download_report(test_id: int) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
+
+
+def _live_out(t: CapacityTest, row: LiveSnapshot | None) -> dict[str, Any]:
+    if row is None:
+        return {"test_id": t.id, "received_at": None, "age_s": None, "snapshot": None}
+    age = max(0.0, (utcnow() - row.received_at).total_seconds())
+    return {"test_id": t.id, "received_at": row.received_at, "age_s": round(age, 1), "snapshot": row.snapshot}
+
+
+@blp.route("/<int:test_id>/live", methods=["PUT"])
+@require("technician")
+@blp.arguments(LiveInSchema)
+@blp.response(200, LiveSchema)
+def put_live(data: dict[str, Any], test_id: int) -> dict[str, Any]:
+    """The watcher's newest live state of the test (``smartlogger test watch --post``); replaces
+    the one before (the server keeps only the newest)."""
+    t = get(CapacityTest, test_id, "test")
+    s = session()
+    user = current().user_id
+    row = s.scalar(select(LiveSnapshot).where(LiveSnapshot.test_id == t.id))
+    if row is None:
+        row = LiveSnapshot(org_id=t.org_id, test_id=t.id, snapshot=data, received_at=utcnow(), posted_by=user)
+        s.add(row)
+        try:
+            s.commit()
+            return _live_out(t, row)
+        except IntegrityError:  # another post made the row first: replace it as below
+            s.rollback()
+            row = s.scalar(select(LiveSnapshot).where(LiveSnapshot.test_id == t.id))
+            if row is None:
+                raise
+    row.snapshot, row.received_at, row.posted_by = data, utcnow(), user
+    s.commit()
+    return _live_out(t, row)
+
+
+@blp.route("/<int:test_id>/live", methods=["GET"])
+@require("viewer")
+@blp.response(200, LiveSchema)
+def get_live(test_id: int) -> dict[str, Any]:
+    """The newest live state posted for the test, with its age (``snapshot`` null: none yet)."""
+    t = get(CapacityTest, test_id, "test")
+    return _live_out(t, session().scalar(select(LiveSnapshot).where(LiveSnapshot.test_id == t.id)))
