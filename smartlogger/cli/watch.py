@@ -62,15 +62,28 @@ WATCH_FILE = "watch.json"
 @click.option("--duration", "duration_s", type=SECONDS, default=None,
               help="Exit after this long (wall clock), e.g. 30s, 2h.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line per update.")
+@click.option("--post", is_flag=True,
+              help="Also send the live state to the API every 2 s (the app's live panel); as smartlogger sync, "
+                   "with --api and --token.")
+@click.option("--api", envvar="SMARTLOGGER_API", help="API base URL for --post, e.g. https://host/api")
+@click.option("--token", envvar="SMARTLOGGER_TOKEN", help="Bearer token for --post (technician or admin).")
+@click.option("--server-test", "server_test", type=click.IntRange(1, 2**31 - 1), default=None,
+              help="The test's id on the server for --post [default: from the --folder's sync queue or "
+                   "test.json's client key].")
 def watch(site_dir: Path | None, folder: Path | None, test_id: str | None, kit_key_file: Path,
           end_voltage: str | None, cells: int | None, guard: str | None, load: Current | None,
           load_power: Power | None, blocks: int | None, stale_s: float, stop_after_alarm: bool,
-          duration_s: float | None, as_json: bool) -> None:
+          duration_s: float | None, as_json: bool, post: bool, api: str | None, token: str | None,
+          server_test: int | None) -> None:
     """Watch a discharge live: every block's voltage and temperature, the string, the predicted
     end of each block, and an alarm when the first block reaches its end voltage (exit 10)."""
     from smartlogger.field.kitkey import read_kit_key  # lazy: the watch's own modules
     from smartlogger.field.live import LiveWatch, WatchOptions
     from smartlogger.testinfo import TestInfo
+
+    if post and (not api or not token):
+        missing = " and ".join(n for n, v in (("--api", api), ("--token", token)) if not v)
+        raise click.UsageError(f"--post needs {missing} (or SMARTLOGGER_API / SMARTLOGGER_TOKEN), as sync")
 
     key = read_kit_key(kit_key_file)
     info = TestInfo.read(folder) if folder is not None else None
@@ -98,7 +111,21 @@ def watch(site_dir: Path | None, folder: Path | None, test_id: str | None, kit_k
                         power_w=None if load_power is None else load_power.watts,
                         blocks=blocks, test_id=test_id, stale_s=stale_s, cells=cells)
     lw = LiveWatch(key, opts)
-    out = _Output(as_json, opts)
+    poster = None
+    if post:
+        assert api is not None and token is not None
+        from smartlogger.field.livepost import LivePoster, queued_test_id  # lazy: only with --post
+
+        client_key = info.client_key if info is not None and info.client_key else None
+        if server_test is None and folder is not None:
+            server_test, queued_key = queued_test_id(folder, api)
+            client_key = client_key or queued_key
+        if server_test is None and client_key is None:
+            raise click.UsageError("--post: give --server-test ID (the test's id on the server), or a --folder "
+                                   "whose test is on the server (smartlogger sync) or whose test.json has a "
+                                   "client_key")
+        poster = LivePoster(api, token, test_id=server_test, client_key=client_key)
+    out = _Output(as_json, opts, poster)
     try:
         _run(lw, site_dir, out, stop_after_alarm=stop_after_alarm, duration_s=duration_s)
     finally:
@@ -122,28 +149,41 @@ def _block_volts(text: str, field: str, cells: int | None) -> float:
 
 
 class _Output:
-    """The live view (rich) or the JSON lines."""
+    """The live view (rich) or the JSON lines; with ``--post`` the newest state also goes to the
+    poster (which never blocks) and its status is shown."""
 
-    def __init__(self, as_json: bool, opts: Any) -> None:
+    def __init__(self, as_json: bool, opts: Any, poster: Any = None) -> None:
         self.as_json = as_json
         self.opts = opts
+        self.poster = poster
+        self.started_ms: int | None = None
+        self.last_body: dict[str, Any] | None = None
         self.live: Any = None
         self.rang = False
 
     def update(self, snap: dict[str, Any]) -> None:
+        status = None
+        if self.poster is not None:
+            from smartlogger.field.livepost import live_body
+
+            self.last_body = live_body(snap, started_ms=self.started_ms, blocks_expected=self.opts.blocks)
+            self.poster.offer(self.last_body)
+            status = self.poster.status_line()
         if self.as_json:
+            if self.poster is not None:
+                snap = {**snap, "post": self.poster.status()}
             sys.stdout.write(json.dumps(snap, separators=(",", ":")) + "\n")
             sys.stdout.flush()
             return
         if self.live is None:
             from rich.live import Live  # lazy: the screen only without --json
 
-            self.live = Live(render(snap), refresh_per_second=4)
+            self.live = Live(render(snap, status), refresh_per_second=4)
             self.live.start()
         if snap["alarm"] is not None and not self.rang:
             self.rang = True
             self.live.console.bell()
-        self.live.update(render(snap))
+        self.live.update(render(snap, status))
 
     def alarm(self, alarm: dict[str, Any]) -> None:
         if self.as_json:
@@ -153,6 +193,10 @@ class _Output:
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
+        if self.poster is not None:
+            self.poster.close(final=self.last_body)
+            if not self.as_json:
+                sys.stderr.write(self.poster.status_line() + "\n")
 
 
 def _fmt_s(s: float | None) -> str:
@@ -162,8 +206,8 @@ def _fmt_s(s: float | None) -> str:
     return f"{n // 3600}:{n % 3600 // 60:02d}:{n % 60:02d}"
 
 
-def render(snap: dict[str, Any]) -> Any:
-    """The live view of one snapshot."""
+def render(snap: dict[str, Any], status: str | None = None) -> Any:
+    """The live view of one snapshot (``status``: the posting's status line, with --post)."""
     alarm = snap["alarm"]
     head = Text()
     head.append(f"string {snap['string_v'] or 0:.2f} V  ")
@@ -175,6 +219,8 @@ def render(snap: dict[str, Any]) -> Any:
         head.append(f"predicted end in {_fmt_s(max(0, first - snap['now_ms']) / 1000)} "
                     f"(block {snap['predicted_first_block']})")
     lines: list[Any] = [head]
+    if status is not None:
+        lines.append(Text(status, style="red" if "FAILING" in status else "dim"))
     if alarm is not None:
         lines.append(Text(f"ALARM: block {alarm['position']} at {alarm['v']:.3f} V "
                           f"(alarm at {alarm['alarm_v']:.3f} V)", style="bold white on red"))
@@ -217,6 +263,7 @@ def _run(lw: Any, site_dir: Path | None, out: _Output, *, stop_after_alarm: bool
     async def main() -> None:
         async with radio() as (backend, clock):
             now = [clock()]
+            lw.started_ms = out.started_ms = now[0]
 
             def seen(device: Any, adv: Any) -> None:
                 lw.receive(adv.manufacturer_data, device.address, now[0], time.monotonic())
@@ -229,6 +276,7 @@ def _run(lw: Any, site_dir: Path | None, out: _Output, *, stop_after_alarm: bool
                     await asyncio.sleep(CLOCK_S)
                     # a site's clock is a request to its process: off the loop that receives
                     now[0] = await asyncio.to_thread(clock) if site_dir is not None else clock()
+                    lw.ended_ms = now[0]
                     wall = time.monotonic()
                     if lw.alarm is not None and not announced:
                         announced = True

@@ -238,6 +238,8 @@ class LiveWatch:
         self.alarm: dict[str, Any] | None = None
         self.start_ms: float | None = None  # phone ms of the load step (estimated)
         self.first_seen_ms: float | None = None
+        self.started_ms: float | None = None  # phone ms the watch started and last looked (set by its runner)
+        self.ended_ms: float | None = None
         self._ah = 0.0
         self._ah_at_ms: float | None = None
         self._predictions: dict[int, Prediction | None] = {}
@@ -438,6 +440,8 @@ class LiveWatch:
                         "current_a": self.options.current_a, "power_w": self.options.power_w,
                         "blocks": self.options.blocks, "test_id": self.options.test_id,
                         "key_id": self.key.key_id},
+            "started_ms": None if self.started_ms is None else round(self.started_ms),
+            "ended_ms": None if self.ended_ms is None else round(self.ended_ms),
             "first_seen_ms": None if self.first_seen_ms is None else round(self.first_seen_ms),
             "discharge_start_ms": None if self.start_ms is None else round(self.start_ms),
             "alarm": self.alarm, "accepted": self.accepted, "rejected": dict(self.rejected),
