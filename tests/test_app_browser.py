@@ -414,6 +414,37 @@ def test_block_chart_shows_the_loggers_threshold_lines(page: Any, live: Live) ->
     page.remove_listener("request", seen)
 
 
+def test_the_test_page_follows_a_watch_live(page: Any, live: Live) -> None:
+    path = f"/api/tests/{live.spare_test_id}/live"
+    blocks = [{"position": p, "v": v, "c": 22.0, "state": "discharge", "warning": p == 2, "stale": False,
+               "min_v": v, "age_s": 0.5, "to_end_s": t}
+              for p, v, t in ((1, 11.95, 5400.0), (2, 11.62, 2700.0))]
+    snap = {"now_ms": 1_780_000_000_000, "string_v": 23.57, "blocks_expected": 2, "blocks_seen": 2,
+            "elapsed_s": 1800.0, "delivered_ah": 25.0, "predicted_end_ms": 1_780_000_000_000 + 2_700_000,
+            "predicted_first_block": 2, "warning_blocks": [2], "alarm_blocks": [], "blocks": blocks}
+    page.goto(f"{live.base}/app/#/tests/{live.spare_test_id}")
+    page.locator("#no-result").wait_for()
+    assert page.locator("#live").is_hidden()  # nothing posted yet
+    assert live.api("PUT", path, snap)[0] == 200
+    expect(page.locator("#live")).to_be_visible(timeout=10000)  # the page polls
+    fig = page.locator("#live-figures")
+    expect(fig.locator("[data-key='String voltage'] dd")).to_have_text("23.57\u00a0V")
+    expect(fig.locator("[data-key='Ah so far'] dd")).to_have_text("25.0\u00a0Ah")
+    expect(fig.locator("[data-key='Elapsed'] dd")).to_have_text("30 min")
+    expect(fig.locator("[data-key='Predicted end'] dd")).to_contain_text("(block 2)")
+    expect(fig.locator("[data-key='Warning'] dd")).to_have_text("2")
+    assert page.eval_on_selector_all("#live-lowest tbody tr", "rs => rs.map(r => r.dataset.position)") == ["2", "1"]
+    assert page.get_attribute("#live", "data-stale") == "false"
+    shot(page, "live", at="#live")
+    alarm = {"position": 2, "v": 10.49, "alarm_v": 10.5, "sample_ms": snap["now_ms"] + 2000,
+             "fired_ms": snap["now_ms"] + 2100, "elapsed_s": 1802.0}
+    assert live.api("PUT", path, {**snap, "now_ms": snap["now_ms"] + 3000, "string_v": 22.41, "alarm": alarm,
+                                  "alarm_blocks": [2]})[0] == 200
+    expect(page.locator("#live-alarm")).to_have_text("\u2716 End alarm: block 2 at 10.490\u00a0V "
+                                                     "(alarm at 10.500\u00a0V)", timeout=10000)
+    expect(fig.locator("[data-key='String voltage'] dd")).to_have_text("22.41\u00a0V")
+
+
 def test_report_request_shows_progress_and_downloads(page: Any, browser: Any, live: Live, tmp_path: Path) -> None:
     # The server built this report right after the analysis, so it answers "ready" at once. To see
     # the app follow a job, its first two answers are the real ones with the status of a job

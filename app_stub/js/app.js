@@ -299,7 +299,8 @@
         setCrumbs(cr.concat([{ text: test.name || "Test " + test.id }]));
         var head = [savedNotice(savedAt), h("h1", {}, test.name || "Test " + test.id),
           h("p", { class: "muted" }, "Load " + test.load + (test.rated_time ? " \u00b7 rated " + test.rated_time : "") +
-            " \u00b7 " + test.logfiles + "/" + test.blocks + " logfiles \u00b7 ", statusTag(test.status))];
+            " \u00b7 " + test.logfiles + "/" + test.blocks + " logfiles \u00b7 ", statusTag(test.status)),
+          livePanel(tok, test.id)];
         if (!res) {
           show(head, h("p", { class: "notice", id: "no-result" }, test.status === "collecting"
             ? "\u25f7 Waiting for logfiles: " + test.logfiles + " of " + test.blocks + " received. Add them under Uploads."
@@ -310,6 +311,75 @@
         renderGrid(test, res.result, head);
       });
     });
+  }
+
+  // ------------------------------------------------------------------ live watch (docs/LIVE.md)
+
+  var LIVE_POLL_MS = 3000; // how often the test page asks for the newest live state
+  var LIVE_FRESH_S = 60; // older than this: marked stale
+  var LIVE_SHOW_S = 3600; // older than this: not shown at all
+  var LIVE_LOWEST = 5; // lowest blocks listed
+
+  /** The live panel of a test: hidden until a watcher posted (``smartlogger test watch --post``);
+   * polls while this view is the current one. Every server value goes in as text. */
+  function livePanel(tok, testId) {
+    var panel = h("section", { class: "card live", id: "live", hidden: true, "aria-live": "polite" });
+    function tick() {
+      if (tok !== renderToken) return; // another view is showing: stop
+      SLApi.json("/api/tests/" + testId + "/live").then(function (r) {
+        if (tok !== renderToken) return;
+        var d = r.data || {};
+        // an offline copy of the service worker is older by the time it was saved
+        var age = d.age_s === null || d.age_s === undefined ? null
+          : d.age_s + (r.savedAt ? Math.max(0, (Date.now() - r.savedAt) / 1000) : 0);
+        drawLive(panel, d.snapshot, age, d.received_at);
+      }, function () { /* no connection now: keep what is shown, its age says how old it is */ })
+        .then(function () { setTimeout(tick, LIVE_POLL_MS); });
+    }
+    tick();
+    return panel;
+  }
+
+  function drawLive(panel, snap, age, receivedAt) {
+    panel.textContent = "";
+    if (!snap || age === null || age > LIVE_SHOW_S) { panel.hidden = true; return; }
+    panel.hidden = false;
+    var stale = age >= LIVE_FRESH_S;
+    panel.className = "card live" + (stale ? " live-stale" : "");
+    panel.setAttribute("data-stale", String(stale));
+    var atSnap = function (ms) { return ms === null || ms === undefined ? null : Math.max(0, (ms - snap.now_ms) / 1000 - age); };
+    var blocks = (snap.blocks || []).slice().sort(function (a, b) { return a.v - b.v || a.position - b.position; });
+    var list = function (xs) { return xs && xs.length ? xs.join(", ") : "none"; };
+    var endIn = atSnap(snap.predicted_end_ms);
+    append(panel, [
+      h("h2", {}, stale ? "\u25cb Live watch (stale)" : "\u25cf Live watch"),
+      h("p", { class: stale ? "notice live-age" : "muted live-age", id: "live-age" },
+        stale ? "\u26a0 Not updated for " + fmtDuration(age) + " (last at " + fmtTime(receivedAt) + ")"
+              : "Data " + fmtDuration(age) + " old"),
+      snap.alarm ? h("p", { class: "notice notice-error", id: "live-alarm" },
+        "\u2716 End alarm: block " + snap.alarm.position + " at " + fmtNum(snap.alarm.v, 3, "V") +
+        " (alarm at " + fmtNum(snap.alarm.alarm_v, 3, "V") + ")") : null,
+      h("dl", { class: "figures", id: "live-figures" }, [
+        ["String voltage", fmtNum(snap.string_v, 2, "V")],
+        ["Elapsed", fmtDuration(snap.elapsed_s)],
+        ["Ah so far", fmtNum(snap.delivered_ah, 1, "Ah")],
+        ["Predicted end", endIn === null ? "\u2013" : "in " + fmtDuration(endIn) +
+          (snap.predicted_first_block ? " (block " + snap.predicted_first_block + ")" : "")],
+        ["Warning", list(snap.warning_blocks)],
+        ["Alarm", list(snap.alarm_blocks)]
+      ].map(function (kv) { return h("div", { "data-key": kv[0] }, h("dt", {}, kv[0]), h("dd", {}, kv[1])); })),
+      blocks.length ? h("table", { class: "live-lowest", id: "live-lowest" },
+        h("caption", {}, "Lowest blocks"),
+        h("thead", {}, h("tr", {}, h("th", {}, "Block"), h("th", {}, "V"), h("th", {}, "To end"))),
+        h("tbody", {}, blocks.slice(0, LIVE_LOWEST).map(function (b) {
+          var toEnd = b.to_end_s === null || b.to_end_s === undefined ? null : Math.max(0, b.to_end_s - age);
+          return h("tr", { "data-position": String(b.position), class: b.state === "alarm" ? "live-alarm" : b.warning ? "live-warning" : "" },
+            h("td", {}, String(b.position)), h("td", {}, fmtNum(b.v, 3)), h("td", {}, fmtDuration(toEnd)));
+        }))) : null,
+      h("p", { class: "muted" }, snap.blocks_seen + (snap.blocks_expected ? " of " + snap.blocks_expected : "") +
+        " blocks heard" + (snap.stale && snap.stale.length ? " \u00b7 not heard lately: " + list(snap.stale) : "") +
+        (snap.missing && snap.missing.length ? " \u00b7 missing: " + list(snap.missing) : ""))
+    ]);
   }
 
   function renderGrid(test, result, head) {
