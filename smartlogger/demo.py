@@ -39,7 +39,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from smartlogger.export.adapters import (
     evidence_from_report,
     logger_export_inputs,
     string_report_inputs,
+    watch_annex_rows,
 )
 from smartlogger.export.logger_workbook import write_logger_workbook
 from smartlogger.export.pdf import write_pdf_report
@@ -414,6 +415,10 @@ def _workbooks(opts: DemoOptions, ctx: dict[str, Any], summary: DemoSummary,
     files: list[Path] = ctx["logfiles"]
     evidence = [evidence_from_report(ctx["verify"][f], f.name) for f in files]
     outcome, series, exceedances = string_report_inputs(ctx["result"], ctx["logs"], evidence)
+    if outcome.report is not None:  # a watch record beside the pulled logs: the report's annex
+        watch = watch_annex_rows(opts.out / "logs", ctx["result"], outcome.report.tz)
+        if watch:
+            outcome = replace(outcome, report=replace(outcome.report, watch=watch))
     report = opts.out / "report.xlsx"
     write_string_report(report, outcome, series, exceedances=exceedances, evidence=evidence)
     summary.outputs["string_report"] = str(report)

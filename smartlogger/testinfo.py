@@ -53,6 +53,7 @@ from smartlogger.quantities import (
 
 TEST_FILE = "test.json"
 RESULT_FILE = "result.json"
+WATCH_FILE = "watch.json"  # the live watch record (smartlogger test watch --folder), docs/LIVE.md
 DATASHEET_FILE = "datasheet.csv"
 FORMAT = "smartlogger-test/1"
 

@@ -162,3 +162,68 @@ def test_cli_export_pdf_of_a_test_folder(tmp_path: Path) -> None:
     assert runner.invoke(main, ["test", "set", str(d), "--technician", "Tom Other"]).exit_code == 0
     assert runner.invoke(main, ["export", "pdf", "--test", str(d), "-o", str(out)]).exit_code == 0
     assert "Tom Other" in " ".join(_pages(out)[0].split())
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
+def test_a_watch_record_beside_the_logs_is_the_reports_live_watch_annex(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from openpyxl import load_workbook
+
+    from smartlogger.analysis.results import TestResult
+    from smartlogger.cli import main
+    from smartlogger.export.report import local_time
+    from smartlogger.testing.api import simulated_logfiles
+
+    d = tmp_path / "test"
+    d.mkdir()
+    for i, data in enumerate(simulated_logfiles(3)):
+        (d / f"b{i + 1}.slog").write_bytes(data)
+    TestInfo(load="50A", rated_time="2h", end_voltage="10.5V/block").write(d)
+    runner = CliRunner()
+    assert runner.invoke(main, ["test", "analyze", str(d)]).exit_code == 0
+    result = TestResult.from_json((d / "result.json").read_text())
+    first = min((b for b in result.blocks if b.reached_end_voltage), key=lambda b: b.time_to_end_s or 0)
+    other = next(b for b in result.blocks if b.position != first.position)
+    logs_ms = result.discharge.start_ms + round((first.time_to_end_s or 0) * 1000)
+    out = tmp_path / "report.pdf"
+    assert runner.invoke(main, ["export", "pdf", "--test", str(d), "-o", str(out)]).exit_code == 0
+    assert "Live watch" not in " ".join(_pages(out))  # no watch record, no annex
+    start = result.discharge.start_ms
+    record = {"format": "smartlogger-watch", "v": 1,
+              "options": {"end_v": 10.5, "guard_v": 0.1, "current_a": 50.0, "blocks": 3},
+              "started_ms": start - 600_000, "ended_ms": logs_ms + 60_000, "first_seen_ms": start - 599_000,
+              "discharge_start_ms": start, "accepted": 4321, "rejected": {"bad_mac": 3},
+              "alarm": {"position": first.position, "serial": None, "mv": 10_590, "v": 10.59,
+                        "sample_ms": logs_ms - 30_000, "fired_ms": logs_ms - 29_500, "alarm_v": 10.6,
+                        "elapsed_s": (logs_ms - 30_000 - start) / 1000, "seq": 99},
+              "blocks": [{"position": first.position, "samples": [[start + 1000, 12_100], [logs_ms - 30_000, 10_590],
+                                                                  [logs_ms + 20_000, 10_495],
+                                                                  [logs_ms + 30_000, 10_400]]},
+                         {"position": other.position, "samples": [[start + 1000, 12_200], [logs_ms, 11_000]]}]}
+    (d / "watch.json").write_text(json.dumps(record))
+    res = runner.invoke(main, ["export", "pdf", "--test", str(d), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    pages = _pages(out)
+    annex = " ".join(pages[-1].split())
+    assert "Annex: Live watch" in annex and f"page {len(pages)} of {len(pages)}" in annex
+    block = f"block {first.position} ({first.serial})"
+    assert f"Watch started {local_time(start - 600_000, 'UTC')} (UTC)" in annex
+    assert f"Watch ended {local_time(logs_ms + 60_000, 'UTC')}" in annex
+    assert f"End alarm {block} at 10.590 V (alarm at 10.600 V), measured {local_time(logs_ms - 30_000, 'UTC')}, " \
+           "raised 0.5 s later" in annex
+    assert f"First at end V, live {block} at {local_time(logs_ms + 20_000, 'UTC')} (10.495 V)" in annex
+    assert f"First at end V, logs {block} at {local_time(logs_ms, 'UTC')}" in annex
+    assert "Live vs logs the same block; live 20 s later" in annex and "3 rejected (bad_mac)" in annex
+    # the workbook's Summary carries the same annex
+    xlsx = tmp_path / "report.xlsx"
+    assert runner.invoke(main, ["export", "xlsx", "--test", str(d), "-o", str(xlsx)]).exit_code == 0
+    cells = [str(c) for row in load_workbook(xlsx, read_only=True)["Summary"].iter_rows(values_only=True)
+             for c in row if c is not None]
+    assert "Annex: Live watch" in cells and "the same block; live 20 s later" in cells
+    # a watch.json that is not a watch record: one line, and no report made from half the truth
+    (d / "watch.json").write_text('{"format": "something else"}')
+    bad = runner.invoke(main, ["export", "pdf", "--test", str(d), "-o", str(tmp_path / "bad.pdf")])
+    assert bad.exit_code != 0 and "not a readable watch record" in bad.output
+    assert not (tmp_path / "bad.pdf").exists()

@@ -27,6 +27,7 @@ from rich.text import Text
 from smartlogger.cli.options import CURRENT, POWER, SECONDS
 from smartlogger.errors import ConfigError, TransportError
 from smartlogger.quantities import Current, Power, parse_voltage
+from smartlogger.testinfo import WATCH_FILE
 
 #: Exit status when the end alarm fired (for scripts): distinct from errors (1-4).
 EXIT_ALARM = 10
@@ -34,7 +35,6 @@ EXIT_ALARM = 10
 UPDATE_S = 0.5
 #: Wall seconds between two reads of the site's virtual clock.
 CLOCK_S = 0.1
-WATCH_FILE = "watch.json"
 
 
 @click.command("watch")

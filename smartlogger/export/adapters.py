@@ -20,6 +20,7 @@ are excluded from the analysis, the charts and the Data sheet, and named.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -47,7 +48,7 @@ from smartlogger.export.inputs import (
     StringTestOutcome,
 )
 from smartlogger.export.longterm import daily_rows
-from smartlogger.export.report import report_content
+from smartlogger.export.report import report_content, watch_annex
 from smartlogger.logfile import Logfile, load_events, load_samples, read_logfile, verify_logfile
 from smartlogger.logfile.evidence import Authority
 from smartlogger.logfile.verify import VerifyReport
@@ -69,7 +70,7 @@ from smartlogger.quantities import (
     parse_load,
     parse_voltage,
 )
-from smartlogger.testinfo import RESULT_FILE, StatedOptions, TestInfo, adopt_options
+from smartlogger.testinfo import RESULT_FILE, WATCH_FILE, StatedOptions, TestInfo, adopt_options
 
 #: A logfile as the adapters take it: its bytes, or the file read already, or (a convenience
 #: of the command line) its path.
@@ -449,4 +450,28 @@ def load_test_dir(directory: str | os.PathLike[str], *, load: Current | Power | 
     if info is not None and report.outcome.report is not None and report.result is not None:
         # Who tested where as test.json states it now (editing it does not make the result stale).
         report.outcome = replace(report.outcome, report=report_content(report.result, info.report_info()))
+    return with_watch_annex(report, d)
+
+
+def with_watch_annex(report: TestReportInputs, folder: Path) -> TestReportInputs:
+    """``report`` with the annex "Live watch" when ``folder`` holds a watch record (``watch.json``,
+    ``smartlogger test watch --folder``); unchanged without one (``watch_annex_rows``)."""
+    if report.outcome.report is None or report.result is None:
+        return report
+    rows = watch_annex_rows(folder, report.result, report.outcome.report.tz)
+    if rows:
+        report.outcome = replace(report.outcome, report=replace(report.outcome.report, watch=rows))
     return report
+
+
+def watch_annex_rows(folder: Path, result: TestResult, tz: str) -> list[tuple[str, str]]:
+    """The annex "Live watch" of the watch record in ``folder`` (empty without one); ``ExportError``
+    for a watch.json that is not a readable watch record."""
+    path = folder / WATCH_FILE
+    if not path.is_file():
+        return []
+    try:
+        return watch_annex(json.loads(path.read_text(encoding="utf-8")), result, tz)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ExportError(f"{path}: not a readable watch record ({err}); move it away to make the report "
+                          "without the live watch annex") from None

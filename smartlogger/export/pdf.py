@@ -371,6 +371,21 @@ def _exceedances(pdf: _Report, rep: ReportContent) -> None:
             for e in rep.exceedances])
 
 
+def _watch(pdf: _Report, rep: ReportContent) -> None:
+    """The annex "Live watch" (``report.watch_annex``): label and value per line."""
+    pdf.h2("Annex: Live watch")
+    pdf.para("What the live watch (smartlogger test watch) saw during the discharge; the pulled logs decide "
+             "the result above.", size=8)
+    width = pdf.w - pdf.l_margin - pdf.r_margin
+    for label, value in rep.watch:
+        y = pdf.get_y()
+        pdf.set_font(pdf.family, "B", 8)
+        pdf.multi_cell(42, 4, pdf.t(label), new_x="RIGHT", new_y="TOP", align="L")
+        pdf.set_font(pdf.family, "", 8)
+        pdf.multi_cell(width - 42, 4, pdf.t(value), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_y(max(pdf.get_y(), y + 4))
+
+
 def render_pdf(rep: ReportContent, series: Sequence[SampleSeries] = (), *,
                font: tuple[Path, Path] | bool | None = True) -> tuple[bytes, dict[str, str]]:
     """The report as PDF bytes, and serial -> the RGB its capacity cell was filled with (the check
@@ -386,6 +401,8 @@ def render_pdf(rep: ReportContent, series: Sequence[SampleSeries] = (), *,
         for note in rep.notes:
             pdf.para("- " + note, size=8)
     _exceedances(pdf, rep)
+    if rep.watch:
+        _watch(pdf, rep)
     return bytes(pdf.output()), fills
 
 

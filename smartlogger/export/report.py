@@ -10,6 +10,10 @@ two say the same thing in the same words.
 Colours are decided here once, by disposition: ``fail`` red, ``pass`` green,
 ``not_determined`` (a lower bound, "not determined further") a neutral blue-grey and never red.
 
+``watch_annex(record, result, tz)`` turns the live watch record (``watch.json``, written by
+``smartlogger test watch --folder``) into the annex "Live watch": when the watch ran, the alarm,
+and the first block to reach its end voltage as seen live against the pulled logs.
+
 Does not own any judgement (``analysis.verdict``) or any layout.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from smartlogger.analysis.results import BlockResult, TestResult
@@ -107,6 +112,8 @@ class ReportContent:
     string_end_voltage_v: float | None = None
     start_ms: int | None = None
     end_ms: int | None = None
+    #: The annex "Live watch" (label, value), empty without a watch record (``watch_annex``).
+    watch: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def outcome_word(self) -> str:
@@ -255,6 +262,70 @@ def report_content(result: TestResult, info: dict[str, str] | None = None) -> Re
         excluded_rows=[(f.file, f.serial or "-", f.reason, f.message) for f in r.excluded])
 
 
+def _first_live_crossing(record: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(phone ms, position, mV) of the first discharge sample at or below the watch's end voltage."""
+    end_mv = float(record.get("options", {}).get("end_v") or 0) * 1000.0
+    best: tuple[int, int, int] | None = None
+    for b in record.get("blocks", []):
+        for t, mv in b.get("samples", []):
+            if mv <= end_mv:
+                if best is None or t < best[0]:
+                    best = (int(t), int(b["position"]), int(mv))
+                break
+    return best
+
+
+def watch_annex(record: dict[str, Any], result: TestResult, tz: str) -> list[tuple[str, str]]:
+    """The annex "Live watch" of a watch record (``watch.json``, docs/LIVE.md) beside ``result``:
+    when the watch started and ended, what it heard, the end alarm, and the first block to reach
+    its end voltage as seen live and as found in the pulled logs. ``ValueError`` if ``record``
+    is not a watch record."""
+    if not isinstance(record, dict) or record.get("format") != "smartlogger-watch":
+        raise ValueError("not a smartlogger watch record (format smartlogger-watch)")
+    serials = {b.position: b.serial for b in result.blocks if b.position}
+
+    def block(pos: int | None) -> str:
+        return "-" if pos is None else f"block {pos}" + (f" ({serials[pos]})" if pos in serials else "")
+
+    def when(ms: Any) -> str:
+        return "-" if ms is None else local_time(int(ms), tz)
+
+    opts = record.get("options") or {}
+    rows: list[tuple[str, str]] = [
+        ("Watch started", f"{when(record.get('started_ms') or record.get('first_seen_ms'))} ({tz})"),
+        ("Watch ended", when(record.get("ended_ms"))),
+        ("Watched for", f"end voltage {float(opts.get('end_v') or 0):.2f} V/block"
+                        + (f", alarm {float(opts['guard_v']):.2f} V above it" if opts.get("guard_v") else "")
+                        + f"; blocks heard: {len(record.get('blocks') or [])}"),
+        ("Adverts", f"{record.get('accepted', 0)} accepted"
+                    + "".join(f", {n} rejected ({why})" for why, n in sorted((record.get("rejected") or {}).items()))),
+    ]
+    alarm = record.get("alarm")
+    if alarm:
+        late = (alarm["fired_ms"] - alarm["sample_ms"]) / 1000.0
+        rows.append(("End alarm", f"{block(alarm.get('position'))} at {float(alarm['v']):.3f} V (alarm at "
+                                  f"{float(alarm['alarm_v']):.3f} V), measured {when(alarm['sample_ms'])}, "
+                                  f"raised {late:.1f} s later"
+                                  + (f", {format_duration(alarm['elapsed_s'])} into the discharge"
+                                     if alarm.get("elapsed_s") is not None else "")))
+    else:
+        rows.append(("End alarm", "did not fire during the watch"))
+    live = _first_live_crossing(record)
+    rows.append(("First at end V, live", "no block reached the end voltage while watched" if live is None else
+                 f"{block(live[1])} at {when(live[0])} ({live[2] / 1000:.3f} V)"))
+    reached = [b for b in result.blocks if b.reached_end_voltage and b.time_to_end_s is not None]
+    logs = min(reached, key=lambda b: b.time_to_end_s or 0.0) if reached else None
+    logs_ms = None if logs is None else result.discharge.start_ms + round((logs.time_to_end_s or 0.0) * 1000)
+    rows.append(("First at end V, logs", "no block reached its end voltage" if logs is None else
+                 f"{block(logs.position)} at {when(logs_ms)}"))
+    if live is not None and logs is not None and logs_ms is not None:
+        dt_s = (live[0] - logs_ms) / 1000.0
+        same = "the same block" if live[1] == logs.position else \
+            f"different blocks (live {live[1]}, logs {logs.position}: the logs decide)"
+        rows.append(("Live vs logs", f"{same}; live {abs(dt_s):.0f} s {'later' if dt_s >= 0 else 'earlier'}"))
+    return rows
+
+
 def lower_bounds_coloured_as_fail(content: ReportContent, fills: dict[str, str]) -> int:
     """How many lower-bound blocks a renderer's ``fills`` (serial -> RGB of its capacity cell) shows in
     the failure colour: the benchmark's and the tests' check that a bound is never a failure."""
@@ -262,4 +333,4 @@ def lower_bounds_coloured_as_fail(content: ReportContent, fills: dict[str, str])
 
 
 __all__ = ["COLOURS", "LEGEND", "BlockRow", "ExceedanceLine", "ReportContent", "block_row", "local_time",
-           "lower_bounds_coloured_as_fail", "report_content"]
+           "lower_bounds_coloured_as_fail", "report_content", "watch_annex"]

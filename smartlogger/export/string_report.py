@@ -246,6 +246,13 @@ def write_report_summary(ws: L.TextSheet, rep: ReportContent, series: Sequence[S
         L.section(ws, "Analysis notes")
         for note in rep.notes:
             paragraph(note)
+    if rep.watch:  # the annex: what the live watch saw (report.watch_annex)
+        L.section(ws, "Annex: Live watch")
+        for label, value in rep.watch:
+            row = ws.rows_written + 1
+            ws.append([L.cell(ws, label, font=L.BOLD), None, L.cell(ws, value)])
+            ws.merged_cells.add(f"A{row}:B{row}")
+            ws.merged_cells.add(f"C{row}:{last}{row}")
     return fills
 
 
