@@ -64,6 +64,23 @@ def test_the_body_keeps_the_lowest_blocks_of_a_long_string() -> None:
     assert max(b["v"] for b in body["blocks"]) <= min(r["v"] for r in rows if r["position"] not in kept)
 
 
+def test_the_test_on_the_server_is_found_in_the_sync_queue(tmp_path: Path) -> None:
+    from smartlogger.field.livepost import queued_test_id
+    from smartlogger.field.sync import SyncQueue, normalise_api
+
+    (tmp_path / "ups-a").mkdir()
+    q = SyncQueue(tmp_path)
+    server = q.server_id(normalise_api("http://h:1/api"), 3)
+    for folder, remote in (("ups-a", 42), (".", 41)):
+        q.db.execute("INSERT INTO tests(server, folder, meta_sha256, client_key, remote_id) VALUES (?,?,?,?,?)",
+                     (server, folder, "x", f"key-{folder}", remote))
+    q.db.commit()
+    q.close()
+    assert queued_test_id(tmp_path / "ups-a", "http://h:1") == (42, "key-ups-a")
+    assert queued_test_id(tmp_path, "http://h:1/api/") == (41, "key-.")
+    assert queued_test_id(tmp_path / "ups-a", "http://other/api") == (None, None)
+
+
 @pytest.mark.slow
 def test_a_watch_posts_to_the_api_and_survives_the_server_going_down(tmp_path: Path) -> None:
     site, folder, kit = tmp_path / "site", tmp_path / "test", tmp_path / "kit.key"

@@ -74,8 +74,7 @@ def queued_test_id(folder: Path, api: str) -> tuple[int | None, str | None]:
         path = root / QUEUE_FILE
         if not path.is_file():
             continue
-        rel = folder.relative_to(root).as_posix()
-        rel = "" if rel == "." else rel
+        rel = folder.relative_to(root).as_posix()  # "." for the work folder itself, as the sync keys it
         try:
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
             try:
