@@ -172,8 +172,11 @@ class Server:
 
 # ----------------------------------------------------------------------------- checks
 
-def check_analysis(out: str, result: dict[str, Any], truth: dict[str, Any], *, missing: set[int]) -> None:
-    """What ``test analyze`` printed (and kept) against the truth of that discharge."""
+def check_analysis(out: str, result: dict[str, Any], truth: dict[str, Any], *, missing: set[int],
+                   clock_unsure: frozenset[int] = frozenset()) -> None:
+    """What ``test analyze`` printed (and kept) against the truth of that discharge.
+    ``clock_unsure``: blocks whose logger's place in time is known only roughly (its resistance
+    is then uncertain by what its voltage moves in that time)."""
     rated_s = result["capacity"]["rated_time_s"]  # from the datasheet at the test's current
     assert rated_s is not None and 4.5 * 3600 < rated_s < 5.5 * 3600  # 20 A: between its 4 h and 10 h rows
     m = re.search(r"String capacity \(([^)]*)\): (>=)?([\d.]+) %", out)
@@ -220,6 +223,10 @@ def check_analysis(out: str, result: dict[str, Any], truth: dict[str, Any], *, m
             assert abs(soh_v - truth_soh) <= 2.0, (r, t)  # K_T from the logger's temperature
         r_v, r_u = value_and_u(ir)
         assert abs(r_v - t["step_resistance_mohm"]) <= 2.0 * r_u + 0.01, (r, t)
+        # ... and precise enough to follow from test to test (the re-test once read 14-49 % low,
+        # +-1.3 mOhm: its load came on just before a float sample, which cut the pre-trigger)
+        if t["position"] not in clock_unsure:
+            assert r_u <= 0.1 * r_v, (r, t)
         # Below the red alarm (9.90 V) only past the end voltage (10.50 V/block).
         if not t["reached_end_voltage"]:
             assert red == "0", r
@@ -355,7 +362,7 @@ def _walk(day: Day, cwd: Path, servers: list[Server]) -> None:
     t1 = truth["test"]
     assert t1["end_reason"] == "cutoff" and len(truth["discharges"]) == 1
     result1 = json.loads((logs / "result.json").read_text())
-    check_analysis(out, result1, t1, missing={LOST_POSITION})
+    check_analysis(out, result1, t1, missing={LOST_POSITION}, clock_unsure=frozenset({RESET_POSITION}))
     assert f"excluded: {damaged.name} (unknown logger): unreadable" in out
     assert f"clock: SIM-000{RESET_POSITION} (block {RESET_POSITION}): clock observations disagree" in out
     assert "result kept in logs/result.json" in out

@@ -154,11 +154,11 @@ def test_discharge_detection_with_pretrigger(float_rate_s: int) -> None:
     t, mv, blocks = samples(lg)
     assert np.all(np.diff(t) > 0)  # no duplicate or out-of-order samples
     # every second of the pre-trigger window before detection is stored, at float voltage
-    last_float = (1000 // float_rate_s) * float_rate_s
-    pre_start = max(1003 - PRETRIGGER_S, last_float + 1)
+    pre_start = 1003 - PRETRIGGER_S
     fast = (t >= pre_start * 1000) & (t <= end.t_ms)
     assert np.all(np.diff(t[fast]) == 1000)
     assert t[fast][0] == pre_start * 1000
+    assert t[t < pre_start * 1000][-1] < pre_start * 1000 - 1000  # the float samples end before it
     assert mv[t == 1_000_000][0] == 13600 and mv[t == 1_001_000][0] == 12200
     # the load was removed at 4600.5 s; the rise is held 60 s before the discharge ends
     assert end.t_ms == 4_660_000
@@ -170,6 +170,23 @@ def test_discharge_detection_with_pretrigger(float_rate_s: int) -> None:
     info = lg.status().last_discharge
     assert info is not None and (info.start_ms, info.end_ms, info.min_mv) == (1_003_000, 4_660_000, 11000)
     assert lg.status().detector == "resting"  # not recharged yet
+
+
+def test_pretrigger_keeps_the_seconds_before_a_step_just_before_a_float_sample() -> None:
+    """The load comes on half a second before a float sample (every 60 s) and is detected three
+    ticks later: the pre-trigger still holds the fast samples before the step (it once started
+    after that float sample, leaving nothing closer to the step than 60 s)."""
+    pts = [(0, 13.6, 25), (959, 13.6, 25), (959.5, 12.2, 25), (2000, 12.0, 25)]
+    lg = ideal_logger(pts, cfg=LoggerConfig.default_for(B12, 100.0).with_changes(float_rate_s=60))
+    lg.run_until(1000)
+    lg.flush()
+    start, = events(lg, EventKind.DISCHARGE_START)
+    assert start.t_ms == 962_000
+    t, mv, _ = samples(lg)
+    assert np.all(np.diff(t) > 0)
+    before = t[mv >= 13500]
+    assert before[-1] == 959_000 and np.all(np.diff(before[-PRETRIGGER_S + 4:]) == 1000)
+    assert t[mv < 13500][0] == 960_000
 
 
 def test_recharge_rearms_and_second_discharge_detected() -> None:

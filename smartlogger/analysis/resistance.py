@@ -18,7 +18,12 @@ Uncertainty (one standard deviation): the sample noise through both fits, the st
 uncertainty (the string's, and the block's own placement on the string's time line) times the
 change of slope across the step (the extrapolated voltages move with the
 instant), and half the difference between the quadratic and a line through the first three
-samples after the step (the extrapolation's own error: the relaxation is no polynomial). A step that is too small against it (below ``MIN_RELATIVE``), a block
+samples after the step (the extrapolation's own error: the relaxation is no polynomial).
+The relaxation in the first second is faster than a quadratic through 1 Hz samples follows;
+loggers sample at their own phases, so the blocks whose first sample came within
+``EARLY_SAMPLE_MS`` of the instant show how much the others' extrapolation misses (``measure``:
+their median share of slope x distance corrects every block's extrapolation over its own gap,
+half the correction counted as uncertainty). A step that is too small against it (below ``MIN_RELATIVE``), a block
 at its measuring-range floor or without samples on both sides gives no value.
 
 Owns the measurement per step and block, the headline value per block (the first load-on step:
@@ -51,6 +56,9 @@ POST_SAMPLES = 6
 POST_MAX_S = 12.0
 #: A current step smaller than this share of the test's current gives no resistance.
 MIN_CURRENT_FRACTION = 0.2
+#: A block whose first sample after a step is at most this close to the instant (ms) measures
+#: the relaxation the extrapolation of the others misses (``measure``).
+EARLY_SAMPLE_MS = 250.0
 #: Noise floor of one sample (V): the logger's 1 mV resolution (uniform, 1 mV / sqrt(12)).
 QUANT_V = 0.001 / math.sqrt(12.0)
 #: The load-on step is the block's figure when its relative uncertainty is at most this.
@@ -91,9 +99,29 @@ def _fit(t: FloatArray, v: FloatArray, at: float, degree: int) -> tuple[float, f
     return float(coef[0]), slope, float(math.sqrt(max(cov[0, 0], 0.0)))
 
 
+@dataclass(frozen=True)
+class _BlockFit:
+    """One block's measurement at one step, before the string's early-relaxation correction."""
+
+    v0: float  # V before, at the instant
+    v1: float  # V after, at the instant (the quadratic's extrapolation)
+    u: float  # V, standard uncertainty of v1 - v0
+    slope: float  # V/ms, the quadratic's slope at the instant
+    gap_ms: float  # the first sample after the step, ms after the instant
+    early: float | None  # this block's share of the relaxation the quadratic does not see (see measure)
+
+
 def block_step_resistance(b: AlignedBlock, step: StringStep, delta_a: float) -> tuple[float, float] | None:
     """(R ohm, its standard uncertainty ohm) of block ``b`` at ``step`` for a current change
-    ``delta_a``; None when the block has no clean samples on both sides."""
+    ``delta_a``, from this block alone; None when the block has no clean samples on both sides.
+    ``measure`` adds what the string's other blocks show of the relaxation in the first second."""
+    f = _block_fit(b, step)
+    if f is None:
+        return None
+    return -(f.v1 - f.v0) / delta_a, f.u / abs(delta_a)
+
+
+def _block_fit(b: AlignedBlock, step: StringStep) -> _BlockFit | None:
     t, mv = b.true_ms, b.mv
     lo_ms, hi_ms = step.lo_ms, step.hi_ms
     i_lo = int(np.searchsorted(t, lo_ms, side="right"))  # first sample after lo
@@ -110,8 +138,9 @@ def block_step_resistance(b: AlignedBlock, step: StringStep, delta_a: float) -> 
         drift_u = -1.0  # computed below from the line
     if pre.size == 0:
         return None
-    post = np.arange(i_hi, min(i_hi + POST_SAMPLES, t.size))
-    post = post[t[post] <= hi_ms + POST_MAX_S * 1000.0]
+    post_all = np.arange(i_hi, min(i_hi + POST_SAMPLES + 1, t.size))
+    post_all = post_all[t[post_all] <= hi_ms + POST_MAX_S * 1000.0]
+    post = post_all[:POST_SAMPLES]
     if post.size < 2:
         return None
     lo_mv, _ = b.log.config.block_type.measuring_range_mv
@@ -135,9 +164,19 @@ def block_step_resistance(b: AlignedBlock, step: StringStep, delta_a: float) -> 
     placed_ms = float(b.uncertainty_ms[min(i_hi, t.size - 1)]) if b.uncertainty_ms.size else 0.0
     u_ms = math.hypot(step.uncertainty_s * 1000.0, placed_ms if math.isfinite(placed_ms) else 0.0)
     u_t = u_ms * abs(s1 - s0)  # V: both ends move with the instant
-    r = -(v1 - v0) / delta_a
-    u = math.sqrt(u0**2 + u1**2 + u_t**2 + u_model**2) / abs(delta_a)
-    return r, u
+    gap_ms = float(t[post[0]]) - ts
+    early = None
+    if gap_ms <= EARLY_SAMPLE_MS and post_all.size >= POST_SAMPLES + 1:
+        # A sample right after the step sees the relaxation the next ones no longer show: the
+        # quadratic through them, taken back to it, misses it by this share of its own slope
+        # times the distance (positive when the voltage had relaxed further than the curve says).
+        later = post_all[1:]
+        at = float(t[post_all[0]])
+        v_ex, s_ex, _ = _fit(t[later], v[later], at, 2)
+        dist = float(t[later[0]]) - at
+        if s_ex != 0.0 and dist > 0:
+            early = -(float(v[post_all[0]]) - v_ex) / (s_ex * dist)
+    return _BlockFit(v0, v1, math.sqrt(u0**2 + u1**2 + u_t**2 + u_model**2), s1, gap_ms, early)
 
 
 def step_kind(step: StringStep, on_ms: float | None, off_ms: float | None,
@@ -172,12 +211,25 @@ def measure(blocks: Sequence[AlignedBlock], steps: Sequence[StringStep],
             continue
         if (delta > 0) != (step.sign < 0):  # the voltage must move against the current
             continue
-        for i, b in enumerate(blocks):
-            got = block_step_resistance(b, step, delta)
-            if got is None or got[0] <= 0:
+        fits = [_block_fit(b, step) for b in blocks]
+        early = [f.early for f in fits if f is not None and f.early is not None]
+        kappa = float(np.median(early)) if early else None
+        for i, f in enumerate(fits):
+            if f is None:
                 continue
-            r, u = got
-            out.append(StepResistance(i, step.t_ms, kind, delta, r * 1000.0, u * 1000.0,
+            v1, u = f.v1, f.u
+            if kappa is not None and kappa > 0:
+                # The relaxation in the first second after a step is faster than a quadratic through
+                # 1 Hz samples can follow: the blocks that sampled right after the instant show by how
+                # much (their median share ``kappa``); each block's extrapolation over its own gap is
+                # corrected by that share, half the correction counted as its uncertainty.
+                corr = -kappa * f.slope * f.gap_ms
+                v1 += corr
+                u = math.hypot(u, 0.5 * corr)
+            r = -(v1 - f.v0) / delta
+            if r <= 0:
+                continue
+            out.append(StepResistance(i, step.t_ms, kind, delta, r * 1000.0, u / abs(delta) * 1000.0,
                                       temperature_at(i, step.t_ms)))
     return out
 

@@ -39,6 +39,9 @@ MIN_STEP_V_PER_CELL = 0.0015
 #: Changes of one sign on consecutive samples within this span (s) are one step: a step
 #: recorded by an instrument that logs every few seconds reaches a 1 Hz logger as a ramp.
 MAX_SPREAD_S = 6.0
+#: A run's first change at least this many times its second is the step and the rest the
+#: relaxation after it (an interpolated ramp's changes are alike, its first one partial).
+FIRST_OF_RUN_FACTOR = 1.25
 #: Samples further apart than this (s) are a gap: a change across it is no step.
 MAX_INTERVAL_S = 600.0
 #: Share of the blocks with samples around an instant that must show the step.
@@ -129,12 +132,16 @@ def block_steps(b: AlignedBlock, index: int, t0_ms: float, t1_ms: float) -> list
             k += 1
         if j > i:
             # One change far larger than the others is the step itself and the rest the relaxation
-            # after it; comparable changes are a ramp (a step recorded every few seconds).
+            # after it; so is a first change clearly larger than the next (the relaxation only
+            # decays: at 1 Hz right after a step it can be half the step's own change per second).
+            # Comparable changes are a ramp (a step recorded every few seconds).
             run = np.abs(d[i:j + 1])
             top = int(np.argmax(run))
             rest = np.delete(run, top)
             if run[top] >= 2.0 * float(np.median(rest)):
                 i = j = i + top
+            elif top == 0 and run[0] >= FIRST_OF_RUN_FACTOR * run[1]:
+                j = i
         lo_ms, hi_ms = float(t[i]), float(t[j + 1])
         dv = float(v[j + 1] - v[i])
         if hi_ms - lo_ms > 2.0 * fast_dt and j + 2 < t.size and t[j + 2] - t[j + 1] <= 1.5 * fast_dt:

@@ -710,6 +710,7 @@ class Logger:
     def _start_discharge(self, ks: IntArray, mv: IntArray, i: int) -> None:
         """Discharge detected at ``ks[i]``: close the float block, log events, store the pre-trigger."""
         kd = int(ks[i])
+        self._trim_open_block(kd - self._pretrigger_ticks)
         self._close_block(kd)
         t = self._dev_ms(kd)
         self._emit(kd, 1, Event(t, EventKind.DISCHARGE_START, value=int(mv[i])))
@@ -725,6 +726,24 @@ class Logger:
         self._run_a = self._run_b = 0
         self._extreme = int(mv[i])
         self._discharge = DischargeInfo(t, None, int(mv[i]))
+
+    def _trim_open_block(self, lo: int) -> None:
+        """Drop the float samples at ticks ``>= lo`` from the block still in RAM: the pre-trigger
+        stores those ticks at the fast rate. Without it, a float sample taken between the load step
+        and its detection (a few ticks later) cut the pre-trigger off after itself, and the log held
+        no fast sample before the step (one load step in ten at a 60 s float rate)."""
+        blk = self._open
+        if blk is None or blk.next_k <= lo:
+            return
+        keep = max(0, -(-(lo - blk.start_k) // blk.stride))  # samples at ticks < lo
+        mv = np.concatenate(blk.mv)[:keep]
+        dc = np.concatenate(blk.dc)[:keep]
+        if keep == 0:
+            self._open = None
+            self._last_stored_k = blk.start_k - 1
+            return
+        blk.mv, blk.dc, blk.count = [mv], [dc], keep
+        self._last_stored_k = blk.start_k + (keep - 1) * blk.stride
 
     def _end_discharge(self, ks: IntArray, mv: IntArray, i: int, charged: bool) -> None:
         ke = int(ks[i])
