@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +76,47 @@ class ClockFit:
     referenced: bool
 
 
+#: Samples per chunk of the alignment's in-place and on-demand arithmetic (8 MB of float64).
+_CHUNK = 1 << 20
+
+
+class SampleUncertainty:
+    """The alignment uncertainty (ms) of each of ``size`` samples, computed for the samples asked
+    for (``u[lo:hi]``, ``u[i]``, ``u.max()``) rather than held: 8 bytes per sample saved on a long
+    log, whose analysis looks at the discharge's samples only. ``np.asarray(u)`` makes them all."""
+
+    def __init__(self, size: int, of: Callable[[int, int], FloatArray]) -> None:
+        self.size = size
+        self.shape = (size,)
+        self._of = of
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            lo, hi, step = key.indices(self.size)
+            if step == 1:
+                return self._of(lo, max(hi, lo))
+            return np.asarray(self)[key]
+        if isinstance(key, int | np.integer):
+            k = int(key) + (self.size if int(key) < 0 else 0)
+            if not 0 <= k < self.size:
+                raise IndexError(f"index {int(key)} is out of bounds for size {self.size}")
+            return self._of(k, k + 1)[0]
+        return np.asarray(self)[key]
+
+    def max(self) -> np.float64:
+        if self.size == 0:
+            raise ValueError("zero-size uncertainty has no maximum")
+        return np.float64(np.max([np.max(self._of(i, min(i + _CHUNK, self.size)))
+                                  for i in range(0, self.size, _CHUNK)]))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> FloatArray:
+        out = self._of(0, self.size)
+        return out if dtype is None else out.astype(dtype)
+
+
 @dataclass(eq=False)
 class AlignedBlock:
     """One logger's kept samples with their true times (ms since epoch, float64) and uncertainty (ms)."""
@@ -84,7 +125,7 @@ class AlignedBlock:
     true_ms: FloatArray
     mv: npt.NDArray[np.int32]
     dc: npt.NDArray[np.int16]
-    uncertainty_ms: FloatArray
+    uncertainty_ms: FloatArray | SampleUncertainty
     fit: ClockFit
     dropped: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -101,19 +142,23 @@ class AlignedBlock:
         cached = self._events.get(kind)
         if cached is not None:
             return cached
-        ev = np.array([e.t_ms for e in self.log.events if e.kind is kind], dtype=np.float64)
-        if ev.size == 0 or self.device_ms is None or self.device_ms.size == 0:
+        ev_ms = np.array([e.t_ms for e in self.log.events if e.kind is kind], dtype=np.int64)
+        ev = ev_ms.astype(np.float64)
+        dm = self.device_ms
+        if ev.size == 0 or dm is None or dm.size == 0:
             out: FloatArray = np.zeros(0, dtype=np.float64)
         else:
-            dev = self.device_ms.astype(np.float64)
-            corr = self.true_ms - dev
-            if dev.size < 2 or bool(np.all(np.diff(dev) >= 0)):
-                k = np.clip(np.searchsorted(dev, ev), 1, dev.size - 1) if dev.size > 1 else np.zeros(ev.size, int)
+            # Only the samples next to each event are looked at (the times are whole ms, so the
+            # integer search finds what a search of their float64 values would).
+            if dm.size < 2 or not bool(np.any(dm[1:] < dm[:-1])):
+                k = np.clip(np.searchsorted(dm, ev_ms), 1, dm.size - 1) if dm.size > 1 else np.zeros(ev.size, int)
                 left = np.maximum(k - 1, 0)
-                near = np.where(np.abs(dev[left] - ev) < np.abs(dev[k] - ev), left, k)
+                near = np.where(np.abs(dm[left].astype(np.float64) - ev) < np.abs(dm[k].astype(np.float64) - ev),
+                                left, k)
             else:  # device time repeats after a clock set: the latest nearest sample
+                dev = dm.astype(np.float64)
                 near = np.array([np.nonzero(np.abs(dev - t) == np.abs(dev - t).min())[0][-1] for t in ev])
-            out = np.sort(ev + corr[near])
+            out = np.sort(ev + (self.true_ms[near] - dm[near].astype(np.float64)))
         self._events[kind] = out
         return out
 
@@ -133,20 +178,62 @@ def continuous_time(log: BlockLog) -> tuple[FloatArray, npt.NDArray[np.int64], F
     Returns ``(c, group, shift)``: continuous device time per sample (ms),
     the group id per sample (a new group after every unrecorded backward step),
     and the shift (ms) added to device times in each recorded-jump segment.
+    Costs the 8 bytes per sample of ``c``: without a backward step (the common case) ``group``
+    is a read-only view of one zero.
     """
     n = len(log)
+    shift = _shifts(log)
+    c = log.t_ms.astype(np.float64)
+    for lo, hi, sh in _segments(log, shift, 0, n):
+        if sh != 0.0:
+            c[lo:hi] += sh
+    group: npt.NDArray[np.int64]
+    back = c[1:] < c[:-1] if n > 1 else np.zeros(0, dtype=bool)
+    if back.any():
+        group = np.zeros(n, dtype=np.int64)
+        np.cumsum(back, out=group[1:])
+    else:
+        group = np.broadcast_to(np.zeros(1, dtype=np.int64), (n,))
+    return c, group, shift
+
+
+def _shifts(log: BlockLog) -> FloatArray:
+    """The shift (ms) added to the device times of each recorded-jump segment."""
     shift = np.zeros(len(log.clock_jumps) + 1, dtype=np.float64)
     for k, j in enumerate(log.clock_jumps):
         shift[k + 1] = shift[k] + float(j.old_ms - j.new_ms)
-    bounds = np.array([0, *(j.index for j in log.clock_jumps), n], dtype=np.int64)
-    seg_len = bounds[1:] - bounds[:-1]
-    seg = np.repeat(np.arange(len(shift)), seg_len)
-    c = log.t_ms.astype(np.float64) + shift[seg]
-    steps = np.diff(c)
-    group = np.zeros(n, dtype=np.int64)
-    if n > 1:
-        group[1:] = np.cumsum(steps < 0)
-    return c, group, shift
+    return shift
+
+
+def _segments(log: BlockLog, shift: FloatArray, lo: int, hi: int) -> list[tuple[int, int, float]]:
+    """The recorded-jump segments' parts inside samples ``lo..hi-1``: ``(start, end, shift)``."""
+    bounds = [0, *(j.index for j in log.clock_jumps), len(log)]
+    out = []
+    for k in range(len(shift)):
+        a, b = max(bounds[k], lo), min(bounds[k + 1], hi)
+        if b > a:
+            out.append((a, b, float(shift[k])))
+    return out
+
+
+def _continuous_slice(log: BlockLog, shift: FloatArray, lo: int, hi: int) -> FloatArray:
+    """``continuous_time(log)[0][lo:hi]``, computed for those samples only."""
+    c = log.t_ms[lo:hi].astype(np.float64)
+    for a, b, sh in _segments(log, shift, lo, hi):
+        if sh != 0.0:
+            c[a - lo:b - lo] += sh
+    return c
+
+
+def continuous_span_ms(log: BlockLog) -> float:
+    """``c.max() - c.min()`` of ``continuous_time(log)``, without making ``c``: the length of the
+    logger's own record on its continuous clock (ms); 0 for fewer than two samples."""
+    if len(log) < 2:
+        return 0.0
+    shift = _shifts(log)
+    ends = [(float(log.t_ms[a:b].min()) + sh, float(log.t_ms[a:b].max()) + sh)
+            for a, b, sh in _segments(log, shift, 0, len(log))]
+    return max(e[1] for e in ends) - min(e[0] for e in ends)
 
 
 @dataclass(frozen=True)
@@ -310,10 +397,9 @@ def align_block(log: BlockLog, *, obs_uncertainty_ms: float = DEFAULT_OBS_UNCERT
                        ClockFit(0.0, 0.0, len(obs), False, 0.0, bool(obs)), ["log has no samples"])
     if not obs:
         warnings.append("no clock observations (tap or pull): device time taken as true time")
-        true = c.copy()
-        unc = np.full(n, math.nan)
         fit = ClockFit(0.0, 0.0, 0, False, 0.0, False)
-        return _finish(log, true, unc, np.ones(n, dtype=bool), fit, warnings)
+        return _finish(log, c, SampleUncertainty(n, lambda lo, hi: np.full(max(hi - lo, 0), math.nan)), None,
+                       fit, warnings)
 
     oc = np.array([o.c for o in obs])
     op = np.array([o.phone_ms for o in obs])
@@ -345,7 +431,35 @@ def align_block(log: BlockLog, *, obs_uncertainty_ms: float = DEFAULT_OBS_UNCERT
     cov = np.linalg.pinv(a.T @ a) * sigma**2
 
     single = int(group[-1]) == 0  # common case: no unrecorded jump, one group (fast path)
-    keep = np.ones(n, dtype=bool) if single else np.isin(group, groups)
+    if single:
+        # In place, a chunk at a time: ``c`` becomes the true times (the only per-sample array
+        # the alignment makes), and the uncertainty is computed for the samples asked for.
+        offs0 = float(coef[gi[0]]) if 0 in gi else 0.0
+        off0 = np.float64(offs0)
+        for i in range(0, n, _CHUNK):
+            cc = c[i:i + _CHUNK]
+            cc[...] = cc + (off0 + b * (cc - c_ref))
+        true = c
+        var0 = float(cov[0, 0])
+        g_mean0 = float(np.mean(oc[og == 0])) if 0 in gi else 0.0
+        shift_ = shift
+
+        def unc_of(lo: int, hi: int) -> FloatArray:
+            cs = _continuous_slice(log, shift_, lo, hi)
+            dcs = cs - c_ref
+            if fit_drift:
+                var = var0 + 2.0 * cov[0, -1] * dcs + cov[-1, -1] * dcs**2
+                u = np.sqrt(np.maximum(var, 0.0))
+            else:
+                u = np.sqrt(np.maximum(var0, 0.0)) + max_drift_ppm * 1e-6 * np.abs(cs - g_mean0)
+            return np.broadcast_to(u, cs.shape).astype(np.float64)
+
+        offset0 = float(true[0] - log.t_ms[0])
+        fit = ClockFit(-b * 1e6, offset0, len(obs), fit_drift, rms, True)
+        out = _finish(log, true, SampleUncertainty(n, unc_of), None, fit, warnings, 0)
+        out.candidates, out.chosen = tuple(candidates), chosen
+        return out
+    keep = np.isin(group, groups)
     dropped = int(n - np.count_nonzero(keep))
     if dropped:
         first = int(np.argmax(~keep))
@@ -360,14 +474,9 @@ def align_block(log: BlockLog, *, obs_uncertainty_ms: float = DEFAULT_OBS_UNCERT
         col[g] = i
     g_s = group
     dcs = c - c_ref
-    if single:
-        true = c + (offs[0] + b * dcs)
-        var: Any = float(cov[0, 0])
-        ci: npt.NDArray[np.int64] | int = 0
-    else:
-        true = c + offs[g_s] + b * dcs
-        ci = col[g_s]
-        var = cov[ci, ci]
+    true = c + offs[g_s] + b * dcs
+    ci = col[g_s]
+    var: Any = cov[ci, ci]
     if fit_drift:
         var = var + 2.0 * cov[ci, -1] * dcs + cov[-1, -1] * dcs**2
         unc = np.sqrt(np.maximum(var, 0.0))
@@ -428,16 +537,18 @@ def _span_text(ms: float, *, signed: bool = False) -> str:
     return f"{sign}{a / 86400:.0f} d"
 
 
-def _finish(log: BlockLog, true: FloatArray, unc: FloatArray, keep: BoolArray, fit: ClockFit,
-            warnings: list[str], dropped: int = 0) -> AlignedBlock:
-    if keep.all():
+def _finish(log: BlockLog, true: FloatArray, unc: FloatArray | SampleUncertainty, keep: BoolArray | None,
+            fit: ClockFit, warnings: list[str], dropped: int = 0) -> AlignedBlock:
+    """``keep`` None: every sample is kept."""
+    u: FloatArray | SampleUncertainty
+    if keep is None or keep.all():
         t, mv, dc, u, dev = true, log.mv, log.dc, unc, log.t_ms
     else:
-        t, mv, dc, u, dev = true[keep], log.mv[keep], log.dc[keep], unc[keep], log.t_ms[keep]
-    if t.size > 1 and bool(np.any(np.diff(t) < 0)):
+        t, mv, dc, u, dev = true[keep], log.mv[keep], log.dc[keep], np.asarray(unc)[keep], log.t_ms[keep]
+    if t.size > 1 and bool(np.any(t[1:] < t[:-1])):
         # Overlapping groups (after an unrecorded jump) interleave: order by true time.
         order = np.argsort(t, kind="stable")
-        t, mv, dc, u, dev = t[order], mv[order], dc[order], u[order], dev[order]
+        t, mv, dc, u, dev = t[order], mv[order], dc[order], np.asarray(u)[order], dev[order]
     return AlignedBlock(log, t, mv, dc, u, fit, dropped, warnings, dev)
 
 

@@ -32,7 +32,7 @@ from smartlogger.analysis.align import (
     Grid,
     align_block,
     block_gaps,
-    continuous_time,
+    continuous_span_ms,
     resample,
 )
 from smartlogger.analysis.clocks import resolve_clocks
@@ -440,7 +440,10 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
     max_unc: list[float] = []
     all_markers: set[str] = set()
     for i, (log, al) in enumerate(zip(ordered, aligned, strict=True)):
-        in_win = (al.true_ms >= ws) & (al.true_ms <= we)
+        # true_ms is sorted: the window is a slice (no mask over a long log's every sample)
+        w_lo = int(np.searchsorted(al.true_ms, ws, side="left"))
+        w_hi = int(np.searchsorted(al.true_ms, we, side="right"))
+        in_win = slice(w_lo, max(w_lo, w_hi))
         tt = al.true_ms[in_win]
         exc: list[ExceedanceResult] = []
         for q, vals in ((Quantity.VOLTAGE, al.mv[in_win] / 1000.0), (Quantity.TEMPERATURE, al.dc[in_win] / 10.0)):
@@ -474,7 +477,8 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         temps_win = al.dc[in_win]
         pct = _opt(float(chosen[i]))
         # Pre-test float voltage: the block at rest on float charge just before the load came on.
-        pre = (al.true_ms >= t0 - FLOAT_WINDOW_S * 1000.0) & (al.true_ms < t0 - 2000.0)
+        p_lo, p_hi = (int(x) for x in np.searchsorted(al.true_ms, [t0 - FLOAT_WINDOW_S * 1000.0, t0 - 2000.0]))
+        pre = slice(p_lo, max(p_lo, p_hi))
         blocks.append(BlockResult(
             serial=log.serial, position=log.position, label=log.config.block_label, markers=markers,
             block_type=log.config.block_type.describe(), cells=log.cells, rated_ah=float(log.config.rated_ah),
@@ -494,7 +498,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
             gaps=gaps, exceedances=exc, warnings=bw,
             **_resistance_fields(heads[i], res_by_block[i], r_ref, opt),
             evidence=log.evidence if log.evidence is not None else unchecked_block(),
-            float_voltage_v=round(float(np.median(al.mv[pre])) / 1000.0, 3) if pre.any() else None,
+            float_voltage_v=round(float(np.median(al.mv[pre])) / 1000.0, 3) if p_hi > p_lo else None,
         ))
     ranking = [b.serial for b in sorted((b for b in blocks if b.rank is not None), key=lambda b: b.rank or 0)]
     load = meta.load
@@ -552,9 +556,7 @@ def _check_span(logs: Sequence[BlockLog], discharge_ms: float) -> None:
     come from clocks aligned wrongly: refused, never reported."""
     longest = 0.0
     for log in logs:
-        if len(log) > 1:
-            c = continuous_time(log)[0]
-            longest = max(longest, float(c.max() - c.min()))
+        longest = max(longest, continuous_span_ms(log))
     if discharge_ms > longest * (1 + CONFLICT_DRIFT_PPM * 1e-6) + 60_000.0:
         raise MetadataError("logs", f"the discharge found is {format_duration(discharge_ms / 1000.0)} long, longer "
                             f"than any logger's own record ({format_duration(longest / 1000.0)}): the clocks "

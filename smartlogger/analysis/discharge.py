@@ -118,10 +118,12 @@ def find_test_window(blocks: list[AlignedBlock], start_v_per_cell: float, *,
             continue
         t_min = min(t_min, float(b.true_ms[0]))
         t_max = max(t_max, float(b.true_ms[-1]))
-        below = (b.mv < start_v_per_cell * b.log.cells * 1000.0).astype(np.int8)
-        edges = np.diff(np.concatenate(([0], below, [0])))
-        starts = np.nonzero(edges == 1)[0]
-        ends = np.nonzero(edges == -1)[0] - 1
+        below = b.mv < start_v_per_cell * b.log.cells * 1000.0
+        # Runs of samples below: where the mask changes (1 byte per sample, not the 8 of a diff).
+        change = np.flatnonzero(below[1:] != below[:-1]) + 1
+        starts = np.concatenate(([0] if below[0] else [], change[below[change]])).astype(np.int64)
+        ends = np.concatenate((change[~below[change]] - 1, [below.size - 1] if below[-1] else [])).astype(np.int64)
+        del below, change
         spans.extend(zip(b.true_ms[starts].tolist(), b.true_ms[ends].tolist(), strict=True))
     if not spans:
         raise MetadataError(

@@ -187,12 +187,13 @@ class BlockLog:
 
 def block_log_from_records(
     identity: LoggerIdentity,
-    records: Iterable[Record | tuple[int, Record]],
+    records: Iterable[Record | tuple[int, Record] | int],
     *,
     config: LoggerConfig | None = None,
     pull: tuple[int, int] | None = None,
     observations: Iterable[ClockObservation] = (),
     source: str = "",
+    samples: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int16]] | None = None,
 ) -> BlockLog:
     """A ``BlockLog`` from a logger's main-stream records, in log order.
 
@@ -202,6 +203,10 @@ def block_log_from_records(
     kept. The configuration is ``config`` or else the last ``ConfigChange`` (the one
     the test ran with). ``pull`` is ``(device_ms, phone_ms)`` read at the BLE pull,
     after every record; it is placed after the last clock jump.
+
+    ``samples``: the log's ``(t_ms, mv, dc)`` arrays already made (``analysis.loading`` decodes
+    the sample payloads straight into them); ``records`` then gives each sample block as its
+    sample count (an ``int``) in its place among the other records.
     """
     ts: list[npt.NDArray[np.int64]] = []
     mvs: list[npt.NDArray[np.int32]] = []
@@ -212,8 +217,15 @@ def block_log_from_records(
     last_cfg: LoggerConfig | None = None
     n = 0
     for item in records:
+        if isinstance(item, int):
+            if samples is None:
+                raise TypeError("a sample count among the records needs the samples as arrays")
+            n += item
+            continue
         rec = item[1] if isinstance(item, tuple) else item
         if isinstance(rec, SampleBlock):
+            if samples is not None:
+                raise TypeError("sample blocks among the records and the samples as arrays")
             k = len(rec)
             ts.append(rec.start_ms + rec.interval_ms * np.arange(k, dtype=np.int64))
             mvs.append(np.frombuffer(rec.mv, dtype=np.int32) if rec.mv.itemsize == 4
@@ -232,14 +244,16 @@ def block_log_from_records(
     obs = list(observations)
     if pull is not None:
         obs.append(ClockObservation(int(pull[0]), int(pull[1]), "ble", len(jumps)))
-    empty = np.zeros(0, dtype=np.int64)
-    return BlockLog(
-        identity, cfg,
-        np.concatenate(ts) if ts else empty,
-        np.concatenate(mvs) if mvs else empty.astype(np.int32),
-        np.concatenate(dcs) if dcs else empty.astype(np.int16),
-        tuple(events), tuple(obs), tuple(jumps), source,
-    )
+    if samples is not None:
+        if samples[0].size != n:
+            raise ValueError(f"the records count {n} samples, the arrays hold {samples[0].size}")
+        t_ms, mv, dc = samples
+    else:
+        empty = np.zeros(0, dtype=np.int64)
+        t_ms = np.concatenate(ts) if ts else empty
+        mv = np.concatenate(mvs) if mvs else empty.astype(np.int32)
+        dc = np.concatenate(dcs) if dcs else empty.astype(np.int16)
+    return BlockLog(identity, cfg, t_ms, mv, dc, tuple(events), tuple(obs), tuple(jumps), source)
 
 
 # --------------------------------------------------------------------------- loads

@@ -27,6 +27,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
+
+import numpy as np
+import numpy.typing as npt
 
 from smartlogger.analysis import evidence as ev
 from smartlogger.analysis.inputs import (
@@ -37,12 +41,13 @@ from smartlogger.analysis.inputs import (
 )
 from smartlogger.analysis.results import FileEvidence
 from smartlogger.errors import LogfileError
-from smartlogger.logfile.container import Logfile
+from smartlogger.logfile.container import Logfile, RawRecord
 from smartlogger.logfile.evidence import Authority
-from smartlogger.logfile.format import MAGIC, read_logfile
+from smartlogger.logfile.format import MAGIC, PAYLOAD_AT, iter_sample_batches, read_logfile
 from smartlogger.logfile.gen1 import MAGIC as GEN1_MAGIC
+from smartlogger.logfile.records import SAMPLE_HEAD, RecordType
 from smartlogger.logfile.verify import VerifyReport, verify_logfile
-from smartlogger.model import ClockSet, ConfigChange, Record
+from smartlogger.model import ClockSet, ConfigChange, Record, SampleBlock
 
 LOGFILE_SUFFIX = ".slog"
 
@@ -77,25 +82,93 @@ def block_logs_from_logfiles(sources: Iterable[Source]) -> list[BlockLog]:
     return [_block_log(files, "+".join(names[serial])) for serial, files in groups.items()]
 
 
-def _merged_main(files: list[Logfile], name: str) -> list[tuple[int, Record]]:
+def _merged_main(files: list[Logfile], name: str) -> list[RawRecord]:
+    """The main-stream records of one logger's files, merged by seq (as stored: sample payloads
+    not decoded)."""
     if len(files) == 1:
-        return files[0].records(0)
-    by_seq: dict[int, tuple[bytes, Record]] = {}
+        return list(files[0].streams[0].records)
+    by_seq: dict[int, RawRecord] = {}
     for lf in files:
-        raw = {r.seq: r.data for r in lf.streams[0].records} if lf.streams else {}
-        for seq, rec in lf.records(0):
-            data = raw.get(seq, b"")
-            seen = by_seq.get(seq)
+        for raw in lf.streams[0].records:
+            seen = by_seq.get(raw.seq)
             if seen is None:
-                by_seq[seq] = (data, rec)
-            elif seen[0] != data:
+                by_seq[raw.seq] = raw
+            elif seen.data != raw.data:
                 raise MetadataError(f"logs[{name}]",
-                                    f"two logfiles of {lf.identity.serial} disagree on record seq {seq}")
-    return [(seq, by_seq[seq][1]) for seq in sorted(by_seq)]
+                                    f"two logfiles of {lf.identity.serial} disagree on record seq {raw.seq}")
+    return [by_seq[seq] for seq in sorted(by_seq)]
+
+
+#: Samples decoded per batch while loading a log for the analysis (``logfile.format.iter_sample_batches``):
+#: the decoder's temporaries (~110 bytes per sample of a batch) stay small next to the log itself.
+LOAD_BATCH_SAMPLES = 1 << 18
+
+
+def _sample_arrays(raws: list[RawRecord]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32],
+                                                   npt.NDArray[np.int16]]:
+    """``(t_ms, mv, dc)`` of the sample blocks ``raws`` (in log order) as ``block_log_from_records``
+    makes them, decoded batch by batch straight into the arrays: no ``SampleBlock`` is built or
+    kept on the read logfile, so the log costs its 14 bytes per sample and one batch's temporaries.
+    The voltages and temperatures are decoded first and the times (which need no decoding) last.
+    """
+    todo = [raw for raw in raws if raw.decoded is None]
+    # Sample counts: decoded blocks have theirs; the others' heads are checked by the decoder
+    # (before its first batch) and then read like it reads them.
+    pos: list[int] = []
+    n = 0
+    batches = iter_sample_batches(todo, LOAD_BATCH_SAMPLES) if todo else iter(())
+    batch = next(batches, None)
+    for raw in raws:
+        pos.append(n)
+        if raw.decoded is None:
+            n += int.from_bytes(raw.data[PAYLOAD_AT + 1:PAYLOAD_AT + 5], "little")
+        else:
+            n += len(cast(SampleBlock, raw.decoded))
+    mv = np.empty(n, dtype=np.int32)
+    dc = np.empty(n, dtype=np.int16)
+    at = {id(raw): p for raw, p in zip(raws, pos, strict=True)}
+    for raw in raws:
+        if raw.decoded is not None:
+            block = cast(SampleBlock, raw.decoded)
+            p = at[id(raw)]
+            mv[p:p + len(block)] = np.asarray(block.mv, dtype=np.int32)
+            dc[p:p + len(block)] = np.asarray(block.dc, dtype=np.int16)
+    while batch is not None:
+        recs, _, _, bmv, bdc, counts = batch
+        p = at[id(recs[0])]
+        if len(recs) == 1 or at[id(recs[-1])] - p == int(counts[:-1].sum()):  # contiguous in the log
+            mv[p:p + bmv.size] = bmv
+            dc[p:p + bdc.size] = bdc.astype(np.int16)
+        else:
+            k = 0
+            for raw, c in zip(recs, counts.tolist(), strict=True):
+                q = at[id(raw)]
+                mv[q:q + c] = bmv[k:k + c]
+                dc[q:q + c] = bdc[k:k + c].astype(np.int16)
+                k += c
+        del recs, bmv, bdc, batch
+        batch = next(batches, None)
+    t = np.empty(n, dtype=np.int64)
+    for raw in raws:
+        if raw.decoded is not None:
+            block = cast(SampleBlock, raw.decoded)
+            start, interval, k = block.start_ms, block.interval_ms, len(block)
+        else:
+            start, interval = SAMPLE_HEAD.unpack_from(raw.data, 1)
+            k = int.from_bytes(raw.data[PAYLOAD_AT + 1:PAYLOAD_AT + 5], "little")
+        p = at[id(raw)]
+        seg = t[p:p + k]
+        seg[:] = np.arange(k, dtype=np.int64)
+        seg *= interval
+        seg += start
+    return t, mv, dc
 
 
 def _block_log(files: list[Logfile], name: str) -> BlockLog:
-    main = _merged_main(files, name)
+    merged = _merged_main(files, name)
+    sample_raws = [raw for raw in merged if raw.record_type == RecordType.SAMPLE_BLOCK]
+    # Every record but the sample blocks (decoded when read); the samples come as arrays.
+    main = [(raw.seq, raw.record) for raw in merged if raw.record_type != RecordType.SAMPLE_BLOCK]
     jump_seqs = [seq for seq, rec in main if isinstance(rec, ClockSet)]
     observations = []
     seen_obs: set[tuple[int, int]] = set()
@@ -124,8 +197,18 @@ def _block_log(files: list[Logfile], name: str) -> BlockLog:
         config = config.with_changes(block_position=meta.block_position)
     if not config.block_label and meta.block_label:
         config = config.with_changes(block_label=meta.block_label)
-    return block_log_from_records(newest.identity, main, config=config, observations=observations,
-                                  source=name)
+    samples = _sample_arrays(sample_raws)
+    # The records in log order, each sample block as its sample count (its samples are the arrays).
+    items: list[tuple[int, Record] | int] = []
+    for raw in merged:
+        if raw.record_type != RecordType.SAMPLE_BLOCK:
+            items.append((raw.seq, raw.record))
+        elif raw.decoded is not None:
+            items.append(len(cast(SampleBlock, raw.decoded)))
+        else:
+            items.append(int.from_bytes(raw.data[PAYLOAD_AT + 1:PAYLOAD_AT + 5], "little"))
+    return block_log_from_records(newest.identity, items, config=config, observations=observations,
+                                  source=name, samples=samples)
 
 
 @dataclass

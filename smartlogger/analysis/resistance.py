@@ -146,18 +146,21 @@ def _block_fit(b: AlignedBlock, step: StringStep) -> _BlockFit | None:
     lo_mv, _ = b.log.config.block_type.measuring_range_mv
     if int(mv[post].min()) <= lo_mv or int(mv[pre].min()) <= lo_mv:
         return None  # clipped at the range floor: the step is not all there
-    v = mv.astype(np.float64) / 1000.0
+
+    def v(idx: npt.NDArray[np.intp]) -> FloatArray:  # volts of those samples only (a log may be long)
+        return np.asarray(mv[idx].astype(np.float64) / 1000.0, dtype=np.float64)
+
     ts = step.t_ms
-    v0, s0, u0 = _fit(t[pre], v[pre], ts, pre_degree)
+    v0, s0, u0 = _fit(t[pre], v(pre), ts, pre_degree)
     if drift_u < 0:
         drift_u = 0.5 * abs(s0 * (ts - float(t[pre[-1]])))
         u0 = math.hypot(u0, drift_u)
-    v1, s1, u1 = _fit(t[post], v[post], ts, 2 if post.size >= 4 else 1)
+    v1, s1, u1 = _fit(t[post], v(post), ts, 2 if post.size >= 4 else 1)
     if not (math.isfinite(v0) and math.isfinite(v1)):
         return None
     # The relaxation after a step is no polynomial: half the difference between the quadratic
     # and a line through the first three samples stands for the extrapolation's own error.
-    v1_line, _, _ = _fit(t[post[:3]], v[post[:3]], ts, 1)
+    v1_line, _, _ = _fit(t[post[:3]], v(post[:3]), ts, 1)
     u_model = 0.5 * abs(v1 - v1_line) if post.size >= 4 else 0.0
     # The instant in this block's own time line: the string's instant and the block's placement
     # on it (a logger placed by one clock observation is only known to within its drift).
@@ -172,10 +175,10 @@ def _block_fit(b: AlignedBlock, step: StringStep) -> _BlockFit | None:
         # times the distance (positive when the voltage had relaxed further than the curve says).
         later = post_all[1:]
         at = float(t[post_all[0]])
-        v_ex, s_ex, _ = _fit(t[later], v[later], at, 2)
+        v_ex, s_ex, _ = _fit(t[later], v(later), at, 2)
         dist = float(t[later[0]]) - at
         if s_ex != 0.0 and dist > 0:
-            early = -(float(v[post_all[0]]) - v_ex) / (s_ex * dist)
+            early = -(float(v(post_all[:1])[0]) - v_ex) / (s_ex * dist)
     return _BlockFit(v0, v1, math.sqrt(u0**2 + u1**2 + u_t**2 + u_model**2), s1, gap_ms, early)
 
 

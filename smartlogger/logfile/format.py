@@ -83,7 +83,8 @@ SEC_FOOTER: Final = 0xFF
 _UNKNOWN_MS: Final = -(1 << 63)
 _SECTION = struct.Struct("<BI")
 _FOOTER_LEN: Final = 3 * 4 + 32
-_PAYLOAD_AT: Final = 1 + SAMPLE_HEAD.size  # sample payload offset inside a SampleBlock record
+#: Offset of the sample payload inside a SampleBlock record (type byte, then ``SAMPLE_HEAD``).
+PAYLOAD_AT: Final = 1 + SAMPLE_HEAD.size
 # --------------------------------------------------------------------------- writer
 
 
@@ -424,12 +425,12 @@ def iter_sample_batches(raws: Sequence[RawRecord], batch_samples: int = BATCH_SA
     each batch needs memory for one batch, not for the file. The heads are all checked, and the
     file's declared total bounded, before the first payload is decoded.
     """
-    heads = [SAMPLE_HEAD.unpack_from(raw.data, 1) if len(raw.data) >= _PAYLOAD_AT else (0, 0)
+    heads = [SAMPLE_HEAD.unpack_from(raw.data, 1) if len(raw.data) >= PAYLOAD_AT else (0, 0)
              for raw in raws]
     for raw, (_, interval) in zip(raws, heads, strict=True):
         if raw.data[:1] != bytes([RecordType.SAMPLE_BLOCK]):
             raise ValueError(f"record seq {raw.seq} is not a SampleBlock")
-        if len(raw.data) < _PAYLOAD_AT or interval == 0:
+        if len(raw.data) < PAYLOAD_AT or interval == 0:
             try:
                 decode_record(raw.data)  # raises the precise error
             except LogfileError as err:
@@ -437,7 +438,7 @@ def iter_sample_batches(raws: Sequence[RawRecord], batch_samples: int = BATCH_SA
                                    offset=raw.offset + (err.offset or 0)) from None
     # Bound memory before decoding: a width-0 group packs 32 samples into half a byte, so
     # the sample count, not the file size, limits what a hostile file can make us allocate.
-    declared = [int.from_bytes(raw.data[_PAYLOAD_AT + 1:_PAYLOAD_AT + 5], "little") for raw in raws]
+    declared = [int.from_bytes(raw.data[PAYLOAD_AT + 1:PAYLOAD_AT + 5], "little") for raw in raws]
     if sum(declared) > MAX_FILE_SAMPLES:
         raise LogfileError(f"the sample blocks declare {sum(declared)} samples, more than the "
                            f"{MAX_FILE_SAMPLES} a logfile may hold", offset=raws[0].offset)
@@ -455,19 +456,19 @@ def iter_sample_batches(raws: Sequence[RawRecord], batch_samples: int = BATCH_SA
 
 def _decode_batch(raws: Sequence[RawRecord]) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32],
                                                        npt.NDArray[np.int64]]:
-    offsets = np.cumsum([0] + [len(raw.data) - _PAYLOAD_AT for raw in raws[:-1]]).tolist()
-    joined = b"".join(raw.data[_PAYLOAD_AT:] for raw in raws)
+    offsets = np.cumsum([0] + [len(raw.data) - PAYLOAD_AT for raw in raws[:-1]]).tolist()
+    joined = b"".join(raw.data[PAYLOAD_AT:] for raw in raws)
     try:
         mv, dc, counts, ends = decode_many(joined, offsets)
     except LogfileError as err:
         i = max(0, bisect.bisect_right(offsets, err.offset or 0) - 1)
         raise LogfileError(f"record seq {raws[i].seq}: {err.message}",
-                           offset=raws[i].offset + _PAYLOAD_AT + (err.offset or 0) - offsets[i]) from None
+                           offset=raws[i].offset + PAYLOAD_AT + (err.offset or 0) - offsets[i]) from None
     for i, end in enumerate(ends):
-        if end != offsets[i] + len(raws[i].data) - _PAYLOAD_AT:
-            raise LogfileError(f"record seq {raws[i].seq}: {offsets[i] + len(raws[i].data) - _PAYLOAD_AT - end}"
+        if end != offsets[i] + len(raws[i].data) - PAYLOAD_AT:
+            raise LogfileError(f"record seq {raws[i].seq}: {offsets[i] + len(raws[i].data) - PAYLOAD_AT - end}"
                                " unexpected bytes after the sample payload",
-                               offset=raws[i].offset + _PAYLOAD_AT + end - offsets[i])
+                               offset=raws[i].offset + PAYLOAD_AT + end - offsets[i])
     return mv, dc, counts
 
 
@@ -501,14 +502,14 @@ def check_sample_heads(lf: Logfile) -> int:
             if d[0] != RecordType.SAMPLE_BLOCK:
                 continue
             where = f"record seq {raw.seq}: sample block"
-            if len(d) < _PAYLOAD_AT:
-                raise LogfileError(f"{where} is {len(d)} bytes, its head needs {_PAYLOAD_AT}",
+            if len(d) < PAYLOAD_AT:
+                raise LogfileError(f"{where} is {len(d)} bytes, its head needs {PAYLOAD_AT}",
                                    offset=raw.offset)
             _, interval = SAMPLE_HEAD.unpack_from(d, 1)
             if interval == 0:
                 raise LogfileError(f"{where} has interval 0 ms", offset=raw.offset + 1)
             try:
-                n, _ = read_head(d, _PAYLOAD_AT)  # the codec and count checks the decoder makes
+                n, _ = read_head(d, PAYLOAD_AT)  # the codec and count checks the decoder makes
             except LogfileError as err:
                 raise LogfileError(f"{where}: {err.message}",
                                    offset=raw.offset + (err.offset or 0)) from None
