@@ -287,6 +287,54 @@ def test_the_check_and_the_series_of_a_bomb_stay_within_one_decode_batch() -> No
     assert peaks[1 << 22] < 1.3 * peaks[1 << 20] and peaks[1 << 22] < 256 * 2**20, peaks
 
 
+def test_the_analysis_of_a_bomb_holds_its_samples_within_the_per_sample_budget() -> None:
+    """The analysis path (load as evidence, align, look for the discharge) must not materialise the
+    file: its peak per declared sample stays within the budget of 256 MB for a file at the upload
+    limit (256 MiB / MAX_UPLOAD_SAMPLES = 32 B per sample), measured at 2**21 samples with
+    tracemalloc (numpy's buffers). Before the analysis was streamed it took ~73 B per sample."""
+    import tracemalloc
+
+    from smartlogger.analysis.analyze import analyze_test
+    from smartlogger.analysis.inputs import MetadataError, metadata_from_values
+    from smartlogger.analysis.loading import load_test_files
+    from smartlogger.api.services import MAX_UPLOAD_SAMPLES
+    from smartlogger.testing.hostile import sample_bomb
+
+    n = 1 << 21
+    data = sample_bomb(n, block_samples=1 << 16)
+    tracemalloc.start()
+    try:
+        loaded = load_test_files([("bomb", data)])
+        assert [len(log) for log in loaded.logs] == [n] and not loaded.excluded
+        with pytest.raises(MetadataError, match="no discharge found"):
+            analyze_test(loaded.logs, metadata_from_values(load="50A", rated_time="3h"), excluded=loaded.excluded)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    per_sample = (256 << 20) / MAX_UPLOAD_SAMPLES
+    assert peak <= per_sample * n, f"{peak / n:.1f} B per sample, budget {per_sample:.0f}"
+
+
+def test_a_window_of_more_samples_than_a_discharge_is_refused_and_a_long_one_coarsened(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file whose every sample is below the start level is one long "discharge": the window's
+    samples per logger are bounded (refused, named), and its grid times (a coarser step, warned)."""
+    from smartlogger.analysis import analyze
+    from smartlogger.analysis.inputs import MetadataError, metadata_from_values
+    from smartlogger.analysis.loading import load_test_files
+    from smartlogger.testing.hostile import sample_bomb
+
+    meta = metadata_from_values(load="50A", rated_time="3h")
+    loaded = load_test_files([("low", sample_bomb(5000, mv=11_500, block_samples=1000))])
+    monkeypatch.setattr(analyze, "MAX_WINDOW_SAMPLES", 4000)
+    with pytest.raises(MetadataError, match=r"holds 5,000 samples of SIM-BOMB \(at most 4,000 per logger\)"):
+        analyze.analyze_test(loaded.logs, meta)
+    monkeypatch.setattr(analyze, "MAX_WINDOW_SAMPLES", 5000)
+    monkeypatch.setattr(analyze, "MAX_GRID_POINTS", 2000)
+    result = analyze.analyze_test(loaded.logs, meta)
+    assert result.grid_step_s == 3.0 and any("analysed on a 3 s grid" in w for w in result.warnings)
+
+
 def test_a_test_whose_files_declare_more_than_the_analysis_budget_fails_naming_it(tmp_path: Path) -> None:
     from sqlalchemy import select
 

@@ -218,3 +218,26 @@ def test_decode_many_rejects_exactly_what_decode_samples_rejects(mv: list[int], 
     many = decode_many(bytes(raw), [0])
     assert many[0].tolist() == one[0].tolist() and many[1].tolist() == one[1].tolist()
     assert many[3] == [one[2]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-(1 << 31), (1 << 31) - 1), min_size=1, max_size=300), st.integers(0, 3),
+       st.integers(1, 4), st.data())
+def test_decode_in_pieces_gives_what_decode_samples_gives(mv: list[int], damage: int, chunk_groups: int,
+                                                          data: st.DataObject) -> None:
+    """``decode_samples_chunked`` (a large block, a few bit-width groups at a time) returns the same
+    values, or raises the same error at the same offset, as ``decode_samples``."""
+    from smartlogger.logfile.samples import decode_samples_chunked
+
+    raw = bytearray(encode_samples(mv, [7] * len(mv)))
+    for _ in range(damage):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+
+    def outcome(decode: object) -> tuple[object, ...]:
+        try:
+            got_mv, got_dc, end = decode(bytes(raw))  # type: ignore[operator]
+        except LogfileError as err:
+            return ("error", err.message, err.offset)
+        return ("ok", got_mv.tolist(), got_dc.tolist(), end)
+
+    assert outcome(lambda b: decode_samples_chunked(b, chunk_groups=chunk_groups)) == outcome(decode_samples)

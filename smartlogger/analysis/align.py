@@ -76,8 +76,8 @@ class ClockFit:
     referenced: bool
 
 
-#: Samples per chunk of the alignment's in-place and on-demand arithmetic (8 MB of float64).
-_CHUNK = 1 << 20
+#: Samples per chunk of the alignment's in-place and on-demand arithmetic (2 MB of float64).
+_CHUNK = 1 << 18
 
 
 class SampleUncertainty:

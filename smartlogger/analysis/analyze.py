@@ -84,6 +84,13 @@ FloatArray = npt.NDArray[np.float64]
 MAX_PLAUSIBLE_PCT = 200.0
 #: Most points of the common 1 s grid the analysis holds (blocks x seconds): about 0.5 GB.
 MAX_GRID_CELLS = 60_000_000
+#: Most grid times (3 days at 1 s): a longer test window is analysed on a coarser grid (a whole
+#: multiple of ``AnalysisOptions.step_ms``, warned). The arrays over the grid's time (string
+#: voltage, current, charge, ...) cost ~120 bytes per point at the peak.
+MAX_GRID_POINTS = 1 << 18
+#: Most samples of one logger in the test window (3 days at 1 s; ~50 bytes each while the window's
+#: gaps, exceedances and grid are computed): more is refused, naming the logger.
+MAX_WINDOW_SAMPLES = 1 << 18
 
 #: Window after the discharge start over which each block's temperature is
 #: averaged for K_T (s). IEEE 450 corrects with the temperature at the start of the test.
@@ -276,6 +283,20 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
     ws, we = find_test_window(aligned, start_v_pc, which=opt.which_test, extra=p_on_ms or ())
     ws = extend_to_load_step(aligned, ws)
     step = opt.step_ms
+    # The cost budget (docs/API.md): what follows works on the window's samples and grid points,
+    # so both are bounded, whatever the files hold. A discharge is hours; a window of days at the
+    # logger's fastest rate is no test (e.g. a file whose every sample is below the start level).
+    for al in aligned:
+        inside = int(np.searchsorted(al.true_ms, we, side="right") - np.searchsorted(al.true_ms, ws, side="left"))
+        if inside > MAX_WINDOW_SAMPLES:
+            raise MetadataError("logs", f"the test window is {format_duration((we - ws) / 1000.0)} long and holds "
+                                f"{inside:,} samples of {al.log.serial} (at most {MAX_WINDOW_SAMPLES:,} per logger): "
+                                "no capacity test's discharge; refused")
+    points = int((we - ws) // step) + 1
+    if points > MAX_GRID_POINTS:
+        step *= -(-points // MAX_GRID_POINTS)
+        warnings.append(f"the test window is {format_duration((we - ws) / 1000.0)} long: analysed on a "
+                        f"{step / 1000.0:g} s grid (at most {MAX_GRID_POINTS:,} points)")
     cells_needed = len(aligned) * (int((we - ws) // step) + 1)
     if cells_needed > MAX_GRID_CELLS:
         # Memory stays bounded whatever the time stamps say: refuse rather than allocate.

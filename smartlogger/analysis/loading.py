@@ -99,11 +99,6 @@ def _merged_main(files: list[Logfile], name: str) -> list[RawRecord]:
     return [by_seq[seq] for seq in sorted(by_seq)]
 
 
-#: Samples decoded per batch while loading a log for the analysis (``logfile.format.iter_sample_batches``):
-#: the decoder's temporaries (~110 bytes per sample of a batch) stay small next to the log itself.
-LOAD_BATCH_SAMPLES = 1 << 18
-
-
 def _sample_arrays(raws: list[RawRecord]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32],
                                                    npt.NDArray[np.int16]]:
     """``(t_ms, mv, dc)`` of the sample blocks ``raws`` (in log order) as ``block_log_from_records``
@@ -116,7 +111,7 @@ def _sample_arrays(raws: list[RawRecord]) -> tuple[npt.NDArray[np.int64], npt.ND
     # (before its first batch) and then read like it reads them.
     pos: list[int] = []
     n = 0
-    batches = iter_sample_batches(todo, LOAD_BATCH_SAMPLES) if todo else iter(())
+    batches = iter_sample_batches(todo) if todo else iter(())
     batch = next(batches, None)
     for raw in raws:
         pos.append(n)

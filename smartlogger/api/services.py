@@ -83,16 +83,19 @@ SETTLE_S = 3.0
 #: First bytes of every logfile we accept (2.x container, generation-1 file).
 LOGFILE_MAGICS: tuple[bytes, ...] = (b"\x89SLOG\r\n\x1a", b"SLG1")
 REPORT_KIND = "xlsx"
-#: Most samples one uploaded logfile may declare (``MAX_UPLOAD_SAMPLES``; 413 above it). The
-#: check job and the chart series decode in batches (``logfile.format.BATCH_SAMPLES``), whatever
-#: a file declares; the analysis and the report hold a test's samples decoded, so this bounds
-#: what one file adds to them. 2**23 = 8.4 M: 16 years of 1-minute samples (a 10-year log is 5.3 M).
+#: Most samples one uploaded logfile may declare (``MAX_UPLOAD_SAMPLES``; 413 above it). Every
+#: path that decodes samples does it in batches (``logfile.format.BATCH_SAMPLES``), whatever a file
+#: declares; the analysis and the report hold a test's logs (~23 bytes per sample with their true
+#: times), so this bounds what one file adds to them: ~200 MB at the limit (docs/PERFORMANCE.md).
+#: 2**23 = 8.4 M: 16 years of 1-minute samples (a 10-year log is 5.3 M).
 MAX_UPLOAD_SAMPLES = 1 << 23
 #: Most samples the logfiles of one test may declare for its analysis or report
-#: (``ANALYSIS_MAX_SAMPLES``). These hold every sample of the test decoded (about 72 bytes per
-#: sample at the peak, docs/PERFORMANCE.md), so this bounds their memory (~1.2 GB) where the
-#: per-upload limit cannot: a test has many files. 2**24 = 16.8 M: twice a 240-block test's 8.3 M.
-ANALYSIS_MAX_SAMPLES = 1 << 24
+#: (``ANALYSIS_MAX_SAMPLES``). These hold every sample of the test's logs (about 23 bytes per
+#: sample, measured: docs/PERFORMANCE.md) besides the test window's work (bounded by
+#: ``analysis.analyze.MAX_WINDOW_SAMPLES`` and ``MAX_GRID_POINTS``), so this keeps a job near the
+#: 256 MB budget (~200 MB of logs) where the per-upload limit cannot: a test has many files.
+#: 2**23 = 8.4 M: a 240-block test's 8.3 M.
+ANALYSIS_MAX_SAMPLES = 1 << 23
 
 
 def _audit_values(org_id: int, user_id: int | None, action: str, object_type: str, object_id: int | None, *,

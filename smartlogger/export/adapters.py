@@ -265,10 +265,16 @@ def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
             raise ExportError(f"string report: no log for block {b.position} ({b.serial})")
         log = found
         aligned = align_block(log)
-        t = np.round(aligned.true_ms).astype(np.int64)
-        order = np.argsort(t, kind="stable")
-        series.append(LoggerSamples(log.identity, log.config, t[order], aligned.mv[order],
-                                    aligned.dc[order]))
+        # Rounded a chunk at a time, and reordered only if rounding could have unordered them
+        # (true_ms is sorted): the series then shares the log's voltage and temperature arrays.
+        t = np.empty(aligned.true_ms.size, dtype=np.int64)
+        for i in range(0, t.size, 1 << 18):
+            t[i:i + (1 << 18)] = np.round(aligned.true_ms[i:i + (1 << 18)])
+        if t.size > 1 and bool(np.any(t[1:] < t[:-1])):
+            order = np.argsort(t, kind="stable")
+            series.append(LoggerSamples(log.identity, log.config, t[order], aligned.mv[order], aligned.dc[order]))
+        else:
+            series.append(LoggerSamples(log.identity, log.config, t, aligned.mv, aligned.dc))
         status = "alarm" if b.replace or b.red else "warning" if b.yellow else "ok"
         note = "; ".join([*(["lower bound (end voltage not reached)"] if b.lower_bound else []),
                           *b.warnings])

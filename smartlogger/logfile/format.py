@@ -58,7 +58,7 @@ from smartlogger.logfile.evidence import (
 from smartlogger.logfile.gen1 import MAGIC as GEN1_MAGIC
 from smartlogger.logfile.gen1 import read_gen1
 from smartlogger.logfile.records import SAMPLE_HEAD, RecordType, decode_record, encode_record
-from smartlogger.logfile.samples import decode_many, read_head
+from smartlogger.logfile.samples import decode_many, decode_samples_chunked, read_head
 from smartlogger.model import ConfigChange, LoggerIdentity, Record, SampleBlock
 from smartlogger.wire import ByteReader, leb128, read_leb128, str8, str16
 
@@ -69,9 +69,13 @@ MINOR: Final = 0
 MAX_FILE_BYTES: Final = 512 * 1024 * 1024
 #: Most samples one logfile may hold (10 years at 1 min is 5.3 M; ~1 GB once decoded).
 MAX_FILE_SAMPLES: Final = 1 << 26
-#: Samples decoded per vectorised batch: bounds the decoder's temporaries to ~120 MB (about 110
-#: bytes per sample while a batch decodes), whatever a file declares. One block may hold this many.
-BATCH_SAMPLES: Final = 1 << 20
+#: Samples decoded per vectorised batch: bounds the decoder's temporaries to ~30 MB (about 110
+#: bytes per sample while a batch decodes), whatever a file declares. A block of more than
+#: ``CHUNKED_ABOVE`` samples is decoded alone, a piece at a time (``samples.decode_samples_chunked``).
+BATCH_SAMPLES: Final = 1 << 18
+#: Sample blocks declaring more samples than this are decoded on their own in pieces (~15 MB of
+#: temporaries whatever their size, up to ``samples.MAX_BLOCK_SAMPLES``).
+CHUNKED_ABOVE: Final = 1 << 16
 #: Largest single record (a SampleBlock of MAX_BLOCK_SAMPLES 33-bit deltas is ~8.7 MB).
 MAX_RECORD_BYTES: Final = 16 * 1024 * 1024
 
@@ -445,10 +449,15 @@ def iter_sample_batches(raws: Sequence[RawRecord], batch_samples: int = BATCH_SA
     a = 0
     while a < len(raws):
         b, total = a, 0
-        while b < len(raws) and (b == a or total + declared[b] <= batch_samples):
+        while b < len(raws) and (b == a or (total + declared[b] <= batch_samples and declared[b] <= CHUNKED_ABOVE)):
             total += declared[b]
             b += 1
-        mv, dc, counts = _decode_batch(raws[a:b])
+            if declared[b - 1] > CHUNKED_ABOVE:
+                break  # a large block goes alone
+        if b == a + 1 and declared[a] > CHUNKED_ABOVE:
+            mv, dc, counts = _decode_large(raws[a])
+        else:
+            mv, dc, counts = _decode_batch(raws[a:b])
         yield (raws[a:b], np.array([h[0] for h in heads[a:b]], dtype=np.int64),
                np.array([h[1] for h in heads[a:b]], dtype=np.int64), mv, dc, counts)
         a = b
@@ -470,6 +479,18 @@ def _decode_batch(raws: Sequence[RawRecord]) -> tuple[npt.NDArray[np.int32], npt
                                " unexpected bytes after the sample payload",
                                offset=raws[i].offset + PAYLOAD_AT + end - offsets[i])
     return mv, dc, counts
+
+
+def _decode_large(raw: RawRecord) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """One large SampleBlock record decoded a piece at a time (``samples.decode_samples_chunked``)."""
+    try:
+        mv, dc, end = decode_samples_chunked(raw.data, PAYLOAD_AT)
+    except LogfileError as err:
+        raise LogfileError(f"record seq {raw.seq}: {err.message}", offset=raw.offset + (err.offset or 0)) from None
+    if end != len(raw.data):
+        raise LogfileError(f"record seq {raw.seq}: {len(raw.data) - end} unexpected bytes after the sample payload",
+                           offset=raw.offset + end)
+    return mv, dc, np.array([mv.size], dtype=np.int64)
 
 
 def _decode_samples_in_place(records: list[RawRecord]) -> None:

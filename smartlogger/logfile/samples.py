@@ -203,6 +203,123 @@ def decode_channel(buf: _Bytes, offset: int, n: int, name: str = "channel") -> t
     return out.astype(np.int32), pos
 
 
+# --------------------------------------------------------------------------- one large payload, in pieces
+
+#: Bit-width groups decoded per piece by ``decode_samples_chunked`` (2**18 deltas: ~15 MB of temporaries).
+CHUNK_GROUPS: Final = 1 << 13
+
+
+def decode_samples_chunked(data: _Bytes, offset: int = 0, *,
+                           chunk_groups: int = CHUNK_GROUPS) -> tuple[Int32Array, Int32Array, int]:
+    """``decode_samples`` (same values, same errors) a piece of ``chunk_groups`` bit-width groups at a
+    time: the temporaries follow the piece, not the payload (a block of ``MAX_BLOCK_SAMPLES``
+    samples decoded at once needs ~110 MB; in pieces, its 8 MB of output and ~15 MB)."""
+    buf = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    n, pos = read_head(buf, offset)
+    mv = np.empty(n, dtype=np.int32)
+    dc = np.empty(n, dtype=np.int32)
+    if n == 0:
+        return mv, dc, pos
+    pos = _decode_channel_into(buf, pos, n, "mv", mv, chunk_groups)
+    pos = _decode_channel_into(buf, pos, n, "dc", dc, chunk_groups)
+    return mv, dc, pos
+
+
+def _decode_channel_into(buf: _Bytes, offset: int, n: int, name: str, out: Int32Array, chunk_groups: int) -> int:
+    """``decode_channel`` into ``out`` piece by piece; returns the end offset. The checks are made
+    in ``decode_channel``'s order: header, widths, sizes and padding first; then every group's
+    canonical width before any value's range (a range error found early is raised at the end)."""
+    size = len(buf)
+    if offset + _CH_HEAD.size > size:
+        raise LogfileError(f"{name} channel header needs {_CH_HEAD.size} bytes, "
+                           f"{max(0, size - offset)} left", offset=offset)
+    first, mode = _CH_HEAD.unpack_from(buf, offset)
+    pos = offset + _CH_HEAD.size
+    ndelta = n - 1
+    ngroups = -(-ndelta // GROUP)
+    if mode == 0:
+        table_len = (ngroups + 1) // 2
+    elif mode == 1:
+        table_len = ngroups
+    else:
+        raise LogfileError(f"{name} width-table mode {mode} is not 0 or 1", offset=offset + 4)
+    if pos + table_len > size:
+        raise LogfileError(f"{name} width table needs {table_len} bytes for {n} samples, "
+                           f"{size - pos} left", offset=pos)
+    raw = np.frombuffer(buf, dtype=np.uint8, count=table_len, offset=pos)
+    if mode == 0:
+        widths = np.empty(table_len * 2, dtype=np.uint8)
+        widths[0::2] = raw & 0x0F
+        widths[1::2] = raw >> 4
+        if ngroups % 2 and widths[-1] != 0:
+            raise LogfileError(f"{name} width table: unused last nibble is not zero",
+                               offset=pos + table_len - 1)
+        widths = widths[:ngroups]
+    else:
+        widths = raw
+        bad = np.flatnonzero(widths > MAX_WIDTH)
+        if bad.size:
+            g = int(bad[0])
+            raise LogfileError(f"{name} group {g} has bit width {int(widths[g])} > {MAX_WIDTH}",
+                               offset=pos + g)
+        if ngroups and int(widths.max()) <= 15:
+            raise LogfileError(f"{name} uses byte-wide widths (mode 1) although all fit a nibble; "
+                               "not canonical", offset=offset + 4)
+    pos += table_len
+    counts = np.full(ngroups, GROUP, dtype=np.int64)
+    if ngroups:
+        counts[-1] = ndelta - GROUP * (ngroups - 1)
+    w64 = widths.astype(np.int64)
+    group_bits = w64 * counts
+    total_bits = int(group_bits.sum()) if ngroups else 0
+    nbytes = (total_bits + 7) // 8
+    if pos + nbytes > size:
+        raise LogfileError(f"{name} packed deltas need {nbytes} bytes, {size - pos} left",
+                           offset=pos)
+    if total_bits % 8:
+        last = buf[pos + nbytes - 1]
+        if last >> (total_bits % 8):
+            raise LogfileError(f"{name} padding bits of the last packed byte are not zero",
+                               offset=pos + nbytes - 1)
+    bit_at = np.concatenate(([0], np.cumsum(group_bits)))  # first bit of each group
+    out[0] = first
+    value = first  # the last value decoded (int64 arithmetic, as decode_channel's)
+    range_error: LogfileError | None = None
+    for g0 in range(0, ngroups, chunk_groups):
+        g1 = min(g0 + chunk_groups, ngroups)
+        b0 = int(bit_at[g0])
+        byte0 = b0 // 8
+        piece_bytes = (int(bit_at[g1]) - byte0 * 8 + 7) // 8
+        per_value = np.repeat(w64[g0:g1], counts[g0:g1])
+        # _unpack_bits reads from a byte boundary: lead with the piece's bit offset in its first byte
+        lead = b0 - byte0 * 8
+        zz = _unpack_bits(buf, pos + byte0, piece_bytes, np.concatenate(([lead], per_value)))[1:] \
+            if lead else _unpack_bits(buf, pos + byte0, piece_bytes, per_value)
+        actual = _bit_length(np.maximum.reduceat(zz, np.arange(0, zz.size, GROUP)))
+        wrong = np.flatnonzero(actual != w64[g0:g1])
+        if wrong.size:
+            g = g0 + int(wrong[0])
+            raise LogfileError(f"{name} group {g} declares width {int(w64[g])} but its largest "
+                               f"delta needs {int(actual[g - g0])} bits; not canonical",
+                               offset=pos - table_len + (g if mode else g // 2))
+        if range_error is not None:
+            continue
+        deltas = (zz >> np.uint64(1)).astype(np.int64) ^ -(zz & np.uint64(1)).astype(np.int64)
+        vals = np.cumsum(deltas)
+        vals += value
+        d0 = g0 * GROUP
+        if int(vals.min()) < _I32_MIN or int(vals.max()) > _I32_MAX:
+            k = int(np.flatnonzero((vals < _I32_MIN) | (vals > _I32_MAX))[0])
+            range_error = LogfileError(f"{name} sample {d0 + k + 1} decodes to {int(vals[k])}, outside int32",
+                                       offset=offset)
+            continue
+        out[d0 + 1:d0 + 1 + vals.size] = vals
+        value = int(vals[-1])
+    if range_error is not None:
+        raise range_error
+    return pos + nbytes
+
+
 # --------------------------------------------------------------------------- bit tricks
 
 

@@ -37,13 +37,15 @@ from smartlogger.testing.logfile_examples import (
 
 
 def sample_bomb(samples: int, *, block_samples: int = MAX_BLOCK_SAMPLES, serial: str = "SIM-BOMB",
-                unreadable_tail: bool = False, interval_ms: int = 1000) -> bytes:
+                unreadable_tail: bool = False, interval_ms: int = 1000, mv: int = 12_700) -> bytes:
     """A signed simulated logfile of ``samples`` constant samples in blocks of ``block_samples``.
 
     Valid in every way the upload checks (structure, CRCs, chains, signature, sample heads).
     ``unreadable_tail``: the last block keeps its head (declaring its samples) but loses its
     bit-packed channels, so only a decode of every sample before it finds the damage: the most
-    work a check job can be made to do for a file it then marks unreadable.
+    work a check job can be made to do for a file it then marks unreadable. ``mv``: the block
+    voltage of every sample (the default is a 12 V block on float: no discharge anywhere; below
+    12.6 V the whole log is one discharge, the most an analysis can be made to look at).
     """
     if samples < 1 or block_samples < 1:
         raise ValueError("samples and block_samples must be positive")
@@ -60,7 +62,7 @@ def sample_bomb(samples: int, *, block_samples: int = MAX_BLOCK_SAMPLES, serial:
         n = min(block_samples, left)
         left -= n
         if n not in payloads:
-            payloads[n] = encode_samples([12_700] * n, [215] * n)
+            payloads[n] = encode_samples([mv] * n, [215] * n)
         payload = payloads[n]
         if unreadable_tail and not left:
             payload = payload[:5]  # codec and count only: the channels are gone
