@@ -8,7 +8,10 @@ a database restart, a full disk and a stream of invalid tokens cost. Prints ONE 
   memory (``ru_maxrss`` minus the resident size before it, in a fresh process per measurement).
 - ``bomb_check_peak_mb``, ``bomb_check_s``: the same for the bomb's check job (decodes every sample).
 - ``bomb_analysis_peak_mb``, ``bomb_analysis_s``: the analysis job of a one-block test of the bomb
-  (attach, analyse; not yet streamed: it holds the test's samples decoded).
+  (attach, analyse: it fails, no discharge). ``bomb_low_analysis_peak_mb``, ``bomb_low_analysis_s``:
+  the same for a bomb whose every sample is below the start level (11.5 V on a 12 V block), one
+  discharge as long as the file: the most an analysis can be made to look at (refused after the
+  alignment: more samples in the test window than ``analysis.analyze.MAX_WINDOW_SAMPLES``).
 - ``bomb_over_limit_status``: the upload answer for a bomb of 2**26 samples (the decoder's own limit).
 - ``nul_5xx``: 5xx answers among NUL / unpaired-surrogate inputs (JSON fields, query parameters,
   logfile header strings) on SQLite and, with ``SMARTLOGGER_TEST_DATABASE_URL``, PostgreSQL.
@@ -108,20 +111,22 @@ def phase_main(argv: list[str]) -> None:
             job = s.get(Job, info["job_id"])
             assert job is not None
             result: dict[str, Any] = {"status": job.status, "error": job.error[:200]}
-    elif what == "analyse":
+    elif what in ("analyse", "analyse_low"):
         c = app.test_client()
         h = {"Authorization": f"Bearer {info['tech_token']}"}
-        r = c.put(f"/api/logfiles/{info['logfile_id']}/test", json={"test_id": info["test_id"]}, headers=h)
+        low = "_low" if what == "analyse_low" else ""
+        test_id = info[f"test_id{low}"]
+        r = c.put(f"/api/logfiles/{info[f'logfile_id{low}']}/test", json={"test_id": test_id}, headers=h)
         assert r.status_code == 200, r.get_json()
 
         def analysed() -> bool:
             with database(app).system_session() as s:
-                st = s.scalars(select(Job.status).where(Job.kind == "analyse")).all()
+                st = s.scalars(select(Job.status).where(Job.kind == "analyse", Job.test_id == test_id)).all()
             return bool(st) and all(x in ("finished", "failed") for x in st)
 
         wait_until(analysed, 600, "the analysis", poll=0.1)
         with database(app).system_session() as s:
-            job = s.scalars(select(Job).where(Job.kind == "analyse")).one()
+            job = s.scalars(select(Job).where(Job.kind == "analyse", Job.test_id == test_id)).one()
             result = {"status": job.status, "error": job.error[:200]}
     else:
         r = app.test_client().get(f"/api/logfiles/{info['logfile_id']}/series",
@@ -152,7 +157,12 @@ def bomb(tmp: Path, samples: int) -> dict[str, Any]:
         job_id = s.scalar(select(Job.id).where(Job.logfile_id == logfile_id))
     test_id = c.post("/api/tests", json={"blocks": 1, "load": "50A", "rated_time": "3h"},
                      headers=tenant.headers("technician")).get_json()["id"]
+    low = c.post("/api/logfiles", data=sample_bomb(samples, serial="SIM-LOW", mv=11_500), headers=h)
+    assert low.status_code == 201, low.get_json()
+    test_id_low = c.post("/api/tests", json={"blocks": 1, "load": "50A", "rated_time": "3h"},
+                         headers=tenant.headers("technician")).get_json()["id"]
     (data_dir / "info.json").write_text(json.dumps({"logfile_id": logfile_id, "job_id": job_id, "test_id": test_id,
+                                                    "logfile_id_low": low.get_json()["id"], "test_id_low": test_id_low,
                                                     "token": tenant.tokens["viewer"],
                                                     "tech_token": tenant.tokens["technician"]}))
     app.extensions["smartlogger_jobs"].close()
@@ -161,12 +171,15 @@ def bomb(tmp: Path, samples: int) -> dict[str, Any]:
     check = _phase(["check", str(data_dir)])
     series = _phase(["series", str(data_dir)])
     analysis = _phase(["analyse", str(data_dir)])
+    analysis_low = _phase(["analyse_low", str(data_dir)])
     return {"bomb_samples": samples, "bomb_bytes": len(data), "bomb_upload_s": round(upload_s, 3),
             "bomb_over_limit_status": over.status_code,
             "bomb_check_peak_mb": check["peak_mb"], "bomb_check_s": check["s"], "bomb_check_job": check["status"],
             "bomb_series_peak_mb": series["peak_mb"], "bomb_series_s": series["s"],
             "bomb_series_status": series["status"], "bomb_analysis_peak_mb": analysis["peak_mb"],
-            "bomb_analysis_s": analysis["s"], "bomb_analysis_job": f"{analysis['status']}: {analysis['error']}"}
+            "bomb_analysis_s": analysis["s"], "bomb_analysis_job": f"{analysis['status']}: {analysis['error']}",
+            "bomb_low_analysis_peak_mb": analysis_low["peak_mb"], "bomb_low_analysis_s": analysis_low["s"],
+            "bomb_low_analysis_job": f"{analysis_low['status']}: {analysis_low['error']}"}
 
 
 # ----------------------------------------------------------------------------- NUL and surrogates
