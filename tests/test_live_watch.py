@@ -222,3 +222,25 @@ def test_the_live_view_shows_every_block_the_alarm_and_the_rejected() -> None:
     assert "12.100" in text and "10.400" in text
     assert "stale: blocks 1, 2" in text and "missing: blocks 3" in text
     assert "conflict 1" in text
+
+
+def test_predictions_are_spread_over_snapshots_within_their_budget() -> None:
+    # budget 0: one fit per snapshot (the oldest due first), so a long string never holds the screen
+    w = LiveWatch(KEY, WatchOptions(end_v=10.5, test_id="T1", current_a=20.0, blocks=6, cells=6),
+                  predict_budget_s=0.0)
+    full = LiveWatch(KEY, WatchOptions(end_v=10.5, test_id="T1", current_a=20.0, blocks=6, cells=6),
+                     predict_budget_s=None)
+    for lw in (w, full):
+        for p in range(1, 7):
+            lw.receive(_adv(p, 1, 0, 13500, state=LiveState.FLOAT), "A", 1_000_000, 0.0)
+        for k in range(1, 80):
+            for p in range(1, 7):
+                lw.receive(_adv(p, 1 + k, 300 * k, 12200 - k * (3 if p == 4 else 2)), "A", 1_000_000 + 30_000 * k, 0.0)
+    counts = []
+    for _ in range(6):
+        snap = w.snapshot(1_000_000 + 30_000 * 79, 1.0)
+        counts.append(sum(b["predicted_end_ms"] is not None for b in snap["blocks"]))
+    assert counts == [1, 2, 3, 4, 5, 6]
+    ref = full.snapshot(1_000_000 + 30_000 * 79, 1.0)
+    assert [b["predicted_end_ms"] for b in snap["blocks"]] == [b["predicted_end_ms"] for b in ref["blocks"]]
+    assert snap["predicted_first_block"] == ref["predicted_first_block"] == 4

@@ -30,6 +30,7 @@ step and solved for the end voltage (``predict_end``), which answers once the kn
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,10 @@ PREDICT_SKIP_S = 120.0
 PREDICT_SKIP_FRACTION = 0.1
 #: A block's prediction is recomputed when its time line has moved on this far (s).
 PREDICT_EVERY_S = 20.0
+#: Wall seconds of prediction work one snapshot may do (the blocks due longest first; the rest
+#: keep their previous prediction until a later snapshot): a fit takes ~7 ms, and recomputing all
+#: 240 blocks of a string at once held the display loop (and the adverts' reception) for ~1.8 s.
+PREDICT_BUDGET_S = 0.1
 #: Lead-acid: the voltage a block loses per cell, at its settled mid-discharge rate of decline,
 #: from the load step to its end voltage (``predict_end_span``): the span of the rest voltage
 #: between full and empty on published OCV charts (CSB/Panasonic: 2.14 -> 1.95 V/cell), as the
@@ -228,9 +233,11 @@ def predict_end_span(tau_s: np.ndarray, v: np.ndarray, span_v: float) -> float |
 class LiveWatch:
     """The watcher's state (see the module docstring). Feed it ``receive``; read ``snapshot``."""
 
-    def __init__(self, key: KitKey, options: WatchOptions) -> None:
+    def __init__(self, key: KitKey, options: WatchOptions, *,
+                 predict_budget_s: float | None = PREDICT_BUDGET_S) -> None:
         self.key = key
         self.options = options
+        self.predict_budget_s = predict_budget_s  # None: every due prediction in each snapshot
         self.test_tag = None if options.test_id is None else tag_for_test(options.test_id)
         self.blocks: dict[int, Block] = {}
         self.rejected: Counter[str] = Counter()
@@ -333,12 +340,29 @@ class LiveWatch:
 
     # ------------------------------------------------------------------ state out
 
+    def _due(self, blk: Block) -> bool:
+        last = self._predicted_at.get(blk.position)
+        return last is None or blk.sample_ms - last >= PREDICT_EVERY_S * 1000.0
+
+    def _refresh_predictions(self) -> None:
+        """Recompute the due predictions, those due longest first, within ``predict_budget_s``
+        (at least one per call, so every block gets its turn)."""
+        if self.start_ms is None:
+            return
+        due = [b for b in self.blocks.values()
+               if b.state is not LiveState.FLOAT and b.history_t and self._due(b)]
+        due.sort(key=lambda b: self._predicted_at.get(b.position, -math.inf))
+        deadline = None if self.predict_budget_s is None else time.perf_counter() + self.predict_budget_s
+        for b in due:
+            self.prediction(b)
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+
     def prediction(self, blk: Block) -> Prediction | None:
         """The block's predicted end (recomputed when it has new samples)."""
         if self.start_ms is None or not blk.history_t:
             return None
-        last = self._predicted_at.get(blk.position)
-        if last is not None and blk.sample_ms - last < PREDICT_EVERY_S * 1000.0:
+        if not self._due(blk):
             return self._predictions.get(blk.position)
         tau = (np.asarray(blk.history_t) - self.start_ms) / 1000.0
         v = np.asarray(blk.history_mv, dtype=float) / 1000.0
@@ -371,10 +395,11 @@ class LiveWatch:
         warn = []
         alarm_blocks = []
         ends = []
+        self._refresh_predictions()
         for pos in sorted(self.blocks):
             b = self.blocks[pos]
             is_stale = wall - b.heard_wall > opts.stale_s
-            pred = self.prediction(b) if b.state is not LiveState.FLOAT else None
+            pred = self._predictions.get(pos) if b.state is not LiveState.FLOAT else None
             if is_stale:
                 stale.append(pos)
             if b.state is LiveState.ALARM or b.mv <= opts.alarm_mv:
