@@ -443,6 +443,25 @@ def test_the_test_page_follows_a_watch_live(page: Any, live: Live) -> None:
     expect(page.locator("#live-alarm")).to_have_text("\u2716 End alarm: block 2 at 10.490\u00a0V "
                                                      "(alarm at 10.500\u00a0V)", timeout=10000)
     expect(fig.locator("[data-key='String voltage'] dd")).to_have_text("22.41\u00a0V")
+    # the watcher went quiet: its last state ages on the server, is marked stale, then no longer shown
+    import datetime as dt
+    import sqlite3
+
+    def received(ago_s: float) -> None:
+        db = sqlite3.connect(live.files.parent / "smartlogger.db")
+        with db:
+            (old,) = db.execute("SELECT received_at FROM live_snapshots WHERE test_id = ?",
+                                (live.spare_test_id,)).fetchone()
+            t = dt.datetime.fromisoformat(old) - dt.timedelta(seconds=ago_s)
+            db.execute("UPDATE live_snapshots SET received_at = ? WHERE test_id = ?",
+                       (t.isoformat(sep=" "), live.spare_test_id))
+        db.close()
+
+    received(150)
+    expect(page.locator("#live")).to_have_attribute("data-stale", "true", timeout=10000)
+    expect(page.locator("#live-age")).to_contain_text("Not updated for 2 min")
+    received(7200)
+    expect(page.locator("#live")).to_be_hidden(timeout=10000)
 
 
 def test_report_request_shows_progress_and_downloads(page: Any, browser: Any, live: Live, tmp_path: Path) -> None:
