@@ -51,7 +51,8 @@ def scenario(fault: str, out: Path) -> dict[str, Any]:
     run_to(p, end)
     outcome = pull_all(p, out, full=True, phone_offset_ms=276 * DAY_MS if fault == "pull-phone-wrong" else 0)
     loaded = load_test_files([(f.name, f) for f in sorted(out.glob("*.slog"))])
-    return {"outcome": outcome, "result": analyze_test(loaded.logs, META, excluded=loaded.excluded), "out": out}
+    return {"outcome": outcome, "result": analyze_test(loaded.logs, META, excluded=loaded.excluded), "out": out,
+            "prepared": p}
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,24 @@ def test_a_clock_fault_on_one_logger_is_named_at_the_pull_and_corrected(
     assert same_numbers(result, truth["result"]), (numbers(result), numbers(truth["result"]))
     assert result.discharge.duration_s == truth["result"].discharge.duration_s
     assert result.capacity.capacity_pct == truth["result"].capacity.capacity_pct
+
+
+def test_a_pull_run_again_names_the_clock_again(tmp_path: Path) -> None:
+    """The second pull into the folder (nothing new: e.g. the first was stopped by Ctrl-C after it
+    saved the file, before it printed anything) still says the clock is off: it keeps the first
+    pull's expectation, not the offset the first pull saw."""
+    got = scenario("reset-backward", tmp_path)
+    again = pull_all(got["prepared"], tmp_path)
+    r = again.results["SIM-0002"]
+    assert r.status == "nothing new"
+    assert r.clock_check is not None and not r.clock_check.ok and r.clock_check.reference == "nfc_set"
+    assert "CLOCK DISAGREES" in r.clock_check.describe("SIM-0002")
+    assert all(x.clock_check.ok for s, x in again.results.items() if s != "SIM-0002")
+    # a tap that sets the clock again ends it
+    p = got["prepared"]
+    tap_with_phone_at(p.loggers[1], p.start_ms + round(p.loggers[1].true_s * 1000), p.configs[1])
+    after_tap = pull_all(p, tmp_path).results["SIM-0002"]
+    assert after_tap.clock_check is not None and after_tap.clock_check.ok, after_tap.clock_check
 
 
 def test_a_phone_with_a_wrong_clock_at_every_pull_is_named_and_harmless(truth: dict[str, Any],

@@ -165,8 +165,9 @@ class PullState:
     next_seq: dict[int, int] = field(default_factory=dict)  # stream -> next seq to ask for
     chain: dict[int, str] = field(default_factory=dict)  # stream -> chain value before it (hex)
     partial: dict[str, Any] | None = None  # an interrupted transfer (header + acked bytes)
-    #: the logger's clock at the last pull: {"device_ms", "offset_ms" (device - phone)} and the
-    #: reference it was checked against, so the next pull can check the clock again
+    #: the logger's clock at the last pull: {"device_ms", "offset_ms" (device - phone)}; when it
+    #: was off, also "check": "disagrees" and what it was checked against ("expected_offset_ms",
+    #: "plausible_ms", "reference", "reference_device_ms"), so the next pull says so again
     clock: dict[str, Any] | None = None
 
     @staticmethod
@@ -286,6 +287,14 @@ def check_clock(result: PullResult, previous: dict[str, Any] | None) -> ClockChe
         ref_ms = clock_set[1]
         plausible = slack + PLAUSIBLE_DRIFT_PPM * 1e-6 * max(0.0, device_now - ref_ms)
         return ClockCheck(offset, 0.0, plausible, "nfc_set", ref_ms)
+    if previous and previous.get("check") == "disagrees" and previous.get("expected_offset_ms") is not None:
+        # The previous pull of this folder found the clock off (and may have been stopped before it
+        # said so): the same expectation holds until a tap sets the clock, so the pull says it again.
+        ref = previous.get("reference_device_ms")
+        ref_ms = int(ref) if ref is not None else int(previous["device_ms"])
+        plausible = float(previous["plausible_ms"]) + PLAUSIBLE_DRIFT_PPM * 1e-6 * abs(device_now - ref_ms)
+        return ClockCheck(offset, float(previous["expected_offset_ms"]), plausible, str(previous["reference"]),
+                          int(ref) if ref is not None else None)
     if previous and previous.get("device_ms") is not None and previous.get("offset_ms") is not None:
         ref_ms = int(previous["device_ms"])
         plausible = slack + PLAUSIBLE_DRIFT_PPM * 1e-6 * abs(device_now - ref_ms)
@@ -958,9 +967,15 @@ async def pull_many(loggers: Iterable[FoundLogger], out_dir: Path, options: Pull
 
 
 def _note_clock(state: PullState, result: PullResult) -> None:
-    """The logger's clock at this pull, for the next pull's check."""
+    """The logger's clock at this pull and what it was checked against, for the next pull's check
+    (a clock found off stays off for the next pull until a tap sets it)."""
     if result.clocks:
         state.clock = {"device_ms": result.clocks[-1].device_ms, "offset_ms": result.clocks[-1].offset_ms}
+        chk = result.clock_check
+        if chk is not None and not chk.ok:
+            state.clock.update(check="disagrees", expected_offset_ms=chk.expected_ms,
+                               plausible_ms=chk.plausible_ms, reference=chk.reference,
+                               reference_device_ms=chk.reference_ms)
 
 
 # --------------------------------------------------------------------------- reset
