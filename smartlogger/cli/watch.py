@@ -164,7 +164,7 @@ class _Output:
     def update(self, snap: dict[str, Any]) -> None:
         status = None
         if self.poster is not None:
-            from smartlogger.field.livepost import live_body
+            from smartlogger.field.livepost import live_body  # only when posting (--post)
 
             self.last_body = live_body(snap, started_ms=self.started_ms, blocks_expected=self.opts.blocks)
             self.poster.offer(self.last_body)
