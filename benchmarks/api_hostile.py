@@ -5,13 +5,19 @@ a database restart, a full disk and a stream of invalid tokens cost. Prints ONE 
   default ``max_points``) of a sample bomb: a small signed logfile of constant samples whose
   blocks declare the most samples the server accepts (``bomb_samples``; 2 MB of file for 2**26
   samples before the per-upload limit). Peak is the request's growth of the process's resident
-  memory (``ru_maxrss`` minus the resident size before it, in a fresh process per measurement).
+  memory (its high-water mark ``VmHWM``, reset just before the request, minus the resident size
+  then, in a fresh process per measurement; ``ru_maxrss`` would include the parent's size).
 - ``bomb_check_peak_mb``, ``bomb_check_s``: the same for the bomb's check job (decodes every sample).
 - ``bomb_analysis_peak_mb``, ``bomb_analysis_s``: the analysis job of a one-block test of the bomb
   (attach, analyse: it fails, no discharge). ``bomb_low_analysis_peak_mb``, ``bomb_low_analysis_s``:
   the same for a bomb whose every sample is below the start level (11.5 V on a 12 V block), one
   discharge as long as the file: the most an analysis can be made to look at (refused after the
   alignment: more samples in the test window than ``analysis.analyze.MAX_WINDOW_SAMPLES``).
+- ``bomb_dis_jobs_peak_mb``, ``bomb_dis_jobs_s``: a bomb at the limit with a real discharge (3 h down
+  to 10.4 V, ending an hour before its last sample): its test's analysis job and the report job
+  (workbook) it queues, run one after the other in one process (``bomb_dis_result`` the capacity
+  found). ``bomb_dis_pdf_peak_mb``, ``bomb_dis_pdf_s``: then ``GET /api/tests/{id}/report.pdf`` (built
+  on request from the stored result and the logfile).
 - ``bomb_over_limit_status``: the upload answer for a bomb of 2**26 samples (the decoder's own limit).
 - ``nul_5xx``: 5xx answers among NUL / unpaired-surrogate inputs (JSON fields, query parameters,
   logfile header strings) on SQLite and, with ``SMARTLOGGER_TEST_DATABASE_URL``, PostgreSQL.
@@ -70,7 +76,20 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _reset_peak() -> None:
+    """Start the peak over from the resident size now (``VmHWM``; Linux 4.0+). A child's
+    ``ru_maxrss`` starts at its parent's resident size when it was spawned (kept across exec), so
+    it cannot measure a phase whose parent held more than it will."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 def _peak() -> int:
+    """The resident size's high-water mark since ``_reset_peak`` (``VmHWM``), else ``ru_maxrss``."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -103,6 +122,7 @@ def phase_main(argv: list[str]) -> None:
     app = make_app(data_dir, url, None, **QUIET)
     gc.collect()
     base = _rss()
+    _reset_peak()
     t = time.perf_counter()
     if what == "check":
         from smartlogger.api.worker import run_job  # lazy: only this phase runs a job
@@ -111,10 +131,14 @@ def phase_main(argv: list[str]) -> None:
             job = s.get(Job, info["job_id"])
             assert job is not None
             result: dict[str, Any] = {"status": job.status, "error": job.error[:200]}
-    elif what in ("analyse", "analyse_low"):
+    elif what == "report_pdf":
+        r = app.test_client().get(f"/api/tests/{info['test_id_dis']}/report.pdf",
+                                  headers={"Authorization": f"Bearer {info['token']}"})
+        result = {"status": r.status_code, "bytes": len(r.data)}
+    elif what in ("analyse", "analyse_low", "analyse_dis"):
         c = app.test_client()
         h = {"Authorization": f"Bearer {info['tech_token']}"}
-        low = "_low" if what == "analyse_low" else ""
+        low = what[len("analyse"):]
         test_id = info[f"test_id{low}"]
         r = c.put(f"/api/logfiles/{info[f'logfile_id{low}']}/test", json={"test_id": test_id}, headers=h)
         assert r.status_code == 200, r.get_json()
@@ -128,6 +152,16 @@ def phase_main(argv: list[str]) -> None:
         with database(app).system_session() as s:
             job = s.scalars(select(Job).where(Job.kind == "analyse", Job.test_id == test_id)).one()
             result = {"status": job.status, "error": job.error[:200]}
+        if what == "analyse_dis":  # and the report job it queued
+            def reported() -> bool:
+                with database(app).system_session() as s:
+                    st = s.scalars(select(Job.status).where(Job.kind == "report", Job.test_id == test_id)).all()
+                return bool(st) and all(x in ("finished", "failed") for x in st)
+
+            wait_until(reported, 600, "the report", poll=0.1)
+            got = c.get(f"/api/tests/{test_id}/results", headers=h).get_json()
+            result["report"] = c.get(f"/api/tests/{test_id}/report", headers=h).get_json().get("status")
+            result["capacity"] = (got.get("result", got).get("capacity") or {}).get("capacity_pct")
     else:
         r = app.test_client().get(f"/api/logfiles/{info['logfile_id']}/series",
                                   headers={"Authorization": f"Bearer {info['token']}"})
@@ -161,7 +195,12 @@ def bomb(tmp: Path, samples: int) -> dict[str, Any]:
     assert low.status_code == 201, low.get_json()
     test_id_low = c.post("/api/tests", json={"blocks": 1, "load": "50A", "rated_time": "3h"},
                          headers=tenant.headers("technician")).get_json()["id"]
+    dis = c.post("/api/logfiles", data=sample_bomb(samples, serial="SIM-DIS", discharge=3 * 3600), headers=h)
+    assert dis.status_code == 201, dis.get_json()
+    test_id_dis = c.post("/api/tests", json={"blocks": 1, "load": "50A", "rated_time": "3h"},
+                         headers=tenant.headers("technician")).get_json()["id"]
     (data_dir / "info.json").write_text(json.dumps({"logfile_id": logfile_id, "job_id": job_id, "test_id": test_id,
+                                                    "logfile_id_dis": dis.get_json()["id"], "test_id_dis": test_id_dis,
                                                     "logfile_id_low": low.get_json()["id"], "test_id_low": test_id_low,
                                                     "token": tenant.tokens["viewer"],
                                                     "tech_token": tenant.tokens["technician"]}))
@@ -172,6 +211,8 @@ def bomb(tmp: Path, samples: int) -> dict[str, Any]:
     series = _phase(["series", str(data_dir)])
     analysis = _phase(["analyse", str(data_dir)])
     analysis_low = _phase(["analyse_low", str(data_dir)])
+    dis_jobs = _phase(["analyse_dis", str(data_dir)])
+    dis_pdf = _phase(["report_pdf", str(data_dir)])
     return {"bomb_samples": samples, "bomb_bytes": len(data), "bomb_upload_s": round(upload_s, 3),
             "bomb_over_limit_status": over.status_code,
             "bomb_check_peak_mb": check["peak_mb"], "bomb_check_s": check["s"], "bomb_check_job": check["status"],
@@ -179,7 +220,12 @@ def bomb(tmp: Path, samples: int) -> dict[str, Any]:
             "bomb_series_status": series["status"], "bomb_analysis_peak_mb": analysis["peak_mb"],
             "bomb_analysis_s": analysis["s"], "bomb_analysis_job": f"{analysis['status']}: {analysis['error']}",
             "bomb_low_analysis_peak_mb": analysis_low["peak_mb"], "bomb_low_analysis_s": analysis_low["s"],
-            "bomb_low_analysis_job": f"{analysis_low['status']}: {analysis_low['error']}"}
+            "bomb_low_analysis_job": f"{analysis_low['status']}: {analysis_low['error']}",
+            "bomb_dis_jobs_peak_mb": dis_jobs["peak_mb"], "bomb_dis_jobs_s": dis_jobs["s"],
+            "bomb_dis_jobs": f"{dis_jobs['status']}: {dis_jobs['error']} (report {dis_jobs.get('report')})",
+            "bomb_dis_result": dis_jobs.get("capacity"),
+            "bomb_dis_pdf_peak_mb": dis_pdf["peak_mb"], "bomb_dis_pdf_s": dis_pdf["s"],
+            "bomb_dis_pdf_status": dis_pdf["status"]}
 
 
 # ----------------------------------------------------------------------------- NUL and surrogates

@@ -99,3 +99,26 @@ def test_lttb_keeps_ends_and_peak() -> None:
     assert np.array_equal(xs2, x[:100]) and np.array_equal(ys2, y[:100])
     with pytest.raises(ValueError):
         lttb(x, y, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5_000), st.integers(-2000, 2000)), min_size=0, max_size=400),
+       st.integers(2, 60), st.integers(1, 50))
+def test_the_envelope_in_pieces_is_the_envelope_in_one(samples: list[tuple[int, int]], points: int,
+                                                      piece: int) -> None:
+    """``minmax_envelope`` works a piece of samples at a time (a long log's temporaries stay small):
+    whatever the pieces, it gives what the whole series at once gives, for the raw integers with
+    ``divide`` as for their values."""
+    from smartlogger.export import reduce
+
+    t = np.sort(np.array([s[0] for s in samples], dtype=np.int64))
+    mv = np.array([s[1] for s in samples], dtype=np.int32)
+    b = make_buckets(-100, 4_000, points)
+    whole = reduce._minmax_envelope_all(t, mv / 1000.0, b)
+    default = reduce.ENVELOPE_PIECE
+    reduce.ENVELOPE_PIECE = piece
+    try:
+        assert np.array_equal(minmax_envelope(t, mv, b, divide=1000.0), whole, equal_nan=True)
+        assert np.array_equal(minmax_envelope(t, mv / 1000.0, b), whole, equal_nan=True)
+    finally:
+        reduce.ENVELOPE_PIECE = default

@@ -265,16 +265,19 @@ def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
             raise ExportError(f"string report: no log for block {b.position} ({b.serial})")
         log = found
         aligned = align_block(log)
-        # Rounded a chunk at a time, and reordered only if rounding could have unordered them
-        # (true_ms is sorted): the series then shares the log's voltage and temperature arrays.
-        t = np.empty(aligned.true_ms.size, dtype=np.int64)
+        # Rounded a chunk at a time into the true times' own buffer (align_block made it for this
+        # call alone), and reordered only if rounding could have unordered them (true_ms is
+        # sorted): the series costs its 8 bytes of time per sample and shares the log's values.
+        true, mv, dc = aligned.true_ms, aligned.mv, aligned.dc
+        t = true.view(np.int64) if true.flags.owndata and true.flags.writeable else np.empty(true.size, np.int64)
         for i in range(0, t.size, 1 << 18):
-            t[i:i + (1 << 18)] = np.round(aligned.true_ms[i:i + (1 << 18)])
+            t[i:i + (1 << 18)] = np.round(true[i:i + (1 << 18)])
+        del true, aligned
         if t.size > 1 and bool(np.any(t[1:] < t[:-1])):
             order = np.argsort(t, kind="stable")
-            series.append(LoggerSamples(log.identity, log.config, t[order], aligned.mv[order], aligned.dc[order]))
+            series.append(LoggerSamples(log.identity, log.config, t[order], mv[order], dc[order]))
         else:
-            series.append(LoggerSamples(log.identity, log.config, t, aligned.mv, aligned.dc))
+            series.append(LoggerSamples(log.identity, log.config, t, mv, dc))
         status = "alarm" if b.replace or b.red else "warning" if b.yellow else "ok"
         note = "; ".join([*(["lower bound (end voltage not reached)"] if b.lower_bound else []),
                           *b.warnings])
@@ -398,6 +401,10 @@ def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *
                             end_v_per_cell=ev, end_voltage=end_voltage, test_id=test_meta.get("test_id", ""))
         result = analyze_test(logs, meta, excluded=loaded.excluded)
     outcome, series, exceed = string_report_inputs(result, logs, evidence)
+    # The series share the logs' values and have their own (true) times: the logs' device times
+    # can go now, before the workbook or PDF is built (a long log's 8 bytes per sample).
+    del logs
+    loaded.logs.clear()
     if test_meta.get("site"):
         outcome = StringTestOutcome(**{**outcome.__dict__, "site": test_meta["site"]})
     # What the phone's metadata says of the test fills in what the result does not carry.

@@ -89,7 +89,7 @@ def check_series(series: SampleSeries) -> None:
     if len(t) == 0:
         raise ExportError(f"{series.identity.serial}: the log holds no samples")
     if len(t) > 1:
-        back = np.flatnonzero(np.diff(t) < 0)
+        back = np.flatnonzero(t[1:] < t[:-1])
         if len(back):
             i = int(back[0]) + 1
             raise ExportError(f"{series.identity.serial}: sample {i} at {int(t[i])} ms is earlier "

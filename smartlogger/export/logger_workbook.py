@@ -105,8 +105,8 @@ def add_logger_charts(ws: WriteOnlySheet, table: ChartTable, series: SampleSerie
     """
     t = np.asarray(series.t_ms, dtype=np.int64)
     serial = series.identity.serial
-    v_env = minmax_envelope(t, np.asarray(series.mv, dtype=np.float64) / 1000.0, buckets)
-    t_env = minmax_envelope(t, np.asarray(series.dc, dtype=np.float64) / 10.0, buckets)
+    v_env = minmax_envelope(t, series.mv, buckets, divide=1000.0)
+    t_env = minmax_envelope(t, series.dc, buckets, divide=10.0)
     v_ref = table.add(f"{prefix} V", v_env, decimals=3)
     t_ref = table.add(f"{prefix} C", t_env, decimals=1)
     timeline = thresholds_timeline(series)

@@ -233,15 +233,17 @@ def _chart(pdf: _Report, title: str, x: float, y: float, w: float, h: float,
 
 def _reduced(s: SampleSeries, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One block on CHART_POINTS times: its voltage (V) and temperature (C), NaN outside its log."""
-    t = np.asarray(s.t_ms, dtype=np.float64)
+    t = np.asarray(s.t_ms, dtype=np.int64)
     grid = np.linspace(t0, t1, CHART_POINTS)
     if t.size == 0:
         nan = np.full(grid.size, np.nan)
         return grid, nan, nan
-    idx = np.clip(np.searchsorted(t, grid), 0, t.size - 1)
-    v = np.asarray(s.mv, dtype=np.float64)[idx] / 1000.0
-    c = np.asarray(s.dc, dtype=np.float64)[idx] / 10.0
-    out = (grid < t[0]) | (grid > t[-1])
+    # Only the samples drawn are converted (a long log's whole series is not copied): the first
+    # sample at or after each grid time; whole ms, so at or after the grid time's ceiling.
+    idx = np.clip(np.searchsorted(t, np.ceil(grid).astype(np.int64)), 0, t.size - 1)
+    v = np.asarray(s.mv)[idx].astype(np.float64) / 1000.0
+    c = np.asarray(s.dc)[idx].astype(np.float64) / 10.0
+    out = (grid < float(t[0])) | (grid > float(t[-1]))
     v[out] = np.nan
     c[out] = np.nan
     return grid, v, c

@@ -68,8 +68,86 @@ def make_buckets(t0_ms: int, t1_ms: int, max_points: int) -> Buckets:
     return Buckets(edges.astype(np.int64))
 
 
-def minmax_envelope(t_ms: npt.ArrayLike, y: npt.ArrayLike, buckets: Buckets) -> FloatArray:
+#: Samples per piece of ``minmax_envelope``'s work (a few MB of temporaries per piece).
+ENVELOPE_PIECE = 1 << 18
+
+
+def minmax_envelope(t_ms: npt.ArrayLike, y: npt.ArrayLike, buckets: Buckets, *,
+                    divide: float | None = None) -> FloatArray:
     """The min/max envelope of ``y`` (sampled at increasing ``t_ms``) over ``buckets``.
+
+    Returns ``2 * buckets.n`` values aligned with ``buckets.point_times_ms()``:
+    per bucket the extreme that occurred first, then the other one. Buckets
+    without samples (gaps, or outside this series' window) give NaN, which the
+    writers leave as empty cells so the chart line breaks instead of drawing a
+    false straight line across a gap. NaN samples are ignored.
+
+    ``divide``: the values are ``y / divide`` (``y`` e.g. the int32 millivolts of a log): converted
+    a piece at a time, as the whole work is done (``ENVELOPE_PIECE`` samples), so the temporaries
+    do not grow with the series; the result is what the envelope of ``y / divide`` would be.
+    """
+    t = np.asarray(t_ms, dtype=np.int64)
+    raw = np.asarray(y)
+    if t.shape != raw.shape or t.ndim != 1:
+        raise ValueError(f"t_ms and y must be 1-D of equal length, got {t.shape} and {raw.shape}")
+
+    def values(a: int, b: int) -> FloatArray:
+        piece = raw[a:b].astype(np.float64)
+        return piece / divide if divide is not None else piece
+
+    if raw.dtype.kind not in "iub" and bool(np.isnan(raw).any()):
+        return _minmax_envelope_all(t, values(0, raw.size), buckets)  # NaN samples dropped first
+    out = np.full(2 * buckets.n, np.nan)
+    if len(t) == 0:
+        return out
+    if len(t) > 1 and bool(np.any(t[1:] < t[:-1])):
+        raise ValueError("t_ms must be non-decreasing")
+    edges = buckets.edges_ms
+    # Index of the first sample of each bucket; samples outside the window are dropped.
+    starts = np.searchsorted(t, edges[:-1], side="left")
+    stop = int(np.searchsorted(t, edges[-1], side="left"))
+    counts = np.diff(np.append(starts, stop))
+    filled = counts > 0
+    if not filled.any():
+        return out
+    s = starts[filled]
+    nb = s.size
+    big = np.int64(np.iinfo(np.int64).max)
+    mins = np.zeros(nb)
+    maxs = np.zeros(nb)
+    i_min = np.full(nb, big)
+    i_max = np.full(nb, big)
+    first = int(s[0])
+    for a in range(first, stop, ENVELOPE_PIECE):
+        b = min(a + ENVELOPE_PIECE, stop)
+        # the buckets this piece of samples meets: the one holding sample a, and those starting after it
+        k0 = int(np.searchsorted(s, a, side="right")) - 1
+        k1 = int(np.searchsorted(s, b, side="left"))
+        local = np.concatenate(([a], s[k0 + 1:k1])) - a
+        seg = values(a, b)
+        lo = np.minimum.reduceat(seg, local)
+        hi = np.maximum.reduceat(seg, local)
+        of = np.repeat(np.arange(local.size), np.diff(np.append(local, seg.size)))
+        idx = np.arange(a, b, dtype=np.int64)
+        lo_at = np.minimum.reduceat(np.where(seg == lo[of], idx, big), local)
+        hi_at = np.minimum.reduceat(np.where(seg == hi[of], idx, big), local)
+        ks = np.arange(k0, k0 + local.size)
+        # A bucket met by an earlier piece keeps its extreme unless this one is beyond it (its
+        # first occurrence is then in this piece); on a tie the earlier occurrence stays.
+        new_lo = (i_min[ks] == big) | (lo < mins[ks])
+        new_hi = (i_max[ks] == big) | (hi > maxs[ks])
+        mins[ks[new_lo]], i_min[ks[new_lo]] = lo[new_lo], lo_at[new_lo]
+        maxs[ks[new_hi]], i_max[ks[new_hi]] = hi[new_hi], hi_at[new_hi]
+    min_first = i_min <= i_max
+    pos = np.flatnonzero(filled)
+    out[2 * pos] = np.where(min_first, mins, maxs)
+    out[2 * pos + 1] = np.where(min_first, maxs, mins)
+    return out
+
+
+def _minmax_envelope_all(t_ms: npt.ArrayLike, y: npt.ArrayLike, buckets: Buckets) -> FloatArray:
+    """``minmax_envelope`` in one piece (series with NaN samples, which are dropped first).
+    The min/max envelope of ``y`` (sampled at increasing ``t_ms``) over ``buckets``.
 
     Returns ``2 * buckets.n`` values aligned with ``buckets.point_times_ms()``:
     per bucket the extreme that occurred first, then the other one. Buckets

@@ -123,7 +123,7 @@ def align_blocks(series: Sequence[SampleSeries], t0_ms: int, t1_ms: int, resolut
         t = np.asarray(s.t_ms, dtype=np.int64)
         if len(t) == 0:
             continue
-        step = int(np.median(np.diff(t))) if len(t) > 1 else resolution_ms
+        step = int(np.median(np.diff(t), overwrite_input=True)) if len(t) > 1 else resolution_ms
         tol = max(resolution_ms, step)
         idx = np.searchsorted(t, grid, side="right") - 1
         ok = idx >= 0
@@ -462,9 +462,9 @@ def build_string_report(outcome: StringTestOutcome, series: Sequence[SampleSerie
     order = sorted(range(n_blocks), key=lambda j: series[j].identity.serial in failing)
     for j in order:
         s = series[j]
-        env = minmax_envelope(s.t_ms, np.asarray(s.mv, dtype=np.float64) / 1000.0, ob)
+        env = minmax_envelope(s.t_ms, s.mv, ob, divide=1000.0)
         lo_hi += [float(np.nanmin(env)), float(np.nanmax(env))] if np.isfinite(env).any() else []
-        tenv = minmax_envelope(s.t_ms, np.asarray(s.dc, dtype=np.float64) / 10.0, ob)
+        tenv = minmax_envelope(s.t_ms, s.dc, ob, divide=10.0)
         t_lo_hi += [float(np.nanmin(tenv)), float(np.nanmax(tenv))] if np.isfinite(tenv).any() else []
         ref = table.add(f"overview {names[j]} V", env, decimals=3)
         tref = table.add(f"overview {names[j]} C", tenv, decimals=1)

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from smartlogger.logfile import chain
 from smartlogger.logfile.container import LogfileMetadata
 from smartlogger.logfile.evidence import simulated_credentials
@@ -37,7 +39,8 @@ from smartlogger.testing.logfile_examples import (
 
 
 def sample_bomb(samples: int, *, block_samples: int = MAX_BLOCK_SAMPLES, serial: str = "SIM-BOMB",
-                unreadable_tail: bool = False, interval_ms: int = 1000, mv: int = 12_700) -> bytes:
+                unreadable_tail: bool = False, interval_ms: int = 1000, mv: int = 12_700,
+                discharge: int = 0) -> bytes:
     """A signed simulated logfile of ``samples`` constant samples in blocks of ``block_samples``.
 
     Valid in every way the upload checks (structure, CRCs, chains, signature, sample heads).
@@ -46,6 +49,9 @@ def sample_bomb(samples: int, *, block_samples: int = MAX_BLOCK_SAMPLES, serial:
     work a check job can be made to do for a file it then marks unreadable. ``mv``: the block
     voltage of every sample (the default is a 12 V block on float: no discharge anywhere; below
     12.6 V the whole log is one discharge, the most an analysis can be made to look at).
+    ``discharge``: that many samples, ending an hour before the last, are a capacity test's
+    discharge (a step to 12.2 V, then down to 10.4 V; then 12.6 V at rest): a file at the limits
+    that the analysis finds a result in (and the report is made of).
     """
     if samples < 1 or block_samples < 1:
         raise ValueError("samples and block_samples must be positive")
@@ -57,13 +63,23 @@ def sample_bomb(samples: int, *, block_samples: int = MAX_BLOCK_SAMPLES, serial:
     # Block 1 of its string: a one-block test of it is complete (and analysed).
     log.append(ConfigChange(t0 + 1_000, example_config().with_changes(block_label="B01", block_position=1), 1))
     payloads: dict[int, bytes] = {}
+    d0 = samples - discharge - 3600 if discharge else samples  # first sample of the discharge
     start, left = t0 + 2_000, samples
     while left:
         n = min(block_samples, left)
+        first = samples - left
         left -= n
-        if n not in payloads:
-            payloads[n] = encode_samples([mv] * n, [215] * n)
-        payload = payloads[n]
+        if first + n <= d0 or not discharge:
+            if n not in payloads:
+                payloads[n] = encode_samples([mv] * n, [215] * n)
+            payload = payloads[n]
+        else:
+            i = np.arange(first, first + n)
+            v = np.full(n, mv, dtype=np.int64)
+            during = (i >= d0) & (i < d0 + discharge)
+            v[during] = np.round(12_200 - 1_800 * (i[during] - d0) / max(discharge - 1, 1))
+            v[i >= d0 + discharge] = 12_600
+            payload = encode_samples(v, np.full(n, 215))
         if unreadable_tail and not left:
             payload = payload[:5]  # codec and count only: the channels are gone
         raw = bytes([RecordType.SAMPLE_BLOCK]) + SAMPLE_HEAD.pack(start, interval_ms) + payload
