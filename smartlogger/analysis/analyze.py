@@ -292,17 +292,18 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
             raise MetadataError("logs", f"the test window is {format_duration((we - ws) / 1000.0)} long and holds "
                                 f"{inside:,} samples of {al.log.serial} (at most {MAX_WINDOW_SAMPLES:,} per logger): "
                                 "no capacity test's discharge; refused")
+    cells_needed = len(aligned) * (int((we - ws) // step) + 1)
+    if cells_needed > MAX_GRID_CELLS:
+        # Loggers whose clocks spread one test over weeks: refused, not analysed on a coarse grid
+        # (that would print a weeks-long "discharge").
+        raise MetadataError("logs", f"the test window is {format_duration((we - ws) / 1000.0)} long for "
+                            f"{len(aligned)} loggers ({cells_needed:,} points on the 1 s grid, at most "
+                            f"{MAX_GRID_CELLS:,}): the loggers' clocks do not agree on one test")
     points = int((we - ws) // step) + 1
     if points > MAX_GRID_POINTS:
         step *= -(-points // MAX_GRID_POINTS)
         warnings.append(f"the test window is {format_duration((we - ws) / 1000.0)} long: analysed on a "
                         f"{step / 1000.0:g} s grid (at most {MAX_GRID_POINTS:,} points)")
-    cells_needed = len(aligned) * (int((we - ws) // step) + 1)
-    if cells_needed > MAX_GRID_CELLS:
-        # Memory stays bounded whatever the time stamps say: refuse rather than allocate.
-        raise MetadataError("logs", f"the test window is {format_duration((we - ws) / 1000.0)} long for "
-                            f"{len(aligned)} loggers ({cells_needed:,} points on the 1 s grid, at most "
-                            f"{MAX_GRID_CELLS:,}): the loggers' clocks do not agree on one test")
     grid = resample(aligned, int(math.floor(ws / step) * step), int(math.ceil(we / step) * step), step)
     found = locate_discharge(aligned, grid, cells, expected_cells, start_v_pc, end_v_pc,
                              debounce_s=opt.debounce_s, profile_on_ms=p_on_ms, profile_rel_on_s=p_rel,
