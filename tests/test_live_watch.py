@@ -16,14 +16,20 @@ import numpy as np
 import pytest
 from site_support import SMARTLOGGER, cleanup, cli
 
+from smartlogger.analysis.inputs import parse_datasheet_csv
+from smartlogger.cli.watch import _span_for_test
 from smartlogger.field.live import (
+    LEAD_ACID_SPAN_V_PER_CELL,
     LiveWatch,
+    RateCurve,
     WatchOptions,
     predict_end,
     predict_end_span,
     settled_slope,
+    span_for_rate,
 )
 from smartlogger.protocol.live import COMPANY_ID, KitKey, LiveAdvert, LiveState, tag_for_test
+from smartlogger.testinfo import BatteryInfo, TestInfo
 
 KEY = KitKey(bytes(range(16)))
 OTHER = KitKey(bytes(16))
@@ -101,6 +107,55 @@ def test_span_rule_finds_the_settled_decline_under_the_polarisation_transient() 
     assert predict_end_span(tau, v, 0.183 * 6) == pytest.approx(0.183 * 6 / b, rel=0.02)
     flat = np.full_like(tau, 12.0)
     assert predict_end_span(tau, flat, 1.1) is None  # no decline: no end to predict
+
+
+def test_the_span_falls_with_the_capacity_at_the_rate() -> None:
+    curve = RateCurve.typical_vrla(100.0)  # 100 Ah at 10 h; 77.52 A for 1 h, 44.96 A for 2 h
+    S = LEAD_ACID_SPAN_V_PER_CELL
+    assert span_for_rate(curve, 10.0) == pytest.approx(S)  # the 10-h rate: the span as it is
+    assert span_for_rate(curve, 5.0) == pytest.approx(S)  # slower: never more than the span
+    assert span_for_rate(curve, 20.0) == pytest.approx(S)  # the 5-h rate: the table's flat part
+    assert span_for_rate(curve, 77.52) == pytest.approx(S * 77.52 / 100.0, rel=1e-6)  # 1 h: 77.5 Ah
+    assert span_for_rate(curve, 44.96) == pytest.approx(S * 89.92 / 100.0, rel=1e-6)  # 2 h: 89.9 Ah
+    assert S * 0.7752 < span_for_rate(curve, 50.0) < S * 0.8992  # between, log-log
+    # the same rate relative to the capacity gives the same span
+    assert span_for_rate(RateCurve.typical_vrla(200.0), 100.0) == pytest.approx(span_for_rate(curve, 50.0))
+    # a datasheet at the end voltage: its own capacities (this synthetic table: none lost to rate)
+    sheet = parse_datasheet_csv((Path(__file__).parent / "data" / "datasheet_synthetic_12v100.csv").read_text())
+    flat = RateCurve.from_datasheet(sheet, 1.75)
+    assert span_for_rate(flat, 50.0) == pytest.approx(S) and span_for_rate(flat, 100.0) == pytest.approx(S)
+    with pytest.raises(ValueError):
+        RateCurve((3600.0, 7200.0), (10.0, 20.0))  # a longer discharge at a higher rate
+
+
+def test_a_faster_test_predicts_the_same_decline_ending_sooner() -> None:
+    # two watches of the same block, one told the span of a 1-h rate: the end comes that much earlier
+    ends = []
+    for span in (LEAD_ACID_SPAN_V_PER_CELL, span_for_rate(RateCurve.typical_vrla(100.0), 77.52)):
+        w = LiveWatch(KEY, WatchOptions(end_v=10.5, test_id="T1", current_a=77.52, blocks=1, cells=6,
+                                        span_v_per_cell=span), predict_budget_s=None)
+        w.receive(_adv(1, 1, 0, 12800, state=LiveState.FLOAT), "A", 1_000_000, 0.0)
+        for k in range(1, 120):  # 20 min, 0.3 mV/s once settled
+            mv = round(12200 - 0.3 * 10 * k - 150 * (1 - np.exp(-10 * k / 600)))
+            w.receive(_adv(1, 1 + k, 100 * k, mv), "A", 1_000_000 + 10_000 * k, 0.0)
+        snap = w.snapshot(1_000_000 + 10_000 * 119, 1.0)
+        ends.append(snap["blocks"][0]["predicted_end_ms"] - snap["discharge_start_ms"])
+        assert w.record()["options"]["span_v_per_cell"] == pytest.approx(span, abs=1e-4)
+    assert ends[0] == pytest.approx(LEAD_ACID_SPAN_V_PER_CELL * 6 / 0.3e-3 * 1000, rel=0.03)
+    assert ends[1] / ends[0] == pytest.approx(0.7752, rel=1e-3)
+
+
+def test_the_watch_takes_the_span_from_the_test_folder(tmp_path: Path) -> None:
+    S = LEAD_ACID_SPAN_V_PER_CELL
+    rated = TestInfo(battery=BatteryInfo(chemistry="vrla", block_voltage_v=12, rated_ah=100))
+    assert _span_for_test(rated, tmp_path, 1.75, 6, 77.52, None, 24) == pytest.approx(S * 0.7752)
+    assert _span_for_test(rated, tmp_path, 1.75, 6, None, 4800.0, 24) is None  # power, no table in W
+    assert _span_for_test(TestInfo(), tmp_path, 1.75, 6, 50.0, None, 24) is None  # nothing to go by
+    (tmp_path / "datasheet.csv").write_text("# unit: W/block\nend_v_per_cell,1h,2h,10h\n1.75,900,520,120\n")
+    sheet = TestInfo(datasheet="datasheet.csv")
+    # 24 blocks at 12.48 kW: 520 W/block, the table's 2-h rate (1040 Wh of 1200 at 10 h)
+    assert _span_for_test(sheet, tmp_path, 1.75, 6, None, 12480.0, 24) == pytest.approx(S * 1040 / 1200)
+    assert _span_for_test(sheet, tmp_path, 1.75, 6, 50.0, None, 24) is None  # a current on a W table
 
 
 # --------------------------------------------------------------------------- across processes

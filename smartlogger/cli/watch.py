@@ -78,7 +78,7 @@ def watch(site_dir: Path | None, folder: Path | None, test_id: str | None, kit_k
     """Watch a discharge live: every block's voltage and temperature, the string, the predicted
     end of each block, and an alarm when the first block reaches its end voltage (exit 10)."""
     from smartlogger.field.kitkey import read_kit_key  # lazy: the watch's own modules
-    from smartlogger.field.live import LiveWatch, WatchOptions
+    from smartlogger.field.live import LEAD_ACID_SPAN_V_PER_CELL, LiveWatch, WatchOptions
     from smartlogger.testinfo import TestInfo
 
     if post and (not api or not token):
@@ -106,10 +106,13 @@ def watch(site_dir: Path | None, folder: Path | None, test_id: str | None, kit_k
         raise click.UsageError("--load and --load-power exclude each other")
     end_v = _block_volts(end_voltage, "--end-voltage", cells)
     guard_v = 0.0 if guard is None else _block_volts(guard, "--guard", cells)
-    opts = WatchOptions(end_v=end_v, guard_v=guard_v,
-                        current_a=None if load is None else load.amps,
-                        power_w=None if load_power is None else load_power.watts,
-                        blocks=blocks, test_id=test_id, stale_s=stale_s, cells=cells)
+    current_a = None if load is None else load.amps
+    power_w = None if load_power is None else load_power.watts
+    span = None if info is None or folder is None or cells is None else \
+        _span_for_test(info, folder, end_v / cells, cells, current_a, power_w, blocks)
+    opts = WatchOptions(end_v=end_v, guard_v=guard_v, current_a=current_a, power_w=power_w,
+                        blocks=blocks, test_id=test_id, stale_s=stale_s, cells=cells,
+                        span_v_per_cell=LEAD_ACID_SPAN_V_PER_CELL if span is None else span)
     lw = LiveWatch(key, opts)
     poster = None
     if post:
@@ -135,6 +138,37 @@ def watch(site_dir: Path | None, folder: Path | None, test_id: str | None, kit_k
             (folder / WATCH_FILE).write_text(json.dumps(lw.record(), indent=1) + "\n", encoding="utf-8")
     if lw.alarm is not None:
         sys.exit(EXIT_ALARM)
+
+
+def _span_for_test(info: Any, folder: Path, end_v_per_cell: float, cells: int, current_a: float | None,
+                   power_w: float | None, blocks: int | None) -> float | None:
+    """The span rule's span (V/cell) at the test's rate (docs/LIVE.md, "Prediction method"): from
+    test.json's datasheet (a current table with a constant current; a W/block or W/cell table with
+    a constant power and the blocks known), else from a typical VRLA table scaled to
+    ``battery.rated_ah`` (a constant current); None (the slow-rate span) without these."""
+    from smartlogger.analysis.inputs import parse_datasheet_csv, read_datasheet_csv
+    from smartlogger.field.live import RateCurve, span_for_rate
+
+    datasheet = None
+    if info.datasheet:
+        path = folder / info.datasheet
+        if not path.is_file():
+            raise ConfigError("datasheet", f"{folder / 'test.json'}: datasheet {info.datasheet} is not in the folder")
+        datasheet = read_datasheet_csv(path)
+    elif info.datasheet_csv:
+        datasheet = parse_datasheet_csv(info.datasheet_csv, f"{folder / 'test.json'}: datasheet_csv")
+    if datasheet is not None:
+        rate = None
+        if datasheet.unit == "A":
+            rate = current_a
+        elif power_w is not None and blocks:
+            rate = power_w / blocks / (cells if datasheet.unit == "W/cell" else 1)
+        if rate is None:
+            return None
+        return span_for_rate(RateCurve.from_datasheet(datasheet, end_v_per_cell), rate)
+    if info.battery.rated_ah and current_a is not None:
+        return span_for_rate(RateCurve.typical_vrla(info.battery.rated_ah), current_a)
+    return None
 
 
 def _block_volts(text: str, field: str, cells: int | None) -> float:

@@ -33,7 +33,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from smartlogger.protocol.live import (
     from_manufacturer_data,
     tag_for_test,
 )
+
+if TYPE_CHECKING:
+    from smartlogger.analysis.inputs import Datasheet
 
 #: Samples kept per block for the prediction (older ones are thinned out, never the newest).
 HISTORY_MAX = 600
@@ -66,6 +69,70 @@ PREDICT_BUDGET_S = 0.1
 #: between full and empty on published OCV charts (CSB/Panasonic: 2.14 -> 1.95 V/cell), as the
 #: steady decline covers it. docs/LIVE.md, "Prediction method".
 LEAD_ACID_SPAN_V_PER_CELL = 0.183
+#: The discharge time at which ``LEAD_ACID_SPAN_V_PER_CELL`` holds: the slow rates, where a
+#: lead-acid block's capacity hardly depends on the rate (the 10-h rate of stationary ratings).
+SPAN_RATE_S = 10 * 3600.0
+#: A typical VRLA block's rated constant-current table to 1.75 V/cell, per 100 Ah at the 10-h
+#: rate: discharge time (s) -> current (A). The CSB GP 12400 datasheet's 1.75 V/cell row scaled
+#: to 100 Ah C10 (smartlogger/data/sim_vrla_12v100_datasheet.csv): flat from 4 h to 10 h (100 Ah),
+#: 90 Ah at 2 h, 78 Ah at 1 h, 63 Ah at 30 min. The span rule's rate curve when the test states
+#: the blocks' rated Ah but no datasheet (``RateCurve.typical_vrla``; docs/LIVE.md).
+TYPICAL_VRLA_TABLE: tuple[tuple[float, float], ...] = (
+    (300.0, 348.84), (600.0, 245.48), (900.0, 195.09), (1800.0, 126.61), (3600.0, 77.52),
+    (7200.0, 44.96), (10800.0, 31.78), (14400.0, 25.09), (36000.0, 10.00), (72000.0, 5.17))
+
+
+@dataclass(frozen=True)
+class RateCurve:
+    """How long a new block lasts at a constant rate, from a rated-discharge table to the
+    watch's end voltage: ``times_s`` increasing, ``rates`` (A, or W, as the table) decreasing."""
+
+    times_s: tuple[float, ...]
+    rates: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.times_s) < 2 or len(self.times_s) != len(self.rates):
+            raise ValueError("a rate curve needs at least two (time, rate) points")
+        if any(b <= a for a, b in zip(self.times_s, self.times_s[1:], strict=False)) or \
+                any(b >= a for a, b in zip(self.rates, self.rates[1:], strict=False)) or min(self.rates) <= 0:
+            raise ValueError("a rate curve's times must increase and its rates decrease (positive)")
+
+    @classmethod
+    def typical_vrla(cls, rated_ah: float) -> RateCurve:
+        """``TYPICAL_VRLA_TABLE`` scaled to blocks of ``rated_ah`` (at the 10-h rate)."""
+        k = rated_ah / 100.0
+        return cls(tuple(t for t, _ in TYPICAL_VRLA_TABLE), tuple(r * k for _, r in TYPICAL_VRLA_TABLE))
+
+    @classmethod
+    def from_datasheet(cls, datasheet: Datasheet, end_v_per_cell: float) -> RateCurve:
+        """The datasheet's table at the end voltage (``MetadataError`` when it does not cover it)."""
+        times = tuple(float(t) for t in datasheet.times_s)
+        return cls(times, tuple(datasheet.rated_rate(t, end_v_per_cell) for t in times))
+
+    def time_at(self, rate: float) -> float:
+        """How long a new block lasts at ``rate`` (log-log interpolation; beyond the table, its
+        first or last segment extended)."""
+        lr, lt = np.log(self.rates), np.log(self.times_s)
+        x = math.log(rate)
+        k = int(np.clip(np.searchsorted(-lr, -x) - 1, 0, lr.size - 2))
+        return math.exp(float(lt[k] + (x - lr[k]) * (lt[k + 1] - lt[k]) / (lr[k + 1] - lr[k])))
+
+    def capacity_share(self, rate: float) -> float:
+        """The capacity a block delivers at ``rate``, ``rate * time_at(rate)``, as a share of
+        its capacity at the slow rate (``SPAN_RATE_S``, or the table's nearest time), at most 1."""
+        low_t = min(max(SPAN_RATE_S, self.times_s[0]), self.times_s[-1])
+        return min(1.0, rate * self.time_at(rate) / (self.rate_for(low_t) * low_t))
+
+    def rate_for(self, time_s: float) -> float:
+        """The rate a new block sustains for ``time_s`` (log-log interpolation in the table)."""
+        return math.exp(float(np.interp(math.log(time_s), np.log(self.times_s), np.log(self.rates))))
+
+
+def span_for_rate(curve: RateCurve, rate: float, span_v_per_cell: float = LEAD_ACID_SPAN_V_PER_CELL) -> float:
+    """The span rule's span (V/cell) at a constant ``rate`` (in the curve's unit): the share of
+    the rest-voltage span a block uses before its end voltage falls as its capacity at the rate
+    does (``span * capacity_share(rate)``; docs/LIVE.md, "Prediction method")."""
+    return span_v_per_cell * curve.capacity_share(rate)
 
 
 @dataclass(frozen=True)
@@ -464,7 +531,9 @@ class LiveWatch:
             "options": {"end_v": self.options.end_v, "guard_v": self.options.guard_v,
                         "current_a": self.options.current_a, "power_w": self.options.power_w,
                         "blocks": self.options.blocks, "test_id": self.options.test_id,
-                        "key_id": self.key.key_id},
+                        "key_id": self.key.key_id, "cells": self.options.cells,
+                        "span_v_per_cell": None if self.options.cells is None
+                        else round(self.options.span_v_per_cell, 4)},
             "started_ms": None if self.started_ms is None else round(self.started_ms),
             "ended_ms": None if self.ended_ms is None else round(self.ended_ms),
             "first_seen_ms": None if self.first_seen_ms is None else round(self.first_seen_ms),
