@@ -38,6 +38,7 @@ from smartlogger.analysis.align import (
 from smartlogger.analysis.clocks import resolve_clocks
 from smartlogger.analysis.discharge import (
     DEBOUNCE_S,
+    LOAD_STEP_SEARCH_S,
     START_FRACTION_OF_NOMINAL,
     DischargeSpan,
     EndReason,
@@ -56,6 +57,7 @@ from smartlogger.analysis.inputs import (
     ConstantCurrent,
     ConstantPower,
     CurrentProfile,
+    HistoryNeeded,
     MetadataError,
     PowerProfile,
     TestMetadata,
@@ -281,6 +283,7 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         else:
             p_rel = on_iv
     ws, we = find_test_window(aligned, start_v_pc, which=opt.which_test, extra=p_on_ms or ())
+    _check_history(aligned, start_v_pc, ws - (LOAD_STEP_SEARCH_S + HISTORY_CONTEXT_S) * 1000.0, we)
     ws = extend_to_load_step(aligned, ws)
     step = opt.step_ms
     # The cost budget (docs/API.md): what follows works on the window's samples and grid points,
@@ -561,6 +564,29 @@ def analyze_test(logs: Sequence[BlockLog], meta: TestMetadata,
         evidence=test_evidence(((b.serial, b.position, b.evidence) for b in blocks), [*excluded, *clock_excluded]),
         excluded=[*excluded, *clock_excluded],
     ), opt.replace_below_pct)
+
+
+#: Samples the analysis may look at before the window's load-step search (s): the float level
+#: (``FLOAT_WINDOW_S``), a resistance step's flat context (``resistance.PRE_FLAT_S``), with room.
+HISTORY_CONTEXT_S = 3600.0
+
+
+def _check_history(aligned: Sequence[AlignedBlock], start_v_pc: float, lo_ms: float, hi_ms: float) -> None:
+    """Raise ``HistoryNeeded`` when a log's left-out float history (``BlockLog.history``) could
+    matter: the window (``lo_ms``..``hi_ms``, true time, with the context before it) reaches into
+    one of its holes, or the start level is above the one the history was cut for."""
+    for al in aligned:
+        cut = al.log.history
+        if cut is None:
+            continue
+        if start_v_pc * al.log.cells * 1000.0 > cut.below_mv or al.true_ms.size != len(al.log):
+            raise HistoryNeeded("logs", f"{al.log.serial}: its float history was left out for another start "
+                                "level or clock: load the logs whole")
+        t = al.true_ms
+        for k in cut.holes:
+            if float(t[k + 1]) > lo_ms and float(t[k]) < hi_ms:
+                raise HistoryNeeded("logs", f"{al.log.serial}: the test window reaches into the float history "
+                                    "the loader left out: load the logs whole")
 
 
 def _clock_exclusions(log: BlockLog, message: str) -> list[FileEvidence]:

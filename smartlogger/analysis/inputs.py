@@ -79,6 +79,22 @@ class MetadataError(AnalysisError):
         super().__init__(f"{field}: {message}")
 
 
+class HistoryNeeded(MetadataError):
+    """The analysis needs samples that the loader left out as far-away float history
+    (``BlockLog.history``): the caller loads the logs whole and analyses again
+    (``analysis.loading.analyze_files`` does)."""
+
+
+class TooManySamples(MetadataError):
+    """The logs of a test hold more samples (after the loader left out the far-away float
+    history) than the caller's budget: ``held`` samples, at most ``limit``."""
+
+    def __init__(self, held: int, limit: int) -> None:
+        self.held, self.limit = held, limit
+        super().__init__("logs", f"the test's logs hold {held:,} samples or more around its tests, more than "
+                         f"the {limit:,} analysed in one test")
+
+
 # --------------------------------------------------------------------------- clocks
 
 
@@ -120,6 +136,19 @@ class ClockJump:
 # --------------------------------------------------------------------------- block log
 
 
+@dataclass(frozen=True)
+class HistoryCut:
+    """What the loader left out of a long log (``analysis.loading.window_history``): float
+    samples far from every candidate test. ``below_mv``: every sample left out read at least this
+    (the start level the cut was made for); ``holes``: for each run of left-out samples, the index
+    (in the kept samples) of the kept sample just before it (the next kept sample follows it);
+    ``removed``: samples left out."""
+
+    below_mv: float
+    holes: tuple[int, ...]
+    removed: int
+
+
 @dataclass(eq=False)
 class BlockLog:
     """One logger's record of a test, decoded, in device time.
@@ -142,6 +171,8 @@ class BlockLog:
     #: The evidence of the files this log was loaded from (``analysis.loading.load_test_files``);
     #: None for a log built in code (the analysis then calls it "unchecked").
     evidence: BlockEvidence | None = None
+    #: The far-away float history the loader left out (None: every sample of the files is here).
+    history: HistoryCut | None = None
 
     def __post_init__(self) -> None:
         self.t_ms = np.ascontiguousarray(self.t_ms, dtype=np.int64)

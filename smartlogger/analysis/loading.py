@@ -24,7 +24,7 @@ import dataclasses
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -33,13 +33,20 @@ import numpy as np
 import numpy.typing as npt
 
 from smartlogger.analysis import evidence as ev
+from smartlogger.analysis.align import clock_candidates, continuous_time, observations_of
+from smartlogger.analysis.analyze import AnalysisOptions, analyze_test
+from smartlogger.analysis.discharge import START_FRACTION_OF_NOMINAL
 from smartlogger.analysis.inputs import (
     BlockLog,
     ClockObservation,
+    HistoryCut,
+    HistoryNeeded,
     MetadataError,
+    TestMetadata,
+    TooManySamples,
     block_log_from_records,
 )
-from smartlogger.analysis.results import FileEvidence
+from smartlogger.analysis.results import FileEvidence, TestResult
 from smartlogger.errors import LogfileError
 from smartlogger.logfile.container import Logfile, RawRecord
 from smartlogger.logfile.evidence import Authority
@@ -47,7 +54,7 @@ from smartlogger.logfile.format import MAGIC, PAYLOAD_AT, iter_sample_batches, r
 from smartlogger.logfile.gen1 import MAGIC as GEN1_MAGIC
 from smartlogger.logfile.records import SAMPLE_HEAD, RecordType
 from smartlogger.logfile.verify import VerifyReport, verify_logfile
-from smartlogger.model import ClockSet, ConfigChange, Record, SampleBlock
+from smartlogger.model import ClockSet, ConfigChange, EventKind, Record, SampleBlock
 
 LOGFILE_SUFFIX = ".slog"
 
@@ -159,7 +166,74 @@ def _sample_arrays(raws: list[RawRecord]) -> tuple[npt.NDArray[np.int64], npt.ND
     return t, mv, dc
 
 
-def _block_log(files: list[Logfile], name: str) -> BlockLog:
+#: Logs of fewer samples are kept whole (``window_history``): the cut is for years of float.
+HISTORY_MIN_SAMPLES = 1 << 16
+#: Samples kept before each candidate test (s): the window's preroll (1 h), the search for the
+#: load step before it (``discharge.LOAD_STEP_SEARCH_S``, 24 h) and the float level and resistance
+#: context before that, with a day to spare.
+HISTORY_BEFORE_S = 2 * 86400.0
+#: Samples kept after each candidate test (s): the window's postroll (600 s), a day to spare.
+HISTORY_AFTER_S = 86400.0
+
+
+def window_history(log: BlockLog, counts: Sequence[int],
+                   start_fraction_of_nominal: float = START_FRACTION_OF_NOMINAL) -> BlockLog:
+    """``log`` without its float history far from every candidate test (``BlockLog.history``
+    says what was left out), or ``log`` itself when nothing may be left out.
+
+    ``counts``: the samples of each sample block, in log order. A candidate test is a sample block
+    with a sample below the start level (``start_fraction_of_nominal`` of the nominal voltage, as
+    ``discharge.find_test_window`` looks for it) or a firmware DISCHARGE_START / DISCHARGE_END
+    event; every sample block within ``HISTORY_BEFORE_S`` before to ``HISTORY_AFTER_S`` after one
+    (on the device clock) is kept, with the blocks next to it, the first and the last. The rest is
+    left out, whole blocks only: the window search finds the same below-start runs, first and last
+    sample. Only a clock whose samples the alignment places by their own device time is cut (the
+    device time never steps back, the observations agree): the true time of a kept sample then
+    does not depend on the samples left out. ``analyze_test`` raises ``HistoryNeeded`` when the
+    window it chose reaches into a hole.
+    """
+    n = len(log)
+    if n < HISTORY_MIN_SAMPLES or len(counts) < 3:
+        return log
+    t = log.t_ms
+    if bool(np.any(t[1:] < t[:-1])):
+        return log  # device time repeats (a clock set back, a reset): alignment looks at every sample
+    c, group, _ = continuous_time(log)
+    if int(group[-1]) != 0 or clock_candidates(observations_of(log)):
+        return log  # groups or disagreeing observations: the alignment splits by the samples
+    del c, group
+    cnt = np.asarray(counts, dtype=np.int64)
+    nz = np.flatnonzero(cnt > 0)
+    starts = np.concatenate(([0], np.cumsum(cnt)[:-1]))[nz]
+    ends = starts + cnt[nz] - 1  # last sample of each non-empty block
+    nb = nz.size
+    # The analysis' own start level, computed as it computes it (``analyze_test``, ``find_test_window``).
+    below_mv = log.config.block_type.chemistry.cell_nominal_mv / 1000.0 * start_fraction_of_nominal * log.cells * 1000.0
+    low = np.minimum.reduceat(log.mv, starts) < below_mv
+    t_lo, t_hi = t[starts], t[ends]
+    anchors: list[tuple[float, float]] = [(float(t_lo[k]), float(t_hi[k])) for k in np.flatnonzero(low)]
+    anchors += [(float(e.t_ms), float(e.t_ms)) for e in log.events
+                if e.kind in (EventKind.DISCHARGE_START, EventKind.DISCHARGE_END)]
+    keep = low.copy()
+    keep[[0, -1]] = True
+    for a, b in anchors:
+        k0 = int(np.searchsorted(t_hi, a - HISTORY_BEFORE_S * 1000.0, side="left"))
+        k1 = int(np.searchsorted(t_lo, b + HISTORY_AFTER_S * 1000.0, side="right"))
+        keep[max(k0 - 1, 0):min(k1 + 1, nb)] = True
+    if keep.all():
+        return log
+    mask = np.zeros(n, dtype=bool)
+    for k in np.flatnonzero(keep):
+        mask[starts[k]:ends[k] + 1] = True
+    kept_before = np.concatenate(([0], np.cumsum(mask)))  # kept samples before each index
+    holes = tuple(int(kept_before[starts[k]]) - 1 for k in range(1, nb) if keep[k - 1] and not keep[k])
+    jumps = tuple(dataclasses.replace(j, index=int(kept_before[j.index])) for j in log.clock_jumps)
+    removed = int(n - int(kept_before[-1]))
+    return dataclasses.replace(log, t_ms=t[mask], mv=log.mv[mask], dc=log.dc[mask], clock_jumps=jumps,
+                               history=HistoryCut(below_mv, holes, removed))
+
+
+def _block_log(files: list[Logfile], name: str, *, window: bool = False) -> BlockLog:
     merged = _merged_main(files, name)
     sample_raws = [raw for raw in merged if raw.record_type == RecordType.SAMPLE_BLOCK]
     # Every record but the sample blocks (decoded when read); the samples come as arrays.
@@ -202,8 +276,12 @@ def _block_log(files: list[Logfile], name: str) -> BlockLog:
             items.append(len(cast(SampleBlock, raw.decoded)))
         else:
             items.append(int.from_bytes(raw.data[PAYLOAD_AT + 1:PAYLOAD_AT + 5], "little"))
-    return block_log_from_records(newest.identity, items, config=config, observations=observations,
-                                  source=name, samples=samples)
+    log = block_log_from_records(newest.identity, items, config=config, observations=observations,
+                                 source=name, samples=samples)
+    del samples
+    if not window:
+        return log
+    return window_history(log, [x for x in items if isinstance(x, int)])
 
 
 @dataclass
@@ -236,7 +314,8 @@ NamedSource = str | os.PathLike[str] | tuple[str, Source]
 
 
 def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority] | None = None,
-                    registered_keys: Mapping[str, str] | None = None, test_id: str | None = None) -> LoadedTest:
+                    registered_keys: Mapping[str, str] | None = None, test_id: str | None = None,
+                    window: bool = False, max_samples: int | None = None) -> LoadedTest:
     """Verify and load every logfile of a test; exclude what must not be used (see module docstring).
 
     ``trust``: the verifier's trust list (default: the production root). ``registered_keys``:
@@ -247,6 +326,12 @@ def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority
     without it, than a clear majority of the string) is ``other_test``: a logger from another
     job. Never raises for a bad file: it becomes an exclusion record. Raises ``MetadataError`` only for files that pass every check yet cannot be one
     logger's log (two verified pulls disagreeing on a record).
+
+    ``window``: leave out each log's float history far from every candidate test
+    (``window_history``): the analysis holds the tests' samples, not years of float. The report
+    and the exports load whole logs (their charts show them). ``max_samples``: most samples the
+    loaded logs may hold together; ``TooManySamples`` as soon as a logger's log makes them more
+    (one logger's whole log is decoded at a time, then cut).
     """
     out = LoadedTest()
     by_serial: dict[str, list[ev.Candidate]] = {}
@@ -288,6 +373,7 @@ def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority
             continue
         by_serial.setdefault(report.serial, []).append(ev.Candidate(name, digest, lf, report, position))
     rejected = list(out.excluded)  # unreadable/tampered: named under their logger's block too
+    held = 0
     for serial, candidates in by_serial.items():
         used, dropped = ev.select(candidates, ev.registered(registered_keys, serial))
         out.excluded.extend(dropped)
@@ -295,7 +381,7 @@ def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority
         if not used:
             continue
         try:
-            log = _block_log([c.logfile for c in used], "+".join(c.name for c in used))
+            log = _block_log([c.logfile for c in used], "+".join(c.name for c in used), window=window)
         except LogfileError as err:  # a sample payload that does not decode
             out.excluded.extend(ev.file_record(c.name, c.sha256, c.report, used=False, reason="unreadable",
                                                message=f"its records do not decode: {err}", position=c.position)
@@ -308,9 +394,33 @@ def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority
             continue
         log.evidence = ev.block_evidence(used, dropped)
         out.logs.append(log)
+        held += len(log)
+        if max_samples is not None and held > max_samples:
+            raise TooManySamples(held, max_samples)
         out.logfiles.update((c.name, c.logfile) for c in used)
     _exclude_other_tests(out, test_id)
     return out
+
+
+def analyze_files(sources: Callable[[], Iterable[NamedSource]], meta: TestMetadata,
+                  options: AnalysisOptions | None = None, *, trust: Sequence[Authority] | None = None,
+                  registered_keys: Mapping[str, str] | None = None, test_id: str | None = None,
+                  max_samples: int | None = None) -> tuple[LoadedTest, TestResult]:
+    """Load a test's logfiles (``sources()``: the files, asked for again if needed) and analyse it:
+    the logs without their far-away float history (``load_test_files(window=True)``), and whole
+    when the analysis needs what was left out (``HistoryNeeded``: the window the clocks placed
+    reaches into it). ``max_samples``: most samples the loaded logs may hold (``TooManySamples``).
+    The CLI's ``test analyze`` and the API's analysis job call this."""
+    for window in (True, False):
+        loaded = load_test_files(sources(), trust=trust, registered_keys=registered_keys, test_id=test_id,
+                                 window=window, max_samples=max_samples)
+        try:
+            return loaded, analyze_test(loaded.logs, meta, options, excluded=loaded.excluded)
+        except HistoryNeeded:
+            if not window:
+                raise  # pragma: no cover - a whole log has no history left out
+            del loaded
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _looks_like(data: bytes) -> str:

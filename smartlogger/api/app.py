@@ -31,8 +31,9 @@ in the process), ``JOB_LEASE_SECONDS`` (how long a job's claim lasts without a h
 runner; default 60), ``JOB_SWEEP_SECONDS`` (how often a runner looks for jobs nobody runs: queued
 ones a lost process held, claims whose lease expired; default 30), ``MAX_UPLOAD_SAMPLES`` (most
 samples one uploaded logfile may declare; default ``services.MAX_UPLOAD_SAMPLES``, 2**23),
-``ANALYSIS_MAX_SAMPLES`` (most samples the logfiles of one test may declare for its analysis and
-report; default ``services.ANALYSIS_MAX_SAMPLES``, 2**23).
+``ANALYSIS_MAX_SAMPLES`` (most samples the logs of one test may hold for its analysis, the float
+history far from its tests left out, and its logfiles may declare for its report; default
+``services.ANALYSIS_MAX_SAMPLES``, 2**23).
 
 Security headers on every answer: ``X-Content-Type-Options``, ``X-Frame-Options: DENY``,
 ``Referrer-Policy``, and a ``Content-Security-Policy`` with ``frame-ancestors 'none'`` (the

@@ -35,9 +35,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.orm import Session
 
-from smartlogger.analysis.analyze import analyze_test
-from smartlogger.analysis.inputs import TestMetadata, metadata_from_values
-from smartlogger.analysis.loading import load_test_files
+from smartlogger.analysis.inputs import TestMetadata, TooManySamples, metadata_from_values
+from smartlogger.analysis.loading import analyze_files
 from smartlogger.analysis.results import TestResult
 from smartlogger.api.db import forget_committing, note_write
 from smartlogger.api.errors import ApiError, NotFound, database_unreachable
@@ -89,12 +88,13 @@ REPORT_KIND = "xlsx"
 #: times), so this bounds what one file adds to them: ~200 MB at the limit (docs/PERFORMANCE.md).
 #: 2**23 = 8.4 M: 16 years of 1-minute samples (a 10-year log is 5.3 M).
 MAX_UPLOAD_SAMPLES = 1 << 23
-#: Most samples the logfiles of one test may declare for its analysis or report
-#: (``ANALYSIS_MAX_SAMPLES``). These hold every sample of the test's logs (about 23 bytes per
-#: sample, measured: docs/PERFORMANCE.md) besides the test window's work (bounded by
-#: ``analysis.analyze.MAX_WINDOW_SAMPLES`` and ``MAX_GRID_POINTS``), so this keeps a job near the
-#: 256 MB budget (~200 MB of logs) where the per-upload limit cannot: a test has many files.
-#: 2**23 = 8.4 M: a 240-block test's 8.3 M.
+#: Most samples the logs of one test may hold for its analysis (``ANALYSIS_MAX_SAMPLES``): each
+#: logger's log without its float history far from every candidate test
+#: (``analysis.loading.window_history``), counted as they are loaded; and most samples the logfiles
+#: of one test may declare for its report (which loads whole logs for its charts). These hold about
+#: 23 bytes per sample (measured: docs/PERFORMANCE.md) besides the test window's work (bounded by
+#: ``analysis.analyze.MAX_WINDOW_SAMPLES`` and ``MAX_GRID_POINTS``) and the files' records.
+#: 2**23 = 8.4 M: a 240-block 10 h test at 1 Hz holds 8.6 M (refused; 230 blocks are analysed).
 ANALYSIS_MAX_SAMPLES = 1 << 23
 
 
@@ -632,12 +632,18 @@ def compute_result(session: Session, store: FileStore, test: CapacityTest, *,
     files = logfiles_of(session, test)
     if not files:
         raise ApiError(409, "conflict", "the test has no logfiles yet")
-    check_analysis_budget(store, files, max_samples)
-    # A logger pulled more than once has several logfiles: merged into one log per logger.
-    loaded = load_test_files(((logfile_name(lf), store.get(lf.sha256)) for lf in files),
-                             trust=trust if trust is not None else _trust(),
-                             registered_keys=registered_keys(session, test))
-    result = analyze_test(loaded.logs, metadata_of(test), excluded=loaded.excluded)
+    # A logger pulled more than once has several logfiles: merged into one log per logger. The
+    # budget counts the samples the analysis holds: its logs around their tests, the float history
+    # far from every test left out (``analysis.loading.analyze_files``), not the files' declared ones.
+    keys = registered_keys(session, test)
+    try:
+        _, result = analyze_files(lambda: ((logfile_name(lf), store.get(lf.sha256)) for lf in files),
+                                  metadata_of(test), trust=trust if trust is not None else _trust(),
+                                  registered_keys=keys, max_samples=max_samples)
+    except TooManySamples as err:
+        raise ApiError(409, "too_many_samples",
+                       f"the test's {len(files)} logfiles hold {err.held} samples or more around their tests, more than "
+                       f"the {max_samples} this server analyses in one test (ANALYSIS_MAX_SAMPLES)") from None
     # The customer report's facts (site, technician, battery, ...) as the test's metadata states them.
     result.report_info = {str(k): str(v) for k, v in (test.meta or {}).items()}
     digest = inputs_digest(test, [lf.sha256 for lf in files])

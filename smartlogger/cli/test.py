@@ -29,7 +29,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from smartlogger.analysis.analyze import AnalysisOptions, analyze_test
+from smartlogger.analysis.analyze import AnalysisOptions
 from smartlogger.analysis.inputs import (
     Load,
     LoadCsvFormat,
@@ -39,7 +39,7 @@ from smartlogger.analysis.inputs import (
     read_datasheet_csv,
     read_load_csv,
 )
-from smartlogger.analysis.loading import expand_paths, load_test_files
+from smartlogger.analysis.loading import analyze_files, expand_paths
 from smartlogger.analysis.results import TestResult, json_schema, to_dict
 from smartlogger.analysis.testfolder import folder_files, metadata_of, stale_reason
 from smartlogger.analysis.trend import block_trends
@@ -190,22 +190,23 @@ def analyze(paths: tuple[str, ...], load: Current | None, load_power: Power | No
             test_id=test_id or "")
     files = expand_paths(paths)
     trust = load_trust(trust_file) if trust_file else None
-    with Progress(console=err, transient=True, disable=as_json or len(files) < 8) as progress:
-        task = progress.add_task("verifying and loading logfiles", total=len(files))
-
-        def each() -> Iterator[tuple[str, Path]]:
-            for f in files:
-                yield f.name if folder is not None else str(f), f
-                progress.advance(task)
-
-        loaded = load_test_files(each(), trust=trust, test_id=meta.test_id or None)
     if ir_fail < ir_warn:
         raise MetadataError("ir_fail", f"--ir-fail {ir_fail:g} % is below --ir-warn {ir_warn:g} %")
     opts = AnalysisOptions(method=method,  # type: ignore[arg-type]
                            resistance_reference_mohm=(parse_resistance(ir_reference) * 1000.0
                                                       if ir_reference is not None else None),
                            resistance_warn_pct=ir_warn, resistance_fail_pct=ir_fail, replace_below_pct=acceptance)
-    result = analyze_test(loaded.logs, meta, opts, excluded=loaded.excluded)
+    with Progress(console=err, transient=True, disable=as_json or len(files) < 8) as progress:
+        task = progress.add_task("verifying and loading logfiles", total=len(files))
+
+        def each() -> Iterator[tuple[str, Path]]:
+            progress.reset(task)
+            for f in files:
+                yield f.name if folder is not None else str(f), f
+                progress.advance(task)
+
+        # The logs around their tests (years of float left out), whole if the analysis needs it.
+        _, result = analyze_files(each, meta, opts, trust=trust, test_id=meta.test_id or None)
     if folder is not None:
         result.report_info = info.report_info()
     text = result.to_json()
