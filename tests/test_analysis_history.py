@@ -4,6 +4,9 @@ back to the whole logs when it needs what was left out."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from smartlogger.analysis.analyze import AnalysisOptions, analyze_test
@@ -17,6 +20,7 @@ from smartlogger.analysis.loading import (
 from smartlogger.device.sim import DEFAULT_TEST_START_MS, simulate_string_test
 from smartlogger.device.store import MemoryStore
 from smartlogger.logfile import LogfileMetadata, pull_logfile, simulated_credentials
+from smartlogger.logfile.records import RecordType
 
 FLOAT_DAYS = 60
 META = TestMetadata(ConstantCurrent(50.0), rated_time_s=2 * 3600)
@@ -96,3 +100,24 @@ def test_the_budget_counts_the_samples_kept(history: list[tuple[str, bytes]]) ->
     with pytest.raises(TooManySamples) as err:
         analyze_files(lambda: history, META, max_samples=kept - 1)
     assert err.value.held == kept
+
+
+def test_a_file_changed_between_verification_and_decoding_is_excluded(
+        history: list[tuple[str, bytes]], tmp_path: Path) -> None:
+    # The loader reads each file again at its logger's turn (it kept it without its sample
+    # records): a file whose bytes changed meanwhile is not the file that was verified.
+    paths = []
+    for name, data in history:
+        (tmp_path / name).write_bytes(data)
+        paths.append(tmp_path / name)
+
+    def sources() -> Iterator[tuple[str, Path]]:
+        yield from ((p.name, p) for p in paths)
+        paths[0].write_bytes(history[1][1])  # after every file was verified
+
+    loaded = load_test_files(sources(), window=True)
+    assert len(loaded.logs) == len(history) - 1
+    [gone] = [f for f in loaded.excluded if f.file == paths[0].name]
+    assert gone.reason == "unreadable" and "changed while the test was loaded" in gone.message
+    kept = loaded.used_logfiles()[0]
+    assert not any(r.record_type == RecordType.SAMPLE_BLOCK for r in kept.streams[0].records)

@@ -293,7 +293,8 @@ class LoadedTest:
     excluded: list[FileEvidence] = field(default_factory=list)
     #: The verification report of every readable file, by the name it was given under.
     reports: dict[str, VerifyReport] = field(default_factory=dict)
-    #: The read logfile of every used file, by name (its phone-side metadata, for the report).
+    #: The read logfile of every used file, by name (its phone-side metadata, for the report;
+    #: without its sample records when loaded with ``window``).
     logfiles: dict[str, Logfile] = field(default_factory=dict)
 
     def used_logfiles(self) -> list[Logfile]:
@@ -336,6 +337,9 @@ def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority
     out = LoadedTest()
     by_serial: dict[str, list[ev.Candidate]] = {}
     seen: set[str] = set()
+    # window: each verified file is kept without its sample records until its logger's turn (then
+    # read again from its path or bytes): the whole test's record objects are never held at once.
+    again: dict[str, Path | bytes] = {}
     for source in sources:
         name, data = _named(source)
         if isinstance(data, OSError):
@@ -371,6 +375,10 @@ def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority
             out.excluded.append(ev.file_record(name, digest, report, used=False, reason=reason,
                                                position=position))
             continue
+        if window and not isinstance(data, Logfile):
+            item = source[1] if isinstance(source, tuple) else source
+            again[digest] = Path(item) if isinstance(item, str | os.PathLike) else data
+            lf = _without_samples(lf)
         by_serial.setdefault(report.serial, []).append(ev.Candidate(name, digest, lf, report, position))
     rejected = list(out.excluded)  # unreadable/tampered: named under their logger's block too
     held = 0
@@ -381,7 +389,7 @@ def load_test_files(sources: Iterable[NamedSource], *, trust: Sequence[Authority
         if not used:
             continue
         try:
-            log = _block_log([c.logfile for c in used], "+".join(c.name for c in used), window=window)
+            log = _block_log([_whole(c, again) for c in used], "+".join(c.name for c in used), window=window)
         except LogfileError as err:  # a sample payload that does not decode
             out.excluded.extend(ev.file_record(c.name, c.sha256, c.report, used=False, reason="unreadable",
                                                message=f"its records do not decode: {err}", position=c.position)
@@ -421,6 +429,29 @@ def analyze_files(sources: Callable[[], Iterable[NamedSource]], meta: TestMetada
                 raise  # pragma: no cover - a whole log has no history left out
             del loaded
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _without_samples(lf: Logfile) -> Logfile:
+    """``lf`` without its sample records (identity, metadata, certificate, attestations and every
+    other record kept: what the evidence and the merge decision read)."""
+    return dataclasses.replace(lf, streams=[
+        dataclasses.replace(st, records=[r for r in st.records if r.record_type != RecordType.SAMPLE_BLOCK])
+        for st in lf.streams])
+
+
+def _whole(c: ev.Candidate, again: dict[str, Path | bytes]) -> Logfile:
+    """The candidate's logfile with its sample records: read again (``load_test_files(window=True)``
+    kept it without them), the same bytes or ``LogfileError``."""
+    src = again.pop(c.sha256, None)
+    if src is None:
+        return c.logfile
+    try:
+        data = src.read_bytes() if isinstance(src, Path) else src
+    except OSError as err:
+        raise LogfileError(f"{c.name} cannot be read again: {err.strerror or err}") from None
+    if hashlib.sha256(data).hexdigest() != c.sha256:
+        raise LogfileError(f"{c.name} changed while the test was loaded")
+    return read_logfile(data, check_hash=False, decode=False)
 
 
 def _looks_like(data: bytes) -> str:
