@@ -86,15 +86,21 @@ class DischargeSpan:
 def debounced_first(mask: npt.NDArray[np.bool_], k: int) -> IntArray:
     """Index of the first run of ``k`` consecutive true values along the last axis; -1 if none."""
     m = np.atleast_2d(mask)
-    n = m.shape[1]
+    rows, n = m.shape
     if n < k:
-        return np.full(m.shape[0], -1, dtype=np.int64)
-    cs = np.zeros((m.shape[0], n + 1), dtype=np.int32)
-    np.cumsum(m, axis=1, out=cs[:, 1:])
-    ok = (cs[:, k:] - cs[:, :-k]) == k  # ok[:, i]: m[:, i:i+k] all true
-    first = np.argmax(ok, axis=1).astype(np.int64)
-    first[~ok.any(axis=1)] = -1
-    out: IntArray = first
+        return np.full(rows, -1, dtype=np.int64)
+    out: IntArray = np.empty(rows, dtype=np.int64)
+    # A few rows at a time: the running counts are 2^20 points, not 8 bytes per point of the
+    # whole mask (240 blocks x a 10 h discharge: 70 MB). Rows are independent.
+    step = max(1, (1 << 20) // (n + 1))
+    for a in range(0, rows, step):
+        mm = m[a:a + step]
+        cs = np.zeros((mm.shape[0], n + 1), dtype=np.int32)
+        np.cumsum(mm, axis=1, out=cs[:, 1:])
+        ok = (cs[:, k:] - cs[:, :-k]) == k  # ok[:, i]: m[:, i:i+k] all true
+        first = np.argmax(ok, axis=1).astype(np.int64)
+        first[~ok.any(axis=1)] = -1
+        out[a:a + step] = first
     return out
 
 
@@ -173,9 +179,17 @@ def string_voltage(grid: Grid, cells: npt.NDArray[np.int64], expected_cells: int
     """Mean cell voltage (V/cell) over the blocks with data at each grid point, and the
     string voltage (V) estimated as that mean times ``expected_cells`` (so a missing
     logger or a gap counts as an average block)."""
-    valid = ~np.isnan(grid.v)
-    vsum = np.nansum(grid.v, axis=0, dtype=np.float64)
-    csum = (valid * cells[:, None]).sum(axis=0).astype(np.float64)
+    # A few columns (grid times) at a time: the temporaries are 2^20 points, not the grid's size
+    # (its int64 cell counts alone were 8 bytes per point). Sums along the blocks, column by column,
+    # are the same in any column chunks.
+    n_t = grid.v.shape[1]
+    vsum = np.empty(n_t, dtype=np.float64)
+    csum = np.empty(n_t, dtype=np.float64)
+    cols = max(1, (1 << 20) // max(1, grid.v.shape[0]))
+    for a in range(0, n_t, cols):
+        v = grid.v[:, a:a + cols]
+        vsum[a:a + cols] = np.nansum(v, axis=0, dtype=np.float64)
+        csum[a:a + cols] = (~np.isnan(v) * cells[:, None]).sum(axis=0).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_cell = np.where(csum > 0, vsum / np.where(csum > 0, csum, 1.0), np.nan)
     return per_cell, per_cell * expected_cells

@@ -203,6 +203,8 @@ def window_history(log: BlockLog, counts: Sequence[int],
         return log  # groups or disagreeing observations: the alignment splits by the samples
     del c, group
     cnt = np.asarray(counts, dtype=np.int64)
+    if int(cnt.sum()) != n:
+        return log  # the blocks do not map onto the samples one to one: nothing is left out
     nz = np.flatnonzero(cnt > 0)
     starts = np.concatenate(([0], np.cumsum(cnt)[:-1]))[nz]
     ends = starts + cnt[nz] - 1  # last sample of each non-empty block
