@@ -146,9 +146,8 @@ def _span_for_test(info: Any, folder: Path, end_v_per_cell: float, cells: int, c
     test.json's datasheet (a current table with a constant current; a W/block or W/cell table with
     a constant power and the blocks known), else from a typical VRLA table scaled to
     ``battery.rated_ah`` (a constant current); None (the slow-rate span) without these."""
-    # lazy: the analysis and prediction modules only when the watch starts (not at CLI start-up)
-    from smartlogger.analysis.inputs import parse_datasheet_csv, read_datasheet_csv  # lazy (see above)
-    from smartlogger.field.live import RateCurve, span_for_rate  # lazy (see above)
+    from smartlogger.analysis.inputs import parse_datasheet_csv, read_datasheet_csv  # lazy: start-up
+    from smartlogger.field.live import RateCurve, span_for_rate  # lazy: not at CLI start-up
 
     datasheet = None
     if info.datasheet:
