@@ -146,7 +146,10 @@ def _span_for_test(info: Any, folder: Path, end_v_per_cell: float, cells: int, c
     test.json's datasheet (a current table with a constant current; a W/block or W/cell table with
     a constant power and the blocks known), else from a typical VRLA table scaled to
     ``battery.rated_ah`` (a constant current); None (the slow-rate span) without these."""
-    from smartlogger.analysis.inputs import parse_datasheet_csv, read_datasheet_csv  # lazy: start-up
+    from smartlogger.analysis.inputs import (  # lazy: start-up
+        parse_datasheet_csv,
+        read_datasheet_csv,
+    )
     from smartlogger.field.live import RateCurve, span_for_rate  # lazy: not at CLI start-up
 
     datasheet = None
