@@ -33,7 +33,7 @@ ones a lost process held, claims whose lease expired; default 30), ``MAX_UPLOAD_
 samples one uploaded logfile may declare; default ``services.MAX_UPLOAD_SAMPLES``, 2**23),
 ``ANALYSIS_MAX_SAMPLES`` (most samples the logs of one test may hold for its analysis, the float
 history far from its tests left out, and its logfiles may declare for its report; default
-``services.ANALYSIS_MAX_SAMPLES``, 2**23).
+``services.ANALYSIS_MAX_SAMPLES``, 2**24).
 
 Security headers on every answer: ``X-Content-Type-Options``, ``X-Frame-Options: DENY``,
 ``Referrer-Policy``, and a ``Content-Security-Policy`` with ``frame-ancestors 'none'`` (the

@@ -94,8 +94,12 @@ MAX_UPLOAD_SAMPLES = 1 << 23
 #: of one test may declare for its report (which loads whole logs for its charts). These hold about
 #: 23 bytes per sample (measured: docs/PERFORMANCE.md) besides the test window's work (bounded by
 #: ``analysis.analyze.MAX_WINDOW_SAMPLES`` and ``MAX_GRID_POINTS``) and the files' records.
-#: 2**23 = 8.4 M: a 240-block 10 h test at 1 Hz holds 8.6 M (refused; 230 blocks are analysed).
-ANALYSIS_MAX_SAMPLES = 1 << 23
+#: 2**24 = 16.8 M: a 240-block 10 h test at 1 Hz holds ~8.8 M (~320-340 MB with its window, ~35 B
+#: per sample held for many files), a 240-block 20 h test ~17 M; the job of a test at the budget
+#: may take ~590 MB: the one bound over 256 MB, because refusing a full-size string's test is no
+#: option (2**23 refused 240 x 10 h). ~7 M keeps every test's job under 256 MB (strings up to ~190
+#: blocks at 10 h): a server with small workers sets that (docs/API.md).
+ANALYSIS_MAX_SAMPLES = 1 << 24
 
 
 def _audit_values(org_id: int, user_id: int | None, action: str, object_type: str, object_id: int | None, *,
