@@ -85,6 +85,19 @@ def test_time_lines_elapsed_delivered_ah_stale_and_the_end_alarm() -> None:
     assert alarm["sample_ms"] == 1_001_000 + 3_600_000
 
 
+def test_the_load_step_is_bounded_by_every_block_not_each_block_alone() -> None:
+    # float samples far apart (a site at 60x: 600 site s), staggered over the blocks; load at 1550 s
+    w = _watch()
+    blocks = ((1, 1000, 1560), (2, 1300, 1580), (3, 1500, 1600))
+    for pos, last_float_s, _ in blocks:
+        w.receive(_adv(pos, 1, last_float_s * 10, 13500, state=LiveState.FLOAT), "A", last_float_s * 1000, 0.0)
+    for pos, _, first_discharge_s in blocks:
+        w.receive(_adv(pos, 2, first_discharge_s * 10, 12200), "A", first_discharge_s * 1000, 0.0)
+    # after the last float sample of any block (1500 s), before the first discharge sample (1560 s);
+    # each block's own midpoint, the earliest, would say 1280 s
+    assert w.start_ms == pytest.approx(1_530_000)
+
+
 def test_prediction_of_a_shepherd_curve_and_refusal_without_data() -> None:
     T, a, b, c = 5000.0, 12.2, 1.2e-4, 0.05
     tau = np.arange(0.0, 2600.0, 10.0)

@@ -396,14 +396,19 @@ class LiveWatch:
                           "seq": adv.seq}
 
     def _discharge_seen(self, blk: Block) -> None:
-        """The load step: between the block's last float sample and its first discharge sample
-        (the midpoint when both are known and close); the earliest over the blocks."""
-        assert blk.first_discharge_ms is not None
-        t = blk.first_discharge_ms
-        if blk.last_float_ms is not None and t - blk.last_float_ms < 600_000:
-            t = 0.5 * (t + blk.last_float_ms)
-        if self.start_ms is None or t < self.start_ms:
-            self.start_ms = t
+        """The load step, once more blocks are in discharge: it came after every block's last
+        float sample and before every block's first discharge sample, so between the latest
+        such float sample (of the blocks in discharge, at most 600 s before) and the earliest
+        first discharge sample: the midpoint of that interval, or the earliest first discharge
+        sample when no float sample bounds it. (The midpoint of each block's own interval, the
+        earliest over the blocks, was biased early by up to half a float interval: at a site at
+        60x, whose float adverts are 600 site s apart, 205 s over 240 blocks, which moved the
+        span rule's prediction by 18 %: docs/PERFORMANCE.md.)"""
+        ending = [b for b in self.blocks.values() if b.first_discharge_ms is not None]
+        hi = min(b.first_discharge_ms for b in ending if b.first_discharge_ms is not None)
+        lows = [b.last_float_ms for b in ending
+                if b.last_float_ms is not None and 0 <= hi - b.last_float_ms < 600_000]
+        self.start_ms = 0.5 * (max(lows) + hi) if lows else hi
 
     # ------------------------------------------------------------------ state out
 
