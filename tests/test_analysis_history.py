@@ -19,6 +19,7 @@ from smartlogger.analysis.loading import (
 )
 from smartlogger.device.sim import DEFAULT_TEST_START_MS, simulate_string_test
 from smartlogger.device.store import MemoryStore
+from smartlogger.export.adapters import REPORT_AFTER_MS, REPORT_BEFORE_MS, report_inputs_from_logfiles
 from smartlogger.logfile import LogfileMetadata, pull_logfile, simulated_credentials
 from smartlogger.logfile.records import RecordType
 
@@ -121,3 +122,18 @@ def test_a_file_changed_between_verification_and_decoding_is_excluded(
     assert gone.reason == "unreadable" and "changed while the test was loaded" in gone.message
     kept = loaded.used_logfiles()[0]
     assert not any(r.record_type == RecordType.SAMPLE_BLOCK for r in kept.streams[0].records)
+
+
+def test_the_report_charts_the_test_not_the_float_history(history: list[tuple[str, bytes]]) -> None:
+    """The customer report of a test after months on float: its logs are loaded around the test
+    (within the same budget as the analysis) and charted from an hour before the discharge to two
+    hours after it, not over the 60 days (a chart whose discharge is a sliver at its right end)."""
+    _, result = analyze_files(lambda: history, META)
+    kept = sum(len(log) for log in load_test_files(history, window=True).logs)
+    inputs = report_inputs_from_logfiles(history, result=result, max_samples=kept)
+    d = result.discharge
+    for s in inputs.series:
+        assert d.start_ms - REPORT_BEFORE_MS <= s.t_ms[0] < d.start_ms
+        assert d.end_ms < s.t_ms[-1] <= d.end_ms + REPORT_AFTER_MS
+    with pytest.raises(TooManySamples):
+        report_inputs_from_logfiles(history, result=result, max_samples=kept - 1)

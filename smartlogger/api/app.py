@@ -32,7 +32,7 @@ runner; default 60), ``JOB_SWEEP_SECONDS`` (how often a runner looks for jobs no
 ones a lost process held, claims whose lease expired; default 30), ``MAX_UPLOAD_SAMPLES`` (most
 samples one uploaded logfile may declare; default ``services.MAX_UPLOAD_SAMPLES``, 2**23),
 ``ANALYSIS_MAX_SAMPLES`` (most samples the logs of one test may hold for its analysis, the float
-history far from its tests left out, and its logfiles may declare for its report; default
+history far from its tests left out, and for its report, loaded the same way; default
 ``services.ANALYSIS_MAX_SAMPLES``, 2**24).
 
 Security headers on every answer: ``X-Content-Type-Options``, ``X-Frame-Options: DENY``,

@@ -90,8 +90,8 @@ REPORT_KIND = "xlsx"
 MAX_UPLOAD_SAMPLES = 1 << 23
 #: Most samples the logs of one test may hold for its analysis (``ANALYSIS_MAX_SAMPLES``): each
 #: logger's log without its float history far from every candidate test
-#: (``analysis.loading.window_history``), counted as they are loaded; and most samples the logfiles
-#: of one test may declare for its report (which loads whole logs for its charts). These hold about
+#: (``analysis.loading.window_history``), counted as they are loaded; the report loads and counts
+#: them the same way (its charts show the test, ``export.adapters.REPORT_*``). These hold about
 #: 23 bytes per sample (measured: docs/PERFORMANCE.md) besides the test window's work (bounded by
 #: ``analysis.analyze.MAX_WINDOW_SAMPLES`` and ``MAX_GRID_POINTS``) and the files' records.
 #: 2**24 = 16.8 M: a 240-block 10 h test at 1 Hz holds ~8.8 M (~320-340 MB with its window, ~35 B
@@ -613,19 +613,23 @@ def logfile_name(lf: Logfile) -> str:
     return f"logfile {lf.id} ({lf.sha256[:12]}).slog"
 
 
-def check_analysis_budget(store: FileStore, files: Sequence[Logfile], max_samples: int) -> None:
-    """Refuse (409 ``too_many_samples``, naming the limit) a test whose logfiles declare more than
-    ``max_samples`` samples, before any is decoded: read from the block heads of each file."""
-    declared = 0
-    for lf in files:
-        try:
-            declared += check_sample_heads(read_logfile(store.get(lf.sha256), decode=False))
-        except LogfileError:
-            continue  # the analysis excludes it as unreadable, without decoding its samples
-    if declared > max_samples:
-        raise ApiError(409, "too_many_samples",
-                       f"the test's {len(files)} logfiles declare {declared} samples, more than the {max_samples} "
-                       "this server analyses in one test (ANALYSIS_MAX_SAMPLES)")
+def _too_many(files: Sequence[Logfile], err: TooManySamples, max_samples: int) -> ApiError:
+    return ApiError(409, "too_many_samples",
+                    f"the test's {len(files)} logfiles hold {err.held} samples or more around their tests, more than "
+                    f"the {max_samples} this server analyses in one test (ANALYSIS_MAX_SAMPLES)")
+
+
+def _report_inputs(session: Session, store: FileStore, test: CapacityTest, files: Sequence[Logfile],
+                   result: TestResult, trust: Sequence[Any] | None, max_samples: int) -> Any:
+    """The report's inputs from the stored logfiles and result: each log around its test only (the
+    float history far from it left out, as for the analysis), within the same per-test budget."""
+    logfiles = [(logfile_name(lf), store.get(lf.sha256)) for lf in files]
+    try:
+        return report_inputs_from_logfiles(logfiles, result=result, where=f"test {test.id}",
+                                           trust=trust if trust is not None else _trust(),
+                                           registered_keys=registered_keys(session, test), max_samples=max_samples)
+    except TooManySamples as err:
+        raise _too_many(files, err, max_samples) from None
 
 
 def compute_result(session: Session, store: FileStore, test: CapacityTest, *,
@@ -645,9 +649,7 @@ def compute_result(session: Session, store: FileStore, test: CapacityTest, *,
                                   metadata_of(test), trust=trust if trust is not None else _trust(),
                                   registered_keys=keys, max_samples=max_samples)
     except TooManySamples as err:
-        raise ApiError(409, "too_many_samples",
-                       f"the test's {len(files)} logfiles hold {err.held} samples or more around their tests, more than "
-                       f"the {max_samples} this server analyses in one test (ANALYSIS_MAX_SAMPLES)") from None
+        raise _too_many(files, err, max_samples) from None
     # The customer report's facts (site, technician, battery, ...) as the test's metadata states them.
     result.report_info = {str(k): str(v) for k, v in (test.meta or {}).items()}
     digest = inputs_digest(test, [lf.sha256 for lf in files])
@@ -674,11 +676,7 @@ def build_report(session: Session, store: FileStore, test: CapacityTest, *,
     if row is not None and store.exists(row.sha256):
         return row
     files = logfiles_of(session, test)
-    check_analysis_budget(store, files, max_samples)
-    logfiles = [(logfile_name(lf), store.get(lf.sha256)) for lf in files]
-    inputs = report_inputs_from_logfiles(logfiles, result=TestResult.from_data(result.result), where=f"test {test.id}",
-                                         trust=trust if trust is not None else _trust(),
-                                         registered_keys=registered_keys(session, test))
+    inputs = _report_inputs(session, store, test, files, TestResult.from_data(result.result), trust, max_samples)
     data = string_report_bytes(inputs.outcome, inputs.series, exceedances=inputs.exceedances,
                                evidence=inputs.evidence, tz=str(test.meta.get("tz", "UTC")))
     digest = store.put(data)
@@ -701,12 +699,8 @@ def build_pdf_report(session: Session, store: FileStore, test: CapacityTest, *,
     if result is None:
         raise ApiError(409, "conflict", "the test has no result yet")
     files = logfiles_of(session, test)
-    check_analysis_budget(store, files, max_samples)  # its charts decode every sample, as the workbook's
-    logfiles = [(logfile_name(lf), store.get(lf.sha256)) for lf in files]
     stored = TestResult.from_data(result.result)
-    inputs = report_inputs_from_logfiles(logfiles, result=stored, where=f"test {test.id}",
-                                         trust=trust if trust is not None else _trust(),
-                                         registered_keys=registered_keys(session, test))
+    inputs = _report_inputs(session, store, test, files, stored, trust, max_samples)
     # The test's metadata as it stands now (who tested, where): editing it does not re-analyse.
     content = report_content(stored, {str(k): str(v) for k, v in (test.meta or {}).items()})
     return pdf_report_bytes(content, inputs.series)

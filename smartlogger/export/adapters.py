@@ -241,13 +241,24 @@ def longterm_inputs(source: LogfileSource, *, tz: str = "UTC", name: str | None 
                         evidence_from_report(report, name))
 
 
+#: A log spanning more than this (ms) is charted around its test only (``string_report_inputs``):
+#: two days, so a test pulled the day after it was set up is charted whole, as it always was.
+REPORT_WHOLE_LOG_MS = 2 * 86_400_000
+#: ... from this long before the discharge (the float level before it) ...
+REPORT_BEFORE_MS = 3_600_000
+#: ... to this long after it (the recovery and the start of the recharge).
+REPORT_AFTER_MS = 2 * 3_600_000
+
+
 def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
                          evidence: Sequence[EvidenceRow] = ()
                          ) -> tuple[StringTestOutcome, list[LoggerSamples], list[ExceedanceRow]]:
     """Report inputs from an ``analysis.results.TestResult`` and the ``BlockLog``s analysed.
 
     Sample times are put on true (phone-aligned) time with the analysis' own clock
-    fit, so the charts and the Data sheet line up with the result's times.
+    fit, so the charts and the Data sheet line up with the result's times. A log longer than
+    ``REPORT_WHOLE_LOG_MS`` (a logger left on the string, its float history pulled with the test)
+    is charted from ``REPORT_BEFORE_MS`` before the discharge to ``REPORT_AFTER_MS`` after it.
     """
     if not isinstance(result, TestResult):
         raise TypeError("result must be an analysis TestResult")
@@ -259,6 +270,9 @@ def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
     series: list[LoggerSamples] = []
     exceed: list[ExceedanceRow] = []
     blocks: list[BlockOutcome] = []
+    d = result.discharge
+    clip = ([d.start_ms - REPORT_BEFORE_MS, d.end_ms + REPORT_AFTER_MS]
+            if d is not None and d.start_ms is not None and d.end_ms is not None else None)
     for b in result.blocks:
         found = by_serial.get(b.serial)
         if found is None:
@@ -275,9 +289,11 @@ def string_report_inputs(result: TestResult, logs: Sequence[BlockLog],
         del true, aligned
         if t.size > 1 and bool(np.any(t[1:] < t[:-1])):
             order = np.argsort(t, kind="stable")
-            series.append(LoggerSamples(log.identity, log.config, t[order], mv[order], dc[order]))
-        else:
-            series.append(LoggerSamples(log.identity, log.config, t, mv, dc))
+            t, mv, dc = t[order], mv[order], dc[order]
+        if clip is not None and t.size and int(t[-1]) - int(t[0]) > REPORT_WHOLE_LOG_MS:
+            lo, hi = np.searchsorted(t, clip)
+            t, mv, dc = t[lo:hi], mv[lo:hi], dc[lo:hi]
+        series.append(LoggerSamples(log.identity, log.config, t, mv, dc))
         status = "alarm" if b.replace or b.red else "warning" if b.yellow else "ok"
         note = "; ".join([*(["lower bound (end voltage not reached)"] if b.lower_bound else []),
                           *b.warnings])
@@ -355,7 +371,7 @@ def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *
                                 end_voltage: Voltage | None = None, where: str = "test",
                                 trust: Sequence[Authority] | None = None,
                                 registered_keys: dict[str, str] | None = None,
-                                test_id: str | None = None) -> TestReportInputs:
+                                test_id: str | None = None, max_samples: int | None = None) -> TestReportInputs:
     """Read and verify a test's logfiles (``(name, bytes or Logfile)``; the name is what the
     Evidence sheet calls the file) and put them with the test's result.
 
@@ -367,9 +383,14 @@ def report_inputs_from_logfiles(logfiles: Iterable[tuple[str, LogfileSource]], *
     load and rated time taken from the arguments or else from the used logfiles' test metadata
     (keys ``load``, ``rated_time``,
     ``end_voltage`` (per cell, block or string) or ``end_v_per_cell``, ``test_id``).
-    ``where`` names the test in error messages.
+    ``where`` names the test in error messages. ``max_samples``: most samples the loaded logs may
+    hold (``analysis.inputs.TooManySamples`` above it; the API's per-test budget).
     """
-    loaded = load_test_files(logfiles, trust=trust, registered_keys=registered_keys, test_id=test_id)
+    # With the result known, the report needs each log around its test only: a logger left on the
+    # string for years brings its whole float history, which the charts do not show (see
+    # ``string_report_inputs``); without one, the test is analysed here on the whole logs.
+    loaded = load_test_files(logfiles, trust=trust, registered_keys=registered_keys, test_id=test_id,
+                             window=result is not None, max_samples=max_samples)
     if not loaded.logs and not loaded.excluded:
         raise ExportError(f"{where}: no logfiles")
     logs = loaded.logs
