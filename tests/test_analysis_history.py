@@ -19,7 +19,11 @@ from smartlogger.analysis.loading import (
 )
 from smartlogger.device.sim import DEFAULT_TEST_START_MS, simulate_string_test
 from smartlogger.device.store import MemoryStore
-from smartlogger.export.adapters import REPORT_AFTER_MS, REPORT_BEFORE_MS, report_inputs_from_logfiles
+from smartlogger.export.adapters import (
+    REPORT_AFTER_MS,
+    REPORT_BEFORE_MS,
+    report_inputs_from_logfiles,
+)
 from smartlogger.logfile import LogfileMetadata, pull_logfile, simulated_credentials
 from smartlogger.logfile.records import RecordType
 
