@@ -158,7 +158,7 @@ def test_a_faster_test_predicts_the_same_decline_ending_sooner() -> None:
     assert ends[1] / ends[0] == pytest.approx(0.7752, rel=1e-3)
 
 
-def test_the_watch_takes_the_span_from_the_test_folder(tmp_path: Path) -> None:
+def test_the_watch_takes_the_span_from_the_test_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     S = LEAD_ACID_SPAN_V_PER_CELL
     rated = TestInfo(battery=BatteryInfo(chemistry="vrla", block_voltage_v=12, rated_ah=100))
     assert _span_for_test(rated, tmp_path, 1.75, 6, 77.52, None, 24) == pytest.approx(S * 0.7752)
@@ -169,6 +169,11 @@ def test_the_watch_takes_the_span_from_the_test_folder(tmp_path: Path) -> None:
     # 24 blocks at 12.48 kW: 520 W/block, the table's 2-h rate (1040 Wh of 1200 at 10 h)
     assert _span_for_test(sheet, tmp_path, 1.75, 6, None, 12480.0, 24) == pytest.approx(S * 1040 / 1200)
     assert _span_for_test(sheet, tmp_path, 1.75, 6, 50.0, None, 24) is None  # a current on a W table
+    # a table that does not cover the end voltage, or is not there: the watch starts, with a warning
+    assert _span_for_test(sheet, tmp_path, 1.60, 6, None, 12480.0, 24) is None
+    assert "1.600 V/cell is outside the datasheet's end voltages" in capsys.readouterr().err
+    assert _span_for_test(TestInfo(datasheet="gone.csv"), tmp_path, 1.75, 6, 50.0, None, 24) is None
+    assert "datasheet gone.csv is not in the folder" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- across processes

@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from smartlogger.cli.options import CURRENT, POWER, SECONDS
-from smartlogger.errors import ConfigError, TransportError
+from smartlogger.errors import ConfigError, SmartLoggerError, TransportError
 from smartlogger.quantities import Current, Power, parse_voltage
 from smartlogger.testinfo import WATCH_FILE
 
@@ -41,8 +41,9 @@ CLOCK_S = 0.1
 @click.option("--site", "site_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Watch the loggers of the virtual site in this directory (its radio and clock).")
 @click.option("--folder", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="Test folder: its test.json gives the load, end voltage, blocks and test id; "
-                   "the watch record is saved there as watch.json.")
+              help="Test folder: its test.json gives the load, end voltage, blocks and test id (and its "
+                   "datasheet or rated Ah the predictions' span by rate); the watch record is saved there "
+                   "as watch.json.")
 @click.option("--test-id", default=None, help="Follow only loggers programmed for this test id.")
 @click.option("--kit-key", "kit_key_file", required=True, envvar="SMARTLOGGER_KIT_KEY",
               type=click.Path(dir_okay=False, path_type=Path),
@@ -153,22 +154,26 @@ def _span_for_test(info: Any, folder: Path, end_v_per_cell: float, cells: int, c
     from smartlogger.field.live import RateCurve, span_for_rate  # lazy: not at CLI start-up
 
     datasheet = None
-    if info.datasheet:
-        path = folder / info.datasheet
-        if not path.is_file():
-            raise ConfigError("datasheet", f"{folder / 'test.json'}: datasheet {info.datasheet} is not in the folder")
-        datasheet = read_datasheet_csv(path)
-    elif info.datasheet_csv:
-        datasheet = parse_datasheet_csv(info.datasheet_csv, f"{folder / 'test.json'}: datasheet_csv")
-    if datasheet is not None:
-        rate = None
-        if datasheet.unit == "A":
-            rate = current_a
-        elif power_w is not None and blocks:
-            rate = power_w / blocks / (cells if datasheet.unit == "W/cell" else 1)
-        if rate is None:
-            return None
-        return span_for_rate(RateCurve.from_datasheet(datasheet, end_v_per_cell), rate)
+    try:
+        if info.datasheet:
+            path = folder / info.datasheet
+            if not path.is_file():
+                raise ConfigError("datasheet", f"{folder / 'test.json'}: datasheet {info.datasheet} is not in the "
+                                  "folder")
+            datasheet = read_datasheet_csv(path)
+        elif info.datasheet_csv:
+            datasheet = parse_datasheet_csv(info.datasheet_csv, f"{folder / 'test.json'}: datasheet_csv")
+        if datasheet is not None:
+            rate = None
+            if datasheet.unit == "A":
+                rate = current_a
+            elif power_w is not None and blocks:
+                rate = power_w / blocks / (cells if datasheet.unit == "W/cell" else 1)
+            return None if rate is None else span_for_rate(RateCurve.from_datasheet(datasheet, end_v_per_cell), rate)
+    except SmartLoggerError as err:
+        # the watch (and its alarm) must start: only the predictions' span by rate goes without it
+        click.echo(f"warning: predictions without the datasheet's rate table ({err})", err=True)
+        return None
     if info.battery.rated_ah and current_a is not None:
         return span_for_rate(RateCurve.typical_vrla(info.battery.rated_ah), current_a)
     return None
