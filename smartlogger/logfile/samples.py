@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -125,8 +125,24 @@ def encode_channel(values: npt.NDArray[np.int64]) -> bytes:
     return _CH_HEAD.pack(first, mode) + table + packed
 
 
-def decode_channel(buf: _Bytes, offset: int, n: int, name: str = "channel") -> tuple[Int32Array, int]:
-    """Decode one channel of ``n >= 1`` samples at ``offset``: ``(values, end offset)``."""
+class _Layout(NamedTuple):
+    """A channel's header and width table, read and checked (``_channel_layout``)."""
+
+    first: int
+    mode: int
+    pos: int  # offset of the packed deltas
+    table_len: int
+    ngroups: int
+    ndelta: int
+    w64: npt.NDArray[np.int64]  # each group's bit width
+    counts: npt.NDArray[np.int64]  # each group's number of deltas
+    nbytes: int  # bytes of packed deltas
+
+
+def _channel_layout(buf: _Bytes, offset: int, n: int, name: str) -> _Layout:
+    """The header, width table, sizes and padding of the channel of ``n`` samples at ``offset``,
+    checked in this order (the decoders' first checks, shared by ``decode_channel`` and the
+    piecewise decoder)."""
     size = len(buf)
     if offset + _CH_HEAD.size > size:
         raise LogfileError(f"{name} channel header needs {_CH_HEAD.size} bytes, "
@@ -178,6 +194,12 @@ def decode_channel(buf: _Bytes, offset: int, n: int, name: str = "channel") -> t
         if last >> (total_bits % 8):
             raise LogfileError(f"{name} padding bits of the last packed byte are not zero",
                                offset=pos + nbytes - 1)
+    return _Layout(first, mode, pos, table_len, ngroups, ndelta, w64, counts, nbytes)
+
+
+def decode_channel(buf: _Bytes, offset: int, n: int, name: str = "channel") -> tuple[Int32Array, int]:
+    """Decode one channel of ``n >= 1`` samples at ``offset``: ``(values, end offset)``."""
+    first, mode, pos, table_len, ngroups, ndelta, w64, counts, nbytes = _channel_layout(buf, offset, n, name)
     zz = _unpack_bits(buf, pos, nbytes, np.repeat(w64, counts))
     if ngroups:
         # Canonical: each width is exactly the bit length of its group's largest value, so
@@ -229,58 +251,8 @@ def _decode_channel_into(buf: _Bytes, offset: int, n: int, name: str, out: Int32
     """``decode_channel`` into ``out`` piece by piece; returns the end offset. The checks are made
     in ``decode_channel``'s order: header, widths, sizes and padding first; then every group's
     canonical width before any value's range (a range error found early is raised at the end)."""
-    size = len(buf)
-    if offset + _CH_HEAD.size > size:
-        raise LogfileError(f"{name} channel header needs {_CH_HEAD.size} bytes, "
-                           f"{max(0, size - offset)} left", offset=offset)
-    first, mode = _CH_HEAD.unpack_from(buf, offset)
-    pos = offset + _CH_HEAD.size
-    ndelta = n - 1
-    ngroups = -(-ndelta // GROUP)
-    if mode == 0:
-        table_len = (ngroups + 1) // 2
-    elif mode == 1:
-        table_len = ngroups
-    else:
-        raise LogfileError(f"{name} width-table mode {mode} is not 0 or 1", offset=offset + 4)
-    if pos + table_len > size:
-        raise LogfileError(f"{name} width table needs {table_len} bytes for {n} samples, "
-                           f"{size - pos} left", offset=pos)
-    raw = np.frombuffer(buf, dtype=np.uint8, count=table_len, offset=pos)
-    if mode == 0:
-        widths = np.empty(table_len * 2, dtype=np.uint8)
-        widths[0::2] = raw & 0x0F
-        widths[1::2] = raw >> 4
-        if ngroups % 2 and widths[-1] != 0:
-            raise LogfileError(f"{name} width table: unused last nibble is not zero",
-                               offset=pos + table_len - 1)
-        widths = widths[:ngroups]
-    else:
-        widths = raw
-        bad = np.flatnonzero(widths > MAX_WIDTH)
-        if bad.size:
-            g = int(bad[0])
-            raise LogfileError(f"{name} group {g} has bit width {int(widths[g])} > {MAX_WIDTH}",
-                               offset=pos + g)
-        if ngroups and int(widths.max()) <= 15:
-            raise LogfileError(f"{name} uses byte-wide widths (mode 1) although all fit a nibble; "
-                               "not canonical", offset=offset + 4)
-    pos += table_len
-    counts = np.full(ngroups, GROUP, dtype=np.int64)
-    if ngroups:
-        counts[-1] = ndelta - GROUP * (ngroups - 1)
-    w64 = widths.astype(np.int64)
+    first, mode, pos, table_len, ngroups, _, w64, counts, nbytes = _channel_layout(buf, offset, n, name)
     group_bits = w64 * counts
-    total_bits = int(group_bits.sum()) if ngroups else 0
-    nbytes = (total_bits + 7) // 8
-    if pos + nbytes > size:
-        raise LogfileError(f"{name} packed deltas need {nbytes} bytes, {size - pos} left",
-                           offset=pos)
-    if total_bits % 8:
-        last = buf[pos + nbytes - 1]
-        if last >> (total_bits % 8):
-            raise LogfileError(f"{name} padding bits of the last packed byte are not zero",
-                               offset=pos + nbytes - 1)
     bit_at = np.concatenate(([0], np.cumsum(group_bits)))  # first bit of each group
     out[0] = first
     value = first  # the last value decoded (int64 arithmetic, as decode_channel's)
