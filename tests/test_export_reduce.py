@@ -114,7 +114,7 @@ def test_the_envelope_in_pieces_is_the_envelope_in_one(samples: list[tuple[int, 
     t = np.sort(np.array([s[0] for s in samples], dtype=np.int64))
     mv = np.array([s[1] for s in samples], dtype=np.int32)
     b = make_buckets(-100, 4_000, points)
-    whole = reduce._minmax_envelope_all(t, mv / 1000.0, b)
+    whole = minmax_envelope(t, mv / 1000.0, b)  # one piece: ENVELOPE_PIECE (2^18) > 400 samples
     default = reduce.ENVELOPE_PIECE
     reduce.ENVELOPE_PIECE = piece
     try:

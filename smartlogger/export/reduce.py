@@ -95,8 +95,10 @@ def minmax_envelope(t_ms: npt.ArrayLike, y: npt.ArrayLike, buckets: Buckets, *,
         piece = raw[a:b].astype(np.float64)
         return piece / divide if divide is not None else piece
 
-    if raw.dtype.kind not in "iub" and bool(np.isnan(raw).any()):
-        return _minmax_envelope_all(t, values(0, raw.size), buckets)  # NaN samples dropped first
+    if raw.dtype.kind not in "iub":
+        ok = ~np.isnan(raw)
+        if not ok.all():  # NaN samples are dropped first
+            t, raw = t[ok], raw[ok]
     out = np.full(2 * buckets.n, np.nan)
     if len(t) == 0:
         return out
@@ -138,56 +140,6 @@ def minmax_envelope(t_ms: npt.ArrayLike, y: npt.ArrayLike, buckets: Buckets, *,
         new_hi = (i_max[ks] == big) | (hi > maxs[ks])
         mins[ks[new_lo]], i_min[ks[new_lo]] = lo[new_lo], lo_at[new_lo]
         maxs[ks[new_hi]], i_max[ks[new_hi]] = hi[new_hi], hi_at[new_hi]
-    min_first = i_min <= i_max
-    pos = np.flatnonzero(filled)
-    out[2 * pos] = np.where(min_first, mins, maxs)
-    out[2 * pos + 1] = np.where(min_first, maxs, mins)
-    return out
-
-
-def _minmax_envelope_all(t_ms: npt.ArrayLike, y: npt.ArrayLike, buckets: Buckets) -> FloatArray:
-    """``minmax_envelope`` in one piece (series with NaN samples, which are dropped first).
-    The min/max envelope of ``y`` (sampled at increasing ``t_ms``) over ``buckets``.
-
-    Returns ``2 * buckets.n`` values aligned with ``buckets.point_times_ms()``:
-    per bucket the extreme that occurred first, then the other one. Buckets
-    without samples (gaps, or outside this series' window) give NaN, which the
-    writers leave as empty cells so the chart line breaks instead of drawing a
-    false straight line across a gap. NaN samples are ignored.
-    """
-    t = np.asarray(t_ms, dtype=np.int64)
-    v = np.asarray(y, dtype=np.float64)
-    if t.shape != v.shape or t.ndim != 1:
-        raise ValueError(f"t_ms and y must be 1-D of equal length, got {t.shape} and {v.shape}")
-    out = np.full(2 * buckets.n, np.nan)
-    ok = ~np.isnan(v)
-    if not ok.all():
-        t, v = t[ok], v[ok]
-    if len(t) == 0:
-        return out
-    if len(t) > 1 and np.any(np.diff(t) < 0):
-        raise ValueError("t_ms must be non-decreasing")
-    edges = buckets.edges_ms
-    # Index of the first sample of each bucket; samples outside the window are dropped.
-    starts = np.searchsorted(t, edges[:-1], side="left")
-    stop = int(np.searchsorted(t, edges[-1], side="left"))
-    counts = np.diff(np.append(starts, stop))
-    filled = counts > 0
-    if not filled.any():
-        return out
-    s = starts[filled]
-    seg_v = v[: stop]
-    mins = np.minimum.reduceat(seg_v, s)
-    maxs = np.maximum.reduceat(seg_v, s)
-    # First index of the min and of the max in each bucket: compare each sample with
-    # its bucket's extreme, then take the smallest index per bucket (again reduceat).
-    bucket_of = np.repeat(np.arange(len(s)), counts[filled])
-    first = s[0]
-    idx = np.arange(first, stop, dtype=np.int64)
-    seg = seg_v[first:]
-    big = np.int64(np.iinfo(np.int64).max)
-    i_min = np.minimum.reduceat(np.where(seg == mins[bucket_of], idx, big), s - first)
-    i_max = np.minimum.reduceat(np.where(seg == maxs[bucket_of], idx, big), s - first)
     min_first = i_min <= i_max
     pos = np.flatnonzero(filled)
     out[2 * pos] = np.where(min_first, mins, maxs)
