@@ -9,7 +9,7 @@ the work folder, else ``test.json``'s client key through ``GET /api/tests?client
 ``live_body`` turns a ``LiveWatch.snapshot`` into the API's bounded ``LiveInSchema`` body.
 
 Same server and token as ``smartlogger sync`` (``--api``/``SMARTLOGGER_API``,
-``--token``/``SMARTLOGGER_TOKEN``). No import of the API package: HTTP only (stdlib ``urllib``).
+``--token``/``SMARTLOGGER_TOKEN``). No import of the API package: HTTP only (``field.sync.api_call``).
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ import json
 import sqlite3
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from smartlogger.field.sync import QUEUE_FILE, normalise_api
+from smartlogger.field.sync import QUEUE_FILE, ApiRefused, ApiUnreachable, api_call, normalise_api
 
 #: Seconds between two posts (at most); snapshots offered in between are dropped.
 POST_INTERVAL_S = 2.0
@@ -215,19 +213,12 @@ class LivePoster:
             data = None if body is None else json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
         except ValueError as err:
             raise PostError(f"the state cannot be sent: {err}") from None
-        req = urllib.request.Request(self.api + path, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {self.token}")
-        req.add_header("Accept", "application/json")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            try:
-                message = json.loads(err.read() or b"null")["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = str(err.reason)
-            raise PostError(f"HTTP {err.code}: {message}", final=err.code in (401, 403, 404)) from None
-        except (TimeoutError, urllib.error.URLError, OSError, ValueError) as err:  # ValueError: no JSON
-            raise PostError(f"no connection: {getattr(err, 'reason', err)}") from None
+            return api_call(self.api, self.token, method, path, body=data,
+                            content_type=None if data is None else "application/json", timeout_s=self.timeout_s)[1]
+        except ApiRefused as err:
+            raise PostError(f"HTTP {err.code}: {err.message}", final=err.code in (401, 403, 404)) from None
+        except ApiUnreachable as err:
+            raise PostError(f"no connection: {err.reason}") from None
+        except ValueError as err:  # an answer that is not JSON
+            raise PostError(f"no connection: {err}") from None

@@ -114,6 +114,47 @@ def normalise_api(api: str) -> str:
     return out if out.endswith("/api") else out + "/api"
 
 
+class ApiRefused(Exception):
+    """The API answered with an error status: its ``code``, the error's ``message`` and the
+    ``Retry-After`` it gave (s), if any."""
+
+    def __init__(self, code: int, message: str, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {code}: {message}")
+        self.code, self.message, self.retry_after = code, message, retry_after
+
+
+class ApiUnreachable(Exception):
+    """No answer from the API (refused, timed out, no route): ``reason``."""
+
+    def __init__(self, reason: object) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+def api_call(api: str, token: str, method: str, path: str, *, body: bytes | None = None,
+             content_type: str | None = None, timeout_s: float = 30.0) -> tuple[int, Any]:
+    """One request to the API at ``api`` (normalised) with bearer ``token``: (status, parsed JSON
+    answer). An error status is ``ApiRefused``, no answer ``ApiUnreachable``; an answer that is not
+    JSON raises ``ValueError``. Used by the sync client and the live watch's poster."""
+    req = urllib.request.Request(api + path, data=body, method=method)
+    req.add_header("Authorization", f"Bearer {token}")
+    req.add_header("Accept", "application/json")
+    if content_type:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        try:
+            message = str(json.loads(err.read() or b"null")["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            message = str(err.reason)
+        retry = err.headers.get("Retry-After") if err.headers is not None else None
+        raise ApiRefused(err.code, message, float(retry) if retry and retry.isdigit() else None) from None
+    except (TimeoutError, urllib.error.URLError, OSError) as err:
+        raise ApiUnreachable(getattr(err, "reason", err)) from None
+
+
 class SyncQueue:
     """The persistent queue in the work folder (see module docstring)."""
 
@@ -239,30 +280,17 @@ class SyncClient:
 
     def _request(self, method: str, path: str, *, body: bytes | None = None,
                  content_type: str | None = None) -> tuple[int, Any]:
-        req = urllib.request.Request(self.api + path, data=body, method=method)
-        req.add_header("Authorization", f"Bearer {self.token}")
-        req.add_header("Accept", "application/json")
-        if content_type:
-            req.add_header("Content-Type", content_type)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            try:
-                payload = json.loads(err.read() or b"null")
-                message = payload["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = err.reason
+            return api_call(self.api, self.token, method, path, body=body, content_type=content_type,
+                            timeout_s=self.timeout_s)
+        except ApiRefused as err:
             if err.code == 429 or err.code >= 500:
-                retry = err.headers.get("Retry-After")
-                raise _Transient(f"HTTP {err.code}: {message}",
-                                 float(retry) if retry and retry.isdigit() else None) from None
+                raise _Transient(f"HTTP {err.code}: {err.message}", err.retry_after) from None
             if err.code in (401, 403):
-                raise SyncError(f"the API refused the token: {message}") from None
-            raise _Rejected(f"HTTP {err.code}: {message}") from None
-        except (TimeoutError, urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise _Transient(f"no connection to {self.api}: {reason}") from None
+                raise SyncError(f"the API refused the token: {err.message}") from None
+            raise _Rejected(f"HTTP {err.code}: {err.message}") from None
+        except ApiUnreachable as err:
+            raise _Transient(f"no connection to {self.api}: {err.reason}") from None
 
     def _with_retries(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn``; on a transient failure wait (backoff) and try again, up to the per-run limit."""
