@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smartlogger.analysis.inputs import (
+    Datasheet,
     Load,
     TestMetadata,
     load_from_quantity,
@@ -40,20 +41,25 @@ def metadata_of(info: TestInfo, folder: str | os.PathLike[str], *, load: Load | 
             raise TestInfoError("load", f"{where} states no load: give --load (a current), --load-power "
                                         "or --load-csv, or record it with 'smartlogger test set'")
         load = load_from_quantity(q)
-    datasheet = None
-    if info.datasheet:
-        path = Path(folder) / info.datasheet
-        if not path.exists():
-            raise TestInfoError("datasheet", f"{where}: datasheet {info.datasheet} is not in the folder")
-        datasheet = read_datasheet_csv(path)
-    elif info.datasheet_csv:
-        datasheet = parse_datasheet_csv(info.datasheet_csv, f"{where}: datasheet_csv")
     return TestMetadata(
-        load, rated_time_s=info.rated_time_s(where), datasheet=datasheet,
+        load, rated_time_s=info.rated_time_s(where), datasheet=datasheet_of(info, folder),
         end_voltage=info.parsed_end_voltage(where), string_blocks=info.string_blocks,
         reference_temperature_c=info.reference_temperature_c if info.reference_temperature_c is not None else 25.0,
         test_id=test_id or info.test_id,
     )
+
+
+def datasheet_of(info: TestInfo, folder: str | os.PathLike[str]) -> Datasheet | None:
+    """The rated-discharge table ``info`` states (its file in ``folder``, or inline); None without one."""
+    where = str(Path(folder) / TEST_FILE)
+    if info.datasheet:
+        path = Path(folder) / info.datasheet
+        if not path.exists():
+            raise TestInfoError("datasheet", f"{where}: datasheet {info.datasheet} is not in the folder")
+        return read_datasheet_csv(path)
+    if info.datasheet_csv:
+        return parse_datasheet_csv(info.datasheet_csv, f"{where}: datasheet_csv")
+    return None
 
 
 def describe_load(load: Current | Power) -> str:

@@ -147,22 +147,11 @@ def _span_for_test(info: Any, folder: Path, end_v_per_cell: float, cells: int, c
     test.json's datasheet (a current table with a constant current; a W/block or W/cell table with
     a constant power and the blocks known), else from a typical VRLA table scaled to
     ``battery.rated_ah`` (a constant current); None (the slow-rate span) without these."""
-    from smartlogger.analysis.inputs import (  # lazy: start-up
-        parse_datasheet_csv,
-        read_datasheet_csv,
-    )
+    from smartlogger.analysis.testfolder import datasheet_of  # lazy: start-up
     from smartlogger.field.live import RateCurve, span_for_rate  # lazy: not at CLI start-up
 
-    datasheet = None
     try:
-        if info.datasheet:
-            path = folder / info.datasheet
-            if not path.is_file():
-                raise ConfigError("datasheet", f"{folder / 'test.json'}: datasheet {info.datasheet} is not in the "
-                                  "folder")
-            datasheet = read_datasheet_csv(path)
-        elif info.datasheet_csv:
-            datasheet = parse_datasheet_csv(info.datasheet_csv, f"{folder / 'test.json'}: datasheet_csv")
+        datasheet = datasheet_of(info, folder)
         if datasheet is not None:
             rate = None
             if datasheet.unit == "A":
