@@ -106,6 +106,14 @@ def _merged_main(files: list[Logfile], name: str) -> list[RawRecord]:
     return [by_seq[seq] for seq in sorted(by_seq)]
 
 
+def _sample_count(raw: RawRecord) -> int:
+    """The samples of a sample-block record: its decoded block's, or the count in its payload's head
+    (read without decoding the payload)."""
+    if raw.decoded is not None:
+        return len(cast(SampleBlock, raw.decoded))
+    return int.from_bytes(raw.data[PAYLOAD_AT + 1:PAYLOAD_AT + 5], "little")
+
+
 def _sample_arrays(raws: list[RawRecord]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32],
                                                    npt.NDArray[np.int16]]:
     """``(t_ms, mv, dc)`` of the sample blocks ``raws`` (in log order) as ``block_log_from_records``
@@ -122,10 +130,7 @@ def _sample_arrays(raws: list[RawRecord]) -> tuple[npt.NDArray[np.int64], npt.ND
     batch = next(batches, None)
     for raw in raws:
         pos.append(n)
-        if raw.decoded is None:
-            n += int.from_bytes(raw.data[PAYLOAD_AT + 1:PAYLOAD_AT + 5], "little")
-        else:
-            n += len(cast(SampleBlock, raw.decoded))
+        n += _sample_count(raw)
     mv = np.empty(n, dtype=np.int32)
     dc = np.empty(n, dtype=np.int16)
     at = {id(raw): p for raw, p in zip(raws, pos, strict=True)}
@@ -154,10 +159,10 @@ def _sample_arrays(raws: list[RawRecord]) -> tuple[npt.NDArray[np.int64], npt.ND
     for raw in raws:
         if raw.decoded is not None:
             block = cast(SampleBlock, raw.decoded)
-            start, interval, k = block.start_ms, block.interval_ms, len(block)
+            start, interval = block.start_ms, block.interval_ms
         else:
             start, interval = SAMPLE_HEAD.unpack_from(raw.data, 1)
-            k = int.from_bytes(raw.data[PAYLOAD_AT + 1:PAYLOAD_AT + 5], "little")
+        k = _sample_count(raw)
         p = at[id(raw)]
         seg = t[p:p + k]
         seg[:] = np.arange(k, dtype=np.int64)
@@ -272,12 +277,7 @@ def _block_log(files: list[Logfile], name: str, *, window: bool = False) -> Bloc
     # The records in log order, each sample block as its sample count (its samples are the arrays).
     items: list[tuple[int, Record] | int] = []
     for raw in merged:
-        if raw.record_type != RecordType.SAMPLE_BLOCK:
-            items.append((raw.seq, raw.record))
-        elif raw.decoded is not None:
-            items.append(len(cast(SampleBlock, raw.decoded)))
-        else:
-            items.append(int.from_bytes(raw.data[PAYLOAD_AT + 1:PAYLOAD_AT + 5], "little"))
+        items.append((raw.seq, raw.record) if raw.record_type != RecordType.SAMPLE_BLOCK else _sample_count(raw))
     log = block_log_from_records(newest.identity, items, config=config, observations=observations,
                                  source=name, samples=samples)
     del samples
