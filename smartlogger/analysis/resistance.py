@@ -111,17 +111,10 @@ class _BlockFit:
     early: float | None  # this block's share of the relaxation the quadratic does not see (see measure)
 
 
-def block_step_resistance(b: AlignedBlock, step: StringStep, delta_a: float) -> tuple[float, float] | None:
-    """(R ohm, its standard uncertainty ohm) of block ``b`` at ``step`` for a current change
-    ``delta_a``, from this block alone; None when the block has no clean samples on both sides.
-    ``measure`` adds what the string's other blocks show of the relaxation in the first second."""
-    f = _block_fit(b, step)
-    if f is None:
-        return None
-    return -(f.v1 - f.v0) / delta_a, f.u / abs(delta_a)
-
-
 def _block_fit(b: AlignedBlock, step: StringStep) -> _BlockFit | None:
+    """Block ``b``'s voltages either side of ``step`` at its instant, from this block alone; None
+    when it has no clean samples on both sides. ``measure`` adds what the string's other blocks show
+    of the relaxation in the first second."""
     t, mv = b.true_ms, b.mv
     lo_ms, hi_ms = step.lo_ms, step.hi_ms
     i_lo = int(np.searchsorted(t, lo_ms, side="right"))  # first sample after lo
