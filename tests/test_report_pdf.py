@@ -137,18 +137,26 @@ def test_logger_workbook_prints_without_its_data(inputs, tmp_path: Path) -> None
     assert f"Logger {series[1].identity.serial}" in pages[0] and f"page 1 of {len(pages)}" in pages[0]
 
 
-@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
-def test_cli_export_pdf_of_a_test_folder(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from smartlogger.cli import main
+def _test_folder(tmp_path: Path, info: TestInfo) -> Path:
+    """A test folder of a simulated 3-block test's logfiles with ``info`` as its test.json."""
     from smartlogger.testing.api import simulated_logfiles
 
     d = tmp_path / "test"
     d.mkdir()
     for i, data in enumerate(simulated_logfiles(3)):
         (d / f"b{i + 1}.slog").write_bytes(data)
-    TestInfo(load="50A", rated_time="2h", technician="Tina Tester", site=SiteInfo("Plant North")).write(d)
+    info.write(d)
+    return d
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils not installed")
+def test_cli_export_pdf_of_a_test_folder(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from smartlogger.cli import main
+
+    d = _test_folder(tmp_path, TestInfo(load="50A", rated_time="2h", technician="Tina Tester",
+                                        site=SiteInfo("Plant North")))
     runner = CliRunner()
     bad = runner.invoke(main, ["export", "pdf", "--test", str(d), "-o", str(tmp_path / "report.txt")])
     assert bad.exit_code != 0 and "must end in .pdf" in bad.output
@@ -174,13 +182,8 @@ def test_a_watch_record_beside_the_logs_is_the_reports_live_watch_annex(tmp_path
     from smartlogger.analysis.results import TestResult
     from smartlogger.cli import main
     from smartlogger.export.report import local_time
-    from smartlogger.testing.api import simulated_logfiles
 
-    d = tmp_path / "test"
-    d.mkdir()
-    for i, data in enumerate(simulated_logfiles(3)):
-        (d / f"b{i + 1}.slog").write_bytes(data)
-    TestInfo(load="50A", rated_time="2h", end_voltage="10.5V/block").write(d)
+    d = _test_folder(tmp_path, TestInfo(load="50A", rated_time="2h", end_voltage="10.5V/block"))
     runner = CliRunner()
     assert runner.invoke(main, ["test", "analyze", str(d)]).exit_code == 0
     result = TestResult.from_json((d / "result.json").read_text())
